@@ -1,0 +1,74 @@
+"""What the engine sees of a model: token-id logits, special ids and a tokenizer, nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+
+ModelKind = Literal["masked_lm", "dream", "remote"]
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Token ids the engine needs, resolved once from the tokenizer/config in infill.models (never hard-coded).
+
+    mask_id: the id every editable canvas position starts as; the sampler never commits it.
+    end_of_span_id: the token a model emits after the middle of a span; every canvas position after the
+        first committed end_of_span is end_of_span too (the span's tail). For our own models it is
+        ``<|endofspan|>``; for Dream it is ``<|endoftext|>``; for other masked LMs the tokenizer's
+        sep/eos/pad token.
+    pad_id: used to pad sequences of different lengths in a batch (attention_mask is 0 there).
+    prefix_ids / suffix_ids: special ids a model expects around the whole sequence (e.g. [CLS] ... [SEP]).
+    banned_ids: ids never committed on the canvas (mask, pad, bos/cls, unk, other specials).
+    """
+
+    mask_id: int
+    end_of_span_id: int
+    pad_id: int
+    prefix_ids: tuple[int, ...] = ()
+    suffix_ids: tuple[int, ...] = ()
+    banned_ids: tuple[int, ...] = ()
+
+
+class TextTokenizer(Protocol):
+    """The text side of a model: plain token ids, no special tokens added."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def token_text(self, token_id: int) -> str:
+        """The exact text one token contributes when decoded in context (for token healing)."""
+        ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+
+class DenoisingModel(Protocol):
+    """Per-position logits over the vocabulary for a (partly masked) sequence.
+
+    ``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` where ``[:, i]`` is the distribution
+    of the token AT position i (adapters of shifted models such as Dream realign inside).
+    """
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class LoadedModel:
+    """A model directory ready for the engine."""
+
+    model: DenoisingModel
+    tokenizer: TextTokenizer
+    special: SpecialTokens
+    kind: ModelKind
+    device: torch.device
+    dtype: torch.dtype
+    max_positions: int
+    name: str
+    # Sampler defaults stored with the weights (generation_config.json "infill" keys), e.g.
+    # {"steps": 32, "strategy": "threshold", "threshold": 0.9, "block_size": 16}.
+    generation_defaults: dict[str, object] = field(default_factory=dict)
