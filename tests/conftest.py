@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import tiny_models
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("INFILL_SLOW") == "1":
+        return
+    skip_slow = pytest.mark.skip(reason="slow: set INFILL_SLOW=1 (needs a GPU or a long run)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def modernbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_models.build_modernbert(tmp_path_factory.mktemp("modernbert"))
+
+
+@pytest.fixture(scope="session")
+def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_models.build_roberta(tmp_path_factory.mktemp("roberta"))
+
+
+@pytest.fixture(scope="session")
+def dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_models.build_dream(tmp_path_factory.mktemp("dream"))

@@ -1,0 +1,1 @@
+"""Training pipeline: corpus, tokenizer, objective, trainer, evaluation. Imports infill, never lsp."""
