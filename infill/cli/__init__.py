@@ -1,0 +1,1 @@
+"""The `infill` command line: one module per subcommand, registered by main.py."""

@@ -1,0 +1,128 @@
+"""Options shared by the subcommands that run a model, and turning them into objects.
+
+Heavy imports (torch, transformers) happen inside functions so `infill --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infill.engine.types import DecodeConfig
+    from infill.infiller import Infiller
+
+STRATEGIES = ("confidence", "margin", "entropy", "threshold", "blocks")
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def unit_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}")
+    return number
+
+
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log to stderr (-v: info, -vv: debug; default level from INFILL_LOG_LEVEL, else warning)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        metavar="DIR",
+        default=None,
+        help="model directory (default: $INFILL_MODEL, else the bundled model)",
+    )
+    group.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to run the model (default: $INFILL_DEVICE, else auto: cuda when available)",
+    )
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model directories that need their own Python code (only for models you trust)",
+    )
+    add_verbose_option(parser)
+
+
+def add_decode_options(parser: argparse.ArgumentParser, *, max_tokens_help: str) -> None:
+    group = parser.add_argument_group("decoding (defaults come with the model)")
+    group.add_argument("--steps", type=positive_int, default=None, help="denoising steps for a full span")
+    group.add_argument(
+        "--strategy", choices=STRATEGIES, default=None, help="which masked positions to commit first"
+    )
+    group.add_argument(
+        "--threshold", type=unit_float, default=None, help="confidence to commit at (strategy threshold)"
+    )
+    group.add_argument(
+        "--temperature", type=non_negative_float, default=None, help="0 is greedy and deterministic"
+    )
+    group.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    group.add_argument("--max-tokens", type=positive_int, default=None, help=max_tokens_help)
+
+
+def configure_logging(verbose: int) -> None:
+    """Logs go to stderr only: stdout carries the command's output (diffs, completions)."""
+    if verbose >= 2:
+        level: int | str = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    else:
+        level = os.environ.get("INFILL_LOG_LEVEL", "WARNING").upper()
+    try:
+        logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+    except ValueError:
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+        logging.getLogger(__name__).warning("ignoring unknown INFILL_LOG_LEVEL %r", level)
+
+
+def load_infiller(args: argparse.Namespace) -> Infiller:
+    from infill.infiller import Infiller
+
+    return Infiller.load(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+
+
+def decode_config(args: argparse.Namespace, infiller: Infiller) -> DecodeConfig:
+    """The model's defaults with whatever the user set on the command line on top."""
+    overrides = {
+        name: getattr(args, name)
+        for name in ("steps", "strategy", "threshold", "temperature", "seed")
+        if getattr(args, name, None) is not None
+    }
+    return replace(infiller.engine.default_config(), **overrides)

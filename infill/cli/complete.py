@@ -1,0 +1,95 @@
+"""`infill complete PATH:LINE:COL`: print the completion the model proposes at a position.
+
+Plain output is the completion text (a newline is added when it does not end with one); with `-n N` each
+alternative gets a header line; `--json` gives exact texts, scores and the replaced range. Files in
+languages without a grammar are completed with line heuristics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from infill.cli.common import (
+    add_decode_options,
+    add_model_options,
+    decode_config,
+    load_infiller,
+    positive_int,
+)
+from infill.cli.fileio import line_column, offset_of, parse_position, read_source
+
+
+def complete_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "complete",
+        help="print the completion at PATH:LINE:COL",
+        description="Complete the code at a position (1-based line and column; columns count characters).",
+    )
+    parser.add_argument("position", metavar="PATH:LINE:COL", help="file and 1-based cursor position")
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "line", "block", "function"),
+        default="auto",
+        help="what to fill: auto (rest of line, or a block after an opener), line, block, function body",
+    )
+    parser.add_argument(
+        "-n", "--candidates", type=positive_int, default=1, metavar="N", help="print up to N alternatives"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object with every candidate")
+    add_model_options(parser)
+    add_decode_options(parser, max_tokens_help="token budget of the completion (default: chosen by region)")
+    parser.set_defaults(func=complete_command)
+    return parser
+
+
+def complete_command(args: argparse.Namespace) -> int:
+    from infill import regions
+    from infill.cli.fileio import lf_view
+    from infill.infiller import CompletionRequest
+
+    position = parse_position(args.position)
+    source = read_source(position.path)
+    text = lf_view(source.text).text
+    offset = offset_of(text, position)  # validated before the model loads
+    language = regions.language_for_path(source.path)
+
+    infiller = load_infiller(args)
+    request = CompletionRequest(
+        text=text,
+        offset=offset,
+        language=language,
+        mode=args.mode,
+        max_tokens=args.max_tokens,
+        num_candidates=args.candidates,
+    )
+    edits = infiller.complete(request, decode_config(args, infiller))
+
+    if args.json:
+        payload = {
+            "path": str(source.path),
+            "line": position.line,
+            "column": position.column,
+            "language": language,
+            "mode": args.mode,
+            "candidates": [
+                {
+                    "text": edit.new_text,
+                    "score": edit.score,
+                    "start": dict(zip(("line", "column"), line_column(text, edit.start), strict=True)),
+                    "end": dict(zip(("line", "column"), line_column(text, edit.end), strict=True)),
+                }
+                for edit in edits
+            ],
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return 0
+    if not edits:
+        print("infill: no completion passed the syntax check", file=sys.stderr)
+        return 0
+    for index, edit in enumerate(edits, start=1):
+        if args.candidates > 1:
+            print(f"--- candidate {index} of {len(edits)} (score {edit.score:.3f}) ---")
+        sys.stdout.write(edit.new_text if edit.new_text.endswith("\n") else edit.new_text + "\n")
+    return 0

@@ -1,0 +1,173 @@
+"""Reading and writing user files without ever losing or half-writing them.
+
+Files are read as bytes and decoded strictly, so the exact original bytes are known; edits are computed on
+an LF view of the text (models are trained on LF) and mapped back to the original offsets, so line endings
+and a missing final newline outside the edited spans survive byte for byte.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import re
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from infill.errors import InputError
+
+# A NUL byte in the first block is what git and grep take as "binary".
+BINARY_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    data: bytes  # exactly what was on disk when read
+    text: str  # data decoded as UTF-8, line endings untouched
+    mtime_ns: int
+    mode: int  # permission bits, kept when the file is rewritten
+
+
+def read_source(path: str | Path) -> SourceFile:
+    """Read a UTF-8 text file the user named; every way it can be unusable is one InputError line."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory")
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            data = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        raise InputError(f"{path}: looks like a binary file (contains NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (invalid byte 0x{data[error.start]:02x})") from None
+    return SourceFile(path, data, text, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
+
+
+@dataclass(frozen=True)
+class LfView:
+    """``text`` with every CRLF turned into LF, and the way back to offsets in the original."""
+
+    text: str
+    newline: str  # the original's dominant line ending, used for generated text
+    # LF-view offsets of the "\n" of every CRLF that was collapsed, ascending.
+    collapsed: tuple[int, ...]
+
+    def original_offset(self, offset: int) -> int:
+        # An offset AT a collapsed "\n" maps to before its "\r", so a span ending at a line end stops before
+        # the whole line ending, and one starting there takes it whole.
+        return offset + bisect.bisect_left(self.collapsed, offset)
+
+    def original_text(self, generated: str) -> str:
+        """Generated (LF) text in the file's own line-ending style."""
+        return generated.replace("\n", self.newline) if self.newline != "\n" else generated
+
+
+def lf_view(text: str) -> LfView:
+    collapsed: list[int] = []
+    for count, match in enumerate(re.finditer("\r\n", text)):
+        collapsed.append(match.start() - count)
+    lone_lf = text.count("\n") - len(collapsed)
+    newline = "\r\n" if len(collapsed) > lone_lf else "\n"
+    return LfView(text.replace("\r\n", "\n"), newline, tuple(collapsed))
+
+
+def write_atomic(path: Path, data: bytes, *, unchanged_since: SourceFile | None = None) -> None:
+    """Replace ``path`` with ``data`` all at once (temp file in the same directory, fsync, os.replace).
+
+    With ``unchanged_since``, refuse (InputError, nothing written) when the file on disk no longer matches
+    what was read: an editor or another tool changed it while the model was running.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    mode = unchanged_since.mode if unchanged_since is not None else None
+    if mode is None and path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".infill-tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, mode if mode is not None else 0o644)
+        if unchanged_since is not None:
+            _check_unchanged(unchanged_since)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    _fsync_directory(directory)
+
+
+def _check_unchanged(source: SourceFile) -> None:
+    try:
+        current = source.path.read_bytes()
+        mtime_ns = source.path.stat().st_mtime_ns
+    except OSError as error:
+        raise InputError(
+            f"{source.path}: changed while infill was running ({error.strerror}); not written"
+        ) from None
+    if current != source.data or mtime_ns != source.mtime_ns:
+        raise InputError(f"{source.path}: changed while infill was running; not written")
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform/filesystem allows opening a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class Position:
+    path: Path
+    line: int  # 1-based
+    column: int  # 1-based, in characters
+
+
+def parse_position(spec: str) -> Position:
+    """``PATH:LINE:COL`` (the path may itself contain colons)."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise InputError(f"{spec!r}: expected PATH:LINE:COL (1-based line and column)")
+    path, line, column = parts
+    if not (line.isdigit() and column.isdigit()) or int(line) < 1 or int(column) < 1:
+        raise InputError(f"{spec!r}: LINE and COL must be positive integers (1-based)")
+    return Position(Path(path), int(line), int(column))
+
+
+def offset_of(text: str, position: Position) -> int:
+    """Character offset of a 1-based line/column in LF text; the column may be one past the line's end."""
+    lines = text.split("\n")
+    if position.line > len(lines):
+        raise InputError(
+            f"{position.path}:{position.line}:{position.column}: line {position.line} is out of range "
+            f"(the file has {len(lines)} line{'s' if len(lines) != 1 else ''})"
+        )
+    line_text = lines[position.line - 1]
+    if position.column > len(line_text) + 1:
+        raise InputError(
+            f"{position.path}:{position.line}:{position.column}: column {position.column} is out of range "
+            f"(line {position.line} has {len(line_text)} character{'s' if len(line_text) != 1 else ''})"
+        )
+    return sum(len(line) + 1 for line in lines[: position.line - 1]) + position.column - 1
+
+
+def line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset in LF text."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column

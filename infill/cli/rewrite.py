@@ -1,0 +1,153 @@
+"""`infill rewrite PATH...`: fill `<|fill|>` holes and regenerate `infill:begin`/`infill:end` regions.
+
+Default output is a unified diff on stdout; `--in-place` writes each file atomically; `--check` exits 1 when
+anything would change. Bytes outside holes and regions never change: the model works on an LF view of the
+file and its edits are mapped back to the original offsets (CRLF, missing final newline and all).
+
+Files in languages without a grammar (e.g. `.xyz`) are still processed: markers are found with `#` and `//`
+comments and candidates are checked with line/bracket heuristics instead of a parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from infill.cli.common import add_decode_options, add_model_options, decode_config, load_infiller
+from infill.cli.fileio import SourceFile, lf_view, line_column, read_source, write_atomic
+
+if TYPE_CHECKING:
+    from infill.engine.types import DecodeConfig
+    from infill.infiller import Infiller
+
+logger = logging.getLogger(__name__)
+
+NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
+
+
+def rewrite_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "rewrite",
+        help="fill <|fill|> holes and regenerate infill:begin/end regions in files",
+        description=(
+            "Fill every `<|fill|>` hole and regenerate the code between every `infill:begin` and "
+            "`infill:end` comment (the markers are removed). Prints a unified diff unless --in-place or "
+            "--check is given. Nothing outside holes and regions changes."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="source files to rewrite")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
+        "-i",
+        "--in-place",
+        action="store_true",
+        help="write the files (atomically; refused for a file that changed while the model ran)",
+    )
+    action.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    add_model_options(parser)
+    add_decode_options(
+        parser,
+        max_tokens_help="token budget per hole or region (default: 64 per hole, "
+        "regions: the length of their old code plus some slack)",
+    )
+    parser.set_defaults(func=rewrite_command)
+    return parser
+
+
+@dataclass(frozen=True)
+class _Rewritten:
+    source: SourceFile
+    new_text: str
+    unvalidated_lines: tuple[int, ...]  # 1-based lines of gaps filled without passing the syntax check
+
+
+def rewrite_command(args: argparse.Namespace) -> int:
+    from infill import regions
+
+    # Read and validate every file before loading the model: bad input fails fast and nothing is written.
+    pending: list[tuple[SourceFile, str | None]] = []
+    for path in args.paths:
+        source = read_source(path)
+        language = regions.language_for_path(source.path)
+        if language is None:
+            logger.info("%s: no grammar for this extension; using line heuristics", source.path)
+        if regions.find_fill_markers(lf_view(source.text).text, language):
+            pending.append((source, language))
+        else:
+            print(
+                f"infill: {source.path}: no <|fill|> holes or infill:begin/end regions; nothing to do",
+                file=sys.stderr,
+            )
+    if not pending:
+        return 0
+
+    infiller = load_infiller(args)
+    config = decode_config(args, infiller)
+    changed = False
+    for source, language in pending:
+        result = _rewrite_source(infiller, source, language, config, args.max_tokens)
+        for line in result.unvalidated_lines:
+            print(
+                f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; "
+                "kept the best-scoring one",
+                file=sys.stderr,
+            )
+        if result.new_text == source.text:
+            continue
+        changed = True
+        if args.check:
+            print(f"infill: would rewrite {source.path}", file=sys.stderr)
+        elif args.in_place:
+            write_atomic(source.path, result.new_text.encode("utf-8"), unchanged_since=source)
+            print(f"infill: rewrote {source.path}", file=sys.stderr)
+        else:
+            sys.stdout.writelines(unified_diff(source.text, result.new_text, str(source.path)))
+            sys.stdout.flush()
+    return 1 if args.check and changed else 0
+
+
+def _rewrite_source(
+    infiller: Infiller, source: SourceFile, language: str | None, config: DecodeConfig, max_tokens: int | None
+) -> _Rewritten:
+    from infill.infiller import Edit, apply_edits
+
+    view = lf_view(source.text)
+    edits = infiller.fill_document(view.text, language=language, config=config, max_tokens=max_tokens)
+    # Map LF-view edits back onto the original text; generated newlines follow the file's own style.
+    original_edits = [
+        Edit(
+            view.original_offset(edit.start),
+            view.original_offset(edit.end),
+            view.original_text(edit.new_text),
+            edit.score,
+            edit.tokens,
+            edit.validated,
+        )
+        for edit in edits
+    ]
+    unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
+    return _Rewritten(source, apply_edits(source.text, original_edits), unvalidated)
+
+
+def unified_diff(old: str, new: str, path: str) -> Iterable[str]:
+    """A `git apply`/`patch`-compatible diff, including the no-newline-at-end-of-file marker."""
+    for line in difflib.unified_diff(_lines(old), _lines(new), f"a/{path}", f"b/{path}"):
+        if line.endswith("\n"):
+            yield line
+        else:
+            yield line + "\n"
+            yield NO_NEWLINE_MARKER
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split at "\\n" only (str.splitlines would also split at form feeds and U+2028)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines

@@ -1,0 +1,344 @@
+"""The one text-level entry point of the CLI and the language server: regions decide WHERE, the engine WHAT.
+
+Every method takes the full text of a document and returns edits with character offsets into that same
+text, so callers never re-derive positions. Candidates come back from the engine best first; each one is
+passed through ``regions.finalize_candidate`` (cut at the end of its syntactic unit, suffix duplication
+dropped, parse-error check) and only valid, distinct ones are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from infill import regions
+from infill.engine import InfillEngine
+from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult, TokenConfidence
+from infill.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FillMode = Literal["line", "block", "span"]
+StopCallback = Callable[[], bool]
+
+# Extra candidates are nearly free (they share the forward passes of one batch) and give the syntax check
+# something to fall back on when the best-scoring candidate does not parse.
+MIN_ENGINE_CANDIDATES = 2
+# Budget for a `<|fill|>` hole when the caller gives none.
+DEFAULT_HOLE_TOKENS = 64
+# A regenerated region may come out somewhat longer than the code it replaces.
+REGION_SLACK_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    text: str
+    offset: int  # character offset of the cursor in ``text``
+    language: str | None
+    mode: Literal["auto", "line", "block", "function"] = "auto"
+    max_tokens: int | None = None
+    num_candidates: int = 1
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace ``text[start:end]`` of the ORIGINAL text with ``new_text``."""
+
+    start: int
+    end: int
+    new_text: str
+    score: float
+    tokens: tuple[TokenConfidence, ...] = ()
+    # False when no candidate passed the syntax check and the best-scoring raw one was kept (fill_document
+    # only: a marker must always be replaced, so the caller gets something to review rather than nothing).
+    validated: bool = True
+
+
+def fill_mode_for(kind: str) -> FillMode:
+    """The engine's span mode for a region kind: lines stop at the newline, bodies are blocks."""
+    if kind == "line":
+        return "line"
+    if kind in ("block", "function", "region"):
+        return "block"
+    return "span"
+
+
+def apply_edits(text: str, edits: Sequence[Edit]) -> str:
+    """Apply non-overlapping edits (offsets into ``text``) in one pass; text outside them is kept as is."""
+    ordered = sorted(edits, key=lambda e: (e.start, e.end))
+    pieces: list[str] = []
+    cursor = 0
+    for edit in ordered:
+        if not 0 <= edit.start <= edit.end <= len(text):
+            raise InputError(f"edit {edit.start}..{edit.end} lies outside the text (length {len(text)})")
+        if edit.start < cursor:
+            raise InputError(f"edits overlap at offset {edit.start}")
+        pieces.append(text[cursor : edit.start])
+        pieces.append(edit.new_text)
+        cursor = edit.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[TokenConfidence, ...]:
+    """The leading tokens that make up ``text`` when finalisation cut the candidate short."""
+    kept: list[TokenConfidence] = []
+    length = 0
+    for token in tokens:
+        if length >= len(text):
+            break
+        kept.append(token)
+        length += len(token.text)
+    return tuple(kept)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One gap to fill: the engine request plus what finalisation needs to judge its candidates."""
+
+    start: int
+    end: int
+    request: FillRequest
+    kind: str  # Region kind passed to finalize_candidate
+
+
+class Infiller:
+    """Combines tree-sitter regions and the diffusion engine; holds no per-document state."""
+
+    def __init__(self, engine: InfillEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def load(
+        cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
+    ) -> Infiller:
+        return cls(InfillEngine.from_pretrained(model, device=device, trust_remote_code=trust_remote_code))
+
+    # ----------------------------------------------------------------------------------------- plumbing
+
+    def _config(self, config: DecodeConfig | None, num_candidates: int) -> DecodeConfig:
+        base = config if config is not None else self.engine.default_config()
+        return replace(base, num_candidates=max(num_candidates, base.num_candidates, MIN_ENGINE_CANDIDATES))
+
+    def _run(
+        self, slots: Sequence[_Slot], config: DecodeConfig, should_stop: StopCallback | None
+    ) -> list[FillResult]:
+        if not slots:
+            return []
+        results = self.engine.fill([slot.request for slot in slots], config, should_stop=should_stop)
+        assert len(results) == len(slots), "the engine returns one FillResult per request"
+        return results
+
+    def _valid_edits(self, slot: _Slot, candidates: Sequence[Candidate], language: str | None) -> list[Edit]:
+        """Finalised, syntax-checked, distinct candidates as edits, best first."""
+        edits: list[Edit] = []
+        seen: set[str] = set()
+        for candidate in candidates:
+            text = regions.finalize_candidate(
+                slot.request.prefix, candidate.text, slot.request.suffix, language, slot.kind
+            )
+            if text is None or not text.strip() or text in seen:
+                continue
+            seen.add(text)
+            tokens = candidate.tokens if text == candidate.text else _tokens_for_text(candidate.tokens, text)
+            edits.append(Edit(slot.start, slot.end, text, candidate.score, tokens))
+        edits.sort(key=lambda e: e.score, reverse=True)
+        return edits
+
+    def _region_slot(self, text: str, region: regions.Region) -> _Slot:
+        request = FillRequest(
+            prefix=text[: region.start],
+            suffix=text[region.end :],
+            max_tokens=region.max_tokens,
+            mode=fill_mode_for(region.kind),
+        )
+        return _Slot(region.start, region.end, request, region.kind)
+
+    def _regenerate_slot(self, text: str, region: regions.Region) -> _Slot:
+        """Like _region_slot, but the old code is masked and its token length sets the budget."""
+        old_tokens = len(self.engine.loaded.tokenizer.encode(text[region.start : region.end]))
+        budget = max(region.max_tokens, old_tokens + old_tokens // 4 + REGION_SLACK_TOKENS)
+        slot = self._region_slot(text, region)
+        return replace(slot, request=replace(slot.request, max_tokens=budget))
+
+    # ------------------------------------------------------------------------------------ completions
+
+    def complete(
+        self,
+        request: CompletionRequest,
+        config: DecodeConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> list[Edit]:
+        """Completions at the cursor, best first; [] when no candidate survives the syntax check."""
+        return self.complete_many([request], config, should_stop)[0]
+
+    def complete_many(
+        self,
+        requests: Sequence[CompletionRequest],
+        config: DecodeConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> list[list[Edit]]:
+        """complete() for many cursors in one batched engine call."""
+        if not requests:
+            return []
+        for request in requests:
+            if not 0 <= request.offset <= len(request.text):
+                raise InputError(
+                    f"cursor offset {request.offset} is outside the text (length {len(request.text)})"
+                )
+        slots = [
+            self._region_slot(
+                r.text, regions.pick_cursor_region(r.text, r.offset, r.language, r.mode, r.max_tokens)
+            )
+            for r in requests
+        ]
+        wanted = max(r.num_candidates for r in requests)
+        results = self._run(slots, self._config(config, wanted), should_stop)
+        return [
+            self._valid_edits(slot, result.candidates, r.language)[: r.num_candidates]
+            for slot, result, r in zip(slots, results, requests, strict=True)
+        ]
+
+    # --------------------------------------------------------------------------------------- rewrites
+
+    def rewrite(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> Edit | None:
+        """Regenerate the syntactic region enclosing ``text[start:end]``; None when nothing valid came out."""
+        if not 0 <= start <= end <= len(text):
+            raise InputError(f"selection {start}..{end} is outside the text (length {len(text)})")
+        return self._regenerate(
+            text, regions.expand_selection(text, start, end, language), language, config, should_stop
+        )
+
+    def rewrite_function(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> Edit | None:
+        """Regenerate the body of the function around ``offset``; None outside a function or when invalid."""
+        region = regions.function_region(text, offset, language)
+        if region is None:
+            return None
+        return self._regenerate(text, region, language, config, should_stop)
+
+    def _regenerate(
+        self,
+        text: str,
+        region: regions.Region,
+        language: str | None,
+        config: DecodeConfig | None,
+        should_stop: StopCallback | None,
+    ) -> Edit | None:
+        slot = self._regenerate_slot(text, region)
+        (result,) = self._run([slot], self._config(config, 1), should_stop)
+        edits = self._valid_edits(slot, result.candidates, language)
+        return edits[0] if edits else None
+
+    # ----------------------------------------------------------------------------------------- markers
+
+    def fill_document(
+        self,
+        text: str,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        should_stop: StopCallback | None = None,
+        max_tokens: int | None = None,
+    ) -> list[Edit]:
+        """Fill every `<|fill|>` hole and regenerate every infill:begin/end region in one batched call.
+
+        Each gap sees the rest of the document as written, minus all markers (other regions keep their old
+        code). The edits span the markers, so ``apply_edits`` removes them. Every marker gets an edit: when no
+        candidate passes the syntax check the best-scoring raw one is used and ``validated`` is False.
+        """
+        marks = regions.find_fill_markers(text, language)
+        if not marks:
+            return []
+        # The document as the model sees it around any one gap: holes vanish, regions keep their old code.
+        # segments = [before m0, kept m0, between m0 and m1, kept m1, ..., after the last mark]
+        segments: list[str] = []
+        cursor = 0
+        for mark in marks:
+            segments.append(text[cursor : mark.start])
+            segments.append(text[mark.fill_start : mark.fill_end] if mark.kind == "region" else "")
+            cursor = mark.end
+        segments.append(text[cursor:])
+        slots: list[_Slot] = []
+        for index, mark in enumerate(marks):
+            prefix = "".join(segments[: 2 * index + 1])
+            suffix = "".join(segments[2 * index + 2 :])
+            if mark.kind == "region":
+                old = text[mark.fill_start : mark.fill_end]
+                old_tokens = len(self.engine.loaded.tokenizer.encode(old))
+                budget = max_tokens or old_tokens + old_tokens // 4 + REGION_SLACK_TOKENS
+                kind = "block"
+            else:
+                budget = max_tokens or DEFAULT_HOLE_TOKENS
+                kind = "span"
+            request = FillRequest(prefix=prefix, suffix=suffix, max_tokens=budget, mode=fill_mode_for(kind))
+            slots.append(_Slot(mark.start, mark.end, request, kind))
+        results = self._run(slots, self._config(config, 1), should_stop)
+        edits: list[Edit] = []
+        for slot, result in zip(slots, results, strict=True):
+            valid = self._valid_edits(slot, result.candidates, language)
+            if valid:
+                edits.append(valid[0])
+                continue
+            best = result.best
+            logger.warning(
+                "no candidate for the gap at offset %d passed the syntax check; keeping the best raw one",
+                slot.start,
+            )
+            raw = best.text if best is not None else ""
+            edits.append(Edit(slot.start, slot.end, raw, best.score if best else float("-inf"), (), False))
+        return edits
+
+    # ------------------------------------------------------------------------------------- benchmarks
+
+    def fill_batch(
+        self,
+        rows: Sequence[tuple[str, str]],
+        *,
+        mode: str = "span",
+        max_tokens: int = 64,
+        config: DecodeConfig | None = None,
+        progress: Callable[[int], None] | None = None,
+        batch_size: int = 16,
+    ) -> list[str]:
+        """The best completion for each (prefix, suffix) row: exactly the text that goes between them.
+
+        No region picking and no syntax check (rows carry no language): this is the raw model, as the
+        evaluation harness compares it with an autoregressive peer. ``progress`` gets the number of rows
+        finished after each device batch.
+        """
+        if mode not in ("line", "block", "span"):
+            raise InputError(f"unknown fill mode {mode!r} (expected line, block or span)")
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        base = config if config is not None else self.engine.default_config()
+        config = replace(base, num_candidates=1)
+        completions: list[str] = []
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first : first + batch_size]
+            requests = [FillRequest(prefix=p, suffix=s, max_tokens=max_tokens, mode=mode) for p, s in chunk]  # type: ignore[arg-type]
+            for result in self.engine.fill(requests, config):
+                best = result.best
+                completions.append(best.text if best is not None else "")
+            if progress is not None:
+                progress(len(chunk))
+        return completions
