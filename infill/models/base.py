@@ -12,7 +12,7 @@ ModelKind = Literal["masked_lm", "dream", "remote"]
 
 @dataclass(frozen=True)
 class SpecialTokens:
-    """Token ids the engine needs, resolved once from the tokenizer/config in infill.models (never hard-coded).
+    """Token ids the engine needs, resolved once from tokenizer/config in infill.models (never hard-coded).
 
     mask_id: the id every editable canvas position starts as; the sampler never commits it.
     end_of_span_id: the token a model emits after the middle of a span; every canvas position after the

@@ -1,0 +1,81 @@
+"""Masked LMs that transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from infill.errors import ModelLoadError
+from infill.models.locate import describe_error
+
+logger = logging.getLogger(__name__)
+
+# RoBERTa-style models number positions from pad_token_id + 1, so pad_token_id + 1 of their
+# max_position_embeddings can never hold a token.
+_POSITIONS_OFFSET_BY_PAD = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
+
+
+def is_native_masked_lm(config: dict[str, Any]) -> bool:
+    return config.get("model_type") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    if config.get("model_type") in _POSITIONS_OFFSET_BY_PAD:
+        positions -= int(config.get("pad_token_id") or 0) + 1
+    return positions
+
+
+class MaskedLMAdapter:
+    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
+        return out.logits.float()
+
+
+def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> MaskedLMAdapter:
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+        model = AutoModelForMaskedLM.from_pretrained(
+            str(model_dir), config=config, **pretrained_kwargs(device, dtype), trust_remote_code=False
+        )
+    except Exception as exc:  # safetensors, OSError, ValueError...: all mean the directory is unusable
+        raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
+    return MaskedLMAdapter(checked_model(model, model_dir))
+
+
+def pretrained_kwargs(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """from_pretrained arguments every kind shares: safetensors only, straight onto the device."""
+    return {
+        "use_safetensors": True,
+        "dtype": dtype,
+        "device_map": {"": device},
+        "output_loading_info": True,
+    }
+
+
+def checked_model(loaded: tuple[PreTrainedModel, dict[str, Any]], model_dir: Path) -> PreTrainedModel:
+    """Refuse weights that do not fit the architecture (transformers would silently init them randomly)."""
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing or mismatched:
+        bad = missing or mismatched
+        raise ModelLoadError(
+            f"The weights in {model_dir} do not match its config.json: "
+            f"{len(bad)} tensors missing or mis-shaped (e.g. {bad[0]})"
+        )
+    return model.eval()

@@ -1,0 +1,82 @@
+"""Adapts a Hugging Face fast tokenizer to the engine's TextTokenizer protocol."""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from infill.errors import ModelLoadError
+from infill.models.locate import describe_error
+
+logger = logging.getLogger(__name__)
+
+
+class HFTextTokenizer:
+    """Plain token ids for text: no special tokens added, and special-token strings in user text stay text.
+
+    ``token_text`` is the exact text one token contributes. For byte-level BPE (GPT-2/Qwen/our code
+    tokenizer) a token is a byte string; a token holding only part of a multi-byte UTF-8 character has no
+    text of its own, so each incomplete byte sequence becomes U+FFFD (what ``decode`` prints for it too).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+        self.hf = tokenizer
+        self._added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
+        self._byte_level = _is_byte_level(tokenizer)
+        self._byte_of_char = {c: b for b, c in bytes_to_unicode().items()}
+
+    def encode(self, text: str) -> list[int]:
+        # split_special_tokens: code that happens to contain "<|mask|>" must not become a mask position.
+        return list(self.hf(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def token_text(self, token_id: int) -> str:
+        return self._token_text(token_id)
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one adapter per loaded model, lives as long as the model
+    def _token_text(self, token_id: int) -> str:
+        if token_id in self._added:
+            return self._added[token_id]
+        piece = self.hf.convert_ids_to_tokens(token_id)
+        if piece is None:
+            return ""
+        if self._byte_level and all(c in self._byte_of_char for c in piece):
+            return bytes(self._byte_of_char[c] for c in piece).decode("utf-8", errors="replace")
+        # SentencePiece / WordPiece: decoding one id is the best context-free answer those schemes give.
+        return self.hf.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    @property
+    def vocab_size(self) -> int:
+        # len() counts added tokens (mask, pad, end of span...), which .vocab_size leaves out.
+        return len(self.hf)
+
+
+def _is_byte_level(tokenizer: PreTrainedTokenizerFast) -> bool:
+    decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
+    parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    return any(part.get("type") == "ByteLevel" for part in parts)
+
+
+def load_tokenizer(model_dir: Path, *, trust_remote_code: bool) -> PreTrainedTokenizerFast:
+    """The directory's fast tokenizer.
+
+    With a tokenizer.json it is loaded directly, never through AutoTokenizer: AutoTokenizer reads
+    config.json and follows its auto_map (Dream ships one) to remote tokenizer code.
+    """
+    try:
+        if (model_dir / "tokenizer.json").is_file():
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises many types for a broken tokenizer; report them all alike
+        raise ModelLoadError(f"Could not load the tokenizer in {model_dir}: {describe_error(exc)}") from exc
+    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
+        raise ModelLoadError(f"The tokenizer in {model_dir} is not a fast (tokenizers) tokenizer")
+    return tokenizer
