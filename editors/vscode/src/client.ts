@@ -1,0 +1,52 @@
+// Builds the vscode-languageclient client that runs `infill serve` over stdio. Inline completions, code
+// actions (with codeAction/resolve) and work-done progress come from the library's built-in features; this
+// module only adds the enable/disabled-languages gate, the `infill/status` handler and settings pushes.
+
+import {
+  DidChangeConfigurationNotification,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+
+import { ClientFactory, ServerClient } from "./session";
+
+export const STATUS_NOTIFICATION = "infill/status";
+
+export const createLanguageClient: ClientFactory = (launch, initial, hooks): ServerClient => {
+  const serverOptions: ServerOptions = {
+    command: launch.command,
+    args: launch.args,
+    transport: TransportKind.stdio,
+  };
+  const clientOptions: LanguageClientOptions = {
+    // Every file and unsaved buffer; the server decides what it can fill (unknown languages use line rules).
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: initial,
+    middleware: {
+      provideInlineCompletionItems: (document, position, context, token, next) =>
+        hooks.completionsWanted(document.languageId) ? next(document, position, context, token) : null,
+    },
+  };
+  const client = new LanguageClient("infill", "Infill", serverOptions, clientOptions);
+  const subscriptions = [
+    client.onNotification(STATUS_NOTIFICATION, (params: unknown) => hooks.onStatus(params)),
+    client.onDidChangeState((event) => {
+      if (event.newState === State.Stopped) {
+        hooks.onStopped();
+      }
+    }),
+  ];
+  return {
+    start: () => client.start(),
+    stop: async () => {
+      subscriptions.forEach((s) => s.dispose());
+      await client.dispose();
+    },
+    sendRequest: (method, params) => client.sendRequest(method, params),
+    pushSettings: (settings) =>
+      client.sendNotification(DidChangeConfigurationNotification.type, { settings: { infill: settings } }),
+  };
+};
