@@ -1,0 +1,134 @@
+import { strict as assert } from "node:assert";
+import { test } from "node:test";
+
+import {
+  ActiveDocument,
+  parseRewriteResult,
+  RewriteHost,
+  RewriteParams,
+  runRewrite,
+  TextEdit,
+} from "../src/rewrite";
+
+const SELECTION = { start: { line: 1, character: 4 }, end: { line: 2, character: 0 } };
+const CURSOR = { start: { line: 3, character: 2 }, end: { line: 3, character: 2 } };
+
+class FakeEditor implements RewriteHost {
+  sent: { method: string; params: RewriteParams }[] = [];
+  applied: { uri: string; edits: TextEdit[] }[] = [];
+  infos: string[] = [];
+  errors: string[] = [];
+  version: number;
+
+  constructor(
+    public doc: ActiveDocument | undefined,
+    private readonly reply: (params: RewriteParams) => Promise<unknown>,
+    private readonly accept = true,
+  ) {
+    this.version = doc?.version ?? 0;
+  }
+  activeDocument() {
+    return this.doc;
+  }
+  documentVersion(uri: string) {
+    return uri === this.doc?.uri ? this.version : undefined;
+  }
+  sendRequest(method: string, params: RewriteParams) {
+    this.sent.push({ method, params });
+    return this.reply(params);
+  }
+  async applyEdits(uri: string, edits: TextEdit[]) {
+    this.applied.push({ uri, edits });
+    return this.accept;
+  }
+  showInfo(message: string) {
+    this.infos.push(message);
+  }
+  showError(message: string) {
+    this.errors.push(message);
+  }
+}
+
+function doc(selection = SELECTION): ActiveDocument {
+  return { uri: "file:///w/a.py", version: 7, selection };
+}
+
+const ONE_EDIT = {
+  edits: [{ range: SELECTION, newText: "    return a + b\n", confidence: [{ text: "return", confidence: 0.9 }] }],
+};
+
+test("rewrite selection sends the selection and version, then applies the edits", async () => {
+  const editor = new FakeEditor(doc(), async () => ONE_EDIT);
+  assert.equal(await runRewrite(editor, "range"), "applied");
+  assert.deepEqual(editor.sent, [
+    {
+      method: "infill/rewrite",
+      params: { textDocument: { uri: "file:///w/a.py" }, version: 7, range: SELECTION, target: "range" },
+    },
+  ]);
+  assert.deepEqual(editor.applied, [
+    { uri: "file:///w/a.py", edits: [{ range: SELECTION, newText: "    return a + b\n" }] },
+  ]);
+  assert.deepEqual(editor.errors, []);
+});
+
+test("rewrite function sends the cursor; fill holes sends no range", async () => {
+  const editor = new FakeEditor(doc(CURSOR), async () => ({ edits: [] }));
+  assert.equal(await runRewrite(editor, "function"), "nothing");
+  assert.deepEqual(editor.sent[0].params.range, CURSOR);
+  assert.equal(editor.sent[0].params.target, "function");
+  assert.equal(await runRewrite(editor, "holes"), "nothing");
+  assert.equal(editor.sent[1].params.range, undefined);
+  assert.equal(editor.sent[1].params.target, "holes");
+  assert.equal(editor.applied.length, 0);
+  assert.match(editor.infos[1], /no holes/);
+});
+
+test("rewrite selection with an empty selection asks for one and sends nothing", async () => {
+  const editor = new FakeEditor(doc(CURSOR), async () => ONE_EDIT);
+  assert.equal(await runRewrite(editor, "range"), "no-selection");
+  assert.equal(editor.sent.length, 0);
+});
+
+test("no editor: nothing is sent", async () => {
+  const editor = new FakeEditor(undefined, async () => ONE_EDIT);
+  assert.equal(await runRewrite(editor, "holes"), "no-editor");
+  assert.equal(editor.sent.length, 0);
+});
+
+test("edits for an older version are discarded, never applied", async () => {
+  const editor = new FakeEditor(doc(), async () => {
+    editor.version = 8; // the user typed while the server worked
+    return ONE_EDIT;
+  });
+  assert.equal(await runRewrite(editor, "range"), "stale");
+  assert.equal(editor.applied.length, 0);
+  assert.match(editor.infos[0], /changed while rewriting/);
+});
+
+test("ContentModified from the server is reported as stale, other errors as one line", async () => {
+  const stale = new FakeEditor(doc(), () => Promise.reject({ code: -32801, message: "content modified" }));
+  assert.equal(await runRewrite(stale, "range"), "stale");
+  assert.deepEqual(stale.errors, []);
+  const broken = new FakeEditor(doc(), () =>
+    Promise.reject({ code: -32603, message: "model failed to load\nTraceback ..." }),
+  );
+  assert.equal(await runRewrite(broken, "range"), "failed");
+  assert.deepEqual(broken.errors, ["Infill: rewrite failed: model failed to load"]);
+});
+
+test("malformed results are rejected, not applied", async () => {
+  for (const bad of [null, {}, { edits: [{ newText: "x" }] }, { edits: [{ range: SELECTION }] }]) {
+    const editor = new FakeEditor(doc(), async () => bad);
+    assert.equal(await runRewrite(editor, "range"), "failed");
+    assert.equal(editor.applied.length, 0);
+    assert.match(editor.errors[0], /malformed/);
+  }
+  assert.deepEqual(parseRewriteResult({ edits: [{ range: SELECTION, newText: "" }] })[0].confidence, []);
+});
+
+test("an edit the editor refuses is reported", async () => {
+  const editor = new FakeEditor(doc(), async () => ONE_EDIT, false);
+  assert.equal(await runRewrite(editor, "range"), "failed");
+  assert.match(editor.errors[0], /refused/);
+});
