@@ -36,22 +36,23 @@ function setup(values: Record<string, unknown> = {}, failStart = false) {
   const config: Record<string, unknown> = { ...values };
   const errors: string[] = [];
   const clients: FakeClient[] = [];
-  let session: InfillSession;
+  const ref: { session?: InfillSession } = {};
   const host: SessionHost = {
     readSettings: (): InfillSettings => readSettings((key) => config[key]),
     writeEnable: async (enable) => {
       config.enable = enable;
-      await session.onSettingsChanged(); // VS Code fires onDidChangeConfiguration after update()
+      await ref.session?.onSettingsChanged(); // VS Code fires onDidChangeConfiguration after update()
     },
     showError: (message) => errors.push(message),
   };
   const item: StatusItem = { text: "", tooltip: undefined, command: undefined, show() {} };
   const status = new StatusController(item, "infill.toggle");
-  session = new InfillSession(host, status, (launch, initial, hooks) => {
+  const session = new InfillSession(host, status, (launch, initial, hooks) => {
     const client = new FakeClient(launch, initial, hooks, failStart);
     clients.push(client);
     return client;
   });
+  ref.session = session;
   return { session, config, errors, clients, status, item };
 }
 
