@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from infill.cli.common import add_decode_options, add_model_options, decode_config, load_infiller
 from infill.cli.fileio import SourceFile, lf_view, line_column, read_source, write_atomic
+from infill.errors import MarkerError
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
@@ -71,18 +72,25 @@ def rewrite_command(args: argparse.Namespace) -> int:
 
     # Read and validate every file before loading the model: bad input fails fast and nothing is written.
     pending: list[tuple[SourceFile, str | None]] = []
+    nothing_to_do: list[SourceFile] = []
     for path in args.paths:
         source = read_source(path)
         language = regions.language_for_path(source.path)
         if language is None:
             logger.info("%s: no grammar for this extension; using line heuristics", source.path)
-        if regions.find_fill_markers(lf_view(source.text).text, language):
+        try:
+            marks = regions.find_fill_markers(lf_view(source.text).text, language)
+        except MarkerError as error:
+            raise MarkerError(f"{source.path}: {error}") from None
+        if marks:
             pending.append((source, language))
         else:
-            print(
-                f"infill: {source.path}: no <|fill|> holes or infill:begin/end regions; nothing to do",
-                file=sys.stderr,
-            )
+            nothing_to_do.append(source)
+    for source in nothing_to_do:
+        print(
+            f"infill: {source.path}: no <|fill|> holes or infill:begin/end regions; nothing to do",
+            file=sys.stderr,
+        )
     if not pending:
         return 0
 
