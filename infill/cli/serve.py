@@ -1,0 +1,87 @@
+"""`infill serve`: the language server over stdio (default) or TCP on loopback only.
+
+stdout is the protocol, so logging goes to ``--log-file`` or stderr; nothing else is printed while serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+
+from infill.errors import InputError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the language server (stdio by default)",
+        description="Run the infill language server: inline completions, infill/rewrite and code actions.",
+    )
+    parser.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio (loopback only)")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host; must be a loopback address")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (required with --tcp)")
+    parser.add_argument("--model", default=None, help="model directory (default: INFILL_MODEL, then bundled)")
+    parser.add_argument("--device", default=None, help='"auto" (default), "cpu", "cuda" or "cuda:N"')
+    parser.add_argument("--log-file", default=None, help="write logs here instead of stderr")
+    parser.set_defaults(func=serve_command)
+    return parser
+
+
+def _check_loopback(host: str) -> None:
+    """Refuse anything but loopback: the server reads and edits source code for whoever connects."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InputError(f"--host {host} is not a loopback address; infill serve listens on loopback only")
+
+
+def _configure_logging(log_file: str | None) -> None:
+    level_name = os.environ.get("INFILL_LOG_LEVEL", "INFO").upper()
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int):
+        level = logging.INFO
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    # pygls logs every message body at INFO (a 5 MB didOpen would land in the log): keep it to warnings.
+    if level > logging.DEBUG:
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    if args.tcp:
+        _check_loopback(args.host)
+        if args.port is None or not 0 < args.port < 65536:
+            raise InputError("--tcp needs --port N with 0 < N < 65536")
+    elif args.port is not None:
+        raise InputError("--port is only used with --tcp")
+    try:
+        _configure_logging(args.log_file)
+    except OSError as error:
+        raise InputError(f"cannot open log file {args.log_file}: {error.strerror or error}") from error
+    from lsp.server import SERVER
+
+    SERVER.cli_model = args.model
+    SERVER.cli_device = args.device
+    logging.getLogger(__name__).info("infill serve starting (%s)", "tcp" if args.tcp else "stdio")
+    if args.tcp:
+        SERVER.start_tcp(args.host, args.port)
+    else:
+        SERVER.start_io()
+    return 0

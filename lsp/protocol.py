@@ -1,0 +1,69 @@
+"""pygls' LSP protocol with answers for malformed input, so a bad message never leaves a client waiting.
+
+pygls drops a request whose params fail to validate (the client would wait forever) and ignores valid JSON
+that is not a JSON-RPC message. Here such a request gets an InvalidParams / InvalidRequest error with its id,
+and a body that is not JSON gets a ParseError with id null, as JSON-RPC 2.0 asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.protocol import LanguageServerProtocol
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RejectedRequest:
+    """A request that could not be structured; answered with ``error`` instead of being dispatched."""
+
+    id: int | str
+    error: JsonRpcException
+
+
+def _request_id(data: object) -> int | str | None:
+    if isinstance(data, dict) and isinstance(data.get("id"), int | str) and not isinstance(data["id"], bool):
+        return data["id"]
+    return None
+
+
+class InfillProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            msg_id = _request_id(data)
+            if msg_id is None or "method" not in data:
+                raise
+            error.message = f"{error.message}: bad params for {data['method']!r}"
+            return RejectedRequest(msg_id, error)
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, RejectedRequest):
+            logger.warning("rejected request %s: %s", message.id, message.error.message)
+            self._send_response(message.id, error=message.error.to_response_error())
+            return
+        version = getattr(message, "jsonrpc", None)
+        if version != self.VERSION:
+            # Valid JSON but not JSON-RPC 2.0 (a list, a number, a dict without "jsonrpc", version "1.0").
+            logger.warning("invalid JSON-RPC message: %.200r", message)
+            error = JsonRpcInvalidRequest("Invalid Request: not a JSON-RPC 2.0 message").to_response_error()
+            msg_id = _request_id(message) if isinstance(message, dict) else getattr(message, "id", None)
+            is_notification = msg_id is None and (
+                hasattr(message, "method") or (isinstance(message, dict) and "method" in message)
+            )
+            if not is_notification:  # notifications get no answer, not even an error
+                self.send_error(msg_id, error.code, error.message)
+            return
+        super().handle_message(message)
+
+    def send_parse_error(self, detail: str) -> None:
+        self.send_error(None, JsonRpcParseError.CODE, f"Parse error: {detail}")
+
+    def send_error(self, msg_id: int | str | None, code: int, message: str) -> None:
+        """An error response; a None ``msg_id`` sends ``"id": null`` (the id of an unreadable message)."""
+        self._send_data({"jsonrpc": self.VERSION, "id": msg_id, "error": {"code": code, "message": message}})

@@ -1,0 +1,435 @@
+"""The infill language server: inline completions, ``infill/rewrite`` and rewrite code actions over LSP.
+
+State lives in one ``InfillLanguageServer`` (settings, the model worker, pending requests); handlers are short
+and async, and await the model worker's futures so the protocol thread never blocks on the model. Documents
+always come from pygls' workspace; positions go through the document's position codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.exceptions import (
+    FeatureRequestError,
+    JsonRpcContentModified,
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcRequestCancelled,
+)
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from infill import __version__, regions
+from infill.errors import Cancelled, InfillError
+from lsp.actions import ACTION_KIND, offered_actions
+from lsp.completion import completion_items, plan_completion, selected_completion
+from lsp.protocol import InfillProtocol
+from lsp.rewrite import (
+    REWRITE_METHOD,
+    RewriteParams,
+    edits_to_wire,
+    parse_rewrite_params,
+    rewrite_call,
+    workspace_edit,
+)
+from lsp.settings import ServerSettings, model_spec, parse_settings
+from lsp.text_edits import LineIndex, PositionOutOfRange
+from lsp.worker import ModelCall, ModelWorker, SamplerOverrides, StopCheck, WorkerState
+
+if TYPE_CHECKING:
+    from infill.infiller import Edit
+
+logger = logging.getLogger(__name__)
+
+STATUS_METHOD = "infill/status"
+T = TypeVar("T")
+# Hands work to the worker: (is_stale, request label) -> future of its result.
+Submit = Callable[[StopCheck, str], "Future[T]"]
+
+
+class RequestFailed(JsonRpcException):
+    """LSP's RequestFailed: the request was valid but could not be done (e.g. the model failed to load)."""
+
+    CODE = types.LSPErrorCodes.RequestFailed.value
+    MESSAGE = "Request failed"
+
+
+@dataclass
+class PendingRequest:
+    """One in-flight request per (kind, document); a newer one marks the older superseded."""
+
+    superseded: bool = False
+
+
+@dataclass(frozen=True)
+class DocumentSnapshot:
+    """An open document at one version, with its line index and the client's position codec."""
+
+    uri: str
+    version: int
+    language_id: str
+    language: str | None
+    index: LineIndex
+    codec: Any  # pygls PositionCodec (client_num_units)
+
+    @property
+    def text(self) -> str:
+        return self.index.text
+
+    def offset(self, position: types.Position) -> int:
+        return self.index.offset(position, self.codec)
+
+
+class InfillLanguageServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            name="infill",
+            version=__version__,
+            protocol_cls=InfillProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.settings = ServerSettings()
+        # `infill serve --model/--device`: used when the client leaves model/device unset.
+        self.cli_model: str | None = None
+        self.cli_device: str | None = None
+        self.worker = ModelWorker(self._on_worker_status)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[tuple[str, str], PendingRequest] = {}
+        self._indexes: dict[str, LineIndex] = {}
+        self._progress_token: str | None = None
+        self._shown_load_error = False
+
+    # -- documents -------------------------------------------------------------------------------------------
+    def snapshot(self, uri: str) -> DocumentSnapshot | None:
+        """The open document at ``uri`` (None when it is not open: we never read files behind the client)."""
+        document: TextDocument | None = self.workspace.text_documents.get(unquote(uri))
+        if document is None or document.version is None:
+            return None
+        source = document.source
+        index = self._indexes.get(uri)
+        if index is None or index.text is not source:  # identity: pygls makes a new string per change
+            index = self._indexes[uri] = LineIndex.of(source)
+        language_id = document.language_id or ""
+        language = regions.language_for_lsp_id(language_id) if language_id else None
+        if language is None and document.path:
+            language = regions.language_for_path(document.path)
+        return DocumentSnapshot(uri, document.version, language_id, language, index, document.position_codec)
+
+    def current_version(self, uri: str) -> int | None:
+        """Safe from the worker thread: a dict lookup and an attribute read."""
+        document = self.workspace.text_documents.get(unquote(uri))
+        return None if document is None else document.version
+
+    def forget(self, uri: str) -> None:
+        self._indexes.pop(uri, None)
+        for (_, pending_uri), pending in self._pending.items():
+            if pending_uri == uri:
+                pending.superseded = True
+
+    def is_disabled(self, snapshot: DocumentSnapshot) -> bool:
+        disabled = self.settings.disabled_languages
+        return snapshot.language_id in disabled or (
+            snapshot.language is not None and snapshot.language in disabled
+        )
+
+    # -- settings and model ----------------------------------------------------------------------------------
+    def apply_settings(self, raw: object) -> bool:
+        """Take new client settings; True when the model (or its device) changed and needs a reload."""
+        settings, problems = parse_settings(raw)
+        if problems:
+            self.show_message(types.MessageType.Warning, "infill settings: " + "; ".join(problems))
+        before = model_spec(self.settings, self.cli_model, self.cli_device)
+        self.settings = settings
+        return model_spec(settings, self.cli_model, self.cli_device) != before
+
+    async def load_model(self) -> None:
+        """Start (re)loading in the worker; reports `$/progress` when the client lets us create a token."""
+        self._progress_token = None
+        window = self.client_capabilities.window
+        if window is not None and window.work_done_progress:
+            token = f"infill-load-{uuid.uuid4().hex[:8]}"
+            try:
+                await asyncio.wait_for(self.work_done_progress.create_async(token), timeout=5)
+                self._progress_token = token
+            except Exception as error:  # the client may refuse; progress is only a nicety
+                logger.info("no progress token: %s", error)
+        self._shown_load_error = False
+        self.worker.load(model_spec(self.settings, self.cli_model, self.cli_device))
+
+    def ensure_model(self) -> None:
+        """A client that never sent `initialized` still gets a model on its first request."""
+        if self.worker.spec is None:
+            self.worker.load(model_spec(self.settings, self.cli_model, self.cli_device))
+
+    def overrides(self) -> SamplerOverrides:
+        return SamplerOverrides(steps=self.settings.steps, threshold=self.settings.threshold)
+
+    def _on_worker_status(self, state: WorkerState, message: str | None) -> None:
+        if self.loop is not None:  # called on the worker thread: notify from the protocol thread
+            self.loop.call_soon_threadsafe(self._report_status, state, message)
+
+    def _report_status(self, state: WorkerState, message: str | None) -> None:
+        self.protocol.notify(STATUS_METHOD, {"state": state, **({"message": message} if message else {})})
+        token = self._progress_token
+        if state == "loading" and token is not None:
+            begin = types.WorkDoneProgressBegin(title="infill", message=message, cancellable=False)
+            self.work_done_progress.begin(token, begin)
+        elif state in ("ready", "error") and token is not None:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+            self._progress_token = None
+        if state == "error" and not self._shown_load_error:
+            self._shown_load_error = True
+            self.show_message(types.MessageType.Error, f"infill: the model failed to load: {message}")
+
+    def show_message(self, kind: types.MessageType, message: str) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    # -- running model work ----------------------------------------------------------------------------------
+    def begin_request(self, kind: str, uri: str) -> PendingRequest:
+        previous = self._pending.get((kind, uri))
+        if previous is not None:
+            previous.superseded = True
+        pending = self._pending[(kind, uri)] = PendingRequest()
+        return pending
+
+    def end_request(self, kind: str, uri: str, pending: PendingRequest) -> None:
+        if self._pending.get((kind, uri)) is pending:
+            del self._pending[(kind, uri)]
+
+    async def run_model(
+        self, kind: str, snapshot: DocumentSnapshot, submit: Submit[T], debounce_s: float = 0.0
+    ) -> T:
+        """Run model work for a document version; Cancelled when it went stale on the way.
+
+        ``submit(is_stale, label)`` hands the work to the worker. A newer request of the same kind for the
+        same document supersedes this one; a $/cancelRequest cancels the awaiting task and with it the future.
+        """
+        self.ensure_model()
+        pending = self.begin_request(kind, snapshot.uri)
+
+        def is_stale() -> bool:
+            return pending.superseded or self.current_version(snapshot.uri) != snapshot.version
+
+        try:
+            if debounce_s > 0:
+                # Typing bursts: only the last request of a burst reaches the model.
+                await asyncio.sleep(debounce_s)
+                if is_stale():
+                    raise Cancelled("superseded during the debounce window")
+            result = await asyncio.wrap_future(submit(is_stale, str(self.protocol.msg_id)))
+            if is_stale():
+                raise Cancelled("the document changed before the result arrived")
+            return result
+        finally:
+            self.end_request(kind, snapshot.uri, pending)
+
+    async def rewrite_document(
+        self, snapshot: DocumentSnapshot, call: ModelCall[T], version: int | None
+    ) -> T:
+        """run_model for rewrites, with the errors a client can act on (ContentModified, RequestFailed...)."""
+        if version is not None and version != snapshot.version:
+            raise JsonRpcContentModified(
+                f"Content modified: document is at version {snapshot.version}, not {version}"
+            )
+        if self.worker.state == "error":
+            raise RequestFailed(f"the model failed to load: {self.worker.error}")
+        try:
+            return await self.run_model(
+                "rewrite",
+                snapshot,
+                lambda stale, label: self.worker.call(call, self.overrides(), stale, label),
+            )
+        except Cancelled as error:
+            if self.current_version(snapshot.uri) != snapshot.version:
+                raise JsonRpcContentModified(f"Content modified: {error}") from error
+            raise JsonRpcRequestCancelled(f"Request cancelled: {error}") from error
+        except InfillError as error:
+            raise RequestFailed(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+
+    async def rewrite(self, params: RewriteParams) -> tuple[DocumentSnapshot, list[Edit]]:
+        """The edits of an ``infill/rewrite`` request or a code action being resolved."""
+        snapshot = self.require_snapshot(params.uri)
+        start, end = self.offsets(snapshot, params.range) if params.range is not None else (0, 0)
+        call = rewrite_call(params.target, snapshot.text, start, end, snapshot.language)
+        return snapshot, await self.rewrite_document(snapshot, call, params.version)
+
+    async def pull_settings(self) -> object:
+        """``workspace/configuration`` for clients that send didChangeConfiguration without the settings."""
+        workspace = self.client_capabilities.workspace
+        if workspace is None or not workspace.configuration:
+            return None
+        request = types.ConfigurationParams(items=[types.ConfigurationItem(section="infill")])
+        try:
+            values = await asyncio.wait_for(self.workspace_configuration_async(request), timeout=5)
+        except Exception as error:
+            logger.info("workspace/configuration failed: %s", error)
+            return None
+        return values[0] if values else None
+
+    def require_snapshot(self, uri: str) -> DocumentSnapshot:
+        snapshot = self.snapshot(uri)
+        if snapshot is None:
+            raise JsonRpcInvalidParams(f"Invalid params: document {uri} is not open")
+        if "\x00" in snapshot.text:
+            raise JsonRpcInvalidParams("Invalid params: the document looks binary (it contains NUL bytes)")
+        return snapshot
+
+    def offsets(self, snapshot: DocumentSnapshot, range_: types.Range) -> tuple[int, int]:
+        try:
+            start, end = snapshot.offset(range_.start), snapshot.offset(range_.end)
+        except PositionOutOfRange as error:
+            raise JsonRpcInvalidParams(f"Invalid params: {error}") from error
+        return min(start, end), max(start, end)
+
+    # -- errors outside requests -----------------------------------------------------------------------------
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+            logger.warning("unparsable message: %s", error)
+            assert isinstance(self.protocol, InfillProtocol)
+            self.protocol.send_parse_error(str(error))
+        elif source is not FeatureRequestError:
+            # A failed notification (e.g. didChange for a document never opened) has nobody to answer: log it
+            # instead of popping an error dialog in the editor on every keystroke.
+            logger.warning("error handling a notification: %s", error)
+
+
+SERVER = InfillLanguageServer()
+
+
+@SERVER.feature(types.INITIALIZE)
+def initialize(ls: InfillLanguageServer, params: types.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
+    ls.apply_settings(params.initialization_options)
+
+
+@SERVER.feature(types.INITIALIZED)
+async def initialized(ls: InfillLanguageServer, params: types.InitializedParams) -> None:
+    await ls.load_model()  # in the worker: initialize has been answered already
+
+
+@SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def did_change_configuration(
+    ls: InfillLanguageServer, params: types.DidChangeConfigurationParams
+) -> None:
+    raw = params.settings
+    if not (isinstance(raw, dict) and "infill" in raw):
+        raw = await ls.pull_settings()
+        if raw is None:
+            return  # nothing to go on: keep the settings we have
+    if ls.apply_settings(raw):
+        await ls.load_model()
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: InfillLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.forget(params.text_document.uri)
+
+
+@SERVER.feature(types.SHUTDOWN)
+def shutdown(ls: InfillLanguageServer, params: None) -> None:
+    ls.worker.close()
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(
+    ls: InfillLanguageServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
+    """Automatic trigger: one item after the debounce window; invoked: up to three, at once. Empty when the
+    document is gone, disabled, binary, or changed before the answer was ready."""
+    empty = types.InlineCompletionList(items=[])
+    snapshot = ls.snapshot(params.text_document.uri)
+    if snapshot is None or ls.is_disabled(snapshot) or ls.worker.state == "error":
+        return empty
+    automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+    try:
+        cursor = snapshot.offset(params.position)
+        info = params.context.selected_completion_info
+        selection = selected_completion(snapshot.index, cursor, info, snapshot.codec)
+    except PositionOutOfRange as error:
+        logger.info("inline completion %s: %s", ls.protocol.msg_id, error)
+        return empty
+    plan = plan_completion(
+        snapshot.text,
+        cursor,
+        selection,
+        language=snapshot.language,
+        max_tokens=ls.settings.max_tokens,
+        num_candidates=1 if automatic else 3,
+    )
+    if "\x00" in plan.job.text:
+        return empty
+    try:
+        edits = await ls.run_model(
+            "inline",
+            snapshot,
+            lambda stale, label: ls.worker.complete(plan.job, ls.overrides(), stale, label),
+            debounce_s=ls.settings.debounce_ms / 1000 if automatic else 0.0,
+        )
+    except InfillError as error:  # stale, superseded, no model, context too long: nothing to show
+        logger.info("inline completion %s: %s", ls.protocol.msg_id, error)
+        return empty
+    return types.InlineCompletionList(items=completion_items(plan, edits, snapshot.index, snapshot.codec))
+
+
+@SERVER.feature(REWRITE_METHOD)
+async def rewrite(ls: InfillLanguageServer, params: Any) -> dict[str, Any]:
+    snapshot, edits = await ls.rewrite(parse_rewrite_params(params))
+    return edits_to_wire(edits, snapshot.index, snapshot.codec)
+
+
+@SERVER.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True),
+)
+async def code_action(ls: InfillLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Cheap listing (regions only, off the protocol thread); the edit comes in codeAction/resolve."""
+    snapshot = ls.snapshot(params.text_document.uri)
+    only = params.context.only
+    if only and not any(kind == ACTION_KIND or ACTION_KIND.startswith(f"{kind}.") for kind in only):
+        return []
+    if snapshot is None or ls.is_disabled(snapshot) or "\x00" in snapshot.text:
+        return []
+    try:
+        start, end = ls.offsets(snapshot, params.range)
+        offered = await asyncio.to_thread(offered_actions, snapshot.text, start, end, snapshot.language)
+    except (JsonRpcInvalidParams, InfillError) as error:
+        logger.info("code actions %s: %s", ls.protocol.msg_id, error)
+        return []
+    return [
+        types.CodeAction(
+            title=action.title,
+            kind=ACTION_KIND,
+            disabled=types.CodeActionDisabled(reason=action.disabled_reason)
+            if action.disabled_reason
+            else None,
+            data=RewriteParams(
+                params.text_document.uri, action.target, snapshot.version, params.range
+            ).to_wire(),
+        )
+        for action in offered
+    ]
+
+
+@SERVER.feature(types.CODE_ACTION_RESOLVE)
+async def resolve_code_action(ls: InfillLanguageServer, action: types.CodeAction) -> types.CodeAction:
+    snapshot, edits = await ls.rewrite(parse_rewrite_params(action.data))
+    if not edits:
+        ls.show_message(
+            types.MessageType.Info, f"infill: {action.title}: no candidate passed the syntax check"
+        )
+        return action
+    workspace = ls.client_capabilities.workspace
+    versioned = bool(workspace and workspace.workspace_edit and workspace.workspace_edit.document_changes)
+    action.edit = workspace_edit(
+        snapshot.uri, snapshot.version, edits, snapshot.index, snapshot.codec, versioned
+    )
+    return action
