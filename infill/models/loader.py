@@ -14,10 +14,13 @@ from infill.engine.types import DecodeConfig
 from infill.errors import ModelLoadError
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
 from infill.models.devices import default_dtype, resolve_device
+from infill.models.dream import load_dream
 from infill.models.locate import check_model_files, read_config, read_generation_defaults, resolve_model_dir
 from infill.models.masked_lm import is_native_masked_lm, load_masked_lm, masked_lm_max_positions
+from infill.models.remote import load_remote
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.text_tokenizer import HFTextTokenizer, load_tokenizer
+from infill.models.weights import quiet_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -58,19 +61,16 @@ def load_model(
     hf_tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code and kind == "remote")
 
     adapter: DenoisingModel
-    if kind == "masked_lm":
-        adapter = load_masked_lm(model_dir, torch_device, torch_dtype)
-        positions = masked_lm_max_positions(config)
-    elif kind == "dream":
-        from infill.models.dream import load_dream
-
-        adapter = load_dream(model_dir, config, torch_device, torch_dtype)
-        positions = config.get("max_position_embeddings")
-    else:
-        from infill.models.remote import load_remote
-
-        adapter = load_remote(model_dir, config, torch_device, torch_dtype)
-        positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
+    with quiet_progress_bars():
+        if kind == "masked_lm":
+            adapter = load_masked_lm(model_dir, torch_device, torch_dtype)
+            positions = masked_lm_max_positions(config)
+        elif kind == "dream":
+            adapter = load_dream(model_dir, config, torch_device, torch_dtype)
+            positions = config.get("max_position_embeddings")
+        else:
+            adapter = load_remote(model_dir, config, torch_device, torch_dtype)
+            positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
 
     model_vocab = _logits_width(adapter, config, len(hf_tokenizer))
     loaded = LoadedModel(

@@ -12,6 +12,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
+from infill.models.weights import checked_model, pretrained_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +56,3 @@ def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) ->
     except Exception as exc:  # safetensors, OSError, ValueError...: all mean the directory is unusable
         raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
     return MaskedLMAdapter(checked_model(model, model_dir))
-
-
-def pretrained_kwargs(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """from_pretrained arguments every kind shares: safetensors only, straight onto the device."""
-    return {
-        "use_safetensors": True,
-        "dtype": dtype,
-        "device_map": {"": device},
-        "output_loading_info": True,
-    }
-
-
-def checked_model(loaded: tuple[PreTrainedModel, dict[str, Any]], model_dir: Path) -> PreTrainedModel:
-    """Refuse weights that do not fit the architecture (transformers would silently init them randomly)."""
-    model, info = loaded
-    missing = sorted(info.get("missing_keys") or ())
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
-    if missing or mismatched:
-        bad = missing or mismatched
-        raise ModelLoadError(
-            f"The weights in {model_dir} do not match its config.json: "
-            f"{len(bad)} tensors missing or mis-shaped (e.g. {bad[0]})"
-        )
-    return model.eval()

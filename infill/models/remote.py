@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrained
 
 from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
-from infill.models.masked_lm import checked_model, pretrained_kwargs
+from infill.models.weights import checked_model, pretrained_kwargs
 
 logger = logging.getLogger(__name__)
 

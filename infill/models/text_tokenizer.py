@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -29,6 +28,8 @@ class HFTextTokenizer:
         self._added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
         self._byte_level = _is_byte_level(tokenizer)
         self._byte_of_char = {c: b for b, c in bytes_to_unicode().items()}
+        # token healing asks for the same few thousand ids over and over
+        self._text_of_id: dict[int, str] = {}
 
     def encode(self, text: str) -> list[int]:
         # split_special_tokens: code that happens to contain "<|mask|>" must not become a mask position.
@@ -38,10 +39,12 @@ class HFTextTokenizer:
         return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def token_text(self, token_id: int) -> str:
-        return self._token_text(token_id)
+        text = self._text_of_id.get(token_id)
+        if text is None:
+            text = self._text_of_id[token_id] = self._uncached_token_text(token_id)
+        return text
 
-    @lru_cache(maxsize=65536)  # noqa: B019 - one adapter per loaded model, lives as long as the model
-    def _token_text(self, token_id: int) -> str:
+    def _uncached_token_text(self, token_id: int) -> str:
         if token_id in self._added:
             return self._added[token_id]
         piece = self.hf.convert_ids_to_tokens(token_id)

@@ -1,0 +1,53 @@
+"""from_pretrained settings every model kind shares, and the check that the weights fit the architecture."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from infill.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+
+def pretrained_kwargs(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """from_pretrained arguments every kind shares: safetensors only, straight onto the device."""
+    return {
+        "use_safetensors": True,
+        "dtype": dtype,
+        "device_map": {"": device},
+        "output_loading_info": True,
+    }
+
+
+def checked_model(loaded: tuple[PreTrainedModel, dict[str, Any]], model_dir: Path) -> PreTrainedModel:
+    """Refuse weights that do not fit the architecture (transformers would silently init them randomly)."""
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing or mismatched:
+        bad = missing or mismatched
+        raise ModelLoadError(
+            f"The weights in {model_dir} do not match its config.json: "
+            f"{len(bad)} tensors missing or mis-shaped (e.g. {bad[0]})"
+        )
+    return model.eval()
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """transformers' "Loading weights" bars are noise on the CLI's stderr; callers report progress."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
