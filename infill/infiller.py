@@ -157,10 +157,16 @@ class Infiller:
         )
         return _Slot(region.start, region.end, request, region.kind)
 
+    def _regeneration_budget(self, old_code: str, at_least: int = 0) -> int:
+        """Tokens for code that replaces ``old_code``: its length plus slack, within half the model's window
+        (the other half is context; a span alone larger than the window is ContextTooLong)."""
+        old_tokens = len(self.engine.loaded.tokenizer.encode(old_code))
+        wanted = max(at_least, old_tokens + old_tokens // 4 + REGION_SLACK_TOKENS)
+        return min(wanted, max(1, self.engine.loaded.max_positions // 2))
+
     def _regenerate_slot(self, text: str, region: regions.Region) -> _Slot:
         """Like _region_slot, but the old code is masked and its token length sets the budget."""
-        old_tokens = len(self.engine.loaded.tokenizer.encode(text[region.start : region.end]))
-        budget = max(region.max_tokens, old_tokens + old_tokens // 4 + REGION_SLACK_TOKENS)
+        budget = self._regeneration_budget(text[region.start : region.end], region.max_tokens)
         slot = self._region_slot(text, region)
         return replace(slot, request=replace(slot.request, max_tokens=budget))
 
@@ -283,9 +289,7 @@ class Infiller:
             prefix = "".join(segments[: 2 * index + 1])
             suffix = "".join(segments[2 * index + 2 :])
             if mark.kind == "region":
-                old = text[mark.fill_start : mark.fill_end]
-                old_tokens = len(self.engine.loaded.tokenizer.encode(old))
-                budget = max_tokens or old_tokens + old_tokens // 4 + REGION_SLACK_TOKENS
+                budget = max_tokens or self._regeneration_budget(text[mark.fill_start : mark.fill_end])
                 kind = "block"
             else:
                 budget = max_tokens or DEFAULT_HOLE_TOKENS

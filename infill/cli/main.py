@@ -16,6 +16,7 @@ from infill.cli.batch import batch_command_parser
 from infill.cli.complete import complete_command_parser
 from infill.cli.doctor import doctor_command_parser
 from infill.cli.rewrite import rewrite_command_parser
+from infill.cli.serve import serve_command_parser
 from infill.errors import InfillError
 
 EXIT_ERROR = 2
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete_command_parser(subparsers)
     batch_command_parser(subparsers)
     doctor_command_parser(subparsers)
+    serve_command_parser(subparsers)
     return parser
 
 
