@@ -1,0 +1,245 @@
+"""InfillEngine: text in, text out for gaps between a prefix and a suffix.
+
+Per request: trim the context to the model's window, heal a word cut by the cursor, estimate the span
+length with one forward pass, then decode one or more canvases (batched across requests) with the pure
+sampler and rank the resulting texts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TypeVar, get_args
+
+from infill.engine.candidates import ScoredCandidate, rank_candidates, span_candidate
+from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
+from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
+from infill.engine.length import CHEAP_CANVAS, canvas_lengths, end_of_span_probabilities, estimate_span_length
+from infill.engine.sampler import denoise
+from infill.engine.types import DecodeConfig, FillRequest, FillResult, Strategy
+from infill.errors import Cancelled, InputError, ModelLoadError
+from infill.models.base import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request with its context trimmed and its cut word healed."""
+
+    request: FillRequest
+    context: Context
+    removed: str  # healed text: the completion must start with it (and it is dropped from the result)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One canvas to decode: which request it serves and how long its span is."""
+
+    request: int
+    span_length: int
+
+
+class InfillEngine:
+    """Owns a loaded model; ``fill`` turns FillRequests into ranked text candidates."""
+
+    def __init__(self, loaded: LoadedModel, *, max_batch_rows: int = 16) -> None:
+        self.loaded = loaded
+        self.max_batch_rows = max_batch_rows
+        self._token_texts: TokenTexts | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
+    ) -> InfillEngine:
+        from infill.models import load_model
+
+        return cls(load_model(model, device=device, trust_remote_code=trust_remote_code))
+
+    def default_config(self) -> DecodeConfig:
+        """DecodeConfig() updated with the sampler defaults stored with the weights."""
+        known = {f.name for f in fields(DecodeConfig)}
+        defaults = dict(self.loaded.generation_defaults)
+        for key in sorted(set(defaults) - known):
+            logger.warning("Ignoring unknown generation default %r of model %s", key, self.loaded.name)
+            del defaults[key]
+        config = replace(DecodeConfig(), **defaults)
+        try:
+            check_config(config)
+        except InputError as exc:
+            raise ModelLoadError(f"Bad generation defaults in model {self.loaded.name}: {exc}") from exc
+        return config
+
+    @property
+    def token_texts(self) -> TokenTexts:
+        """Per-vocabulary token texts for healing, built on first use."""
+        if self._token_texts is None:
+            self._token_texts = TokenTexts(self.loaded.tokenizer, self.loaded.special)
+        return self._token_texts
+
+    def fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[FillResult]:
+        """One FillResult per request, candidates best first; raises Cancelled when should_stop() is true."""
+        config = config if config is not None else self.default_config()
+        check_config(config)
+        started = time.perf_counter()
+        prepared = [self._prepare(request) for request in requests]
+        results = [FillResult() for _ in requests]
+        rows = self._plan_rows(prepared, config, results, should_stop)
+        scored: list[list[ScoredCandidate]] = [[] for _ in requests]
+        for chunk_index, chunk in enumerate(_chunks(rows, self.max_batch_rows)):
+            chunk_config = config if config.seed is None else replace(config, seed=config.seed + chunk_index)
+            for row, candidate in self._decode(prepared, chunk, chunk_config, results, should_stop):
+                if candidate is not None:
+                    scored[row.request].append(candidate)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for result, items in zip(results, scored, strict=True):
+            ranked = rank_candidates(items, config.num_candidates)
+            result.candidates = [item.candidate for item in ranked]
+            result.generated_tokens = ranked[0].generated_tokens if ranked else 0
+            result.elapsed_ms = elapsed_ms
+        logger.info(
+            "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
+            len(requests),
+            len(rows),
+            sum(r.generated_tokens for r in results),
+            max((r.forward_passes for r in results), default=0),
+            elapsed_ms,
+        )
+        return results
+
+    def _prepare(self, request: FillRequest) -> _Prepared:
+        if request.max_tokens < 1:
+            raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        loaded = self.loaded
+        budget = context_budget(loaded.special, request.max_tokens, loaded.max_positions)
+        context = trim_context(request.prefix, request.suffix, loaded.tokenizer.encode, budget)
+        prefix_ids, removed = heal_prefix(context.prefix_ids, self.token_texts)
+        return _Prepared(request, replace(context, prefix_ids=prefix_ids), removed)
+
+    def _plan_rows(
+        self,
+        prepared: list[_Prepared],
+        config: DecodeConfig,
+        results: list[FillResult],
+        should_stop: Callable[[], bool] | None,
+    ) -> list[_Row]:
+        """Canvas lengths per request: one forward pass over the full canvases estimates each span's length
+        (skipped for short canvases); greedy tries distinct lengths, sampling draws every candidate."""
+        to_estimate = [i for i, p in enumerate(prepared) if p.request.max_tokens > CHEAP_CANVAS]
+        estimates = {i: prepared[i].request.max_tokens for i in range(len(prepared))}
+        special = self.loaded.special
+        for chunk in _chunks(to_estimate, self.max_batch_rows):
+            _check_stop(should_stop)
+            canvases = [self._canvas(prepared[i], prepared[i].request.max_tokens) for i in chunk]
+            ids, attention_mask, _ = stack_canvases(canvases, special, self.loaded.device)
+            end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, special)
+            for row, (i, canvas) in enumerate(zip(chunk, canvases, strict=True)):
+                span = end_probs[row, canvas.span_start : canvas.span_start + canvas.span_length]
+                estimates[i] = estimate_span_length(span.tolist(), minimum=1 if prepared[i].removed else 0)
+                results[i].forward_passes += 1
+        rows: list[_Row] = []
+        for i, item in enumerate(prepared):
+            lengths = canvas_lengths(estimates[i], item.request.max_tokens)
+            if i not in to_estimate:
+                lengths = [item.request.max_tokens]
+            count = (
+                min(config.num_candidates, len(lengths)) if config.temperature <= 0 else config.num_candidates
+            )
+            rows.extend(_Row(i, lengths[k % len(lengths)]) for k in range(count))
+        return rows
+
+    def _canvas(self, item: _Prepared, span_length: int) -> Canvas:
+        return build_canvas(item.context, span_length, self.loaded.special)
+
+    def _decode(
+        self,
+        prepared: list[_Prepared],
+        rows: list[_Row],
+        config: DecodeConfig,
+        results: list[FillResult],
+        should_stop: Callable[[], bool] | None,
+    ) -> list[tuple[_Row, ScoredCandidate | None]]:
+        """Decode ``rows`` in one batch of shared forward passes."""
+        special = self.loaded.special
+        canvases = [self._canvas(prepared[row.request], row.span_length) for row in rows]
+        ids, attention_mask, editable = stack_canvases(canvases, special, self.loaded.device)
+        healed = [
+            HealedSpan(
+                index,
+                canvas.span_start,
+                canvas.span_start + canvas.span_length,
+                prepared[row.request].removed,
+            )
+            for index, (row, canvas) in enumerate(zip(rows, canvases, strict=True))
+            if prepared[row.request].removed
+        ]
+        constraint = HealingConstraint(self.token_texts, healed, special.mask_id) if healed else None
+        out = denoise(
+            self.loaded.model, ids, editable, attention_mask, special, config, should_stop, constraint
+        )
+        for request in {row.request for row in rows}:
+            results[request].forward_passes += out.forward_passes
+        decoded: list[tuple[_Row, ScoredCandidate | None]] = []
+        for index, (row, canvas) in enumerate(zip(rows, canvases, strict=True)):
+            span = slice(canvas.span_start, canvas.span_start + canvas.span_length)
+            item = prepared[row.request]
+            candidate = span_candidate(
+                out.ids[index, span].tolist(),
+                out.confidences[index, span].tolist(),
+                self.loaded.tokenizer,
+                special.end_of_span_id,
+                removed=item.removed,
+                line=item.request.mode == "line",
+            )
+            if candidate is None:
+                logger.debug("Dropped a candidate that does not continue the healed text %r", item.removed)
+            decoded.append((row, candidate))
+        return decoded
+
+
+def check_config(config: DecodeConfig) -> None:
+    """Raise InputError for a DecodeConfig the sampler cannot honour."""
+    problems: list[str] = []
+    numbers = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in ("strategy", "seed")}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"Bad decoding settings: {name} must be a number, not {value!r}")
+    if config.seed is not None and (isinstance(config.seed, bool) or not isinstance(config.seed, int)):
+        raise InputError(f"Bad decoding settings: seed must be an integer, not {config.seed!r}")
+    if config.strategy not in get_args(Strategy):
+        problems.append(f"unknown strategy {config.strategy!r} (choose from {', '.join(get_args(Strategy))})")
+    if config.steps < 1:
+        problems.append(f"steps must be at least 1, not {config.steps}")
+    if config.block_size < 1:
+        problems.append(f"block_size must be at least 1, not {config.block_size}")
+    if not 0 < config.threshold <= 1:
+        problems.append(f"threshold must be in (0, 1], not {config.threshold}")
+    if not 0 <= config.remask < 1:
+        problems.append(f"remask must be in [0, 1), not {config.remask}")
+    if config.temperature < 0:
+        problems.append(f"temperature must be >= 0, not {config.temperature}")
+    if not 0 < config.top_p <= 1:
+        problems.append(f"top_p must be in (0, 1], not {config.top_p}")
+    if config.num_candidates < 1:
+        problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
+    if problems:
+        raise InputError("Bad decoding settings: " + "; ".join(problems))
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("Cancelled")
+
+
+def _chunks(items: list[_Item], size: int) -> list[list[_Item]]:
+    return [items[start : start + size] for start in range(0, len(items), max(1, size))]

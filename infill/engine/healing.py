@@ -1,0 +1,147 @@
+"""Token healing: a cursor inside a word (``def fo|``) must not force the model to continue a broken token.
+
+The prefix's trailing word-like tokens are taken off the canvas and their text ("removed") becomes a
+constraint on the first span positions: a token there must either start with the removed text, or be a
+proper prefix of it, and then the next position continues with the remainder. The engine drops the removed
+text from the result again, so the completion starts exactly at the cursor.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from infill.models.base import SpecialTokens, TextTokenizer
+
+# A token that may be the start of a longer word: optional leading blank, then word characters.
+_WORDISH = re.compile(r"[ \t]?\w+")
+# Each healed token may cost a forward pass (a token that is a proper prefix is decided alone); a word
+# is rarely split into more pieces than this.
+MAX_HEALED_TOKENS = 3
+
+
+class TokenTexts:
+    """The text of every token id (built once per engine) and lookups by text for healing."""
+
+    def __init__(self, tokenizer: TextTokenizer, special: SpecialTokens) -> None:
+        self.texts = [tokenizer.token_text(i) for i in range(tokenizer.vocab_size)]
+        unusable = {special.mask_id, special.end_of_span_id, special.pad_id, *special.banned_ids}
+        pairs = sorted((text, i) for i, text in enumerate(self.texts) if text and i not in unusable)
+        self._sorted_texts = [text for text, _ in pairs]
+        self._sorted_ids = [i for _, i in pairs]
+
+    def starting_with(self, text: str) -> list[int]:
+        """Ids whose text starts with ``text`` (a contiguous run of the sorted texts)."""
+        low = bisect.bisect_left(self._sorted_texts, text)
+        high = low
+        while high < len(self._sorted_texts) and self._sorted_texts[high].startswith(text):
+            high += 1
+        return self._sorted_ids[low:high]
+
+    def proper_prefixes_of(self, text: str) -> list[int]:
+        """Ids whose text is a non-empty proper prefix of ``text``."""
+        found: list[int] = []
+        for end in range(1, len(text)):
+            low = bisect.bisect_left(self._sorted_texts, text[:end])
+            high = bisect.bisect_right(self._sorted_texts, text[:end])
+            found.extend(self._sorted_ids[low:high])
+        return found
+
+
+def heal_prefix(prefix_ids: list[int], texts: TokenTexts) -> tuple[list[int], str]:
+    """Split off the word being typed at the end of the prefix: ``(kept ids, removed text)``.
+
+    Backs up over trailing tokens while together they still read as one word (``def ad`` tokenizes as
+    ``def`` `` a`` ``d``; the model knows the word as `` add``, so `` a`` and ``d`` both go), at most
+    MAX_HEALED_TOKENS of them.
+    """
+    removed = ""
+    count = 0
+    for token in reversed(prefix_ids[-MAX_HEALED_TOKENS:]):
+        text = texts.texts[token] if token < len(texts.texts) else ""
+        if not _WORDISH.fullmatch(text + removed):
+            break
+        removed = text + removed
+        count += 1
+    return prefix_ids[: len(prefix_ids) - count], removed
+
+
+def strip_healed(token_texts: list[str], removed: str) -> list[str] | None:
+    """The tokens' texts with ``removed`` taken off their start; None when they do not start with it."""
+    out: list[str] = []
+    rest = removed
+    for text in token_texts:
+        if rest:
+            if text.startswith(rest):
+                text, rest = text[len(rest) :], ""
+            elif rest.startswith(text):
+                text, rest = "", rest[len(text) :]
+            else:
+                return None
+        out.append(text)
+    return None if rest else out
+
+
+@dataclass(frozen=True)
+class HealedSpan:
+    row: int
+    start: int  # first span position
+    end: int  # one past the last span position
+    removed: str
+
+
+class HealingConstraint:
+    """The sampler's ``constrain`` hook for healed rows (see sampler.Constraint).
+
+    Walks each healed span from its start over committed tokens consuming the removed text, and restricts
+    the first still-masked position to tokens consistent with what remains. When a proper prefix is
+    allowed there, that position is decided alone this step (later span positions held), so the next
+    position is always constrained by the remainder of the token actually chosen.
+    """
+
+    def __init__(self, texts: TokenTexts, spans: list[HealedSpan], mask_id: int) -> None:
+        self.texts = texts
+        self.spans = spans
+        self.mask_id = mask_id
+        self._whole: dict[str, list[int]] = {}
+        self._partial: dict[str, list[int]] = {}
+
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor) -> None:
+        for span in self.spans:
+            position, rest = self._pending(ids, span)
+            if not rest:
+                continue
+            next_masked = position + 1 < span.end and int(ids[span.row, position + 1]) == self.mask_id
+            whole = self._cached(self._whole, rest, self.texts.starting_with)
+            partial = self._cached(self._partial, rest, self.texts.proper_prefixes_of) if next_masked else []
+            if not whole and not partial:
+                continue  # nothing can continue the removed text; the engine drops such candidates
+            keep = torch.full((logits.shape[-1],), float("-inf"), device=logits.device)
+            keep[torch.tensor(whole + partial, device=logits.device)] = 0.0
+            logits[span.row, position] += keep
+            if partial:
+                priority[span.row, position] = float("inf")
+                priority[span.row, position + 1 : span.end] = float("-inf")
+
+    def _pending(self, ids: torch.Tensor, span: HealedSpan) -> tuple[int, str]:
+        """The first masked position of the healing chain and the removed text still to produce there."""
+        rest = span.removed
+        for position in range(span.start, span.end):
+            token = int(ids[span.row, position])
+            if token == self.mask_id:
+                return position, rest
+            text = self.texts.texts[token] if token < len(self.texts.texts) else ""
+            if text.startswith(rest) or not text or not rest.startswith(text):
+                return position, ""
+            rest = rest[len(text) :]
+        return span.end, ""
+
+    @staticmethod
+    def _cached(cache: dict[str, list[int]], rest: str, lookup: Callable[[str], list[int]]) -> list[int]:
+        if rest not in cache:
+            cache[rest] = lookup(rest)
+        return cache[rest]
