@@ -138,7 +138,8 @@ def test_special_tokens_of_dream(loaded_models: dict[str, LoadedModel], dream_di
     config = json.loads((dream_dir / "config.json").read_text())
     assert special.mask_id == _id(loaded, "<|mask|>") == config["mask_token_id"]
     assert special.end_of_span_id == _id(loaded, "<|endoftext|>")
-    assert special.prefix_ids == () and special.suffix_ids == ()
+    # A leading bos gives the first real token a predecessor to be predicted from (Dream's shift).
+    assert special.prefix_ids == (config["bos_token_id"],) and special.suffix_ids == ()
 
 
 @pytest.mark.parametrize("fixture", list(KINDS))
@@ -466,3 +467,26 @@ def test_encode_adds_no_special_tokens_and_keeps_special_strings_as_text(
     assert not set(ids) & set(loaded.special.prefix_ids + loaded.special.suffix_ids)
     assert loaded.tokenizer.vocab_size == len(loaded.tokenizer.hf)  # type: ignore[attr-defined]
     assert loaded.tokenizer.token_text(loaded.special.mask_id) in ("<|mask|>", "<mask>")
+
+
+def test_token_text_of_a_sentencepiece_style_tokenizer() -> None:
+    """Metaspace ("▁" = space) with byte fallback (<0x0A>), as Llama/XLM-R-style tokenizers decode."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from infill.models.text_tokenizer import HFTextTokenizer
+
+    pieces = ["<unk>", "\u2581", *(f"<0x{b:02X}>" for b in range(256)), *(chr(c) for c in range(33, 127))]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    tokenizer = HFTextTokenizer(PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>"))
+    text = "def f(x):\n\treturn x  # é\n"
+    ids = tokenizer.encode(text)
+    texts = [tokenizer.token_text(i) for i in ids]
+    assert tokenizer.decode(ids) == text
+    assert "\n" in texts and "\t" in texts  # raw bytes come back as their characters
+    assert "".join(texts).replace("\ufffd", "") == text.replace("é", "")

@@ -55,6 +55,12 @@ def resolve_special_tokens(
     if end_of_span_id is None or pad_id is None:
         raise ModelLoadError("The model has no end-of-sequence, separator or padding token to end spans with")
     prefix_ids, suffix_ids = _wrapping_ids(tokenizer)
+    if kind == "dream" and not prefix_ids:
+        # Dream predicts position i from position i-1, so position 0 has no prediction of its own; a leading
+        # bos (<|endoftext|>, the document separator Dream saw in pretraining) keeps every editable position
+        # after a real predecessor.
+        bos = _first_id([tokenizer.bos_token_id, _config_id(config, "bos_token_id")])
+        prefix_ids = (bos,) if bos is not None else ()
     specials = {mask_id, pad_id, *prefix_ids, *suffix_ids}
     specials.update(i for i, token in tokenizer.added_tokens_decoder.items() if token.special)
     for role_id in (tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.unk_token_id):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -13,6 +14,9 @@ from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
 
 logger = logging.getLogger(__name__)
+
+_METASPACE = "\u2581"
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 class HFTextTokenizer:
@@ -26,7 +30,11 @@ class HFTextTokenizer:
     def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
         self.hf = tokenizer
         self._added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
-        self._byte_level = _is_byte_level(tokenizer)
+        self._piece_of_id = {i: piece for piece, i in tokenizer.get_vocab().items()}
+        decoders = _decoder_types(tokenizer)
+        self._byte_level = "ByteLevel" in decoders
+        # SentencePiece style (XLM-R, Llama): "▁" stands for a space, <0x0A> for a raw byte.
+        self._metaspace = "Metaspace" in decoders or "ByteFallback" in decoders
         self._byte_of_char = {c: b for b, c in bytes_to_unicode().items()}
         # token healing asks for the same few thousand ids over and over
         self._text_of_id: dict[int, str] = {}
@@ -47,12 +55,17 @@ class HFTextTokenizer:
     def _uncached_token_text(self, token_id: int) -> str:
         if token_id in self._added:
             return self._added[token_id]
-        piece = self.hf.convert_ids_to_tokens(token_id)
+        piece = self._piece_of_id.get(token_id)
         if piece is None:
             return ""
         if self._byte_level and all(c in self._byte_of_char for c in piece):
             return bytes(self._byte_of_char[c] for c in piece).decode("utf-8", errors="replace")
-        # SentencePiece / WordPiece: decoding one id is the best context-free answer those schemes give.
+        if self._metaspace:
+            byte = _BYTE_FALLBACK.fullmatch(piece)
+            if byte:
+                return bytes([int(byte.group(1), 16)]).decode("utf-8", errors="replace")
+            return piece.replace(_METASPACE, " ")
+        # WordPiece and others: decoding one id is the best context-free answer those schemes give.
         return self.hf.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     @property
@@ -61,10 +74,11 @@ class HFTextTokenizer:
         return len(self.hf)
 
 
-def _is_byte_level(tokenizer: PreTrainedTokenizerFast) -> bool:
+def _decoder_types(tokenizer: PreTrainedTokenizerFast) -> set[str]:
+    """Types of the backend decoder and of the parts of a Sequence decoder ("ByteLevel", "Metaspace"...)."""
     decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
     parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
-    return any(part.get("type") == "ByteLevel" for part in parts)
+    return {str(part.get("type")) for part in parts}
 
 
 def load_tokenizer(model_dir: Path, *, trust_remote_code: bool) -> PreTrainedTokenizerFast:
