@@ -1,0 +1,212 @@
+-- Rewrites through `infill/rewrite`: :InfillRewrite (a line range), :InfillRewriteFunction (around the cursor),
+-- :InfillFillHoles (`<|fill|>` holes and infill:begin/infill:end regions). The result is previewed as a diff in
+-- a floating window and applied only on :InfillAccept (or `a` / <CR> there), and only to the unchanged buffer.
+local client = require("infill.client")
+local config = require("infill.config")
+
+local M = {}
+
+M.setup_done = false
+M.METHOD = "infill/rewrite"
+
+-- The preview waiting for a decision: { bufnr, edits, tick, encoding, win, preview_buf, target }.
+M.pending = nil
+
+local CONTENT_MODIFIED = -32801
+
+local function notify(message, level)
+  vim.notify("infill: " .. message, level or vim.log.levels.INFO)
+end
+
+local function close_preview()
+  local pending = M.pending
+  M.pending = nil
+  if pending ~= nil and pending.win ~= nil and vim.api.nvim_win_is_valid(pending.win) then
+    vim.api.nvim_win_close(pending.win, true)
+  end
+end
+
+--- The buffer's text after applying edits, computed on a scratch copy (the real buffer is not touched).
+local function text_after(bufnr, edits, encoding)
+  local scratch = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(scratch, 0, -1, false, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false))
+  vim.lsp.util.apply_text_edits(edits, scratch, encoding)
+  local lines = vim.api.nvim_buf_get_lines(scratch, 0, -1, false)
+  vim.api.nvim_buf_delete(scratch, { force = true })
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local diff = vim.text and vim.text.diff or vim.diff
+
+--- A unified diff of what the edits would change.
+function M.preview_lines(bufnr, edits, encoding)
+  local before = table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "\n") .. "\n"
+  local after = text_after(bufnr, edits, encoding)
+  local unified = diff(before, after, { result_type = "unified", ctxlen = 2 })
+  if unified == nil or unified == "" then
+    return nil
+  end
+  return vim.split(unified:gsub("\n$", ""), "\n", { plain = true })
+end
+
+local function open_preview(lines, title)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].filetype = "diff"
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].bufhidden = "wipe"
+  local width = 20
+  for _, line in ipairs(lines) do
+    width = math.max(width, vim.fn.strdisplaywidth(line))
+  end
+  width = math.min(width + 2, math.max(20, vim.o.columns - 4))
+  local height = math.min(#lines, math.max(3, vim.o.lines - 6))
+  local win = vim.api.nvim_open_win(buf, true, {
+    relative = "editor",
+    row = math.floor((vim.o.lines - height) / 2) - 1,
+    col = math.floor((vim.o.columns - width) / 2),
+    width = width,
+    height = height,
+    style = "minimal",
+    border = config.options.rewrite.border,
+    title = title,
+    title_pos = "center",
+  })
+  local keys = config.options.rewrite
+  for _, key in ipairs(keys.accept_keys) do
+    vim.keymap.set("n", key, M.accept, { buffer = buf, nowait = true, desc = "infill: apply the rewrite" })
+  end
+  for _, key in ipairs(keys.reject_keys) do
+    vim.keymap.set("n", key, M.reject, { buffer = buf, nowait = true, desc = "infill: discard the rewrite" })
+  end
+  return buf, win
+end
+
+local function first_line(message)
+  return (tostring(message or "unknown error"):gsub("\n.*", ""))
+end
+
+local NOTHING = {
+  range = "no rewrite found for the selection",
+  ["function"] = "no rewrite found for this function (is the cursor inside one?)",
+  holes = "no holes (<|fill|> or infill:begin/infill:end) to fill",
+}
+
+--- Sends `infill/rewrite` and opens the preview when edits come back.
+---@param target "range"|"function"|"holes"
+---@param range table|nil LSP range (for "range" and "function")
+function M.request(bufnr, target, range)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local lsp_client = client.get(bufnr)
+  if lsp_client == nil then
+    notify("the server is not running for this buffer", vim.log.levels.WARN)
+    return
+  end
+  close_preview()
+  local params = {
+    textDocument = { uri = vim.uri_from_bufnr(bufnr) },
+    version = client.version(bufnr),
+    target = target,
+    range = range,
+  }
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  local encoding = lsp_client.offset_encoding or "utf-16"
+  M.in_flight = true
+  client.request(lsp_client, M.METHOD, params, function(err, result)
+    M.in_flight = false
+    if err ~= nil then
+      if err.code == CONTENT_MODIFIED then
+        notify("the buffer changed while rewriting; the result was discarded")
+      else
+        notify("rewrite failed: " .. first_line(err.message), vim.log.levels.ERROR)
+      end
+      return
+    end
+    local edits = result and result.edits or {}
+    if #edits == 0 then
+      notify(NOTHING[target])
+      return
+    end
+    if not vim.api.nvim_buf_is_valid(bufnr) or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick then
+      notify("the buffer changed while rewriting; the result was discarded")
+      return
+    end
+    local lines = M.preview_lines(bufnr, edits, encoding)
+    if lines == nil then
+      notify("the rewrite changes nothing")
+      return
+    end
+    table.insert(lines, "")
+    table.insert(lines, "a / <CR> / :InfillAccept apply    q / <Esc> / :InfillReject discard")
+    M.pending = { bufnr = bufnr, edits = edits, tick = tick, encoding = encoding, target = target }
+    M.pending.preview_buf, M.pending.win = open_preview(lines, " infill: " .. target .. " ")
+  end, bufnr)
+end
+
+--- Applies the previewed edits; refuses when the buffer changed since the request.
+---@return boolean applied
+function M.accept()
+  local pending = M.pending
+  if pending == nil then
+    notify("no rewrite to apply")
+    return false
+  end
+  close_preview()
+  if
+    not vim.api.nvim_buf_is_valid(pending.bufnr) or vim.api.nvim_buf_get_changedtick(pending.bufnr) ~= pending.tick
+  then
+    notify("the buffer changed since the preview; the rewrite was discarded", vim.log.levels.WARN)
+    return false
+  end
+  vim.lsp.util.apply_text_edits(pending.edits, pending.bufnr, pending.encoding)
+  return true
+end
+
+function M.reject()
+  close_preview()
+end
+
+--- The LSP range of whole lines line1..line2 (1-based, inclusive); it ends at the start of the next line, or
+--- at the end of the buffer's last line.
+function M.line_range(bufnr, line1, line2)
+  local last = vim.api.nvim_buf_line_count(bufnr)
+  if line2 < last then
+    return { start = { line = line1 - 1, character = 0 }, ["end"] = { line = line2, character = 0 } }
+  end
+  local text = vim.api.nvim_buf_get_lines(bufnr, last - 1, last, false)[1] or ""
+  local lsp_client = client.get(bufnr)
+  local encoding = lsp_client and lsp_client.offset_encoding or "utf-16"
+  local character = vim.lsp.util.character_offset(bufnr, last - 1, #text, encoding)
+  return { start = { line = line1 - 1, character = 0 }, ["end"] = { line = last - 1, character = character } }
+end
+
+local function cursor_range()
+  local lsp_client = client.get(0)
+  local encoding = lsp_client and lsp_client.offset_encoding or "utf-16"
+  local position = vim.lsp.util.make_position_params(0, encoding).position
+  return { start = position, ["end"] = position }
+end
+
+function M.setup()
+  if M.setup_done then
+    return
+  end
+  M.setup_done = true
+  vim.api.nvim_create_user_command("InfillRewrite", function(opts)
+    M.request(0, "range", M.line_range(vim.api.nvim_get_current_buf(), opts.line1, opts.line2))
+  end, { range = true, desc = "infill: rewrite the lines in the range" })
+  vim.api.nvim_create_user_command("InfillRewriteFunction", function()
+    M.request(0, "function", cursor_range())
+  end, { desc = "infill: rewrite the function around the cursor" })
+  vim.api.nvim_create_user_command("InfillFillHoles", function()
+    M.request(0, "holes", nil)
+  end, { desc = "infill: fill <|fill|> holes and infill:begin/end regions" })
+  vim.api.nvim_create_user_command("InfillAccept", function()
+    M.accept()
+  end, { desc = "infill: apply the previewed rewrite" })
+  vim.api.nvim_create_user_command("InfillReject", function()
+    M.reject()
+  end, { desc = "infill: discard the previewed rewrite" })
+end
+
+return M
