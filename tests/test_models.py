@@ -490,3 +490,13 @@ def test_token_text_of_a_sentencepiece_style_tokenizer() -> None:
     assert tokenizer.decode(ids) == text
     assert "\n" in texts and "\t" in texts  # raw bytes come back as their characters
     assert "".join(texts).replace("\ufffd", "") == text.replace("é", "")
+
+
+def test_tokenizer_larger_than_the_model_is_refused(modernbert_dir: Path, tmp_path: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    model_dir = _copy(modernbert_dir, tmp_path / "m")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+    tokenizer.add_tokens(["<|never_trained|>"])
+    tokenizer.save_pretrained(str(model_dir))
+    _refused(model_dir, "has 401 tokens but the model only 400")

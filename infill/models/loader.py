@@ -20,7 +20,7 @@ from infill.models.masked_lm import is_native_masked_lm, load_masked_lm, masked_
 from infill.models.remote import load_remote
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.text_tokenizer import HFTextTokenizer, load_tokenizer
-from infill.models.weights import quiet_progress_bars
+from infill.models.weights import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def load_model(
     hf_tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code and kind == "remote")
 
     adapter: DenoisingModel
-    with quiet_progress_bars():
+    with quiet_transformers():
         if kind == "masked_lm":
             adapter = load_masked_lm(model_dir, torch_device, torch_dtype)
             positions = masked_lm_max_positions(config)
@@ -73,6 +73,10 @@ def load_model(
             positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
 
     model_vocab = _logits_width(adapter, config, len(hf_tokenizer))
+    if len(hf_tokenizer) > model_vocab:
+        raise ModelLoadError(
+            f"The tokenizer in {model_dir} has {len(hf_tokenizer)} tokens but the model only {model_vocab}"
+        )
     loaded = LoadedModel(
         model=adapter,
         tokenizer=HFTextTokenizer(hf_tokenizer),

@@ -38,16 +38,26 @@ def checked_model(loaded: tuple[PreTrainedModel, dict[str, Any]], model_dir: Pat
             f"The weights in {model_dir} do not match its config.json: "
             f"{len(bad)} tensors missing or mis-shaped (e.g. {bad[0]})"
         )
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    if unexpected:
+        example = unexpected[0]
+        logger.warning("Ignoring %d unused tensors in %s (e.g. %s)", len(unexpected), model_dir, example)
     return model.eval()
 
 
 @contextmanager
-def quiet_progress_bars() -> Iterator[None]:
-    """transformers' "Loading weights" bars are noise on the CLI's stderr; callers report progress."""
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" bars or multi-line load reports on stderr while loading.
+
+    Callers report progress themselves, and checked_model turns a bad load report into one ModelLoadError.
+    """
     was_enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
