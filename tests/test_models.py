@@ -288,6 +288,12 @@ def test_remote_code_runs_when_the_caller_opts_in(modernbert_dir: Path, tmp_path
     assert loaded.model.logits(ids, mask).shape == (1, ids.shape[1], loaded.tokenizer.vocab_size)
 
 
+def test_autoregressive_fim_peer_is_not_a_diffusion_model(dream_dir: Path, tmp_path: Path) -> None:
+    model_dir = _copy(dream_dir, tmp_path / "ar")
+    _edit_config(model_dir, model_type="qwen2", architectures=["Qwen2ForCausalLM"], infill_format="psm")
+    _refused(model_dir, "autoregressive fill-in-the-middle model")
+
+
 def test_unsupported_model_without_remote_code_is_refused(modernbert_dir: Path, tmp_path: Path) -> None:
     model_dir = _copy(modernbert_dir, tmp_path / "gpt")
     _edit_config(model_dir, model_type="gpt2", architectures=["GPT2LMHeadModel"])

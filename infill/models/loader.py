@@ -103,6 +103,11 @@ def load_model(
 
 def _remote_kind_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code: bool) -> ModelKind:
     what = ", ".join(config.get("architectures") or []) or config.get("model_type") or "unknown"
+    if config.get("infill_format") == "psm":
+        raise ModelLoadError(
+            f"{model_dir} is an autoregressive fill-in-the-middle model ({what}), not a diffusion model: "
+            "evaluate it with training.ar_generate"
+        )
     if not config.get("auto_map"):
         raise ModelLoadError(
             f"Unsupported model in {model_dir} ({what}): infill needs a masked LM or a Dream-family model"
