@@ -1,0 +1,234 @@
+"""Which region to fill for a cursor (``pick_cursor_region``) or a selection (``expand_selection``)."""
+
+from __future__ import annotations
+
+import tree_sitter
+
+from infill.errors import InputError
+from infill.regions.functions import function_region
+from infill.regions.heuristics import (
+    CLOSERS,
+    code_positions,
+    detect_indent_unit,
+    indent_width,
+    leading_ws,
+    line_end,
+    line_number,
+    line_start,
+    next_line_start,
+    unclosed_openers,
+)
+from infill.regions.languages import check_language, is_brace_language, line_comment_leaders
+from infill.regions.region import Region, budget, capped
+from infill.regions.syntax import SyntaxTree
+
+MODES = ("auto", "line", "block", "function")
+
+
+def pick_cursor_region(
+    text: str, offset: int, language: str | None, mode: str = "auto", max_tokens: int | None = None
+) -> Region:
+    """The region to fill for a cursor at ``offset``.
+
+    "auto": a whole block when the cursor sits on a blank line right after a block opener (a Python line
+    ending in ``:``, a brace line ending in ``{``), otherwise the rest of the line. "line" / "block" force
+    the kind; "function" is the body of the enclosing function. ``max_tokens`` caps the kind's budget.
+    """
+    check_language(language)
+    _check_offset(text, offset)
+    if mode not in MODES:
+        raise InputError(f"unknown completion mode {mode!r}: expected one of {', '.join(MODES)}")
+    if max_tokens is not None and max_tokens < 1:
+        raise InputError(f"max_tokens must be positive, got {max_tokens}")
+    if mode == "function":
+        region = function_region(text, offset, language)
+        if region is None:
+            raise InputError(f"line {line_number(text, offset)}: the cursor is not inside a function")
+        return capped(region, max_tokens)
+    if mode in ("auto", "block"):
+        tree = SyntaxTree(text, language) if language is not None else None
+        block = _block_after_opener(text, offset, language, tree)
+        if block is not None:
+            return capped(block, max_tokens)
+    if mode == "block":
+        return capped(_block_at_cursor(text, offset), max_tokens)
+    return capped(_rest_of_line(text, offset), max_tokens)
+
+
+def _check_offset(text: str, offset: int) -> None:
+    if not 0 <= offset <= len(text):
+        raise InputError(f"offset {offset} is outside the text (0..{len(text)})")
+
+
+def _rest_of_line(text: str, offset: int) -> Region:
+    """From the cursor to the end of the line when only whitespace and closing brackets follow (they
+    are regenerated); otherwise an insertion at the cursor that keeps the rest of the line as suffix."""
+    end = line_end(text, offset)
+    if text[offset:end].strip(" \t" + CLOSERS):
+        end = offset
+    indent = leading_ws(text[line_start(text, offset) : end])
+    return Region(offset, end, "line", budget("line"), indent, True)
+
+
+def _block_at_cursor(text: str, offset: int) -> Region:
+    """A forced multi-line fill where no opener precedes: a blank line is filled whole at the
+    indentation of the code above; elsewhere it starts at the cursor like a line fill."""
+    start, end = line_start(text, offset), line_end(text, offset)
+    if not text[start:end].strip():
+        indent = leading_ws(text[start:end]) or leading_ws(_previous_code_line(text, start) or "")
+        return Region(start, end, "block", budget("block"), indent, False)
+    line = _rest_of_line(text, offset)
+    return Region(line.start, line.end, "block", budget("block"), line.indent, False)
+
+
+def _previous_code_line(text: str, start: int) -> str | None:
+    """The nearest non-blank line above the line starting at ``start``."""
+    while start > 0:
+        start = line_start(text, start - 1)
+        line = text[start : line_end(text, start)]
+        if line.strip():
+            return line
+    return None
+
+
+def _block_after_opener(
+    text: str, offset: int, language: str | None, tree: SyntaxTree | None
+) -> Region | None:
+    start, end = line_start(text, offset), line_end(text, offset)
+    if text[start:end].strip():
+        return None
+    opener_start = start
+    while opener_start > 0:
+        opener_start = line_start(text, opener_start - 1)
+        if text[opener_start : line_end(text, opener_start)].strip():
+            break
+    else:
+        return None
+    last = _last_code_char(text, opener_start, language, tree)
+    openers = ":" if language == "python" else "{" if is_brace_language(language) else ":{"
+    if last is None or text[last] not in openers:
+        return None
+    opener_width = indent_width(leading_ws(text[opener_start:last]))
+    line_ws = text[start:end]
+    if indent_width(line_ws) > opener_width:
+        indent = line_ws  # the editor (or the user) already indented the line
+    else:
+        indent = _next_deeper_indent(text, end, opener_width)
+        if indent is None:
+            indent = leading_ws(text[opener_start:last]) + detect_indent_unit(text, language)
+    return Region(start, end, "block", budget("block"), indent, False)
+
+
+def _last_code_char(text: str, line_begin: int, language: str | None, tree: SyntaxTree | None) -> int | None:
+    """Offset of the last non-blank code character of a line (trailing comments skipped); None when the
+    line is all comment, or its end lies inside a multi-line string."""
+    end = line_end(text, line_begin)
+    line = text[line_begin:end]
+    last = None
+    for i in code_positions(line, language):
+        if not line[i].isspace():
+            last = i
+    if last is None:
+        return None
+    if tree is not None and (tree.in_string(line_begin + last) or tree.comment_at(line_begin + last)):
+        return None
+    return line_begin + last
+
+
+def _next_deeper_indent(text: str, position: int, opener_width: int) -> str | None:
+    """Indentation of the next non-blank line when it is deeper than the opener (an existing block)."""
+    while position < len(text):
+        position = next_line_start(text, position)
+        line = text[position : line_end(text, position)]
+        if line.strip():
+            ws = leading_ws(line)
+            return ws if indent_width(ws) > opener_width else None
+    return None
+
+
+def expand_selection(text: str, start: int, end: int, language: str | None) -> Region:
+    """Grow ``[start, end)`` to the smallest run of complete syntactic nodes (statements) that covers
+    it, as whole lines (the final newline stays outside)."""
+    check_language(language)
+    _check_offset(text, start)
+    _check_offset(text, end)
+    if end < start:
+        start, end = end, start
+    selected = text[start:end]
+    trimmed_start = start + len(selected) - len(selected.lstrip())
+    trimmed_end = end - (len(selected) - len(selected.rstrip()))
+    if trimmed_start >= trimmed_end:
+        trimmed_start = trimmed_end = start
+    if language is None:
+        span_start, span_end = _balanced_lines(text, trimmed_start, trimmed_end)
+    else:
+        span_start, span_end = _enclosing_nodes(SyntaxTree(text, language), trimmed_start, trimmed_end)
+    region_start, region_end = line_start(text, span_start), line_end(text, span_end)
+    indent = leading_ws(text[region_start:region_end])
+    old = text[region_start:region_end]
+    return Region(region_start, region_end, "selection", budget("selection", old), indent, False)
+
+
+def _enclosing_nodes(tree: SyntaxTree, start: int, end: int) -> tuple[int, int]:
+    node = tree.node_covering(start, end)
+    while True:
+        children = [child for child in node.named_children if _overlaps(tree, child, start, end)]
+        aligned = [_line_aligned(tree, child) for child in children]
+        if len(children) >= 2 and all(aligned):
+            return tree.span(children[0])[0], tree.span(children[-1])[1]
+        if node.parent is None:  # the root: its overlapping children, or the selection itself
+            if children:
+                return tree.span(children[0])[0], tree.span(children[-1])[1]
+            return start, end
+        if _line_aligned(tree, node):
+            return tree.span(node)
+        node = node.parent
+
+
+def _overlaps(tree: SyntaxTree, node: tree_sitter.Node, start: int, end: int) -> bool:
+    node_start, node_end = tree.span(node)
+    if start == end:
+        return node_start <= start <= node_end
+    return node_start < end and node_end > start
+
+
+def _line_aligned(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
+    """Whether ``node`` starts its line and ends it (give or take a ``;``/``,`` and a trailing comment)."""
+    text = tree.text
+    node_start, node_end = tree.span(node)
+    if text[line_start(text, node_start) : node_start].strip():
+        return False
+    rest = text[node_end : line_end(text, node_end)].strip()
+    rest = rest.lstrip(";,").strip()
+    return not rest or rest.startswith((*line_comment_leaders(tree.language), "/*"))
+
+
+def _balanced_lines(text: str, start: int, end: int) -> tuple[int, int]:
+    """Whole lines around [start, end), grown until brackets balance and an indented block is whole."""
+    first, last = line_start(text, start), line_end(text, end)
+    for _ in range(10_000):  # each pass grows the span; bounded so odd input cannot loop forever
+        span = text[first:last]
+        if unclosed_openers(span, None) and last < len(text):
+            last = line_end(text, next_line_start(text, last))
+        elif unclosed_openers(span[::-1].translate(_MIRROR), None) and first > 0:
+            first = line_start(text, first - 1)
+        elif _continues_indented(text, first, last):
+            last = line_end(text, next_line_start(text, last))
+        else:
+            break
+    return first, last
+
+
+# Reversing a text and swapping bracket directions turns unmatched closers into unclosed openers.
+_MIRROR = str.maketrans("()[]{}", ")(][}{")
+
+
+def _continues_indented(text: str, first: int, last: int) -> bool:
+    """The line after the span is deeper than the span's first line (the span cut a block in half)."""
+    if last >= len(text):
+        return False
+    following = text[next_line_start(text, last) : line_end(text, next_line_start(text, last))]
+    if not following.strip():
+        return False
+    first_width = indent_width(leading_ws(text[first : line_end(text, first)]))
+    return indent_width(leading_ws(following)) > first_width

@@ -1,0 +1,109 @@
+"""Parsed text: a tree-sitter tree plus conversions between str indices and UTF-8 byte offsets.
+
+The public API speaks Python str indices (characters); tree-sitter speaks UTF-8 bytes. Every conversion
+goes through ``SyntaxTree.byte_of`` / ``SyntaxTree.char_of`` so no caller slices bytes by hand.
+"""
+
+from __future__ import annotations
+
+import tree_sitter
+
+from infill.regions.heuristics import bracket_errors
+from infill.regions.languages import check_language, parser_for
+
+# Node types (substrings) that mean "inside a string literal" in the bundled grammars.
+_STRING_TYPES = ("string", "text_block", "template", "heredoc")
+
+
+def _encode(text: str) -> bytes:
+    # surrogatepass: editor buffers can hold lone surrogates; they must not make parsing fail.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class SyntaxTree:
+    """``text`` parsed with the grammar of ``language``."""
+
+    def __init__(self, text: str, language: str) -> None:
+        self.text = text
+        self.language = language
+        self.data = _encode(text)
+        self._ascii = len(self.data) == len(text)
+        self.tree = parser_for(language).parse(self.data)
+
+    @property
+    def root(self) -> tree_sitter.Node:
+        return self.tree.root_node
+
+    def byte_of(self, offset: int) -> int:
+        """UTF-8 byte offset of the str index ``offset``."""
+        if self._ascii:
+            return offset
+        return len(_encode(self.text[:offset]))
+
+    def char_of(self, byte: int) -> int:
+        """str index of the UTF-8 byte offset ``byte`` (node boundaries always fall between characters)."""
+        if self._ascii:
+            return byte
+        try:
+            return len(self.data[:byte].decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:  # a boundary inside invalid UTF-8: count the partial character
+            return len(self.data[:byte].decode("utf-8", "replace"))
+
+    def span(self, node: tree_sitter.Node) -> tuple[int, int]:
+        """(start, end) of ``node`` in str indices."""
+        return self.char_of(node.start_byte), self.char_of(node.end_byte)
+
+    def node_covering(self, start: int, end: int) -> tree_sitter.Node:
+        """The smallest named node that covers the str range [start, end)."""
+        node = self.root.named_descendant_for_byte_range(self.byte_of(start), self.byte_of(end))
+        return node if node is not None else self.root
+
+    def leaf_at(self, offset: int) -> tree_sitter.Node | None:
+        """The smallest node holding the character at ``offset`` (None past the end)."""
+        if offset >= len(self.text):
+            return None
+        byte = self.byte_of(offset)
+        return self.root.descendant_for_byte_range(byte, byte + 1)
+
+    def in_string(self, offset: int) -> bool:
+        """Whether the character at ``offset`` lies inside a string literal."""
+        node = self.leaf_at(offset)
+        while node is not None:
+            if any(kind in node.type for kind in _STRING_TYPES) and node.start_byte < self.byte_of(offset):
+                return True
+            node = node.parent
+        return False
+
+    def comment_at(self, offset: int) -> tree_sitter.Node | None:
+        """The comment node holding the character at ``offset``, if any."""
+        node = self.leaf_at(offset)
+        while node is not None:
+            if "comment" in node.type:
+                return node
+            node = node.parent
+        return None
+
+    def error_count(self) -> int:
+        return _count_errors(self.root)
+
+
+def _count_errors(root: tree_sitter.Node) -> int:
+    """ERROR and MISSING nodes; only subtrees flagged has_error are visited."""
+    if not root.has_error:
+        return 0
+    count = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            count += 1
+        stack.extend(child for child in node.children if child.has_error or child.is_missing)
+    return count
+
+
+def parse_error_count(text: str, language: str | None) -> int:
+    """Syntax errors in ``text``: tree-sitter ERROR + MISSING nodes, or unbalanced brackets when the
+    language is unknown."""
+    if check_language(language) is None:
+        return bracket_errors(text)
+    return SyntaxTree(text, language).error_count()
