@@ -128,7 +128,9 @@ def denoise(
             confidences[commit] = proposal_conf[commit]
             commit_step[commit] = passes - 1
 
-            tail = editable & (ids == special.mask_id) & after_end_of_span(ids == eos, segment)
+            # The span tail: everything after an end_of_span committed now becomes end_of_span, content
+            # proposed this step included (earlier content is protected by the logit ban above).
+            tail = masked & (ids != eos) & after_end_of_span(ids == eos, segment)
             ids[tail] = eos
             confidences[tail] = eos_prob[tail]
             commit_step[tail] = passes - 1
