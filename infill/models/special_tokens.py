@@ -40,6 +40,8 @@ def resolve_special_tokens(
     mask_id = _first_id(mask_candidates)
     if mask_id is None:
         raise ModelLoadError("The model has no mask token (neither the tokenizer nor config.json names one)")
+    if mask_id >= model_vocab_size:
+        raise ModelLoadError(f"The mask token id {mask_id} is outside the model's {model_vocab_size} logits")
     ours = vocab.get(END_OF_SPAN_TOKEN) if kind == "masked_lm" else None
     end_of_span_id = _first_id(
         [
@@ -57,8 +59,8 @@ def resolve_special_tokens(
     prefix_ids, suffix_ids = _wrapping_ids(tokenizer)
     if kind == "dream" and not prefix_ids:
         # Dream predicts position i from position i-1, so position 0 has no prediction of its own; a leading
-        # bos (<|endoftext|>, the document separator Dream saw in pretraining) keeps every editable position
-        # after a real predecessor.
+        # bos (its begin-of-text token, or <|endoftext|>, the document separator of its pretraining) keeps
+        # every editable position after a real predecessor.
         bos = _first_id([tokenizer.bos_token_id, _config_id(config, "bos_token_id")])
         prefix_ids = (bos,) if bos is not None else ()
     specials = {mask_id, pad_id, *prefix_ids, *suffix_ids}
