@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from infill.errors import ContextTooLong, InputError, ModelLoadError
 from infill.models import default_dtype, resolve_device
+from infill.models.weights import checked_model, pretrained_kwargs, quiet_progress_bars
 from training.eval.generation import GenerationStats, model_family
 from training.tokenizer import (
     END_OF_TEXT_TOKEN,
@@ -99,10 +100,12 @@ class ARGenerator:
         # The project tokenizer as saved (AutoTokenizer would pick Qwen2Tokenizer from the config and may
         # rebuild the pre-tokenizer).
         self.tokenizer = load_code_tokenizer(self.model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(self.model_dir), dtype=default_dtype(self.device), use_safetensors=True
-        ).to(self.device)
-        self.model.eval()
+        dtype = default_dtype(self.device)
+        with quiet_progress_bars():
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(self.model_dir), **pretrained_kwargs(self.device, dtype)
+            )
+        self.model = checked_model(loaded, self.model_dir)
         self.special = _special_ids(self.tokenizer, self.model_dir)
         self.window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.mode = mode
