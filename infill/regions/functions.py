@@ -14,6 +14,7 @@ from infill.regions.heuristics import (
     line_end,
     line_start,
     next_line_start,
+    previous_line_end,
 )
 from infill.regions.languages import check_language
 from infill.regions.region import Region, budget
@@ -161,7 +162,7 @@ def _brace_body_span(text: str, open_brace: int, close_brace: int) -> tuple[int,
         return next_line_start(text, start), end
     if close_line == next_line_start(text, start):  # no line in between: insert after the `{`
         return line_end(text, start), line_end(text, start)
-    return next_line_start(text, start), line_end(text, close_line - 1)
+    return next_line_start(text, start), previous_line_end(text, close_line)
 
 
 def _heuristic_function_region(text: str, offset: int) -> Region | None:

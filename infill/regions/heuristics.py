@@ -30,6 +30,11 @@ def line_end(text: str, offset: int) -> int:
     return end - 1 if end > offset and text[end - 1] == "\r" else end
 
 
+def previous_line_end(text: str, begin: int) -> int:
+    """End of the line before the line that starts at ``begin`` (> 0)."""
+    return line_end(text, line_start(text, begin - 1))
+
+
 def next_line_start(text: str, offset: int) -> int:
     """Start of the line after the one holding ``offset`` (len(text) on the last line)."""
     end = text.find("\n", offset)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from infill.errors import MarkerError
-from infill.regions.heuristics import leading_ws, line_end, next_line_start
+from infill.regions.heuristics import leading_ws, line_end, next_line_start, previous_line_end
 from infill.regions.languages import check_language, line_comment_leaders
 from infill.regions.syntax import SyntaxTree
 
@@ -69,7 +69,7 @@ def find_fill_markers(text: str, language: str | None) -> list[MarkedRegion]:
                 raise MarkerError(f"line {number}: infill:end without infill:begin")
             # Whole lines, the end marker's newline outside (like every multi-line region).
             fill_start = next_line_start(text, opened.start)
-            fill_end = max(fill_start, line_end(text, position - 1))
+            fill_end = max(fill_start, previous_line_end(text, position))
             found.append(MarkedRegion(opened.start, end, fill_start, fill_end, "region", opened.indent))
             opened = None
         for hole in holes:
