@@ -35,7 +35,10 @@ def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
 
 
 class MaskedLMAdapter:
-    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted."""
+    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted.
+
+    Also serves remote-code models, which may return a plain tuple whose first item is the logits.
+    """
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
@@ -43,8 +46,12 @@ class MaskedLMAdapter:
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        logits = getattr(out, "logits", None)
+        if logits is None:
+            logits = out[0]
+        assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
         # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
-        return out.logits.float()
+        return logits.float()
 
 
 def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> MaskedLMAdapter:
