@@ -7,6 +7,7 @@ large output bias written into their weights (``biased_model_dir``).
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_fixed_k_strategies_commit_k_per_step_and_never_change_committed(
     mask, eos = loaded.special.mask_id, loaded.special.end_of_span_id
     assert out.forward_passes == steps == len(inputs)
     states = [*inputs, out.ids]
-    for before, after in zip(states, states[1:], strict=False):
+    for before, after in itertools.pairwise(states):
         committed = before != mask
         assert torch.equal(after[committed], before[committed])
     expected = {16: [4, 4, 4, 4], 10: [3, 3, 2, 2]}  # LLaDA's schedule: remainder on the first steps
@@ -158,7 +159,7 @@ def test_blocks_commit_left_to_right(loaded: LoadedModel) -> None:
     for row, span in enumerate([16, 7]):
         steps = out.commit_step[row][editable[row] & ~tail[row]].tolist()
         blocks = [steps[i : i + 4] for i in range(0, len(steps), 4)]
-        for earlier, later in zip(blocks, blocks[1:], strict=False):
+        for earlier, later in itertools.pairwise(blocks):
             assert max(earlier) < min(later)
         if span == 16:  # 8 steps over 4 blocks: two steps, two commits each
             assert sorted(steps) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
@@ -175,7 +176,7 @@ def test_end_of_span_fills_the_rest_of_the_span_and_never_precedes_content(eos_m
             if eos in span:
                 first = span.index(eos)
                 assert all(token == eos for token in span[first:])
-                mid_span_ends += 0 < first
+                mid_span_ends += first > 0
                 steps = out.commit_step[row][editable[row]].tolist()
                 assert all(step <= steps[first] for step in steps[first:])
             for state in inputs:
@@ -216,7 +217,7 @@ def test_remasking_only_returns_committed_tokens_to_the_mask(loaded: LoadedModel
     out, inputs, editable = run(loaded, [16], DecodeConfig(strategy="confidence", steps=8, remask=0.5))
     states = [*inputs, out.ids]
     remasked = 0
-    for before, after in zip(states, states[1:], strict=False):
+    for before, after in itertools.pairwise(states):
         changed = (before != mask) & (after != before)
         assert (after[changed] == mask).all()
         remasked += int(changed.sum())

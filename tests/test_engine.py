@@ -1,0 +1,275 @@
+"""InfillEngine end to end on real tiny models of every kind, plus the canvas, healing and ranking pieces.
+
+Random tiny models write random text: these tests check mechanics (batching, lengths, cuts, healing,
+cancellation, trimming), and use output biases written into the weights where a behaviour needs a model
+that prefers something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from infill.engine import InfillEngine
+from infill.engine.candidates import rank_candidates, span_candidate
+from infill.engine.canvas import build_canvas, context_budget, trim_context
+from infill.engine.engine import check_config
+from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
+from infill.engine.length import canvas_lengths, estimate_span_length
+from infill.engine.types import DecodeConfig, FillRequest
+from infill.errors import Cancelled, ContextTooLong, InputError, ModelLoadError
+from infill.models import LoadedModel, load_model
+from tests import tiny_models
+from tests.test_sampler import RecordingModel, biased_model_dir
+
+PYTHON_PREFIX = "import os\n\n\ndef add(a, b):\n    "
+PYTHON_SUFFIX = "\n\n\nprint(add(1, 2))\n"
+STRATEGIES = ["confidence", "margin", "entropy", "threshold", "blocks"]
+
+
+@pytest.fixture(scope="module")
+def engines(modernbert_dir: Path, roberta_dir: Path, dream_dir: Path) -> dict[str, InfillEngine]:
+    return {
+        "modernbert": InfillEngine(load_model(modernbert_dir)),
+        "roberta": InfillEngine(load_model(roberta_dir)),
+        "dream": InfillEngine(load_model(dream_dir)),
+    }
+
+
+def special_texts(loaded: LoadedModel) -> set[str]:
+    special = loaded.special
+    ids = {special.mask_id, special.pad_id, special.end_of_span_id, *special.banned_ids}
+    return {loaded.tokenizer.token_text(i) for i in ids if i < loaded.tokenizer.vocab_size} - {""}
+
+
+def recording(engine: InfillEngine) -> tuple[InfillEngine, RecordingModel]:
+    recorder = RecordingModel(engine.loaded.model)
+    return InfillEngine(replace(engine.loaded, model=recorder)), recorder
+
+
+@pytest.mark.parametrize("kind", ["modernbert", "roberta", "dream"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_fills_on_every_model_kind(
+    engines: dict[str, InfillEngine], kind: str, strategy: str
+) -> None:
+    engine = engines[kind]
+    requests = [
+        FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=12),
+        FillRequest("x = [1, 2", "]\n", max_tokens=5, mode="line"),
+    ]
+    config = DecodeConfig(strategy=strategy, steps=3, block_size=4)
+    results = engine.fill(requests, config)
+    assert len(results) == 2
+    forbidden = special_texts(engine.loaded)
+    for request, result in zip(requests, results, strict=True):
+        best = result.best
+        assert best is not None
+        assert not any(text in best.text for text in forbidden)
+        assert 1 <= result.forward_passes <= 1 + config.steps
+        assert result.generated_tokens <= request.max_tokens
+        assert all(0.0 <= t.confidence <= 1.0 for t in best.tokens)
+        assert best.score <= 0.0
+    assert "\n" not in results[1].best.text[:-1]
+
+
+@pytest.mark.parametrize("kind", ["modernbert", "roberta", "dream"])
+def test_batched_fill_equals_one_by_one_for_greedy(engines: dict[str, InfillEngine], kind: str) -> None:
+    engine = engines[kind]
+    requests = [
+        FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=10),
+        FillRequest("for i in range(10):\n    if i % 2 == 0:\n        pri", "\n", max_tokens=6),
+        FillRequest("", "", max_tokens=12),
+    ]
+    config = DecodeConfig(strategy="confidence", steps=4, num_candidates=2)
+    batched = engine.fill(requests, config)
+    single = [engine.fill([request], config)[0] for request in requests]
+    for together, alone in zip(batched, single, strict=True):
+        assert [c.text for c in together.candidates] == [c.text for c in alone.candidates]
+
+
+def test_sampling_is_reproducible_and_candidates_are_distinct(engines: dict[str, InfillEngine]) -> None:
+    engine = engines["modernbert"]
+    request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=8)
+    config = DecodeConfig(
+        strategy="threshold", steps=4, temperature=1.0, top_p=0.9, seed=11, num_candidates=3
+    )
+    first, second = engine.fill([request], config)[0], engine.fill([request], config)[0]
+    assert [c.text for c in first.candidates] == [c.text for c in second.candidates]
+    texts = [c.text for c in first.candidates]
+    assert len(texts) == len(set(texts)) >= 2
+    assert [c.score for c in first.candidates] == sorted((c.score for c in first.candidates), reverse=True)
+
+
+def test_should_stop_cancels_between_steps(engines: dict[str, InfillEngine]) -> None:
+    engine, recorder = recording(engines["modernbert"])
+    calls: list[int] = []
+
+    def stop_on_third_check() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(Cancelled):
+        engine.fill(
+            [FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)],
+            DecodeConfig(steps=8),
+            stop_on_third_check,
+        )
+    assert len(recorder.inputs) == 2  # the estimation pass and one denoising step, then the stop
+
+
+def test_line_mode_ends_after_the_first_newline(
+    engines: dict[str, InfillEngine], modernbert_dir: Path, tmp_path: Path
+) -> None:
+    newline = engines["modernbert"].loaded.tokenizer.encode("\n")[0]
+    engine = InfillEngine(load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {newline: 50.0})))
+    config = DecodeConfig(strategy="threshold", steps=4)
+    line, span = engine.fill(
+        [FillRequest("x = (", "", max_tokens=6, mode="line"), FillRequest("x = (", "", max_tokens=6)], config
+    )
+    assert line.best is not None and line.best.text == "\n"
+    assert span.best is not None and span.best.text == "\n" * 6
+
+
+def test_length_estimation_decodes_a_short_canvas_when_the_span_likely_ends(
+    engines: dict[str, InfillEngine], modernbert_dir: Path, tmp_path: Path
+) -> None:
+    plain = engines["modernbert"]
+    eos = plain.loaded.special.end_of_span_id
+    ending = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {eos: 8.0}))
+    request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=32)
+    config = DecodeConfig(strategy="confidence", steps=8)
+
+    engine, recorder = recording(InfillEngine(ending))
+    result = engine.fill([request], config)[0]
+    full_width = recorder.inputs[0].shape[1]
+    assert all(state.shape[1] <= full_width - 32 + 2 for state in recorder.inputs[1:])
+    assert result.best is not None and result.generated_tokens <= 2
+    assert not any(text in result.best.text for text in special_texts(ending))
+
+    # The random model does not expect the span to end: the canvas keeps its full length.
+    engine, recorder = recording(plain)
+    engine.fill([request], config)
+    assert {state.shape[1] for state in recorder.inputs} == {full_width}
+
+
+def test_token_healing_completes_the_word_under_the_cursor(
+    engines: dict[str, InfillEngine], modernbert_dir: Path, tmp_path: Path
+) -> None:
+    tokenizer = engines["modernbert"].loaded.tokenizer
+    (add,) = tokenizer.encode(" add")
+    assert [tokenizer.token_text(i) for i in tokenizer.encode("def ad")] == ["def", " a", "d"]
+    engine = InfillEngine(load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {add: 50.0})))
+    config = DecodeConfig(strategy="confidence", steps=4)
+    healed = engine.fill([FillRequest("def ad", "(a, b):\n", max_tokens=4)], config)[0].best
+    assert healed is not None
+    assert healed.text.startswith("d add") and healed.tokens[0].text == "d"
+    # After a blank nothing is healed: the favoured token comes whole.
+    plain = engine.fill([FillRequest("def ", "(a, b):\n", max_tokens=4)], config)[0].best
+    assert plain is not None and plain.text.startswith(" add add")
+
+
+def test_healing_constraint_follows_a_chain_of_partial_tokens(engines: dict[str, InfillEngine]) -> None:
+    loaded = engines["modernbert"].loaded
+    texts = TokenTexts(loaded.tokenizer, loaded.special)
+    prefix_ids, removed = heal_prefix(loaded.tokenizer.encode("def ad"), texts)
+    assert removed == " ad" and [texts.texts[i] for i in prefix_ids] == ["def"]
+    assert heal_prefix(loaded.tokenizer.encode("    ret"), texts)[1] == " ret"
+    assert heal_prefix(loaded.tokenizer.encode("x = ("), texts)[1] == ""
+
+    mask = loaded.special.mask_id
+    ids = torch.tensor([[*prefix_ids, mask, mask, mask]])
+    constraint = HealingConstraint(texts, [HealedSpan(0, 1, 4, removed)], mask)
+    logits = torch.zeros(1, 4, len(texts.texts))
+    priority = torch.zeros(1, 4)
+    constraint(ids, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 1] == 0).flatten().tolist()}
+    assert (
+        " add" in allowed
+        and " a" in allowed
+        and all(" ad".startswith(t) or t.startswith(" ad") for t in allowed)
+    )
+    # A proper prefix may be chosen, so that position is decided alone this step.
+    assert priority[0, 1] == float("inf") and (priority[0, 2:] == float("-inf")).all()
+
+    (partial,) = loaded.tokenizer.encode(" a")
+    ids[0, 1] = partial
+    logits.zero_()
+    priority.zero_()
+    constraint(ids, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 2] == 0).flatten().tolist()}
+    assert allowed and all(t.startswith("d") for t in allowed)
+    assert (logits[0, 3] == 0).all()
+
+
+def test_trimming_keeps_both_sides_at_line_boundaries(engines: dict[str, InfillEngine]) -> None:
+    tokenizer = engines["modernbert"].loaded.tokenizer
+    prefix = "".join(f"x{i} = {i}\n" for i in range(200)) + "    y = "
+    suffix = "\n" + "".join(f"z{i} = {i}\n" for i in range(100))
+    context = trim_context(prefix, suffix, tokenizer.encode, budget=90)
+    kept_prefix, kept_suffix = tokenizer.decode(context.prefix_ids), tokenizer.decode(context.suffix_ids)
+    assert len(context.prefix_ids) + len(context.suffix_ids) <= 90
+    assert prefix.endswith(kept_prefix) and kept_prefix.startswith("x") and kept_prefix.endswith("    y = ")
+    assert suffix.startswith(kept_suffix) and kept_suffix.endswith("\n") and kept_suffix.count("\n") >= 2
+    assert len(context.prefix_ids) > len(context.suffix_ids) > 0  # the prefix gets the larger share
+    assert context.dropped_prefix_lines > 0 and context.dropped_suffix_lines > 0
+
+    # A side that needs little leaves its share to the other.
+    short_suffix = trim_context(prefix, "\n", tokenizer.encode, budget=90)
+    assert len(short_suffix.prefix_ids) > len(context.prefix_ids)
+    assert len(short_suffix.prefix_ids) + len(short_suffix.suffix_ids) <= 90
+    whole = trim_context("a = 1\n", "b = 2\n", tokenizer.encode, budget=90)
+    assert tokenizer.decode(whole.prefix_ids) == "a = 1\n" and whole.dropped_prefix_lines == 0
+
+
+def test_a_small_window_keeps_the_canvas_and_refuses_spans_that_cannot_fit(tmp_path: Path) -> None:
+    engine = InfillEngine(load_model(tiny_models.build_modernbert(tmp_path / "m", max_positions=64)))
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(60))
+    result = engine.fill([FillRequest(prefix, prefix, max_tokens=16)], DecodeConfig(steps=2))[0]
+    assert result.best is not None
+    with pytest.raises(ContextTooLong):
+        engine.fill([FillRequest("x", "y", max_tokens=65)])
+    special = engine.loaded.special
+    canvas = build_canvas(trim_context("a\n", "b\n", engine.loaded.tokenizer.encode, 10), 3, special)
+    assert canvas.ids[canvas.span_start : canvas.span_start + 3] == [special.mask_id] * 3
+    assert context_budget(special, 16, 64) == 64 - 16 - len(special.prefix_ids) - len(special.suffix_ids)
+
+
+def test_default_config_takes_the_model_defaults(engines: dict[str, InfillEngine]) -> None:
+    loaded = engines["modernbert"].loaded
+    engine = InfillEngine(replace(loaded, generation_defaults={"strategy": "blocks", "steps": 7, "other": 1}))
+    assert engine.default_config() == DecodeConfig(strategy="blocks", steps=7)
+    with pytest.raises(ModelLoadError):
+        InfillEngine(replace(loaded, generation_defaults={"threshold": 3})).default_config()
+    for bad in (DecodeConfig(steps=0), DecodeConfig(strategy="nope"), DecodeConfig(top_p=0.0)):  # type: ignore[arg-type]
+        with pytest.raises(InputError):
+            check_config(bad)
+    with pytest.raises(InputError):
+        engines["modernbert"].fill([FillRequest("a", "b", max_tokens=0)])
+
+
+def test_span_candidates_stop_at_end_of_span_and_rank_by_mean_log_probability(
+    engines: dict[str, InfillEngine],
+) -> None:
+    loaded = engines["modernbert"].loaded
+    tokenizer, eos = loaded.tokenizer, loaded.special.end_of_span_id
+    ids = [*tokenizer.encode("return a\nb"), eos, eos]
+    confidences = [0.9] * (len(ids) - 2) + [0.5, 0.5]
+    span = span_candidate(ids, confidences, tokenizer, eos)
+    assert span is not None and span.candidate.text == "return a\nb" and span.generated_tokens == len(ids) - 2
+    line = span_candidate(ids, confidences, tokenizer, eos, line=True)
+    assert line is not None and line.candidate.text == "return a\n"
+    assert span_candidate(ids, confidences, tokenizer, eos, removed="xyz") is None
+    ranked = rank_candidates([span, line, span], limit=5)
+    assert [r.candidate.text for r in ranked] == ["return a\n", "return a\nb"]
+
+
+def test_span_length_estimate_and_canvas_choices() -> None:
+    assert estimate_span_length([0.1, 0.2, 0.7, 0.9]) == 2
+    assert estimate_span_length([0.9, 0.9], minimum=1) == 1
+    assert estimate_span_length([0.1, 0.2]) == 2
+    assert canvas_lengths(10, 64) == [12, 64, 22, 10]
+    assert canvas_lengths(0, 64)[0] == 2
+    assert canvas_lengths(60, 64) == [64, 60]
