@@ -1,0 +1,139 @@
+"""Training configuration: one dataclass, every field overridable from the command line (--field-name).
+
+The resolved config is written beside the checkpoint (``training_config.json``) so a run can be reproduced
+and resumed with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args, get_type_hints
+
+from infill.errors import TrainingError
+
+Objective = Literal["diffusion", "ar-fim"]
+
+
+@dataclass
+class TrainConfig:
+    # What to train on and where the model goes.
+    repo: str | None = None  # a git repository (files git tracks)
+    from_python_packages: bool = False  # permissively licensed installed distributions instead of a repo
+    out: str = "runs/model"
+    objective: Objective = "diffusion"  # "ar-fim": the autoregressive fill-in-the-middle peer
+    # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
+    base: str | None = None
+    from_scratch: bool = False
+    tokenizer: str | None = None  # from scratch: reuse this dir's tokenizer (the AR peer shares it)
+    lora: bool = False
+    lora_rank: int = 16
+    # Model size when training from scratch.
+    vocab_size: int = 8192
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 1024
+    # Data.
+    seq_len: int = 256
+    span_fraction: float = 0.6  # share of span-infilling examples (rest: plain MDLM / next-token windows)
+    heldout_fraction: float | None = None  # None: 0.1 for a repo, 0.05 for python packages
+    max_corpus_chars: int = 12_000_000
+    max_chars_per_distribution: int = 250_000
+    # Optimisation.
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int = 150
+    max_minutes: float | None = None  # stop (and save) after this much wall time even if steps remain
+    lr: float | None = None  # None: 2e-3 from scratch, 3e-4 fine-tuning (1e-3 with LoRA)
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    # Evaluation and checkpoints.
+    eval_every: int = 50
+    eval_batches: int = 4
+    eval_spans: int = 24
+    save_every: int = 50
+    keep_checkpoints: int = 2
+    resume: bool = True
+    compare_base: bool = True  # fine-tuning: also score the base model on the same held-out gaps
+
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        if self.from_scratch:
+            return 2e-3
+        return 1e-3 if self.lora else 3e-4
+
+    def validate(self) -> None:
+        if self.repo is None and not self.from_python_packages:
+            raise TrainingError("nothing to train on: pass --repo PATH or --from-python-packages")
+        if self.repo is not None and self.from_python_packages:
+            raise TrainingError("pass either --repo or --from-python-packages, not both")
+        if self.objective == "ar-fim" and not self.from_scratch:
+            raise TrainingError("the ar-fim peer is trained from scratch: add --from-scratch")
+        if self.seq_len < 32 or self.seq_len > self.max_positions:
+            raise TrainingError(f"--seq-len must be between 32 and --max-positions ({self.max_positions})")
+        if self.hidden_size % self.num_heads:
+            raise TrainingError("--hidden-size must be a multiple of --num-heads")
+        if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise TrainingError("--max-steps, --batch-size and --grad-accum must be positive")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per TrainConfig field; defaults stay None so only given flags override."""
+    hints = get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        hint = hints[field.name]
+        args = [a for a in get_args(hint) if a is not type(None)] or [hint]
+        kind = args[0]
+        if kind is bool:
+            parser.add_argument(
+                _flag(field.name),
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(default: {field.default})",
+            )
+        elif get_args(kind):  # a Literal
+            parser.add_argument(
+                _flag(field.name),
+                dest=field.name,
+                choices=get_args(kind),
+                default=None,
+                help=f"(default: {field.default})",
+            )
+        else:
+            parser.add_argument(
+                _flag(field.name),
+                dest=field.name,
+                type=kind,
+                default=None,
+                help=f"(default: {field.default})",
+            )
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (or the defaults) updated with every option given on the command line."""
+    config = dataclasses.replace(base) if base is not None else TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            setattr(config, field.name, value)
+    return config

@@ -1,0 +1,170 @@
+"""Writing a trained model as a directory the loader reads, with model card, eval numbers and loss curve."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from training.config import TrainConfig
+from training.corpus import Corpus
+from training.model_factory import merged
+
+logger = logging.getLogger(__name__)
+
+MAX_SHARD_SIZE = "14MB"
+# Sampler defaults stored with the weights: left-to-right blocks decode code best (measured probe).
+DIFFUSION_DECODE_DEFAULTS = {"strategy": "blocks", "block_size": 8, "steps": 32, "threshold": 0.9}
+
+
+def export_model_dir(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path, config: TrainConfig
+) -> None:
+    """Weights (safetensors, shards <= 14 MB), tokenizer, config.json and generation_config.json."""
+    for stale in out.glob("model*.safetensors*"):
+        stale.unlink()
+    plain = merged(model)
+    plain.save_pretrained(str(out), safe_serialization=True, max_shard_size=MAX_SHARD_SIZE)
+    tokenizer.save_pretrained(str(out))
+    config_path = out / "config.json"
+    model_config = json.loads(config_path.read_text())
+    if config.objective == "ar-fim":
+        model_config["infill_format"] = "psm"
+        generation = {"eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+    else:
+        generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
+    config_path.write_text(json.dumps(model_config, indent=2) + "\n")
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+
+
+def write_loss_curve(log_path: Path, png_path: Path) -> None:
+    """Training loss (and held-out loss where evaluated) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses, eval_steps, eval_losses = [], [], [], []
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            steps.append(record["step"])
+            losses.append(record["loss"])
+        elif "eval" in record and record["eval"].get("heldout_loss") is not None:
+            eval_steps.append(record["eval"]["step"])
+            eval_losses.append(record["eval"]["heldout_loss"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(losses) >= 20:  # a moving average reads better than the raw, noisy per-step losses
+        k = max(5, len(losses) // 50)
+        smooth = [
+            sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1])
+            for i in range(len(losses))
+        ]
+        ax.plot(steps, losses, alpha=0.25, color="tab:blue")
+        ax.plot(steps, smooth, color="tab:blue", label="train (smoothed)")
+    else:
+        ax.plot(steps, losses, color="tab:blue", label="train")
+    if eval_losses:
+        ax.plot(eval_steps, eval_losses, "o-", color="tab:orange", label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
+def write_model_card(
+    out: Path,
+    config: TrainConfig,
+    corpus: Corpus,
+    state: dict,
+    origin: str,
+    evals: dict[str, float | None],
+    parameters: int,
+) -> None:
+    """README.md: what the model is, what data (with licences) went into it, how long it trained, how good."""
+    manifest = corpus.manifest
+    source = manifest["source"]
+    kind = (
+        "autoregressive FIM peer (Qwen2, PSM)"
+        if config.objective == "ar-fim"
+        else "masked diffusion (ModernBERT)"
+    )
+    lines = [
+        f"# {out.name}",
+        "",
+        f"A {kind} code-infilling model trained by the infill training pipeline, {origin}.",
+        "",
+        "## Training",
+        "",
+        _table(
+            [
+                ("parameters", f"{parameters:,}"),
+                ("steps", str(state["step"])),
+                ("tokens seen", f"{state['tokens']:,}"),
+                ("wall time", f"{state['elapsed_s'] / 60:.1f} min"),
+                ("sequence length", str(config.seq_len)),
+                ("batch", f"{config.batch_size} x {config.grad_accum}"),
+                ("learning rate", str(config.learning_rate())),
+                ("span-infilling share", str(config.span_fraction)),
+                ("objective", config.objective),
+            ]
+        ),
+        "",
+        "Full resolved settings: `training_config.json`. Loss curve: `loss_curve.png`.",
+        "",
+        "## Held-out evaluation",
+        "",
+        "Held-out files (split by file, never by chunk); span exact match and "
+        "edit similarity on line and block gaps cut from them.",
+        "",
+        _table([(k, "n/a" if v is None else f"{v:.4f}") for k, v in evals.items()]),
+        "",
+        "## Data",
+        "",
+    ]
+    if source["kind"] == "git":
+        lines += [
+            f"Files tracked by git in `{source['repo']}` at commit `{source['commit']}` (ignored files are "
+            "never read; likely secrets, generated, minified, vendored and duplicate files skipped)."
+        ]
+    else:
+        lines += [
+            "Python files of installed distributions whose licence metadata is permissive "
+            "(MIT, BSD, Apache-2.0, PSF, ISC...). Distributions used:",
+            "",
+            "| distribution | version | licence | characters |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d['name']} | {d['version']} | {d['license']} | {d['chars']:,} |"
+            for d in source["distributions_used"]
+            if d["chars"]
+        ]
+        rejected = ", ".join(f"{d['name']} ({d['license']})" for d in source["distributions_rejected"])
+        lines += ["", f"Rejected (not permissive or unknown licence): {rejected or 'none'}."]
+    lines += [
+        "",
+        _table(
+            [
+                ("files", str(manifest["files"])),
+                ("train files", str(len(manifest["train_files"]))),
+                ("held-out files", str(len(manifest["heldout_files"]))),
+                ("train characters", f"{manifest['train_chars']:,}"),
+                ("languages", ", ".join(f"{k} {v}" for k, v in manifest["languages"].items())),
+                ("skipped", ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items()) or "none"),
+            ]
+        ),
+        "",
+        "Every file used and held out is listed in `training_manifest.json`.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))

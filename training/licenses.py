@@ -1,0 +1,107 @@
+"""Which installed Python distributions are permissively licensed, read from their metadata.
+
+Order of evidence: the SPDX ``License-Expression`` field (PEP 639) when present, else the ``License ::``
+trove classifiers, else the free-text ``License`` field when it is short enough to be a name. Anything we
+cannot classify is rejected: the default model must only learn from code we may redistribute it from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import metadata
+
+# SPDX ids (lower-cased, "+"/"-only" stripped) of licences without copyleft obligations.
+PERMISSIVE_SPDX = frozenset(
+    {
+        "mit",
+        "mit-0",
+        "mit-cmu",
+        "bsd-2-clause",
+        "bsd-3-clause",
+        "bsd-3-clause-clear",
+        "0bsd",
+        "apache-2.0",
+        "psf-2.0",
+        "python-2.0",
+        "cnri-python",
+        "isc",
+        "zlib",
+        "unlicense",
+        "cc0-1.0",
+        "bsl-1.0",
+        "hpnd",
+        "x11",
+        "wtfpl",
+    }
+)
+# Trove classifier suffixes (after "License :: OSI Approved :: ") that are permissive.
+PERMISSIVE_CLASSIFIERS = (
+    "MIT License",
+    "MIT No Attribution License (MIT-0)",
+    "BSD License",
+    "Apache Software License",
+    "Python Software Foundation License",
+    "ISC License (ISCL)",
+    "zlib/libpng License",
+    "The Unlicense (Unlicense)",
+    "Historical Permission Notice and Disclaimer (HPND)",
+    "Boost Software License 1.0 (BSL-1.0)",
+)
+# Free-text License fields seen in the wild, matched at the start of the field.
+_FREE_TEXT = re.compile(
+    r"^\s*(the\s+)?(mit|bsd|apache|psf|python software foundation|isc|zlib|unlicense|new bsd"
+    r"|simplified bsd)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class DistributionLicense:
+    name: str
+    version: str
+    license: str  # the evidence we used, as written in the metadata
+    permissive: bool
+
+
+def spdx_is_permissive(expression: str) -> bool:
+    """True when some OR-alternative of the SPDX expression consists only of permissive licences."""
+    cleaned = expression.replace("(", " ").replace(")", " ")
+    for alternative in re.split(r"\s+OR\s+", cleaned, flags=re.IGNORECASE):
+        parts = re.split(r"\s+AND\s+", alternative.strip(), flags=re.IGNORECASE)
+        ids = [re.split(r"\s+WITH\s+", part.strip(), flags=re.IGNORECASE)[0].strip() for part in parts]
+        ids = [i.lower().removesuffix("+").removesuffix("-only").removesuffix("-or-later") for i in ids]
+        if ids and all(i in PERMISSIVE_SPDX for i in ids):
+            return True
+    return False
+
+
+def classify_license(meta: metadata.PackageMetadata) -> tuple[str, bool]:
+    """(evidence, permissive) for one distribution's metadata."""
+    expression = meta.get("License-Expression")
+    if expression:
+        return expression, spdx_is_permissive(expression)
+    classifiers = [c for c in (meta.get_all("Classifier") or []) if c.startswith("License ::")]
+    osi = [c.removeprefix("License :: OSI Approved :: ") for c in classifiers if "OSI Approved ::" in c]
+    if osi:
+        return "; ".join(osi), all(c in PERMISSIVE_CLASSIFIERS for c in osi)
+    free_text = (meta.get("License") or "").strip()
+    first_line = free_text.splitlines()[0] if free_text else ""
+    if first_line and len(first_line) <= 80:
+        if spdx_is_permissive(first_line) or _FREE_TEXT.match(first_line):
+            return first_line, not re.search(r"\b(L?GPL|AGPL|MPL|EUPL|CC-BY-SA)\b", first_line, re.I)
+        return first_line, False
+    return "unknown", False
+
+
+def installed_distribution_licenses(exclude: frozenset[str] = frozenset()) -> list[DistributionLicense]:
+    """Every installed distribution (deduplicated by name) with its licence verdict, sorted by name."""
+    seen: dict[str, DistributionLicense] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        key = name.lower().replace("_", "-")
+        if not name or key in seen or key in exclude:
+            continue
+        evidence, permissive = classify_license(dist.metadata)
+        seen[key] = DistributionLicense(name, dist.version, evidence, permissive)
+    return sorted(seen.values(), key=lambda d: d.name.lower())

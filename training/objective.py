@@ -1,0 +1,247 @@
+"""Training examples and losses: masked diffusion (MDLM) with span infilling, and the AR FIM peer's PSM.
+
+Diffusion examples come in two shapes, both length T:
+  plain: a window of the token stream; every position masked with probability t.
+  span:  prefix ids + canvas + suffix ids, canvas = middle ids + k ``<|endofspan|>`` (random k, so the model
+         learns where a span ends); only canvas positions are masked (rate t), prefix/suffix stay visible,
+         exactly the canvas the engine builds.
+The loss is MDLM's: cross-entropy on masked positions weighted by 1/t, averaged over maskable positions.
+Every example is a pure function of (seed, step, rank), which makes resuming reproducible without saving
+any data-loader state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from infill.errors import TrainingError
+from training.corpus import SourceFile
+from training.spans import Span, SpanIndex, index_spans, sample_span
+from training.tokenizer import (
+    END_OF_SPAN_TOKEN,
+    END_OF_TEXT_TOKEN,
+    FIM_MIDDLE_TOKEN,
+    FIM_PREFIX_TOKEN,
+    FIM_SUFFIX_TOKEN,
+    MASK_TOKEN,
+    PAD_TOKEN,
+)
+
+MIN_MASK_RATE = 1e-3  # t is clamped here so the 1/t weight stays finite
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Special ids, read from the tokenizer in one place."""
+
+    pad: int
+    mask: int
+    end_of_span: int
+    end_of_text: int
+    fim_prefix: int
+    fim_suffix: int
+    fim_middle: int
+    # Ids the tokenizer wraps around every sequence (e.g. RoBERTa's <s> ... </s>); empty for ours.
+    prefix_ids: tuple[int, ...] = ()
+    suffix_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> TokenIds:
+        """Our tokens by name; for other masked LMs the same roles the model loader resolves."""
+        vocab = tokenizer.get_vocab()
+        ends = [tokenizer.eos_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]
+        mask = vocab.get(MASK_TOKEN, tokenizer.mask_token_id)
+        end_of_span = vocab.get(END_OF_SPAN_TOKEN, next((r for r in ends if r is not None), None))
+        pad_role = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_span
+        pad = vocab.get(PAD_TOKEN, pad_role)
+        if mask is None or end_of_span is None:
+            raise TrainingError("the tokenizer has no mask token or no end-of-sequence/separator token")
+        fim = [vocab.get(t, -1) for t in (FIM_PREFIX_TOKEN, FIM_SUFFIX_TOKEN, FIM_MIDDLE_TOKEN)]
+        plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+        wrapped = tokenizer("x")["input_ids"]
+        at = next((i for i in range(len(wrapped)) if wrapped[i : i + len(plain)] == plain), 0)
+        return cls(
+            pad,
+            mask,
+            end_of_span,
+            vocab.get(END_OF_TEXT_TOKEN, end_of_span),
+            *fim,
+            prefix_ids=tuple(wrapped[:at]),
+            suffix_ids=tuple(wrapped[at + len(plain) :]),
+        )
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T) long
+    attention_mask: torch.Tensor  # (B, T) long, 0 on padding
+    labels: torch.Tensor  # (B, T) long, -100 where no loss
+    weights: torch.Tensor  # (B, T) float: 1/t on masked positions (diffusion), 1 on targets (AR)
+    maskable: int  # positions that could have been masked (the MDLM normaliser)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.labels.to(device),
+            self.weights.to(device),
+            self.maskable,
+        )
+
+
+def example_rng(seed: int, step: int, rank: int, stream: str) -> random.Random:
+    return random.Random(f"{seed}:{step}:{rank}:{stream}")
+
+
+class ExampleSource:
+    """Pre-tokenized files plus their span indexes; draws diffusion or AR batches."""
+
+    def __init__(
+        self,
+        files: Sequence[SourceFile],
+        tokenizer: PreTrainedTokenizerBase,
+        seq_len: int,
+        span_fraction: float = 0.6,
+    ) -> None:
+        if not files:
+            raise ValueError("ExampleSource needs at least one file")
+        self.tokenizer = tokenizer
+        self.ids = TokenIds.from_tokenizer(tokenizer)
+        self.seq_len = seq_len
+        self.span_fraction = span_fraction
+        self.files = list(files)
+        self.indexes: list[SpanIndex] = [index_spans(f.text, f.language) for f in self.files]
+        encoded = tokenizer([f.text for f in self.files], add_special_tokens=False)["input_ids"]
+        pieces = []
+        for ids in encoded:
+            pieces.extend((ids, [self.ids.end_of_text]))
+        # One packed stream of every file, separated by <|endoftext|>: plain examples are windows of it.
+        self.stream = np.array([i for piece in pieces for i in piece], dtype=np.int64)
+        self.tokens = int(self.stream.size)
+        lengths = np.array([len(f.text) for f in self.files], dtype=np.float64)
+        self.file_weights = (lengths / lengths.sum()).tolist()
+
+    # -- pieces -------------------------------------------------------------------------------------
+    def _window(self, rng: random.Random, length: int) -> list[int]:
+        start = rng.randrange(max(1, self.tokens - length))
+        return self.stream[start : start + length].tolist()
+
+    def sample_gap(self, rng: random.Random) -> tuple[list[int], list[int], list[int], Span]:
+        """(prefix ids, middle ids, suffix ids, span) for a span drawn from a length-weighted file."""
+        index = rng.choices(range(len(self.files)), weights=self.file_weights)[0]
+        text = self.files[index].text
+        span = sample_span(text, self.indexes[index], rng)
+        context_chars = self.seq_len * 8
+        encode = self.tokenizer
+        prefix, middle, suffix = encode(
+            [
+                text[max(0, span.start - context_chars) : span.start],
+                text[span.start : span.end],
+                text[span.end : span.end + context_chars],
+            ],
+            add_special_tokens=False,
+        )["input_ids"]
+        return prefix, middle, suffix, span
+
+    def _fit_context(self, rng: random.Random, prefix: list[int], suffix: list[int], budget: int) -> tuple:
+        suffix_keep = min(len(suffix), rng.randint(budget // 4, budget))
+        prefix_keep = min(len(prefix), budget - suffix_keep)
+        suffix_keep = min(len(suffix), budget - prefix_keep)
+        return prefix[len(prefix) - prefix_keep :], suffix[:suffix_keep]
+
+    # -- diffusion ----------------------------------------------------------------------------------
+    def diffusion_example(self, rng: random.Random) -> tuple[list[int], list[bool]]:
+        """(ids, maskable) for one example; maskable marks the positions MDLM may mask (the canvas)."""
+        before, after = list(self.ids.prefix_ids), list(self.ids.suffix_ids)
+        ids, maskable = self._diffusion_inner(rng, self.seq_len - len(before) - len(after))
+        return before + ids + after, [False] * len(before) + maskable + [False] * len(after)
+
+    def _diffusion_inner(self, rng: random.Random, T: int) -> tuple[list[int], list[bool]]:
+        if rng.random() >= self.span_fraction:
+            ids = self._window(rng, T)
+            return ids, [True] * len(ids)
+        prefix, middle, suffix, _ = self.sample_gap(rng)
+        middle = middle[: T // 2]
+        # The engine's canvas is longer than most spans: random extra end-of-span tail.
+        extra = rng.randint(0, max(4, min(T // 4, len(middle) + 4)))
+        canvas = middle + [self.ids.end_of_span] * extra
+        if not canvas:
+            canvas = [self.ids.end_of_span]
+        prefix, suffix = self._fit_context(rng, prefix, suffix, T - len(canvas))
+        ids = prefix + canvas + suffix
+        maskable = [False] * len(prefix) + [True] * len(canvas) + [False] * len(suffix)
+        return ids, maskable
+
+    def diffusion_batch(self, batch_size: int, seed: int, step: int, rank: int = 0) -> Batch:
+        rng = example_rng(seed, step, rank, "diffusion")
+        gen = torch.Generator().manual_seed(rng.getrandbits(62))
+        # Stratified mask rates across the batch (MDLM's low-discrepancy sampler): lower loss variance.
+        offset = rng.random()
+        rates = [max(MIN_MASK_RATE, ((offset + i / batch_size) % 1.0)) for i in range(batch_size)]
+        T = self.seq_len
+        input_ids = torch.full((batch_size, T), self.ids.pad, dtype=torch.long)
+        attention = torch.zeros((batch_size, T), dtype=torch.long)
+        maskable = torch.zeros((batch_size, T), dtype=torch.bool)
+        for b in range(batch_size):
+            ids, can_mask = self.diffusion_example(rng)
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            attention[b, : len(ids)] = 1
+            maskable[b, : len(ids)] = torch.tensor(can_mask)
+        t = torch.tensor(rates).unsqueeze(1)  # (B, 1)
+        masked = (torch.rand((batch_size, T), generator=gen) < t) & maskable
+        # Every example contributes: force one masked position where the draw masked none.
+        for b in range(batch_size):
+            if not masked[b].any():
+                choices = maskable[b].nonzero().flatten()
+                masked[b, choices[torch.randint(len(choices), (1,), generator=gen)]] = True
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        weights = masked.float() / t
+        noisy = torch.where(masked, torch.full_like(input_ids, self.ids.mask), input_ids)
+        return Batch(noisy, attention, labels, weights, int(maskable.sum()))
+
+    # -- autoregressive FIM peer ----------------------------------------------------------------------
+    def fim_example(self, rng: random.Random) -> list[int]:
+        """PSM: <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|> middle <|endoftext|>."""
+        T = self.seq_len
+        if rng.random() >= self.span_fraction:
+            return self._window(rng, T)
+        prefix, middle, suffix, _ = self.sample_gap(rng)
+        middle = middle[: T // 2] if len(middle) > T // 2 else [*middle, self.ids.end_of_text]
+        prefix, suffix = self._fit_context(rng, prefix, suffix, T - len(middle) - 3)
+        return [self.ids.fim_prefix, *prefix, self.ids.fim_suffix, *suffix, self.ids.fim_middle, *middle]
+
+    def ar_batch(self, batch_size: int, seed: int, step: int, rank: int = 0) -> Batch:
+        rng = example_rng(seed, step, rank, "diffusion")  # same stream name: same spans as the diffusion run
+        T = self.seq_len
+        input_ids = torch.full((batch_size, T), self.ids.pad, dtype=torch.long)
+        attention = torch.zeros((batch_size, T), dtype=torch.long)
+        for b in range(batch_size):
+            ids = self.fim_example(rng)
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            attention[b, : len(ids)] = 1
+        labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, -100))
+        return Batch(input_ids, attention, labels, attention.float(), int(attention.sum()))
+
+
+def diffusion_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """MDLM loss: sum over masked positions of CE / t, divided by the number of maskable positions."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+    selected = batch.labels != -100
+    logits = out.logits
+    # ModernBERT with sparse_prediction returns (N_masked, V) logits already; other masked LMs (B, T, V).
+    if logits.dim() == 3:
+        logits = logits[selected]
+    targets = batch.labels[selected]
+    ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    return (ce * batch.weights[selected]).sum() / max(1, batch.maskable)
+
+
+def ar_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Next-token cross-entropy (the model shifts labels itself)."""
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
