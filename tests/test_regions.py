@@ -17,6 +17,7 @@ from infill.regions import (
     parse_error_count,
     pick_cursor_region,
 )
+from infill.regions.syntax import gap_error_counts
 
 
 def cursors(marked: str) -> tuple[str, dict[str, int]]:
@@ -670,3 +671,15 @@ def test_finalize_returns_empty_text_when_the_cut_leaves_nothing() -> None:
 def test_unknown_language_finalize_uses_bracket_balance() -> None:
     assert finalize_candidate("(define (sq x) ", "(* x x)", ")\n", None, "span") == "(* x x)"
     assert finalize_candidate("(define (sq x) ", "(* x x", ")\n", None, "span") is None
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_incremental_gap_parses_match_full_parses(language: str) -> None:
+    """finalize_candidate re-parses incrementally; the counts must equal parsing each text from scratch."""
+    text, at = cursors(SAMPLES[language].source)
+    prefix, suffix = text[: at["F"]], text[at["F"] :]
+    fills = ["", "x", " (", "\n  ä😀 = 1;\n", "}\n}\n", '"漢字"', "\n\n\n", "/*", "{ {"]
+    baseline, counts = gap_error_counts(prefix, fills, suffix, language)
+    assert baseline == parse_error_count(prefix + suffix, language)
+    assert counts == [parse_error_count(prefix + fill + suffix, language) for fill in fills]
+    assert max(counts) > baseline  # some of these fills do break the file

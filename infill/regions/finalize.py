@@ -14,7 +14,7 @@ from infill.regions.heuristics import (
     unclosed_openers,
 )
 from infill.regions.languages import check_language
-from infill.regions.syntax import parse_error_count
+from infill.regions.syntax import gap_error_counts
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,10 @@ def finalize_candidate(
     for variant in variants:
         options.extend(_without_repeated_suffix(variant, suffix))
         options.append(variant)
-    baseline = parse_error_count(prefix + suffix, language)
-    best, best_errors = None, None
-    for option in dict.fromkeys(options):  # preference order, duplicates removed
-        errors = parse_error_count(prefix + option + suffix, language)
-        if best_errors is None or errors < best_errors:
-            best, best_errors = option, errors
-        if errors == 0:
-            break
-    assert best is not None and best_errors is not None
+    options = list(dict.fromkeys(options))  # preference order, duplicates removed
+    baseline, counts = gap_error_counts(prefix, options, suffix, language)
+    best_errors = min(counts)
+    best = options[counts.index(best_errors)]  # the first (most preferred) of the least broken
     if best_errors > baseline:
         logger.debug(
             "rejected candidate %r: %d parse errors > %d without it", candidate, best_errors, baseline

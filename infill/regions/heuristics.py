@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import cache
 
-from infill.regions.languages import default_indent_unit, line_comment_leaders
+from infill.regions.languages import default_indent_unit
 
 OPENERS = "([{"
 CLOSERS = ")]}"
 _MATCH = {")": "(", "]": "[", "}": "{"}
-# A Rust/C-family char literal ('x', '\n', '\u{1F600}'); a lone quote elsewhere is a Rust lifetime.
-_CHAR_LITERAL = re.compile(r"'(?:\\u\{[0-9a-fA-F]+\}|\\.[^'\n]{0,8}?|[^\\'\n])'")
 
 
 def line_start(text: str, offset: int) -> int:
@@ -75,79 +74,58 @@ def detect_indent_unit(text: str, language: str | None) -> str:
     return " " * step
 
 
-def _comment_starts(text: str, i: int, leaders: tuple[str, ...], known_language: bool) -> bool:
-    for leader in leaders:
-        if text.startswith(leader, i):
-            # In an unknown language "#" and "--" may be operators; only take them after whitespace.
-            return known_language or leader == "//" or i == 0 or text[i - 1] in " \t\n"
-    return False
+@cache
+def _lexer(language: str | None) -> re.Pattern[str]:
+    """One alternation that finds, left to right, the comments, string literals and brackets of a text;
+    everything else is skipped by the regex engine. A quote that never closes (on its line, for most
+    quotes) matches nothing and so counts as code."""
+    comments = []
+    if language is None:
+        # In an unknown language "#" and "--" may be operators; only take them after whitespace.
+        comments += [r"//[^\n]*", r"(?:(?<=\s)|^)(?:#|--)[^\n]*", r"/\*[\s\S]*?(?:\*/|\Z)"]
+    elif language == "python":
+        comments += [r"#[^\n]*"]
+    else:
+        comments += [r"//[^\n]*", r"/\*[\s\S]*?(?:\*/|\Z)"]
+    strings = [r'"(?:\\.|[^"\\\n])*"', r"`(?:\\.|[^`\\])*`"]
+    if language == "python":
+        strings = [r'"""[\s\S]*?(?:"""|\Z)', r"'''[\s\S]*?(?:'''|\Z)", *strings]
+    if language in ("rust", "c", "cpp", "java", "go"):
+        # A char literal ('x', '\n', '\u{1F600}'); any other quote is a Rust lifetime: plain code.
+        strings.append(r"'(?:\\u\{[0-9a-fA-F]+\}|\\.[^'\n]{0,8}?|[^\\'\n])'")
+    else:
+        strings.append(r"'(?:\\.|[^'\\\n])*'")
+    alternatives = [
+        f"(?P<comment>{'|'.join(comments)})",
+        f"(?:{'|'.join(strings)})",
+        r"(?P<bracket>[()\[\]{}])",
+    ]
+    return re.compile("|".join(alternatives), re.MULTILINE)
 
 
-def code_positions(text: str, language: str | None) -> Iterator[int]:
-    """Offsets of characters that are code: not inside string literals or comments."""
-    leaders = line_comment_leaders(language)
-    block_comments = language != "python"
-    i, n = 0, len(text)
-    in_block_comment = False
-    while i < n:
-        ch = text[i]
-        if in_block_comment:
-            if text.startswith("*/", i):
-                in_block_comment = False
-                i += 2
-            else:
-                i += 1
-            continue
-        if block_comments and text.startswith("/*", i):
-            in_block_comment = True
-            i += 2
-            continue
-        if ch in "#/-" and _comment_starts(text, i, leaders, language is not None):
-            i = line_end(text, i)
-            continue
-        if ch in "\"'`":
-            if ch == "'" and language in ("rust", "c", "cpp", "java", "go"):
-                literal = _CHAR_LITERAL.match(text, i)
-                if literal is None:  # a Rust lifetime or a stray quote: plain code
-                    yield i
-                    i += 1
-                else:
-                    i = literal.end()
-                continue
-            close = _string_end(text, i, ch)
-            if close is None:
-                yield i
-                i += 1
-            else:
-                i = close
-            continue
-        yield i
-        i += 1
+def bracket_positions(text: str, language: str | None) -> Iterator[int]:
+    """Offsets of the brackets in ``text`` that are code (outside string literals and comments)."""
+    for match in _lexer(language).finditer(text):
+        if match.lastgroup == "bracket":
+            yield match.start()
 
 
-def _string_end(text: str, start: int, quote: str) -> int | None:
-    """End offset of the string literal opening at ``start``; None when it does not close on its line
-    (backtick templates may span lines)."""
-    i = start + 1
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == quote:
-            return i + 1
-        if ch == "\n" and quote != "`":
-            return None
-        i += 1
-    return None
+def blank_comments(text: str, language: str | None) -> str:
+    """``text`` with its comments replaced by spaces (offsets unchanged)."""
+    parts, position = [], 0
+    for match in _lexer(language).finditer(text):
+        if match.lastgroup == "comment":
+            parts += [text[position : match.start()], " " * (match.end() - match.start())]
+            position = match.end()
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def bracket_errors(text: str, language: str | None = None) -> int:
     """Mismatched or unmatched brackets outside strings and comments: a parse-error proxy."""
     stack: list[str] = []
     errors = 0
-    for i in code_positions(text, language):
+    for i in bracket_positions(text, language):
         ch = text[i]
         if ch in OPENERS:
             stack.append(ch)
@@ -162,7 +140,7 @@ def bracket_errors(text: str, language: str | None = None) -> int:
 def bracket_depths(text: str, language: str | None) -> Iterator[tuple[int, int]]:
     """(offset, depth after it) for every bracket in code positions; depth starts at 0."""
     depth = 0
-    for i in code_positions(text, language):
+    for i in bracket_positions(text, language):
         ch = text[i]
         if ch in OPENERS:
             depth += 1
@@ -183,7 +161,7 @@ def first_excess_closer(text: str, language: str | None, allowance: int = 0) -> 
 def unclosed_openers(text: str, language: str | None) -> int:
     """Opening brackets in ``text`` that ``text`` itself never closes (e.g. ``foo(a,`` -> 1)."""
     open_count = 0
-    for i in code_positions(text, language):
+    for i in bracket_positions(text, language):
         if text[i] in OPENERS:
             open_count += 1
         elif text[i] in CLOSERS and open_count:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from infill.errors import MarkerError
-from infill.regions.heuristics import leading_ws, line_end, next_line_start, previous_line_end
+from infill.regions.heuristics import leading_ws, line_end, line_start, next_line_start, previous_line_end
 from infill.regions.languages import check_language, line_comment_leaders
 from infill.regions.syntax import SyntaxTree
 
 HOLE = "<|fill|>"
 _MARKER_WORD = re.compile(r"infill:(begin|end)\b")
+_ANY_MARK = re.compile(r"infill:(?:begin|end)\b|" + re.escape(HOLE))
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,18 @@ def find_fill_markers(text: str, language: str | None) -> list[MarkedRegion]:
     """All holes and begin/end regions in ``text``, in order; MarkerError (with the 1-based line) for
     unbalanced, nested or reversed markers and for holes inside a region."""
     check_language(language)
-    tree = SyntaxTree(text, language) if language is not None else None
     own_line = _own_line_marker(line_comment_leaders(language))
+    tree: SyntaxTree | None = None  # parsed only when a marker-like line needs it
     found: list[MarkedRegion] = []
     opened: _Open | None = None
-    position, number = 0, 1
-    while position < len(text):
+    number, counted_to = 1, 0
+    for position in _candidate_lines(text):
+        number += text.count("\n", counted_to, position)
+        counted_to = position
         end = line_end(text, position)
         line = text[position:end]
+        if tree is None and language is not None and "infill:" in line:
+            tree = SyntaxTree(text, language)
         marker = _marker_on_line(line, position, number, own_line, tree)
         holes = [position + m.start() for m in re.finditer(re.escape(HOLE), line)]
         if marker is not None and holes:
@@ -78,11 +83,15 @@ def find_fill_markers(text: str, language: str | None) -> list[MarkedRegion]:
                     f"line {number}: {HOLE} inside the infill:begin region opened on line {opened.line}"
                 )
             found.append(MarkedRegion(hole, hole + len(HOLE), hole, hole, "hole", leading_ws(line)))
-        position = next_line_start(text, position)
-        number += 1
     if opened is not None:
         raise MarkerError(f"line {opened.line}: infill:begin without infill:end")
     return found
+
+
+def _candidate_lines(text: str) -> list[int]:
+    """Start offsets of the lines holding a hole or a marker word, in order (each line once)."""
+    starts = {line_start(text, match.start()) for match in _ANY_MARK.finditer(text)}
+    return sorted(starts)
 
 
 def _own_line_marker(leaders: tuple[str, ...]) -> re.Pattern[str]:

@@ -8,7 +8,7 @@ from infill.errors import InputError
 from infill.regions.functions import function_region
 from infill.regions.heuristics import (
     CLOSERS,
-    code_positions,
+    blank_comments,
     detect_indent_unit,
     indent_width,
     leading_ws,
@@ -122,14 +122,10 @@ def _block_after_opener(
 def _last_code_char(text: str, line_begin: int, language: str | None, tree: SyntaxTree | None) -> int | None:
     """Offset of the last non-blank code character of a line (trailing comments skipped); None when the
     line is all comment, or its end lies inside a multi-line string."""
-    end = line_end(text, line_begin)
-    line = text[line_begin:end]
-    last = None
-    for i in code_positions(line, language):
-        if not line[i].isspace():
-            last = i
-    if last is None:
+    code = blank_comments(text[line_begin : line_end(text, line_begin)], language).rstrip()
+    if not code.strip():
         return None
+    last = len(code) - 1
     if tree is not None and (tree.in_string(line_begin + last) or tree.comment_at(line_begin + last)):
         return None
     return line_begin + last
