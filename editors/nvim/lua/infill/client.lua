@@ -36,13 +36,10 @@ function M.get(bufnr)
   return clients[1]
 end
 
---- The version the server knows for a buffer (what `infill/rewrite` must send).
+--- The version the server knows for a buffer (what `infill/rewrite` must send): vim.lsp sends 0 on didOpen
+--- and the changedtick with each didChange.
 function M.version(bufnr)
-  local version = vim.lsp.util.buf_versions[bufnr]
-  if version == nil or version == 0 then
-    return vim.api.nvim_buf_get_changedtick(bufnr)
-  end
-  return version
+  return vim.lsp.util.buf_versions[bufnr]
 end
 
 local function on_status(_, params)
@@ -91,6 +88,7 @@ function M.attach(bufnr)
   return vim.lsp.start({
     name = M.NAME,
     cmd = cmd,
+    cmd_env = opts.cmd_env,
     root_dir = root_dir(bufnr),
     init_options = opts.settings,
     settings = { infill = opts.settings },

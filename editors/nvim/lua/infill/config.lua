@@ -19,6 +19,8 @@ local server_settings = {
 M.defaults = {
   -- Command line that starts the server over stdio.
   cmd = { "infill", "serve" },
+  -- Extra environment for the server process, e.g. { INFILL_MODEL = "/models/infill-small" }.
+  cmd_env = nil,
   -- Filetypes the server is started for (the languages the server has grammars for).
   filetypes = {
     "python",

@@ -129,8 +129,15 @@ function M.dismiss(bufnr)
   if st.timer ~= nil then
     st.timer:stop()
   end
+  st.scheduled = false
   cancel_pending(st)
   M.clear(bufnr)
+end
+
+--- Whether a request is scheduled or waiting for its answer.
+function M._pending(bufnr)
+  local st = buffers[bufnr]
+  return st ~= nil and (st.scheduled == true or st.pending ~= nil)
 end
 
 local function cursor_in(bufnr)
@@ -208,10 +215,12 @@ function M.schedule(bufnr)
   end
   st.timer = st.timer or uv.new_timer()
   st.timer:stop()
+  st.scheduled = true
   st.timer:start(
     config.options.debounce_ms,
     0,
     vim.schedule_wrap(function()
+      st.scheduled = false
       if vim.api.nvim_buf_is_valid(bufnr) then
         M.request(bufnr, TRIGGER_AUTOMATIC)
       end

@@ -1,0 +1,194 @@
+-- The plugin against the REAL server (`python -m infill.cli.main serve` on a tiny ModernBERT): start through
+-- vim.lsp, ghost text from textDocument/inlineCompletion, accepting it, and rewrites through the preview.
+-- Needs INFILL_TEST_MODEL (a model directory) and the repository root on PYTHONPATH (or infill installed).
+local h = dofile(vim.g.infill_test_root .. "/tests/harness.lua")
+local test, eq, truthy, wait_for = h.test, h.eq, h.truthy, h.wait_for
+
+local model = assert(vim.env.INFILL_TEST_MODEL, "set INFILL_TEST_MODEL to a model directory")
+local python = vim.env.INFILL_PYTHON or "python"
+local READY_MS = 120000
+local REQUEST_MS = 60000
+
+local workdir = vim.fn.tempname()
+vim.fn.mkdir(workdir, "p")
+
+-- Messages the plugin shows, to check that the user is told what happened (and that no error was shown).
+local notified = {}
+vim.notify = function(message, level)
+  table.insert(notified, { message = message, level = level })
+end
+
+local function errors()
+  return vim.tbl_filter(function(n)
+    return n.level == vim.log.levels.ERROR
+  end, notified)
+end
+
+require("infill").setup({
+  cmd = { python, "-m", "infill.cli.main", "serve", "--model", model, "--device", "cpu" },
+  cmd_env = { PYTHONPATH = vim.env.PYTHONPATH },
+  filetypes = { "python" },
+  root_markers = { ".git" },
+  debounce_ms = 10,
+  settings = { maxTokens = 16, debounceMs = 0 },
+  native = false,
+})
+local client = require("infill.client")
+local suggest = require("infill.suggest")
+local rewrite = require("infill.rewrite")
+
+local function open(name, lines)
+  local path = workdir .. "/" .. name
+  vim.fn.writefile(lines, path)
+  vim.cmd("edit " .. vim.fn.fnameescape(path))
+  return vim.api.nvim_get_current_buf()
+end
+
+local function lines_of(bufnr)
+  return vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+end
+
+-- Waits for the preview of a rewrite; fails at once with the message when the plugin reported an error.
+local function wait_preview()
+  notified = {}
+  wait_for("the rewrite preview", function()
+    return rewrite.pending ~= nil or #notified > 0
+  end, REQUEST_MS)
+  return truthy(rewrite.pending, "no preview; the plugin said " .. vim.inspect(notified))
+end
+
+local function ghost_marks(bufnr)
+  return vim.api.nvim_buf_get_extmarks(bufnr, suggest.ns, 0, -1, { details = true })
+end
+
+test("opening a python file starts the server through vim.lsp and the model loads", function()
+  local bufnr = open("start.py", { "x = 1" })
+  local lsp_client = wait_for("the infill client to attach", function()
+    return client.get(bufnr)
+  end, 10000)
+  eq("infill", lsp_client.name)
+  eq(workdir, lsp_client.config.root_dir, "root_dir falls back to the file's directory")
+  truthy(lsp_client.server_capabilities.inlineCompletionProvider, "server advertises inline completions")
+  wait_for("infill/status ready", function()
+    return client.status.state == "ready" or client.status.state == "error"
+  end, READY_MS)
+  eq("ready", client.status.state, "status: " .. vim.inspect(client.status))
+  truthy(require("infill").status():find("^ready"), "statusline text: " .. require("infill").status())
+end)
+
+-- The tiny model is untrained: at some positions everything it fills is rejected as invalid code. Typing
+-- positions are tried in turn until the server offers a suggestion; each try goes through the real autocmd,
+-- debounce, request and render path.
+local ATTEMPTS = {
+  { lines = { "def add(a, b):", "    return a" }, row = 1, col = 12 },
+  { lines = { "numbers = [1, 2, 3]", "total = " }, row = 1, col = 8 },
+  { lines = { "# compute", "value = 1", "print(" }, row = 2, col = 6 },
+  { lines = { "import os", "", "path = os." }, row = 2, col = 10 },
+  { lines = { "for i in range(10):", "    " }, row = 1, col = 4 },
+}
+
+local shown -- { bufnr, row, col, text, before }
+
+test("typing triggers a request and the suggestion is shown as ghost text", function()
+  local bufnr = open("complete.py", { "" })
+  for _, attempt in ipairs(ATTEMPTS) do
+    vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, attempt.lines)
+    vim.api.nvim_win_set_cursor(0, { attempt.row + 1, attempt.col })
+    vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
+    truthy(suggest._pending(bufnr), "a request is scheduled")
+    wait_for("the completion request to be answered", function()
+      return not suggest._pending(bufnr)
+    end, REQUEST_MS)
+    local current = suggest.current(bufnr)
+    if current ~= nil then
+      local marks = ghost_marks(bufnr)
+      eq(1, #marks, "one ghost-text extmark")
+      eq({ attempt.row, attempt.col }, { marks[1][2], marks[1][3] }, "extmark at the cursor")
+      local first_line = vim.split(current.text, "\n", { plain = true })[1]
+      eq(first_line, marks[1][4].virt_text[1][1], "ghost text is the suggestion")
+      shown = { bufnr = bufnr, row = attempt.row, col = attempt.col, text = current.text, before = lines_of(bufnr) }
+      return
+    end
+    eq(0, #ghost_marks(bufnr), "no ghost text without a suggestion")
+  end
+  error("the server offered no suggestion at any of " .. #ATTEMPTS .. " positions")
+end)
+
+test("the accept key inserts the suggestion at the cursor", function()
+  truthy(shown, "a suggestion was shown")
+  vim.fn.maparg("<Tab>", "i", false, true).callback()
+  local line = shown.before[shown.row + 1]
+  local expected = vim.split(line:sub(1, shown.col) .. shown.text .. line:sub(shown.col + 1), "\n", { plain = true })
+  local after = lines_of(shown.bufnr)
+  for i, text in ipairs(expected) do
+    eq(text, after[shown.row + i], "line " .. (shown.row + i))
+  end
+  eq(#shown.before + #expected - 1, #after, "line count")
+  eq(0, #ghost_marks(shown.bufnr), "ghost text gone after accepting")
+end)
+
+test(":InfillFillHoles previews the fill and :InfillAccept applies it", function()
+  local bufnr = open("holes.py", { "def double(x):", "    return <|fill|>", "", "print(double(2))" })
+  vim.api.nvim_win_set_cursor(0, { 2, 0 })
+  vim.cmd("InfillFillHoles")
+  local pending = wait_preview()
+  truthy(vim.api.nvim_win_is_valid(pending.win), "preview window open")
+  eq("diff", vim.bo[pending.preview_buf].filetype)
+  local preview = vim.api.nvim_buf_get_lines(pending.preview_buf, 0, -1, false)
+  truthy(vim.tbl_contains(preview, "-    return <|fill|>"), "preview shows the hole going away")
+  eq({ "def double(x):", "    return <|fill|>", "", "print(double(2))" }, lines_of(bufnr), "untouched before accept")
+  vim.cmd("InfillAccept")
+  eq(false, vim.api.nvim_win_is_valid(pending.win), "preview closed")
+  local after = table.concat(lines_of(bufnr), "\n")
+  eq(nil, after:find("<|fill|>", 1, true), "marker removed")
+  truthy(after:find("^def double%(x%):\n    return "), "code before the hole kept")
+  truthy(after:find("print%(double%(2%)%)$"), "code after the hole kept")
+  eq({}, errors())
+end)
+
+test(":InfillReject leaves the buffer as it was", function()
+  local bufnr = open("reject.py", { "value = <|fill|>" })
+  vim.cmd("InfillFillHoles")
+  wait_preview()
+  vim.cmd("InfillReject")
+  eq(nil, rewrite.pending)
+  eq({ "value = <|fill|>" }, lines_of(bufnr))
+end)
+
+test(":InfillRewrite on a line range answers with a preview or says why not", function()
+  local bufnr = open("range.py", { "def mul(a, b):", "    result = a * b", "    return result" })
+  notified = {}
+  vim.cmd("2,2InfillRewrite")
+  wait_for("the rewrite answer", function()
+    return rewrite.pending ~= nil or #notified > 0
+  end, REQUEST_MS)
+  eq({}, errors())
+  if rewrite.pending ~= nil then
+    eq(bufnr, rewrite.pending.bufnr)
+    vim.cmd("InfillReject")
+  else
+    truthy(notified[1].message:find("no rewrite found"), notified[1].message)
+  end
+end)
+
+test("a buffer edited while the preview is open is not overwritten", function()
+  local bufnr = open("stale.py", { "x = <|fill|>" })
+  vim.cmd("InfillFillHoles")
+  wait_preview()
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { "x = 2  # typed meanwhile" })
+  eq(false, rewrite.accept())
+  eq({ "x = 2  # typed meanwhile" }, lines_of(bufnr))
+end)
+
+test(":InfillToggle turns suggestions off", function()
+  eq(true, require("infill").toggle() == false)
+  truthy(require("infill").status():find("%(off%)$"), "statusline shows off")
+  local bufnr = open("off.py", { "y = " })
+  vim.api.nvim_win_set_cursor(0, { 1, 4 })
+  vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
+  vim.wait(200)
+  eq(false, suggest._pending(bufnr), "no request while off")
+  require("infill").toggle()
+end)
+
+h.run("nvim-server")
