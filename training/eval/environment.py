@@ -28,8 +28,9 @@ def cpu_model() -> str:
 
 
 def describe() -> dict[str, str | int]:
+    from importlib.metadata import version
+
     import torch
-    import transformers
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
@@ -41,5 +42,5 @@ def describe() -> dict[str, str | int]:
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": version("transformers"),
     }
