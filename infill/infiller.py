@@ -290,7 +290,7 @@ class Infiller:
             suffix = "".join(segments[2 * index + 2 :])
             if mark.kind == "region":
                 budget = max_tokens or self._regeneration_budget(text[mark.fill_start : mark.fill_end])
-                kind = "block"
+                kind = "region"
             else:
                 budget = max_tokens or DEFAULT_HOLE_TOKENS
                 kind = "span"
@@ -309,6 +309,8 @@ class Infiller:
                 slot.start,
             )
             raw = best.text if best is not None else ""
+            if slot.request.suffix.startswith("\n"):
+                raw = raw.rstrip()  # the line break after the gap is already in the suffix
             edits.append(Edit(slot.start, slot.end, raw, best.score if best else float("-inf"), (), False))
         return edits
 

@@ -18,7 +18,7 @@ from infill.cli.common import (
     load_infiller,
     positive_int,
 )
-from infill.cli.fileio import line_column, offset_of, parse_position, read_source
+from infill.cli.fileio import lf_view, line_column, offset_of, parse_position, read_source
 
 
 def complete_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,14 +45,15 @@ def complete_command_parser(subparsers: argparse._SubParsersAction) -> argparse.
 
 
 def complete_command(args: argparse.Namespace) -> int:
-    from infill import regions
-    from infill.cli.fileio import lf_view
-    from infill.infiller import CompletionRequest
-
+    # Validate the position before anything heavy is imported or loaded: bad input fails in a blink.
     position = parse_position(args.position)
     source = read_source(position.path)
     text = lf_view(source.text).text
-    offset = offset_of(text, position)  # validated before the model loads
+    offset = offset_of(text, position)
+
+    from infill import regions
+    from infill.infiller import CompletionRequest
+
     language = regions.language_for_path(source.path)
 
     infiller = load_infiller(args)

@@ -1,0 +1,313 @@
+"""The `infill` command end to end (real processes, tiny random models) and its file helpers in-process.
+
+Tiny random models write random code, so outputs are checked for structure: markers gone, bytes outside
+holes and regions identical, diffs that `patch` accepts, one output row per task id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infill.cli.fileio import (
+    LfView,
+    Position,
+    lf_view,
+    line_column,
+    offset_of,
+    parse_position,
+    read_source,
+    write_atomic,
+)
+from infill.cli.rewrite import unified_diff
+from infill.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Few steps and small budgets: these tests check plumbing, not quality.
+FAST = ("--steps", "4", "--max-tokens", "8")
+
+
+def run_infill(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m infill.cli.main ARGV` as a user would run `infill ARGV`."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "INFILL_DEVICE": "cpu", **(env or {})}
+    full_env.pop("INFILL_MODEL", None)
+    raw = subprocess.run(
+        [sys.executable, "-m", "infill.cli.main", *argv],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        timeout=120,
+    )
+    # Decoded by hand: text=True would turn the CRLF of a diff into LF.
+    return subprocess.CompletedProcess(raw.args, raw.returncode, raw.stdout.decode(), raw.stderr.decode())
+
+
+# ------------------------------------------------------------------------------------------ file helpers
+
+
+def test_lf_view_maps_offsets_back_to_crlf() -> None:
+    text = "a\r\nbc\r\n\r\nd"
+    view = lf_view(text)
+    assert view.text == "a\nbc\n\nd"
+    assert view.newline == "\r\n"
+    # Every LF-view offset that is not inside a line ending maps to the same character.
+    for offset, char in enumerate(view.text):
+        if char != "\n":
+            assert text[view.original_offset(offset)] == char
+    # An offset AT a line end maps to before "\r"; just after it, to after "\n".
+    assert view.original_offset(1) == 1
+    assert view.original_offset(2) == 3
+    assert view.original_offset(len(view.text)) == len(text)
+    assert view.original_text("x\ny") == "x\r\ny"
+
+
+def test_lf_view_of_mixed_endings_keeps_lone_lf() -> None:
+    view = lf_view("a\nb\r\nc\n")
+    assert view.newline == "\n"
+    assert view.collapsed == (3,)
+    assert LfView("x", "\n", ()).original_text("a\nb") == "a\nb"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("a.py:1:1", ("a.py", 1, 1)),
+        ("C:/x/a.py:12:40", ("C:/x/a.py", 12, 40)),
+        ("dir:1/b.py:3:2", ("dir:1/b.py", 3, 2)),
+    ],
+)
+def test_parse_position(spec: str, expected: tuple[str, int, int]) -> None:
+    position = parse_position(spec)
+    assert (str(position.path), position.line, position.column) == (str(Path(expected[0])), *expected[1:])
+
+
+def test_offsets_and_positions_round_trip() -> None:
+    text = "héllo\n\nwörld 🎉x\n"
+    for offset in range(len(text) + 1):
+        line, column = line_column(text, offset)
+        assert offset_of(text, Position(Path("t"), line, column)) == offset
+    assert offset_of(text, Position(Path("t"), 3, 8)) == text.index("🎉") + 1  # columns count characters
+    with pytest.raises(InputError, match="column 3 is out of range"):
+        offset_of(text, Position(Path("t"), 2, 3))
+
+
+def test_read_source_rejects_unusable_files(tmp_path: Path) -> None:
+    (tmp_path / "bin").write_bytes(b"\x7fELF\x00\x00")
+    (tmp_path / "latin").write_bytes(b"ok\nnot \xe9 utf8\n")
+    with pytest.raises(InputError, match="binary"):
+        read_source(tmp_path / "bin")
+    with pytest.raises(InputError, match=r"latin:2: not UTF-8"):
+        read_source(tmp_path / "latin")
+    with pytest.raises(InputError, match="is a directory"):
+        read_source(tmp_path)
+    with pytest.raises(InputError, match="no such file"):
+        read_source(tmp_path / "missing")
+
+
+def test_write_atomic_keeps_mode_and_refuses_a_changed_file(tmp_path: Path) -> None:
+    path = tmp_path / "script.sh"
+    path.write_bytes(b"echo hi\n")
+    path.chmod(0o751)
+    source = read_source(path)
+    write_atomic(path, b"echo bye\n", unchanged_since=source)
+    assert path.read_bytes() == b"echo bye\n"
+    assert path.stat().st_mode & 0o777 == 0o751
+
+    stale = read_source(path)
+    path.write_bytes(b"edited by someone else\n")
+    with pytest.raises(InputError, match="changed while infill was running"):
+        write_atomic(path, b"echo lost\n", unchanged_since=stale)
+    assert path.read_bytes() == b"edited by someone else\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script.sh"]  # no temp file left behind
+
+
+@pytest.mark.skipif(shutil.which("patch") is None, reason="needs patch(1)")
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("a\nb\nc\n", "a\nB\nc\n"),
+        ("a\nb", "a\nB"),  # no final newline on either side
+        ("a\r\nb\r\n", "a\r\nX\r\nY\r\n"),
+        ("a\nb\n", "a\nb\nc"),  # final newline lost
+    ],
+)
+def test_unified_diff_applies_with_patch(tmp_path: Path, old: str, new: str) -> None:
+    target = tmp_path / "f.txt"
+    target.write_bytes(old.encode())
+    diff = "".join(unified_diff(old, new, "f.txt"))
+    (tmp_path / "d.patch").write_bytes(diff.encode())
+    subprocess.run(["patch", "-p1", "-s", "-i", "d.patch"], cwd=tmp_path, check=True)
+    assert target.read_bytes() == new.encode()
+
+
+# ------------------------------------------------------------------------------------- end to end: rewrite
+
+# CRLF line endings and no final newline: both must survive outside the filled spans.
+MARKED_CRLF = (
+    "import os\r\n"
+    "\r\n"
+    "def add(a, b):\r\n"
+    "    total = <|fill|>\r\n"
+    "    return total\r\n"
+    "\r\n"
+    "def greet(name):\r\n"
+    "    # infill:begin\r\n"
+    "    message = 'hello ' + name\r\n"
+    "    # infill:end\r\n"
+    "    return name"
+)
+UNKNOWN_LANGUAGE = "set x = <|fill|>\nprint x\n"
+NO_MARKERS = "def f():\n    return 1\n"
+
+
+@pytest.fixture()
+def marked_files(tmp_path: Path) -> Path:
+    (tmp_path / "code.py").write_bytes(MARKED_CRLF.encode())
+    (tmp_path / "code.py").chmod(0o640)
+    (tmp_path / "notes.xyz").write_bytes(UNKNOWN_LANGUAGE.encode())
+    (tmp_path / "plain.py").write_bytes(NO_MARKERS.encode())
+    return tmp_path
+
+
+def assert_only_markers_replaced(original: bytes, rewritten: bytes) -> None:
+    """The bytes before the first and after the last marker, and between markers, are untouched."""
+    text, new = original.decode(), rewritten.decode()
+    assert "<|fill|>" not in new and "infill:begin" not in new and "infill:end" not in new
+    hole = text.index("<|fill|>")
+    begin = text.index("    # infill:begin")
+    end = text.index("# infill:end\r\n") + len("# infill:end\r\n")
+    head, between, tail = text[:hole], text[hole + len("<|fill|>") : begin], text[end:]
+    assert new.startswith(head)
+    assert new.endswith(tail)  # includes the missing final newline
+    middle = new[len(head) : len(new) - len(tail)]
+    assert between in middle
+    assert "\n" not in new.replace("\r\n", "")  # generated lines use the file's CRLF
+
+
+def test_rewrite_diff_check_and_in_place(marked_files: Path, modernbert_dir: Path) -> None:
+    files = ("code.py", "notes.xyz", "plain.py")
+    before = {name: (marked_files / name).read_bytes() for name in files}
+    model = ("--model", str(modernbert_dir), *FAST)
+
+    diff = run_infill("rewrite", *files, *model, cwd=marked_files)
+    assert diff.returncode == 0, diff.stderr
+    assert "Traceback" not in diff.stderr
+    assert "plain.py: no <|fill|> holes" in diff.stderr
+    assert diff.stdout.startswith("--- a/code.py\n+++ b/code.py\n")
+    assert "--- a/notes.xyz\n+++ b/notes.xyz\n" in diff.stdout
+    assert {name: (marked_files / name).read_bytes() for name in files} == before
+
+    check = run_infill("rewrite", "--check", *files, *model, cwd=marked_files)
+    assert check.returncode == 1, check.stderr
+    assert check.stdout == ""
+    assert "would rewrite code.py" in check.stderr
+
+    written = run_infill("rewrite", "--in-place", *files, *model, cwd=marked_files)
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == ""
+    assert_only_markers_replaced(before["code.py"], (marked_files / "code.py").read_bytes())
+    assert (marked_files / "code.py").stat().st_mode & 0o777 == 0o640
+    xyz = (marked_files / "notes.xyz").read_bytes().decode()
+    assert xyz.startswith("set x = ") and xyz.endswith("\nprint x\n") and "<|fill|>" not in xyz
+    assert (marked_files / "plain.py").read_bytes() == before["plain.py"]
+    assert sorted(p.name for p in marked_files.iterdir()) == sorted(files)  # no temp files left
+
+    # The diff printed first is exactly what --in-place wrote (greedy decoding is deterministic).
+    if shutil.which("patch"):
+        replay = marked_files / "replay"
+        replay.mkdir()
+        for name in files:
+            (replay / name).write_bytes(before[name])
+        (replay / "d.patch").write_bytes(diff.stdout.encode())
+        subprocess.run(["patch", "-p1", "-s", "--binary", "-i", "d.patch"], cwd=replay, check=True)
+        for name in files:
+            assert (replay / name).read_bytes() == (marked_files / name).read_bytes()
+
+
+def test_rewrite_without_markers_does_not_load_a_model(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text(NO_MARKERS)
+    (tmp_path / "empty.py").write_text("")
+    result = run_infill(
+        "rewrite", "--check", "plain.py", "empty.py", "--model", "does-not-exist", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("nothing to do") == 2
+
+
+# ------------------------------------------------------------------------------------ end to end: complete
+
+
+def test_complete_json_and_plain(tmp_path: Path, modernbert_dir: Path) -> None:
+    (tmp_path / "code.py").write_text("def add(a, b):\n    return \n\nprint(add(1, 2))\n")
+    (tmp_path / "notes.xyz").write_text("total = \n")
+    model = ("--model", str(modernbert_dir), *FAST)
+
+    result = run_infill("complete", "code.py:2:12", "-n", "3", "--json", *model, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert (payload["path"], payload["line"], payload["column"], payload["language"]) == (
+        "code.py",
+        2,
+        12,
+        "python",
+    )
+    assert len(payload["candidates"]) <= 3
+    for candidate in payload["candidates"]:
+        assert isinstance(candidate["text"], str) and candidate["text"].strip()
+        assert (candidate["start"]["line"], candidate["start"]["column"]) <= (2, 12)
+
+    plain = run_infill("complete", "notes.xyz:1:9", "--mode", "line", *model, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "Traceback" not in plain.stderr
+    assert plain.stdout == "" or plain.stdout.endswith("\n")
+
+
+# --------------------------------------------------------------------------------------- end to end: batch
+
+
+def test_batch_writes_one_row_per_task_in_order(tmp_path: Path, modernbert_dir: Path) -> None:
+    rows = [
+        {"task_id": f"t/{i}", "prompt": f"def f{i}(x):\n    return ", "suffix": "\n", "canonical": "x"}
+        for i in range(5)
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + "\n")
+    result = run_infill(
+        "batch", "in.jsonl", "-o", "out.jsonl", "--mode", "line", "--batch-size", "2",
+        "--model", str(modernbert_dir), *FAST, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "5/5" in result.stderr  # tqdm progress on stderr
+    assert result.stdout == ""
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["task_id"] for row in out] == [row["task_id"] for row in rows]
+    assert all(set(row) == {"task_id", "completion"} for row in out)
+    assert all("\n" not in row["completion"].rstrip("\n") for row in out)  # line mode
+
+
+# -------------------------------------------------------------------------------------- doctor and --help
+
+
+def test_doctor_reports_versions_devices_and_model(tmp_path: Path, modernbert_dir: Path) -> None:
+    result = run_infill("doctor", "--model", str(modernbert_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    report = {key.strip(): value.strip() for key, value in report.items()}
+    assert report["torch"][0].isdigit() and report["tree-sitter-python"][0].isdigit()
+    assert report["cuda available"] in ("True", "False")
+    assert report["model dir"] == str(modernbert_dir.resolve())
+    assert report["model loads"].startswith("yes")
+    assert "python" in report["grammars loading"]
+
+
+@pytest.mark.parametrize("command", ["rewrite", "complete", "batch", "doctor"])
+def test_every_subcommand_has_help(tmp_path: Path, command: str) -> None:
+    result = run_infill(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: infill {command}")
+    assert "--model" in result.stdout

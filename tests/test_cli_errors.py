@@ -1,0 +1,117 @@
+"""Bad input through a real `infill` process: one `infill: error:` line, exit 2, no traceback, no change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run_infill
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("infill: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "binary.py").write_bytes(b"x = 1\n\x00\x01\x02<|fill|>\n")
+    (tmp_path / "latin1.py").write_bytes("x = '<|fill|>'\ny = 'caf\u00e9'\n".encode("latin-1"))
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "empty.py").write_text("")
+    (tmp_path / "code.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "unbalanced.py").write_text("def f(x):\n    # infill:begin\n    return x\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text(
+        json.dumps({"task_id": "a", "prompt": "x = ", "suffix": "\n"}) + "\n{not json\n"
+    )
+    (tmp_path / "nokeys.jsonl").write_text(json.dumps({"task_id": "a", "prompt": "x"}) + "\n")
+    return tmp_path
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+# Cases that fail before any model is loaded: fast, no torch import.
+EARLY_FAILURES = [
+    (["rewrite", "--in-place", "missing.py"], ["missing.py", "no such file"]),
+    (["rewrite", "--in-place", "adir"], ["adir", "is a directory"]),
+    (["rewrite", "--in-place", "binary.py"], ["binary.py", "binary"]),
+    (["rewrite", "--in-place", "latin1.py"], ["latin1.py:2:", "not UTF-8"]),
+    (["rewrite", "--in-place", "unbalanced.py"], ["unbalanced.py", "2"]),
+    # A bad file among good ones: nothing is written for any of them.
+    (["rewrite", "--in-place", "code.py", "binary.py"], ["binary.py"]),
+    (["complete", "missing.py:1:1"], ["missing.py", "no such file"]),
+    (["complete", "adir:1:1"], ["is a directory"]),
+    (["complete", "binary.py:1:1"], ["binary"]),
+    (["complete", "code.py:4:1"], ["code.py:4:1", "line 4 is out of range", "3 lines"]),
+    (["complete", "code.py:9:1"], ["line 9 is out of range"]),
+    (["complete", "code.py:1:11"], ["column 11 is out of range"]),
+    (["complete", "code.py:0:1"], ["positive integers"]),
+    (["complete", "code.py:1"], ["PATH:LINE:COL"]),
+    (["complete", "code.py:a:b"], ["positive integers"]),
+    (["batch", "empty.jsonl", "-o", "out.jsonl"], ["empty.jsonl", "no rows"]),
+    (["batch", "bad.jsonl", "-o", "out.jsonl"], ["bad.jsonl:2:", "invalid JSON"]),
+    (["batch", "nokeys.jsonl", "-o", "out.jsonl"], ["nokeys.jsonl:1:", "suffix"]),
+    (["batch", "missing.jsonl", "-o", "out.jsonl"], ["missing.jsonl", "no such file"]),
+    (["batch", "binary.py", "-o", "out.jsonl"], ["binary"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"), [pytest.param(*case, id=" ".join(case[0])) for case in EARLY_FAILURES]
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    workdir: Path, argv: list[str], fragments: list[str]
+) -> None:
+    before = snapshot(workdir)
+    result = run_infill(*argv, "--model", str(workdir / "no-model-needed"), cwd=workdir)
+    assert_one_line_error(result, *fragments)
+    assert snapshot(workdir) == before
+
+
+def test_model_dir_without_weights(workdir: Path, modernbert_dir: Path) -> None:
+    broken = workdir / "broken-model"
+    broken.mkdir()
+    for item in modernbert_dir.iterdir():
+        if not item.name.endswith(".safetensors"):
+            (broken / item.name).write_bytes(item.read_bytes())
+    (workdir / "hole.py").write_text("x = <|fill|>\n")
+    before = snapshot(workdir)
+    result = run_infill("rewrite", "--in-place", "hole.py", "--model", str(broken), cwd=workdir)
+    assert_one_line_error(result, "safetensors")
+    assert snapshot(workdir) == before
+
+
+def test_cuda_requested_without_cuda(workdir: Path, modernbert_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_infill(
+        "complete", "code.py:2:5", "--device", "cuda", "--model", str(modernbert_dir), cwd=workdir
+    )
+    assert_one_line_error(result, "CUDA")
+
+
+def test_missing_model_dir(workdir: Path) -> None:
+    result = run_infill("complete", "code.py:2:5", "--model", str(workdir / "nope"), cwd=workdir)
+    assert_one_line_error(result, "nope")
+
+
+def test_argparse_errors_do_not_trace(workdir: Path) -> None:
+    result = run_infill("complete", "code.py:1:1", "--candidates", "0", cwd=workdir)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "positive integer" in result.stderr

@@ -1,0 +1,256 @@
+"""Infiller on real tiny models and real tree-sitter regions (in-process).
+
+The models are random, so the tests check what the Infiller promises regardless of what text comes out:
+where edits go, what the model is shown, that kept candidates pass the syntax check, batching.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from infill import regions
+from infill.engine import InfillEngine
+from infill.engine.types import DecodeConfig, FillRequest, FillResult
+from infill.errors import Cancelled, InputError
+from infill.infiller import CompletionRequest, Edit, Infiller, apply_edits
+from infill.models import load_model
+from infill.models.base import LoadedModel
+
+FAST = DecodeConfig(steps=4)
+
+PYTHON = (
+    "import os\n"
+    "\n"
+    "def add(a, b):\n"
+    "    total = a + b\n"
+    "    return total\n"
+    "\n"
+    "def greet(name):\n"
+    "    print('hello', name)\n"
+)
+
+
+class RecordingEngine(InfillEngine):
+    """The real engine, remembering what it was asked (to check what the Infiller shows the model)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self.calls: list[list[FillRequest]] = []
+        self.configs: list[DecodeConfig | None] = []
+
+    def fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[FillResult]:
+        self.calls.append(list(requests))
+        self.configs.append(config)
+        return super().fill(requests, config, should_stop)
+
+
+@pytest.fixture(scope="module")
+def engine(modernbert_dir: Path) -> RecordingEngine:
+    return RecordingEngine(load_model(modernbert_dir, device="cpu"))
+
+
+@pytest.fixture()
+def infiller(engine: RecordingEngine) -> Infiller:
+    engine.calls.clear()
+    engine.configs.clear()
+    return Infiller(engine)
+
+
+# ------------------------------------------------------------------------------------------- apply_edits
+
+
+def test_apply_edits_in_any_order() -> None:
+    text = "abcdef"
+    edits = [Edit(4, 6, "XY", 0.0), Edit(0, 1, "", 0.0), Edit(2, 2, "+", 0.0)]
+    assert apply_edits(text, edits) == "b+cdXY"
+    assert apply_edits(text, []) == text
+
+
+def test_apply_edits_rejects_overlap_and_out_of_range() -> None:
+    with pytest.raises(InputError, match="overlap"):
+        apply_edits("abcdef", [Edit(0, 3, "x", 0.0), Edit(2, 4, "y", 0.0)])
+    with pytest.raises(InputError, match="outside"):
+        apply_edits("abc", [Edit(2, 9, "x", 0.0)])
+
+
+# -------------------------------------------------------------------------------------------- complete
+
+
+def assert_valid_edits(text: str, edits: list[Edit], language: str | None, region: regions.Region) -> None:
+    assert len({e.new_text for e in edits}) == len(edits), "candidates are distinct"
+    assert [e.score for e in edits] == sorted((e.score for e in edits), reverse=True), "best first"
+    baseline = regions.parse_error_count(text[: region.start] + text[region.end :], language)
+    for edit in edits:
+        assert (edit.start, edit.end) == (region.start, region.end)
+        assert edit.new_text.strip()
+        assert regions.parse_error_count(apply_edits(text, [edit]), language) <= baseline
+        # Token confidences, when given, spell the kept text (cut along with it).
+        spelled = "".join(t.text for t in edit.tokens)
+        assert not spelled or spelled.startswith(edit.new_text) or edit.new_text.startswith(spelled)
+
+
+@pytest.mark.parametrize("mode", ["auto", "line", "block", "function"])
+def test_complete_edits_the_picked_region_with_checked_candidates(infiller: Infiller, mode: str) -> None:
+    offset = PYTHON.index("total = a + b") + len("total = ")
+    request = CompletionRequest(PYTHON, offset, "python", mode=mode, num_candidates=3)
+    edits = infiller.complete(request, FAST)
+    region = regions.pick_cursor_region(PYTHON, offset, "python", mode)
+    assert len(edits) <= 3
+    assert_valid_edits(PYTHON, edits, "python", region)
+    (requests,) = infiller.engine.calls
+    assert requests[0].prefix == PYTHON[: region.start]
+    assert requests[0].suffix == PYTHON[region.end :]
+    if region.kind == "line":
+        assert requests[0].mode == "line"
+    if region.kind in ("block", "function"):
+        assert requests[0].mode == "block"
+
+
+def test_complete_asks_for_spare_candidates_and_honours_should_stop(infiller: Infiller) -> None:
+    infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST)
+    assert infiller.engine.configs[0].num_candidates >= 2
+    assert infiller.engine.configs[0].steps == FAST.steps
+    with pytest.raises(Cancelled):
+        infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST, should_stop=lambda: True)
+
+
+def test_complete_many_is_one_engine_call(infiller: Infiller) -> None:
+    requests = [
+        CompletionRequest(PYTHON, PYTHON.index("return total"), "python"),
+        CompletionRequest("x = [1, 2\ny = 3\n", 5, None, mode="line", num_candidates=2),
+        CompletionRequest("", 0, "python"),
+    ]
+    results = infiller.complete_many(requests, FAST)
+    assert len(infiller.engine.calls) == 1
+    assert len(infiller.engine.calls[0]) == len(requests)
+    assert len(results) == len(requests)
+    for request, edits, sent in zip(requests, results, infiller.engine.calls[0], strict=True):
+        region = regions.pick_cursor_region(request.text, request.offset, request.language, request.mode)
+        assert (sent.prefix, sent.suffix) == (request.text[: region.start], request.text[region.end :])
+        assert len(edits) <= request.num_candidates
+        assert_valid_edits(request.text, edits, request.language, region)
+
+
+def test_complete_rejects_an_offset_outside_the_text(infiller: Infiller) -> None:
+    with pytest.raises(InputError):
+        infiller.complete(CompletionRequest("abc", 4, None))
+
+
+# --------------------------------------------------------------------------------------------- rewrite
+
+
+def test_rewrite_masks_the_old_code_and_budgets_by_its_length(infiller: Infiller) -> None:
+    start = PYTHON.index("total = a + b")
+    edit = infiller.rewrite(PYTHON, start, start + 5, language="python", config=FAST)
+    region = regions.expand_selection(PYTHON, start, start + 5, "python")
+    (requests,) = infiller.engine.calls
+    (request,) = requests
+    old = PYTHON[region.start : region.end]
+    assert request.prefix + old + request.suffix == PYTHON
+    assert old not in request.prefix + request.suffix
+    assert request.max_tokens >= len(infiller.engine.loaded.tokenizer.encode(old))
+    if edit is not None:
+        assert (edit.start, edit.end) == (region.start, region.end)
+
+
+def test_rewrite_function_outside_any_function_is_none(infiller: Infiller) -> None:
+    assert infiller.rewrite_function(PYTHON, 2, language="python", config=FAST) is None
+    assert infiller.engine.calls == []
+    offset = PYTHON.index("print(")
+    region = regions.function_region(PYTHON, offset, "python")
+    assert region is not None
+    edit = infiller.rewrite_function(PYTHON, offset, language="python", config=FAST)
+    assert len(infiller.engine.calls) == 1
+    if edit is not None:
+        assert (edit.start, edit.end) == (region.start, region.end)
+
+
+# ------------------------------------------------------------------------------------------- fill_document
+
+MARKED = (
+    "import os\n"
+    "\n"
+    "def add(a, b):\n"
+    "    total = <|fill|>\n"
+    "    return total\n"
+    "\n"
+    "def greet(name):\n"
+    "    # infill:begin\n"
+    "    message = 'hello ' + name\n"
+    "    print(message)\n"
+    "    # infill:end\n"
+    "    return name\n"
+)
+
+
+def test_fill_document_fills_every_marker_in_one_call(infiller: Infiller) -> None:
+    edits = infiller.fill_document(MARKED, language="python", config=FAST)
+    marks = regions.find_fill_markers(MARKED, "python")
+    assert len(edits) == len(marks) == 2
+    assert [(e.start, e.end) for e in edits] == [(m.start, m.end) for m in marks]
+    (requests,) = infiller.engine.calls  # one batched engine call
+    hole_request, region_request = requests
+    for request in requests:
+        shown = request.prefix + request.suffix
+        assert "<|fill|>" not in shown and "infill:begin" not in shown and "infill:end" not in shown
+    # The hole's view keeps the region's old code; the region's own view masks it.
+    assert "message = 'hello ' + name" in hole_request.suffix
+    assert "message = 'hello ' + name" not in region_request.prefix + region_request.suffix
+    assert region_request.prefix.endswith(MARKED[: marks[1].start].replace("<|fill|>", ""))
+    result = apply_edits(MARKED, edits)
+    assert "<|fill|>" not in result and "infill:" not in result
+    # Everything outside the markers is unchanged, in order.
+    assert result.startswith(MARKED[: marks[0].start])
+    assert result.endswith(MARKED[marks[1].end :])
+
+
+def test_fill_document_without_markers_does_not_run_the_model(infiller: Infiller) -> None:
+    assert infiller.fill_document(PYTHON, language="python", config=FAST) == []
+    assert infiller.engine.calls == []
+
+
+# --------------------------------------------------------------------------------------------- fill_batch
+
+
+@pytest.mark.parametrize("mode", ["line", "span"])
+def test_fill_batch_batches_and_reports_progress(infiller: Infiller, mode: str) -> None:
+    rows = [(f"def f{i}(x):\n    return ", "\n\nprint(1)\n") for i in range(5)]
+    done: list[int] = []
+    completions = infiller.fill_batch(
+        rows, mode=mode, max_tokens=8, config=FAST, progress=done.append, batch_size=2
+    )
+    assert len(completions) == len(rows)
+    assert len(infiller.engine.calls) == math.ceil(len(rows) / 2)
+    assert [len(call) for call in infiller.engine.calls] == [2, 2, 1]
+    assert all(
+        request.mode == mode and request.max_tokens == 8 for call in infiller.engine.calls for request in call
+    )
+    assert done == [2, 2, 1]
+    if mode == "line":
+        assert all("\n" not in c.rstrip("\n") for c in completions)
+
+
+def test_fill_batch_rejects_an_unknown_mode(infiller: Infiller) -> None:
+    with pytest.raises(InputError, match="mode"):
+        infiller.fill_batch([("a", "b")], mode="paragraph")
+
+
+# ------------------------------------------------------------------------------------ other model kinds
+
+
+@pytest.mark.parametrize("fixture", ["roberta_dir", "dream_dir"])
+def test_other_model_kinds_complete(fixture: str, request: pytest.FixtureRequest) -> None:
+    infiller = Infiller.load(request.getfixturevalue(fixture), device="cpu")
+    edits = infiller.complete(CompletionRequest(PYTHON, PYTHON.index("return total"), "python"), FAST)
+    assert all(isinstance(edit, Edit) for edit in edits)
+    (completion,) = infiller.fill_batch([("x = ", "\n")], max_tokens=4, config=FAST)
+    assert isinstance(completion, str)
