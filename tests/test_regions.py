@@ -602,7 +602,7 @@ def test_an_error_elsewhere_in_the_file_does_not_reject_a_good_candidate() -> No
     prefix = "def broken(:\n    pass\n\n\ndef area(w, h):\n    return "
     assert parse_error_count(prefix + "\n", "python") > 0
     assert finalize_candidate(prefix, "w * h", "\n", "python", "line") == "w * h"
-    assert finalize_candidate(prefix, "w * (h", "\n", "python", "line") is None
+    assert finalize_candidate(prefix, "w h", "\n", "python", "line") is None
     go = "package main\n\nfunc broken( {\n}\n\nfunc f() int {\n\treturn "
     assert finalize_candidate(go, "1 + 2", "\n}\n", "go", "line") == "1 + 2"
 
@@ -636,6 +636,14 @@ def test_line_kind_cuts_at_the_first_newline() -> None:
     assert finalize_candidate(prefix, "    y = x\n    z = 1\n", suffix, "python", "line") == "    y = x\n"
     assert finalize_candidate("x = foo(", "a, b))\ny = 2", ")\n", "python", "line") == "a, b"
     assert finalize_candidate("x = foo(a,\n    ", "b)\nrest", "\n", "python", "line") == "b)"
+
+
+def test_line_fill_gets_back_closers_the_line_region_swallowed() -> None:
+    # `print(|)` with the `)` inside the line region: a fill without it is completed when that parses.
+    assert finalize_candidate("print(", "total", "\nrun()\n", "python", "line") == "total)"
+    assert finalize_candidate("x = [f(", "1", "\n", "python", "line") == "1)]"
+    # ...but an open call continued on the next line stays open.
+    assert finalize_candidate("call(", "a,", "\n    b)\n", "python", "line") == "a,"
 
 
 def test_block_kind_stops_at_a_dedent() -> None:

@@ -11,6 +11,7 @@ from infill.regions.heuristics import (
     indent_width,
     leading_ws,
     line_start,
+    missing_closers,
     unclosed_openers,
 )
 from infill.regions.languages import check_language
@@ -40,9 +41,14 @@ def finalize_candidate(
         # A line may close what its own line opened; a cut at the first extra closer is tried first.
         allowance = unclosed_openers(prefix[line_start(prefix, len(prefix)) :], language)
         variants = []
+        current_line = prefix[line_start(prefix, len(prefix)) :]
         for line in _line_variants(prefix, candidate, suffix):
             closer = first_excess_closer(line, language, allowance)
             variants += [line[:closer], line] if closer is not None else [line]
+            if not line.endswith("\n") and (not suffix or suffix.startswith(("\n", "\r\n"))):
+                # The line region swallows closing brackets after the cursor; a fill that forgot to
+                # write them again gets them back when (and only when) that parses better.
+                variants.append(line + missing_closers(current_line + line, language))
     else:
         cut = _cut_block(prefix, candidate, language) if kind in MULTI_LINE_KINDS else candidate
         variants = [_fit_line_ends(prefix, cut, suffix, kind)]

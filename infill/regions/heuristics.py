@@ -167,3 +167,15 @@ def unclosed_openers(text: str, language: str | None) -> int:
         elif text[i] in CLOSERS and open_count:
             open_count -= 1
     return open_count
+
+
+def missing_closers(text: str, language: str | None) -> str:
+    """The closing brackets that would close ``text``'s unclosed openers, innermost first."""
+    stack: list[str] = []
+    for i in bracket_positions(text, language):
+        ch = text[i]
+        if ch in OPENERS:
+            stack.append(ch)
+        elif stack and stack[-1] == _MATCH[ch]:
+            stack.pop()
+    return "".join(CLOSERS[OPENERS.index(ch)] for ch in reversed(stack))

@@ -46,8 +46,7 @@ def pick_cursor_region(
             raise InputError(f"line {line_number(text, offset)}: the cursor is not inside a function")
         return capped(region, max_tokens)
     if mode in ("auto", "block"):
-        tree = SyntaxTree(text, language) if language is not None else None
-        block = _block_after_opener(text, offset, language, tree)
+        block = _block_after_opener(text, offset, language)
         if block is not None:
             return capped(block, max_tokens)
     if mode == "block":
@@ -91,9 +90,7 @@ def _previous_code_line(text: str, start: int) -> str | None:
     return None
 
 
-def _block_after_opener(
-    text: str, offset: int, language: str | None, tree: SyntaxTree | None
-) -> Region | None:
+def _block_after_opener(text: str, offset: int, language: str | None) -> Region | None:
     start, end = line_start(text, offset), line_end(text, offset)
     if text[start:end].strip():
         return None
@@ -104,7 +101,7 @@ def _block_after_opener(
             break
     else:
         return None
-    last = _last_code_char(text, opener_start, language, tree)
+    last = _last_code_char(text, opener_start, language)
     openers = ":" if language == "python" else "{" if is_brace_language(language) else ":{"
     if last is None or text[last] not in openers:
         return None
@@ -119,16 +116,19 @@ def _block_after_opener(
     return Region(start, end, "block", budget("block"), indent, False)
 
 
-def _last_code_char(text: str, line_begin: int, language: str | None, tree: SyntaxTree | None) -> int | None:
+def _last_code_char(text: str, line_begin: int, language: str | None) -> int | None:
     """Offset of the last non-blank code character of a line (trailing comments skipped); None when the
-    line is all comment, or its end lies inside a multi-line string."""
+    line is all comment, or its end lies inside a multi-line string or comment."""
     code = blank_comments(text[line_begin : line_end(text, line_begin)], language).rstrip()
     if not code.strip():
         return None
-    last = len(code) - 1
-    if tree is not None and (tree.in_string(line_begin + last) or tree.comment_at(line_begin + last)):
-        return None
-    return line_begin + last
+    last = line_begin + len(code) - 1
+    if language is not None and text[last] in ":{":
+        # Only a would-be opener is worth a parse (completions run on every pause in typing).
+        tree = SyntaxTree(text, language)
+        if tree.in_string(last) or tree.comment_at(last):
+            return None
+    return last
 
 
 def _next_deeper_indent(text: str, position: int, opener_width: int) -> str | None:
@@ -167,8 +167,9 @@ def expand_selection(text: str, start: int, end: int, language: str | None) -> R
 
 def _enclosing_nodes(tree: SyntaxTree, start: int, end: int) -> tuple[int, int]:
     node = tree.node_covering(start, end)
+    start_byte, end_byte = tree.byte_of(start), tree.byte_of(end)
     while True:
-        children = [child for child in node.named_children if _overlaps(tree, child, start, end)]
+        children = [child for child in node.named_children if _overlaps(child, start_byte, end_byte)]
         aligned = [_line_aligned(tree, child) for child in children]
         if len(children) >= 2 and all(aligned):
             return tree.span(children[0])[0], tree.span(children[-1])[1]
@@ -181,11 +182,10 @@ def _enclosing_nodes(tree: SyntaxTree, start: int, end: int) -> tuple[int, int]:
         node = node.parent
 
 
-def _overlaps(tree: SyntaxTree, node: tree_sitter.Node, start: int, end: int) -> bool:
-    node_start, node_end = tree.span(node)
-    if start == end:
-        return node_start <= start <= node_end
-    return node_start < end and node_end > start
+def _overlaps(node: tree_sitter.Node, start_byte: int, end_byte: int) -> bool:
+    if start_byte == end_byte:
+        return node.start_byte <= start_byte <= node.end_byte
+    return node.start_byte < end_byte and node.end_byte > start_byte
 
 
 def _line_aligned(tree: SyntaxTree, node: tree_sitter.Node) -> bool:

@@ -72,8 +72,9 @@ class SyntaxTree:
     def in_string(self, offset: int) -> bool:
         """Whether the character at ``offset`` lies inside a string literal."""
         node = self.leaf_at(offset)
+        byte = self.byte_of(offset)
         while node is not None:
-            if any(kind in node.type for kind in _STRING_TYPES) and node.start_byte < self.byte_of(offset):
+            if node.start_byte < byte and any(kind in node.type for kind in _STRING_TYPES):
                 return True
             node = node.parent
         return False
