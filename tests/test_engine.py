@@ -17,7 +17,7 @@ from infill.engine import InfillEngine
 from infill.engine.candidates import rank_candidates, span_candidate
 from infill.engine.canvas import build_canvas, context_budget, trim_context
 from infill.engine.engine import check_config
-from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
+from infill.engine.healing import MAX_HEALED_TOKENS, HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import canvas_lengths, estimate_span_length
 from infill.engine.types import DecodeConfig, FillRequest
 from infill.errors import Cancelled, ContextTooLong, InputError, ModelLoadError
@@ -69,7 +69,7 @@ def test_every_strategy_fills_on_every_model_kind(
         assert best is not None
         assert not any(text in best.text for text in forbidden)
         assert 1 <= result.forward_passes <= 1 + config.steps
-        assert result.generated_tokens <= request.max_tokens
+        assert result.generated_tokens <= request.max_tokens + MAX_HEALED_TOKENS
         assert all(0.0 <= t.confidence <= 1.0 for t in best.tokens)
         assert best.score <= 0.0
     assert "\n" not in results[1].best.text[:-1]
@@ -147,6 +147,7 @@ def test_length_estimation_decodes_a_short_canvas_when_the_span_likely_ends(
     full_width = recorder.inputs[0].shape[1]
     assert all(state.shape[1] <= full_width - 32 + 2 for state in recorder.inputs[1:])
     assert result.best is not None and result.generated_tokens <= 2
+    assert result.forward_passes == 2  # the estimate, then one step: config.steps scale with the canvas
     assert not any(text in result.best.text for text in special_texts(ending))
 
     # The random model does not expect the span to end: the canvas keeps its full length.

@@ -8,11 +8,14 @@ sampler and rank the resulting texts.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TypeVar, get_args
+
+import torch
 
 from infill.engine.candidates import ScoredCandidate, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
@@ -35,6 +38,8 @@ class _Prepared:
     request: FillRequest
     context: Context
     removed: str  # healed text: the completion must start with it (and it is dropped from the result)
+    # Longest canvas: max_tokens plus the healed tokens, whose prefix positions it takes over (so it fits).
+    span_budget: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class _Row:
 
     request: int
     span_length: int
+    steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
 
 
 class InfillEngine:
@@ -124,7 +130,10 @@ class InfillEngine:
         budget = context_budget(loaded.special, request.max_tokens, loaded.max_positions)
         context = trim_context(request.prefix, request.suffix, loaded.tokenizer.encode, budget)
         prefix_ids, removed = heal_prefix(context.prefix_ids, self.token_texts)
-        return _Prepared(request, replace(context, prefix_ids=prefix_ids), removed)
+        healed_tokens = len(context.prefix_ids) - len(prefix_ids)
+        return _Prepared(
+            request, replace(context, prefix_ids=prefix_ids), removed, request.max_tokens + healed_tokens
+        )
 
     def _plan_rows(
         self,
@@ -135,12 +144,12 @@ class InfillEngine:
     ) -> list[_Row]:
         """Canvas lengths per request: one forward pass over the full canvases estimates each span's length
         (skipped for short canvases); greedy tries distinct lengths, sampling draws every candidate."""
-        to_estimate = [i for i, p in enumerate(prepared) if p.request.max_tokens > CHEAP_CANVAS]
-        estimates = {i: prepared[i].request.max_tokens for i in range(len(prepared))}
+        to_estimate = [i for i, p in enumerate(prepared) if p.span_budget > CHEAP_CANVAS]
+        estimates = {i: item.span_budget for i, item in enumerate(prepared)}
         special = self.loaded.special
         for chunk in _chunks(to_estimate, self.max_batch_rows):
             _check_stop(should_stop)
-            canvases = [self._canvas(prepared[i], prepared[i].request.max_tokens) for i in chunk]
+            canvases = [self._canvas(prepared[i], prepared[i].span_budget) for i in chunk]
             ids, attention_mask, _ = stack_canvases(canvases, special, self.loaded.device)
             end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, special)
             for row, (i, canvas) in enumerate(zip(chunk, canvases, strict=True)):
@@ -149,13 +158,14 @@ class InfillEngine:
                 results[i].forward_passes += 1
         rows: list[_Row] = []
         for i, item in enumerate(prepared):
-            lengths = canvas_lengths(estimates[i], item.request.max_tokens)
-            if i not in to_estimate:
-                lengths = [item.request.max_tokens]
+            lengths = canvas_lengths(estimates[i], item.span_budget)  # [span_budget] when not estimated
             count = (
                 min(config.num_candidates, len(lengths)) if config.temperature <= 0 else config.num_candidates
             )
-            rows.extend(_Row(i, lengths[k % len(lengths)]) for k in range(count))
+            for k in range(count):
+                length = lengths[k % len(lengths)]
+                steps = math.ceil(config.steps * length / item.span_budget)
+                rows.append(_Row(i, length, steps))
         return rows
 
     def _canvas(self, item: _Prepared, span_length: int) -> Canvas:
@@ -184,9 +194,9 @@ class InfillEngine:
             if prepared[row.request].removed
         ]
         constraint = HealingConstraint(self.token_texts, healed, special.mask_id) if healed else None
-        out = denoise(
-            self.loaded.model, ids, editable, attention_mask, special, config, should_stop, constraint
-        )
+        steps = torch.tensor([row.steps for row in rows])
+        model = self.loaded.model
+        out = denoise(model, ids, editable, attention_mask, special, config, should_stop, constraint, steps)
         for request in {row.request for row in rows}:
             results[request].forward_passes += out.forward_passes
         decoded: list[tuple[_Row, ScoredCandidate | None]] = []

@@ -53,6 +53,7 @@ def denoise(
     config: DecodeConfig,
     should_stop: Callable[[], bool] | None = None,
     constrain: Constraint | None = None,
+    row_steps: torch.Tensor | None = None,
 ) -> DenoiseOutput:
     """Fill every ``editable`` position of ``input_ids (B, T)`` by iterative unmasking (see module doc).
 
@@ -60,7 +61,8 @@ def denoise(
     precomputed ``num_transfer_tokens`` schedule, recomputed when the span tail or remasking changes the
     count), the highest-scoring ones by ``config.strategy``; "threshold" commits at least that many and
     every position whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
-    ``should_stop`` is checked before every forward pass and raises Cancelled.
+    ``should_stop`` is checked before every forward pass and raises Cancelled. ``row_steps (B,)`` overrides
+    config.steps per row (the engine scales steps to each row's canvas length).
     """
     ids = input_ids.clone()
     ids[editable] = special.mask_id
@@ -71,13 +73,14 @@ def denoise(
     generator = make_generator(config.seed, device)
     segment = span_segments(editable)
     rank = editable.long().cumsum(dim=1) - 1
+    steps = torch.full((batch,), config.steps, device=device) if row_steps is None else row_steps.to(device)
     if config.strategy == "blocks":
         block = torch.where(editable, rank // max(1, config.block_size), 0)
         blocks_per_row = (editable.sum(dim=1) + config.block_size - 1) // max(1, config.block_size)
-        steps_per_block = (config.steps // blocks_per_row.clamp_min(1)).clamp_min(1)
+        steps_per_block = (steps // blocks_per_row.clamp_min(1)).clamp_min(1)
     else:
         block = torch.zeros_like(rank)
-        steps_per_block = torch.full((batch,), max(1, config.steps), device=device)
+        steps_per_block = steps.clamp_min(1)
     confidences = torch.ones(ids.shape, device=device)
     commit_step = torch.full(ids.shape, -1, dtype=torch.long, device=device)
     current_block = torch.full((batch,), -1, dtype=torch.long, device=device)
