@@ -25,6 +25,7 @@ from infill.engine.scoring import (
     take_top,
     token_confidence,
 )
+from infill.engine.spans import after_end_of_span, before_content, span_segments
 from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models.base import DenoisingModel, SpecialTokens
@@ -57,9 +58,8 @@ def denoise(
 ) -> DenoiseOutput:
     """Fill every ``editable`` position of ``input_ids (B, T)`` by iterative unmasking (see module doc).
 
-    Each step commits, per row, ``ceil(masked in current block / steps left in block)`` positions (LLaDA's
-    precomputed ``num_transfer_tokens`` schedule, recomputed when the span tail or remasking changes the
-    count), the highest-scoring ones by ``config.strategy``; "threshold" commits at least that many and
+    Each step commits, per row, ``num_transfer_tokens`` positions of the current block, the highest-scoring
+    ones by ``config.strategy``; "threshold" commits at least that many and
     every position whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
     ``should_stop`` is checked before every forward pass and raises Cancelled. ``row_steps (B,)`` overrides
     config.steps per row (the engine scales steps to each row's canvas length).
@@ -119,8 +119,7 @@ def denoise(
             score[masked] = position_scores(probs, tokens, config.strategy)
             score = torch.where(in_block, score + priority, float("-inf"))
 
-            remaining = in_block.sum(dim=1)
-            count = (remaining + steps_left - 1) // steps_left
+            count = num_transfer_tokens(in_block.sum(dim=1), steps_left)
             if config.strategy == "threshold":
                 confident = in_block & (proposal_conf >= config.threshold) & (priority >= 0)
                 count = torch.maximum(count, confident.sum(dim=1))
@@ -141,15 +140,8 @@ def denoise(
             steps_left = steps_left - 1
             remasked = torch.zeros_like(editable)
             if config.remask > 0:
-                remasked = _remask(
-                    logits,
-                    ids,
-                    editable & ~masked,
-                    block == row_block.unsqueeze(1),
-                    steps_left,
-                    eos,
-                    config.remask,
-                )
+                in_current = editable & ~masked & (block == row_block.unsqueeze(1))
+                remasked = _remask(logits, ids, in_current, steps_left, eos, config.remask)
                 ids[remasked] = special.mask_id
                 commit_step[remasked] = -1
             kept = ~masked & ~remasked
@@ -158,39 +150,30 @@ def denoise(
     return DenoiseOutput(ids=ids, confidences=confidences, commit_step=commit_step, forward_passes=passes)
 
 
+def num_transfer_tokens(masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:
+    """Positions to commit this step, per row: ``ceil(masked / steps_left)``.
+
+    Over a block's steps this reproduces LLaDA's precomputed get_num_transfer_tokens schedule (an even share,
+    the remainder on the first steps: 10 over 4 steps is 3, 3, 2, 2); recomputed each step, it re-spreads
+    the work when the span tail or remasking changes how many positions are left, and the last step always
+    commits everything that remains.
+    """
+    return (masked + steps_left - 1) // steps_left
+
+
 def _remask(
     logits: torch.Tensor,
     ids: torch.Tensor,
     committed: torch.Tensor,
-    current_block: torch.Tensor,
     steps_left: torch.Tensor,
     eos: int,
     fraction: float,
 ) -> torch.Tensor:
     """Positions to return to the mask (B, T): per row, ``floor(fraction * candidates)`` of the tokens
-    committed in earlier steps of the current block (end_of_span excluded, so the span tail stays put) that
-    the model now finds least likely, and only while the block has steps left to re-predict them."""
-    candidates = committed & current_block & (ids != eos) & (steps_left > 0).unsqueeze(1)
+    ``committed`` in earlier steps of the current block (end_of_span excluded: the span tail stays put)
+    that the model now finds least likely, and only while the block has steps left to re-predict them."""
+    candidates = committed & (ids != eos) & (steps_left > 0).unsqueeze(1)
     current = torch.full(ids.shape, float("-inf"), device=ids.device)
     probs = torch.softmax(logits[candidates], dim=-1)
     current[candidates] = -token_confidence(probs, ids[candidates])
     return take_top(current, (candidates.sum(dim=1) * fraction).floor().long())
-
-
-def span_segments(editable: torch.Tensor) -> torch.Tensor:
-    """(B, T) long: 1, 2, ... for each contiguous run of editable positions in a row, 0 elsewhere."""
-    starts = editable & ~torch.nn.functional.pad(editable[:, :-1], (1, 0), value=False)
-    return starts.long().cumsum(dim=1) * editable
-
-
-def after_end_of_span(is_eos: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
-    """(B, T) bool: at or after an end_of_span of the same span (segment ids grow along a row)."""
-    latest = torch.where(is_eos & (segment > 0), segment, 0).cummax(dim=1).values
-    return (latest == segment) & (segment > 0)
-
-
-def before_content(is_content: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
-    """(B, T) bool: at or before a committed content token of the same span."""
-    beyond = int(segment.max()) + 1
-    earliest = torch.where(is_content, segment, beyond).flip(1).cummin(dim=1).values.flip(1)
-    return (earliest == segment) & (segment > 0)
