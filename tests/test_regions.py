@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -626,6 +628,7 @@ def test_suffix_is_never_duplicated() -> None:
     assert block == "    y = x + 1"
     # A shared identifier is no duplicate: only closing punctuation or whole lines are dropped.
     assert finalize_candidate("a = ", "b + c", "c.d()\n", None, "span") == "b + c"
+    assert finalize_candidate("area = ", "math.pi * r ** 2", " * r ** 2\n", "python", "span") == "math.pi"
 
 
 def test_line_kind_cuts_at_the_first_newline() -> None:
@@ -634,6 +637,7 @@ def test_line_kind_cuts_at_the_first_newline() -> None:
     # A whole-line gap (the suffix starts the next line) keeps the newline.
     prefix, suffix = "def f(x):\n", "    return y\n"
     assert finalize_candidate(prefix, "    y = x\n    z = 1\n", suffix, "python", "line") == "    y = x\n"
+    assert finalize_candidate(prefix, "    y = x", suffix, "python", "line") == "    y = x\n"
     assert finalize_candidate("x = foo(", "a, b))\ny = 2", ")\n", "python", "line") == "a, b"
     assert finalize_candidate("x = foo(a,\n    ", "b)\nrest", "\n", "python", "line") == "b)"
 
@@ -691,3 +695,21 @@ def test_incremental_gap_parses_match_full_parses(language: str) -> None:
     assert baseline == parse_error_count(prefix + suffix, language)
     assert counts == [parse_error_count(prefix + fill + suffix, language) for fill in fills]
     assert max(counts) > baseline  # some of these fills do break the file
+
+
+def test_openers_with_trailing_comments_and_object_literals() -> None:
+    text = "for x in xs:  # each item\n\n"
+    region = pick_cursor_region(text, len(text) - 1, "python")
+    assert (region.kind, region.indent) == ("block", "    ")
+    text = "const config = {\n\n};\n"
+    region = pick_cursor_region(text, 17, "javascript")
+    assert (region.kind, region.indent) == ("block", "  ")
+    text = "func main() {\n\n}\n"
+    assert pick_cursor_region(text, 14, "go").indent == "\t"  # gofmt indents with tabs
+
+
+def test_regions_know_nothing_about_models() -> None:
+    heavy = ("torch", "transformers", "pygls")
+    code = f"import sys, infill.regions\nprint([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 MULTI_LINE_KINDS = frozenset({"block", "function", "selection", "region"})
 # A candidate tail that repeats the suffix is dropped when it is only these (closing punctuation)...
 _CLOSING_PUNCTUATION = frozenset(CLOSERS + ";,\"'`> \t\r\n")
+# ...or whole lines, or at least this many characters.
+_LONG_REPEAT = 8
 
 
 def finalize_candidate(
@@ -39,9 +41,9 @@ def finalize_candidate(
     check_language(language)
     if kind == "line":
         # A line may close what its own line opened; a cut at the first extra closer is tried first.
-        allowance = unclosed_openers(prefix[line_start(prefix, len(prefix)) :], language)
-        variants = []
         current_line = prefix[line_start(prefix, len(prefix)) :]
+        allowance = unclosed_openers(current_line, language)
+        variants = []
         for line in _line_variants(prefix, candidate, suffix):
             closer = first_excess_closer(line, language, allowance)
             variants += [line[:closer], line] if closer is not None else [line]
@@ -75,14 +77,13 @@ def _at_line_start(prefix: str) -> bool:
 def _line_variants(prefix: str, candidate: str, suffix: str) -> list[str]:
     """The first line of ``candidate``, with and without its newline, the likelier one first: the
     newline belongs to the fill when the gap is a whole line (the suffix starts the next line)."""
+    whole_line_gap = _at_line_start(prefix) and bool(suffix) and not suffix.startswith(("\n", "\r\n"))
     newline = candidate.find("\n")
     if newline < 0:
-        return [candidate]
+        return [candidate + "\n", candidate] if whole_line_gap and candidate.strip() else [candidate]
     bare = candidate[:newline].rstrip("\r")
     kept = candidate[: newline + 1]
-    if _at_line_start(prefix) and not suffix.startswith(("\n", "\r\n")):
-        return [kept, bare]
-    return [bare, kept]
+    return [kept, bare] if whole_line_gap else [bare, kept]
 
 
 def _cut_block(prefix: str, candidate: str, language: str | None) -> str:
@@ -125,7 +126,8 @@ def _fit_line_ends(prefix: str, candidate: str, suffix: str, kind: str) -> str:
 
 def _without_repeated_suffix(candidate: str, suffix: str) -> list[str]:
     """``candidate`` minus a tail that equals the start of ``suffix``, longest first; only tails that are
-    closing punctuation (``)``, ``});``...) or whole lines count, so a shared identifier stays."""
+    closing punctuation (``)``, ``});``...), whole lines or long count, so a shared short identifier
+    stays."""
     shortened = []
     for size in range(min(len(candidate), len(suffix)), 0, -1):
         overlap = suffix[:size]
@@ -134,6 +136,8 @@ def _without_repeated_suffix(candidate: str, suffix: str) -> list[str]:
         ends_line = overlap.endswith("\n") or size == len(suffix) or suffix[size] in "\r\n"
         starts_line = overlap.startswith("\n") or size == len(candidate) or candidate[-size - 1] == "\n"
         whole_lines = ends_line and starts_line
-        if whole_lines or set(overlap) <= _CLOSING_PUNCTUATION:
+        # An identifier the fill ends with may start the suffix too; a longer adjacent repeat is a stutter.
+        long_repeat = len(overlap.strip()) >= _LONG_REPEAT
+        if whole_lines or long_repeat or set(overlap) <= _CLOSING_PUNCTUATION:
             shortened.append(candidate[:-size])
     return shortened
