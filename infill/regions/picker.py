@@ -8,7 +8,9 @@ from infill.errors import InputError
 from infill.regions.functions import function_region
 from infill.regions.heuristics import (
     CLOSERS,
+    OPENERS,
     blank_comments,
+    bracket_positions,
     detect_indent_unit,
     indent_width,
     leading_ws,
@@ -16,7 +18,6 @@ from infill.regions.heuristics import (
     line_number,
     line_start,
     next_line_start,
-    unclosed_openers,
 )
 from infill.regions.languages import check_language, is_brace_language, line_comment_leaders
 from infill.regions.region import Region, budget, capped
@@ -202,16 +203,15 @@ def _line_aligned(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
 def _balanced_lines(text: str, start: int, end: int) -> tuple[int, int]:
     """Whole lines around [start, end), grown until brackets balance and an indented block is whole."""
     first, last = line_start(text, start), line_end(text, end)
-    for _ in range(10_000):  # each pass grows the span; bounded so odd input cannot loop forever
-        span = text[first:last]
-        if unclosed_openers(span, None) and last < len(text):
-            last = line_end(text, next_line_start(text, last))
-        elif unclosed_openers(span[::-1].translate(_MIRROR), None) and first > 0:
-            first = line_start(text, first - 1)
-        elif _continues_indented(text, first, last):
-            last = line_end(text, next_line_start(text, last))
-        else:
+    mirrored = text[::-1].translate(_MIRROR)  # unmatched closers before the span become unclosed openers
+    n = len(text)
+    for _ in range(100):  # every pass only grows the span; stop when a pass changes nothing
+        grown_last = _balance_forward(text, first, last)
+        grown_first = n - _balance_forward(mirrored, n - grown_last, n - first)
+        grown_last = _indented_block_end(text, line_start(text, grown_first), grown_last)
+        if (grown_first, grown_last) == (first, last):
             break
+        first, last = line_start(text, grown_first), grown_last
     return first, last
 
 
@@ -219,12 +219,34 @@ def _balanced_lines(text: str, start: int, end: int) -> tuple[int, int]:
 _MIRROR = str.maketrans("()[]{}", ")(][}{")
 
 
-def _continues_indented(text: str, first: int, last: int) -> bool:
-    """The line after the span is deeper than the span's first line (the span cut a block in half)."""
-    if last >= len(text):
-        return False
-    following = text[next_line_start(text, last) : line_end(text, next_line_start(text, last))]
-    if not following.strip():
-        return False
+def _balance_forward(text: str, first: int, last: int) -> int:
+    """The first line end at or after ``last`` where every bracket opened since ``first`` is closed (the
+    end of the text when that never happens). One scan, however far it has to go."""
+    open_count = 0
+    for position in bracket_positions(text[first:], None):
+        position += first
+        if position >= last and open_count == 0:
+            break
+        if text[position] in OPENERS:
+            open_count += 1
+        elif open_count:
+            open_count -= 1
+            if open_count == 0 and position >= last:
+                last = line_end(text, position)
+    return len(text) if open_count else last
+
+
+def _indented_block_end(text: str, first: int, last: int) -> int:
+    """``last`` moved past the following lines that are deeper than the span's first line (the span cut an
+    indented block in half); blank lines inside the block go along."""
     first_width = indent_width(leading_ws(text[first : line_end(text, first)]))
-    return indent_width(leading_ws(following)) > first_width
+    position = last
+    while position < len(text):
+        position = next_line_start(text, position)
+        line = text[position : line_end(text, position)]
+        if not line.strip():
+            continue
+        if indent_width(leading_ws(line)) <= first_width:
+            break
+        last = line_end(text, position)
+    return last
