@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli import run_infill
+from tests.test_cli import REPO_ROOT, run_infill
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -30,6 +35,9 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "code.py").write_text("def f(x):\n    return x\n")
     (tmp_path / "unbalanced.py").write_text("def f(x):\n    # infill:begin\n    return x\n")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "good.jsonl").write_text(
+        json.dumps({"task_id": "a", "prompt": "x = ", "suffix": "\n"}) + "\n"
+    )
     (tmp_path / "bad.jsonl").write_text(
         json.dumps({"task_id": "a", "prompt": "x = ", "suffix": "\n"}) + "\n{not json\n"
     )
@@ -65,6 +73,8 @@ EARLY_FAILURES = [
     (["batch", "bad.jsonl", "-o", "out.jsonl"], ["bad.jsonl:2:", "invalid JSON"]),
     (["batch", "nokeys.jsonl", "-o", "out.jsonl"], ["nokeys.jsonl:1:", "suffix"]),
     (["batch", "missing.jsonl", "-o", "out.jsonl"], ["missing.jsonl", "no such file"]),
+    (["batch", "good.jsonl", "-o", "adir"], ["adir", "is a directory"]),
+    (["batch", "good.jsonl", "-o", "nodir/out.jsonl"], ["nodir", "no such directory"]),
     (["batch", "binary.py", "-o", "out.jsonl"], ["binary"]),
 ]
 
@@ -115,3 +125,28 @@ def test_argparse_errors_do_not_trace(workdir: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "positive integer" in result.stderr
+
+
+def test_interrupt_exits_130_and_writes_no_output(tmp_path: Path, modernbert_dir: Path) -> None:
+    rows = [{"task_id": i, "prompt": "def f(x):\n    return ", "suffix": "\n"} for i in range(400)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "INFILL_DEVICE": "cpu"}
+    argv = ["batch", "in.jsonl", "-o", "out.jsonl", "--batch-size", "1", "--model", str(modernbert_dir)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infill.cli.main", *argv], cwd=tmp_path, env=env, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"infill batch" not in seen and time.monotonic() < deadline:  # the progress bar: decoding started
+        chunk = process.stderr.read1(4096)
+        if not chunk:
+            break
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    stderr = (seen + rest).decode()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "infill: interrupted" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, no temp file

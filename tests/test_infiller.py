@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from infill import regions
 from infill.engine import InfillEngine
-from infill.engine.types import DecodeConfig, FillRequest, FillResult
+from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult, TokenConfidence
 from infill.errors import Cancelled, InputError
 from infill.infiller import CompletionRequest, Edit, Infiller, apply_edits
 from infill.models import load_model
@@ -254,3 +255,62 @@ def test_other_model_kinds_complete(fixture: str, request: pytest.FixtureRequest
     assert all(isinstance(edit, Edit) for edit in edits)
     (completion,) = infiller.fill_batch([("x = ", "\n")], max_tokens=4, config=FAST)
     assert isinstance(completion, str)
+
+
+# ----------------------------------------------------------------------------- choosing among candidates
+
+
+class ScriptedEngine(InfillEngine):
+    """The real engine object with fixed candidates instead of sampling: random tiny models never write
+    parseable code, so this is how the cut / check / dedupe / rank logic gets candidates worth choosing."""
+
+    def __init__(self, loaded: LoadedModel, candidates: list[Candidate]) -> None:
+        super().__init__(loaded)
+        self.candidates = candidates
+
+    def fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[FillResult]:
+        return [FillResult(candidates=list(self.candidates)) for _ in requests]
+
+
+def confident(*pieces: str) -> tuple[TokenConfidence, ...]:
+    return tuple(TokenConfidence(piece, 0.5) for piece in pieces)
+
+
+def test_candidates_are_cut_checked_deduplicated_and_ranked(engine: RecordingEngine) -> None:
+    text = "def add(a, b):\n    \n    return a\n"
+    offset = text.index("\n    \n") + len("\n    ")
+    scripted = ScriptedEngine(
+        engine.loaded,
+        [
+            Candidate(
+                "total = a + b)", -0.1, confident("total", " =", " a", " +", " b", ")")
+            ),  # cut before ")"
+            Candidate("total = = 1", -0.2),  # adds a parse error: rejected
+            Candidate("return a * b", -0.3),
+            Candidate("total = a + b\n", -0.4),  # the same text as the first once cut: dropped
+        ],
+    )
+    request = CompletionRequest(text, offset, "python", mode="line", num_candidates=3)
+    edits = Infiller(scripted).complete(request)
+    assert [e.new_text for e in edits] == ["total = a + b", "return a * b"]
+    assert [e.score for e in edits] == [-0.1, -0.3]
+    assert "".join(t.text for t in edits[0].tokens) == "total = a + b"
+    assert apply_edits(text, edits[:1]) == "def add(a, b):\n    total = a + b\n    return a\n"
+    only_one = Infiller(scripted).complete(replace(request, num_candidates=1))
+    assert [e.new_text for e in only_one] == ["total = a + b"]
+
+
+def test_fill_document_keeps_an_unchecked_fill_rather_than_the_marker(engine: RecordingEngine) -> None:
+    text = "x = [<|fill|>]\n"
+    scripted = ScriptedEngine(engine.loaded, [Candidate("1, (", -0.5)])
+    (edit,) = Infiller(scripted).fill_document(text, language="python")
+    assert not edit.validated
+    assert apply_edits(text, [edit]) == "x = [1, (]\n"
+    valid = ScriptedEngine(engine.loaded, [Candidate("1, (", -0.5), Candidate("1, 2", -0.9)])
+    (edit,) = Infiller(valid).fill_document(text, language="python")
+    assert edit.validated and apply_edits(text, [edit]) == "x = [1, 2]\n"
