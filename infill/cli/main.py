@@ -15,6 +15,7 @@ from infill import __version__
 from infill.cli.batch import batch_command_parser
 from infill.cli.complete import complete_command_parser
 from infill.cli.doctor import doctor_command_parser
+from infill.cli.eval import eval_command_parser
 from infill.cli.rewrite import rewrite_command_parser
 from infill.cli.serve import serve_command_parser
 from infill.errors import InfillError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch_command_parser(subparsers)
     doctor_command_parser(subparsers)
     serve_command_parser(subparsers)
+    eval_command_parser(subparsers)
     return parser
 
 
