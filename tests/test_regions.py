@@ -405,6 +405,8 @@ FUNCTIONS: list[tuple[str, str, str]] = [
         "  const g = (b) => b * 2;\n  return g(a);",
     ),
     ("javascript", "function* gen() {\n  yield 1;@F@\n}\n", "  yield 1;"),
+    # Still being typed: the closing brace is missing, the body runs to the end of what is there.
+    ("javascript", "function f() {\n  a();@F@\n  b();\n", "  a();\n  b();"),
     ("javascript", "obj.on('x', function () { run()@F@; });\n", " run(); "),
     (
         "typescript",

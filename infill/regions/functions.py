@@ -71,8 +71,12 @@ def function_region(text: str, offset: int, language: str | None) -> Region | No
     if language == "python":
         start, end = _python_body_span(tree, body)
     else:
+        close = body.child(body.child_count - 1)
+        # While the user types, the closing brace may be a zero-width MISSING node: the body runs to its end.
         body_start, body_end = tree.span(body)
-        start, end = _brace_body_span(text, body_start, body_end - 1)
+        if close is not None and close.type == "}" and not close.is_missing:
+            body_end = tree.char_of(close.start_byte)
+        start, end = _brace_body_span(text, body_start, body_end)
     return _function(text, start, end)
 
 
@@ -90,7 +94,8 @@ def _body_of(node: tree_sitter.Node, language: str) -> tree_sitter.Node | None:
         return None
     if language == "python":
         return body if body.type == "block" else None
-    return body if body.text is not None and body.text.startswith(b"{") else None
+    opening = body.child(0)
+    return body if opening is not None and opening.type == "{" else None
 
 
 def _innermost_body(tree: SyntaxTree, offset: int) -> tree_sitter.Node | None:
