@@ -156,6 +156,34 @@ def test_length_estimation_decodes_a_short_canvas_when_the_span_likely_ends(
     assert {state.shape[1] for state in recorder.inputs} == {full_width}
 
 
+class OverflowingModel:
+    """The real model with a skewed end_of_span logit: sure the span ends at once on the first (estimation)
+    pass, never ending it afterwards. The estimate is far too short and the span overflows its canvas."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.model = loaded.model
+        self.end_of_span_id = loaded.special.end_of_span_id
+        self.widths: list[int] = []
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.model.logits(input_ids, attention_mask)
+        logits[..., self.end_of_span_id] = 30.0 if not self.widths else -30.0
+        self.widths.append(input_ids.shape[1])
+        return logits
+
+
+def test_a_span_that_overflows_its_estimated_canvas_is_decoded_again_on_the_full_budget(
+    engines: dict[str, InfillEngine],
+) -> None:
+    loaded = engines["modernbert"].loaded
+    model = OverflowingModel(loaded)
+    engine = InfillEngine(replace(loaded, model=model))
+    result = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)], DecodeConfig(steps=2))[0]
+    full = model.widths[0]
+    assert model.widths == [full, full - 14, full, full]  # estimate, short canvas (1 step), full retry
+    assert result.generated_tokens == 16 and result.forward_passes == 4
+
+
 def test_token_healing_completes_the_word_under_the_cursor(
     engines: dict[str, InfillEngine], modernbert_dir: Path, tmp_path: Path
 ) -> None:

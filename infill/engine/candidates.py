@@ -15,6 +15,9 @@ from infill.models.base import TextTokenizer
 class ScoredCandidate:
     candidate: Candidate
     generated_tokens: int  # content tokens the model committed (before any line cut)
+    # The span ended inside its canvas (an end_of_span, or the newline of a line fill); a span that fills
+    # its whole canvas without ending was probably cut short by it.
+    ended: bool = True
 
 
 def span_candidate(
@@ -39,6 +42,7 @@ def span_candidate(
         return None
     text = text[len(removed) :]
     kept = len(content)
+    ended = length < len(span_ids) or (line and "\n" in text)
     if line and "\n" in text:
         text = text[: text.index("\n") + 1]
         kept = _tokens_covering(token_texts, len(text))
@@ -51,7 +55,8 @@ def span_candidate(
         for t, c in zip(token_texts[:kept], confidences[:kept], strict=True)
         if t
     )
-    return ScoredCandidate(Candidate(text=text, score=score, tokens=tokens), generated_tokens=length)
+    candidate = Candidate(text=text, score=score, tokens=tokens)
+    return ScoredCandidate(candidate, generated_tokens=length, ended=ended)
 
 
 def _tokens_covering(token_texts: list[str], chars: int) -> int:

@@ -51,6 +51,10 @@ class _Row:
     steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
 
 
+# Each decoded canvas with its candidate (None when it could not honour token healing).
+_Decoded = list[tuple[_Row, ScoredCandidate | None]]
+
+
 class InfillEngine:
     """Owns a loaded model; ``fill`` turns FillRequests into ranked text candidates."""
 
@@ -101,12 +105,16 @@ class InfillEngine:
         prepared = [self._prepare(request) for request in requests]
         results = [FillResult() for _ in requests]
         rows = self._plan_rows(prepared, config, results, should_stop)
+        decoded = self._decode_rows(prepared, rows, config, results, should_stop, seed_offset=0)
+        retries = self._retries(prepared, decoded, config)
+        if retries:
+            retried = {row.request for row in retries}
+            decoded = [(r, c) for r, c in decoded if c is not None and (c.ended or r.request not in retried)]
+            decoded += self._decode_rows(prepared, retries, config, results, should_stop, len(rows))
         scored: list[list[ScoredCandidate]] = [[] for _ in requests]
-        for chunk_index, chunk in enumerate(_chunks(rows, self.max_batch_rows)):
-            chunk_config = config if config.seed is None else replace(config, seed=config.seed + chunk_index)
-            for row, candidate in self._decode(prepared, chunk, chunk_config, results, should_stop):
-                if candidate is not None:
-                    scored[row.request].append(candidate)
+        for row, candidate in decoded:
+            if candidate is not None:
+                scored[row.request].append(candidate)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for result, items in zip(results, scored, strict=True):
             ranked = rank_candidates(items, config.num_candidates)
@@ -116,7 +124,7 @@ class InfillEngine:
         logger.info(
             "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
             len(requests),
-            len(rows),
+            len(rows) + len(retries),
             sum(r.generated_tokens for r in results),
             max((r.forward_passes for r in results), default=0),
             elapsed_ms,
@@ -168,6 +176,36 @@ class InfillEngine:
                 rows.append(_Row(i, length, steps))
         return rows
 
+    def _retries(self, prepared: list[_Prepared], decoded: _Decoded, config: DecodeConfig) -> list[_Row]:
+        """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
+        without ending was probably cut short by it (greedy: one retry per request, and none where a
+        full-budget canvas was decoded already)."""
+        done = {row.request for row, _ in decoded if row.span_length == prepared[row.request].span_budget}
+        retries: list[_Row] = []
+        for row, candidate in decoded:
+            if candidate is None or candidate.ended or row.request in done:
+                continue
+            if config.temperature <= 0:
+                done.add(row.request)
+            retries.append(_Row(row.request, prepared[row.request].span_budget, config.steps))
+        return retries
+
+    def _decode_rows(
+        self,
+        prepared: list[_Prepared],
+        rows: list[_Row],
+        config: DecodeConfig,
+        results: list[FillResult],
+        should_stop: Callable[[], bool] | None,
+        seed_offset: int,
+    ) -> _Decoded:
+        """Decode ``rows`` in batches of at most max_batch_rows (each batch has its own seed)."""
+        decoded: _Decoded = []
+        for index, chunk in enumerate(_chunks(rows, self.max_batch_rows)):
+            seed = None if config.seed is None else config.seed + seed_offset + index
+            decoded += self._decode(prepared, chunk, replace(config, seed=seed), results, should_stop)
+        return decoded
+
     def _canvas(self, item: _Prepared, span_length: int) -> Canvas:
         return build_canvas(item.context, span_length, self.loaded.special)
 
@@ -178,7 +216,7 @@ class InfillEngine:
         config: DecodeConfig,
         results: list[FillResult],
         should_stop: Callable[[], bool] | None,
-    ) -> list[tuple[_Row, ScoredCandidate | None]]:
+    ) -> _Decoded:
         """Decode ``rows`` in one batch of shared forward passes."""
         special = self.loaded.special
         canvases = [self._canvas(prepared[row.request], row.span_length) for row in rows]
@@ -199,7 +237,7 @@ class InfillEngine:
         out = denoise(model, ids, editable, attention_mask, special, config, should_stop, constraint, steps)
         for request in {row.request for row in rows}:
             results[request].forward_passes += out.forward_passes
-        decoded: list[tuple[_Row, ScoredCandidate | None]] = []
+        decoded: _Decoded = []
         for index, (row, canvas) in enumerate(zip(rows, canvases, strict=True)):
             span = slice(canvas.span_start, canvas.span_start + canvas.span_length)
             item = prepared[row.request]
