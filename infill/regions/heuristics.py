@@ -160,13 +160,7 @@ def first_excess_closer(text: str, language: str | None, allowance: int = 0) -> 
 
 def unclosed_openers(text: str, language: str | None) -> int:
     """Opening brackets in ``text`` that ``text`` itself never closes (e.g. ``foo(a,`` -> 1)."""
-    open_count = 0
-    for i in bracket_positions(text, language):
-        if text[i] in OPENERS:
-            open_count += 1
-        elif text[i] in CLOSERS and open_count:
-            open_count -= 1
-    return open_count
+    return len(missing_closers(text, language))
 
 
 def missing_closers(text: str, language: str | None) -> str:
