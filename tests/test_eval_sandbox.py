@@ -114,3 +114,14 @@ def test_parallel_runs_keep_input_order() -> None:
     results = run_programs(programs, workers=2)
     assert [r.stdout.strip() for r in results] == [str(i) for i in range(6)]
     assert all(r.passed for r in results)
+
+
+def test_without_namespaces_the_socket_hook_still_blocks_the_network() -> None:
+    limits = SandboxLimits(use_namespaces=False)
+    assert isolation(use_namespaces=False) == "socket-hook cwd"
+    result = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=3)\n", limits)
+    assert not result.passed and "network access is disabled in the sandbox" in result.stderr
+    local = run_program(
+        "import socket\na, b = socket.socketpair()\na.sendall(b'x')\nprint(b.recv(1))\n", limits
+    )
+    assert local.passed and local.stdout == "b'x'\n"  # AF_UNIX pairs (multiprocessing) keep working

@@ -38,11 +38,12 @@ logger = logging.getLogger(__name__)
 
 PROGRAM_FILE = "program.py"
 
-# Runs inside the child before the program; argv: memory bytes, file-size bytes, cpu seconds.
+# Runs inside the child before the program; argv: memory bytes, file-size bytes, cpu seconds, namespaces
+# (1 or 0).
 # It prints nothing on success so the program's output is exactly what the program wrote.
 _LAUNCHER = r"""
 import ctypes, os, resource, sys
-memory, fsize, cpu = (int(a) for a in sys.argv[1:4])
+memory, fsize, cpu, namespaces = (int(a) for a in sys.argv[1:5])
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -77,22 +78,21 @@ network, files = "socket-hook", "cwd"
 try:
     libc = ctypes.CDLL(None, use_errno=True)
     keep = os.getcwd()
-    if libc.unshare(NEWUSER | NEWNS | NEWNET) == 0:
+    if namespaces and libc.unshare(NEWUSER | NEWNS | NEWNET) == 0:
         network = "netns"
         files = "read-only" if read_only_except(libc, keep) else "cwd"
-    elif libc.unshare(NEWUSER | NEWNET) == 0 or libc.unshare(NEWNET) == 0:
+    elif namespaces and (libc.unshare(NEWUSER | NEWNET) == 0 or libc.unshare(NEWNET) == 0):
         network = "netns"
 except (OSError, AttributeError):
     pass
 if network != "netns":
-    import _socket, socket
+    import socket
     class _NoNetworkSocket(socket.socket):
         def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
             if family in (-1, socket.AF_INET, socket.AF_INET6) and fileno is None:
                 raise PermissionError("network access is disabled in the sandbox")
             super().__init__(family, type, proto, fileno)
     socket.socket = _NoNetworkSocket
-    _socket.socket = _NoNetworkSocket
 os.environ["INFILL_SANDBOX"] = network + " " + files
 sys.argv = ["program.py"]
 with open("program.py", encoding="utf-8") as f:
@@ -109,6 +109,9 @@ class SandboxLimits:
     file_size_bytes: int = 16 << 20
     # How much of stdout/stderr is kept in the result.
     max_output_chars: int = 8192
+    # False skips the namespaces (the socket hook and the working directory are all that is left); tests use
+    # it to check the fallback that machines without user namespaces get.
+    use_namespaces: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,12 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         cpu_s = int(limits.timeout_s) + 1
         argv = [sys.executable, "-I", "-c", _LAUNCHER]
-        argv += [str(limits.memory_bytes), str(limits.file_size_bytes), str(cpu_s)]
+        argv += [
+            str(limits.memory_bytes),
+            str(limits.file_size_bytes),
+            str(cpu_s),
+            str(int(limits.use_namespaces)),
+        ]
         start = time.monotonic()
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(
@@ -208,7 +216,8 @@ def run_programs(
 
 
 @functools.cache
-def isolation() -> str:
+def isolation(use_namespaces: bool = True) -> str:
     """How this machine confines sandboxed programs, e.g. "netns read-only" (network, then files)."""
-    probe = run_program("import os\nprint(os.environ['INFILL_SANDBOX'])\n")
+    limits = SandboxLimits(use_namespaces=use_namespaces)
+    probe = run_program("import os\nprint(os.environ['INFILL_SANDBOX'])\n", limits)
     return probe.stdout.strip() or f"unknown ({probe.stderr.strip()[-200:]})"
