@@ -661,6 +661,17 @@ def test_block_kind_stops_at_a_dedent() -> None:
     )
 
 
+def test_block_dedent_inside_a_multi_line_string_is_not_the_end() -> None:
+    prefix, suffix = "def usage():\n", "\n\nmain()\n"
+    candidate = '    text = """\nUsage: tool [options]\n"""\n    return text\nmain()\n'
+    expected = '    text = """\nUsage: tool [options]\n"""\n    return text'
+    assert finalize_candidate(prefix, candidate, suffix, "python", "block") == expected
+    js = finalize_candidate(
+        "function f() {\n", "  const s = `a\nb`;\n  return s;\n}\n", "\n}\n", "javascript", "block"
+    )
+    assert js == "  const s = `a\nb`;\n  return s;"
+
+
 def test_block_kind_stops_at_an_unmatched_closing_bracket() -> None:
     prefix, suffix = "int main(void) {\n    for (;;) {\n", "\n    }\n}\n"
     candidate = "        step();\n        if (done()) { break; }\n    }\n    return 0;\n}\n"

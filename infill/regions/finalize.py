@@ -11,6 +11,7 @@ from infill.regions.heuristics import (
     indent_width,
     leading_ws,
     line_start,
+    literal_spans,
     missing_closers,
     unclosed_openers,
 )
@@ -98,11 +99,13 @@ def _cut_block(prefix: str, candidate: str, language: str | None) -> str:
         base = indent_width(leading_ws(first_code))
         allowance = 0
     cut = len(candidate)
+    literals = literal_spans(candidate, language)  # a dedented line inside a multi-line string is data
     position = candidate.find("\n") + 1
     while 0 < position < len(candidate):
         end = candidate.find("\n", position)
         line = candidate[position : end if end >= 0 else len(candidate)]
-        if line.strip() and indent_width(leading_ws(line)) < base:
+        inside_literal = any(start < position < stop for start, stop in literals)
+        if line.strip() and not inside_literal and indent_width(leading_ws(line)) < base:
             cut = position
             break
         position = end + 1 if end >= 0 else len(candidate)

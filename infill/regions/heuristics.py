@@ -110,6 +110,11 @@ def bracket_positions(text: str, language: str | None) -> Iterator[int]:
             yield match.start()
 
 
+def literal_spans(text: str, language: str | None) -> list[tuple[int, int]]:
+    """(start, end) of the string literals and comments in ``text``, in order."""
+    return [match.span() for match in _lexer(language).finditer(text) if match.lastgroup != "bracket"]
+
+
 def blank_comments(text: str, language: str | None) -> str:
     """``text`` with its comments replaced by spaces (offsets unchanged)."""
     parts, position = [], 0
