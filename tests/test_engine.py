@@ -18,7 +18,7 @@ from infill.engine.candidates import rank_candidates, span_candidate
 from infill.engine.canvas import build_canvas, context_budget, trim_context
 from infill.engine.engine import check_config
 from infill.engine.healing import MAX_HEALED_TOKENS, HealedSpan, HealingConstraint, TokenTexts, heal_prefix
-from infill.engine.length import canvas_lengths, estimate_span_length
+from infill.engine.length import canvas_lengths, estimate_span_length, length_ladder
 from infill.engine.types import DecodeConfig, FillRequest
 from infill.errors import Cancelled, ContextTooLong, InputError, ModelLoadError
 from infill.models import LoadedModel, load_model
@@ -299,6 +299,11 @@ def test_span_length_estimate_and_canvas_choices() -> None:
     assert estimate_span_length([0.1, 0.2, 0.7, 0.9]) == 2
     assert estimate_span_length([0.9, 0.9], minimum=1) == 1
     assert estimate_span_length([0.1, 0.2]) == 2
-    assert canvas_lengths(10, 64) == [12, 64, 22, 10]
-    assert canvas_lengths(0, 64)[0] == 2
-    assert canvas_lengths(60, 64) == [64, 60]
+    assert length_ladder(64) == [8, 16, 32, 64]
+    assert length_ladder(20) == [8, 16, 20] and length_ladder(16) == [8, 16]
+    # The first rung the span ends inside decides: 10 tokens expected in the 16-canvas.
+    assert canvas_lengths([(8, 8), (16, 10), (32, 12), (64, 30)], 64) == [16, 32, 64]
+    assert canvas_lengths([(8, 3), (16, 3), (32, 20)], 32) == [7, 8, 16, 32]
+    assert canvas_lengths([(8, 0), (16, 0)], 16)[0] == 2
+    assert canvas_lengths([(8, 8), (16, 16)], 16) == [16]  # never ends: the whole budget
+    assert canvas_lengths([(5, 5)], 5) == [5]  # not estimated

@@ -20,7 +20,13 @@ import torch
 from infill.engine.candidates import ScoredCandidate, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
 from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
-from infill.engine.length import CHEAP_CANVAS, canvas_lengths, end_of_span_probabilities, estimate_span_length
+from infill.engine.length import (
+    CHEAP_CANVAS,
+    canvas_lengths,
+    end_of_span_probabilities,
+    estimate_span_length,
+    length_ladder,
+)
 from infill.engine.sampler import denoise
 from infill.engine.types import DecodeConfig, FillRequest, FillResult, Strategy
 from infill.errors import Cancelled, InputError, ModelLoadError
@@ -150,23 +156,33 @@ class InfillEngine:
         results: list[FillResult],
         should_stop: Callable[[], bool] | None,
     ) -> list[_Row]:
-        """Canvas lengths per request: one forward pass over the full canvases estimates each span's length
-        (skipped for short canvases); greedy tries distinct lengths, sampling draws every candidate."""
-        to_estimate = [i for i, p in enumerate(prepared) if p.span_budget > CHEAP_CANVAS]
-        estimates = {i: item.span_budget for i, item in enumerate(prepared)}
+        """Canvas lengths per request: one batched forward pass over a ladder of fully masked canvases
+        estimates each span's length (skipped for short canvases, see length.py); greedy decodes distinct
+        lengths, sampling draws every candidate."""
+        estimates: list[list[tuple[int, int]]] = [[(item.span_budget, item.span_budget)] for item in prepared]
+        probes = [
+            (i, length)
+            for i, item in enumerate(prepared)
+            if item.span_budget > CHEAP_CANVAS
+            for length in length_ladder(item.span_budget)
+        ]
+        for i in {i for i, _ in probes}:
+            estimates[i] = []
         special = self.loaded.special
-        for chunk in _chunks(to_estimate, self.max_batch_rows):
+        for chunk in _chunks(probes, self.max_batch_rows):
             _check_stop(should_stop)
-            canvases = [self._canvas(prepared[i], prepared[i].span_budget) for i in chunk]
+            canvases = [self._canvas(prepared[i], length) for i, length in chunk]
             ids, attention_mask, _ = stack_canvases(canvases, special, self.loaded.device)
             end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, special)
-            for row, (i, canvas) in enumerate(zip(chunk, canvases, strict=True)):
-                span = end_probs[row, canvas.span_start : canvas.span_start + canvas.span_length]
-                estimates[i] = estimate_span_length(span.tolist(), minimum=1 if prepared[i].removed else 0)
+            for row, ((i, length), canvas) in enumerate(zip(chunk, canvases, strict=True)):
+                span = end_probs[row, canvas.span_start : canvas.span_start + length].tolist()
+                minimum = 1 if prepared[i].removed else 0  # a healed span holds at least the healed text
+                estimates[i].append((length, estimate_span_length(span, minimum)))
+            for i in {i for i, _ in chunk}:
                 results[i].forward_passes += 1
         rows: list[_Row] = []
         for i, item in enumerate(prepared):
-            lengths = canvas_lengths(estimates[i], item.span_budget)  # [span_budget] when not estimated
+            lengths = canvas_lengths(estimates[i], item.span_budget)
             count = (
                 min(config.num_candidates, len(lengths)) if config.temperature <= 0 else config.num_candidates
             )

@@ -1,23 +1,40 @@
 """Variable span length: how long a canvas to decode a span on.
 
-The model is trained to emit the middle followed by end_of_span up to the end of the canvas. Decoding on
-the full ``max_tokens`` canvas lets confidence-first unmasking fill it with easy tail tokens and truncate
-the middle, so one forward pass over the fully masked canvas estimates the length from the end_of_span
-probabilities first, and the span is decoded on a canvas of that length plus a margin.
+The model is trained on canvases of the middle followed by a few end_of_span tokens (training/objective.py:
+at most about as many as the middle is long, plus 4), so a canvas much longer than the span is out of
+distribution, and one shorter than the span truncates it. Decoding on the full ``max_tokens`` canvas lets
+confidence-first unmasking fill it with easy tail tokens and squeeze or stretch the middle.
+
+So the engine first runs one batched forward pass over fully masked canvases of a doubling ladder of
+lengths up to the budget (the full canvas included) and reads, for each, where end_of_span becomes likely.
+The shortest canvas the span is expected to end inside is the one whose length is in the training range
+for that span; the span is then decoded on the estimated length plus a margin.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from infill.engine.scoring import banned_token_ids
 from infill.models.base import DenoisingModel, SpecialTokens
 
-# Canvases this short are decoded whole: the span tail rule ends them early anyway, and an estimation
-# pass would cost about as much as it saves.
+# Canvases this short are decoded whole: the span tail rule ends them early, and an estimation pass would
+# cost about as much as it saves. Also the first rung of the ladder.
 CHEAP_CANVAS = 8
 # A position more likely end_of_span than not is where the span is expected to end.
 END_LIKELY = 0.5
+
+
+def length_ladder(budget: int) -> list[int]:
+    """Canvas lengths the estimation pass tries: CHEAP_CANVAS, doubling, and the budget itself."""
+    ladder = []
+    length = CHEAP_CANVAS
+    while length < budget:
+        ladder.append(length)
+        length *= 2
+    return [*ladder, budget]
 
 
 def end_of_span_probabilities(
@@ -41,14 +58,20 @@ def estimate_span_length(end_probabilities: list[float], minimum: int = 0) -> in
     return len(end_probabilities)
 
 
-def canvas_lengths(estimate: int, max_tokens: int) -> list[int]:
-    """Canvas lengths to try, most promising first: the estimate plus a margin (an estimate from a fully
-    masked canvas is rough), then the full budget, then wider and tighter guesses."""
-    margin = max(2, estimate // 4)
-    options = [estimate + margin, max_tokens, 2 * estimate + margin, max(1, estimate)]
+def canvas_lengths(estimates: list[tuple[int, int]], budget: int) -> list[int]:
+    """Canvas lengths to decode on, most promising first, from ``(canvas length, estimated span length)``
+    per ladder rung (shortest rung first).
+
+    The first rung the span ends inside gives the estimate; the canvas is the estimate plus half of it and
+    2 (the middle of the training range of canvases for such a span), capped at that rung. Then the rung
+    itself, the next rung and the full budget, for more candidates.
+    """
+    rungs = [length for length, _ in estimates]
+    index = next((i for i, (length, span) in enumerate(estimates) if span < length), len(estimates) - 1)
+    rung, span = estimates[index]
+    options = [min(rung, span + math.ceil(span / 2) + 2), rung, *rungs[index + 1 : index + 2], budget]
     lengths: list[int] = []
     for length in options:
-        length = min(max_tokens, length)
         if length not in lengths:
             lengths.append(length)
     return lengths
