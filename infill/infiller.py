@@ -203,10 +203,18 @@ class Infiller:
         ]
         wanted = max(r.num_candidates for r in requests)
         results = self._run(slots, self._config(config, wanted), should_stop)
-        return [
+        kept = [
             self._valid_edits(slot, result.candidates, r.language)[: r.num_candidates]
             for slot, result, r in zip(slots, results, requests, strict=True)
         ]
+        logger.info(
+            "complete: %d request(s), regions %s, candidates kept %s of %s",
+            len(requests),
+            [slot.kind for slot in slots],
+            [len(edits) for edits in kept],
+            [len(result.candidates) for result in results],
+        )
+        return kept
 
     # --------------------------------------------------------------------------------------- rewrites
 

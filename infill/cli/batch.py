@@ -8,6 +8,7 @@ The output file is written atomically once every row is done.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from infill.cli.common import (
     load_infiller,
     positive_int,
 )
-from infill.cli.fileio import read_source, write_atomic
+from infill.cli.fileio import read_source, read_source_bytes, write_atomic
 from infill.errors import InputError
 
 DEFAULT_MAX_TOKENS = 64
@@ -61,15 +62,29 @@ class BatchRow:
     suffix: str
 
 
+def _jsonl_text(path: Path) -> str:
+    """The text of a JSONL file, gunzipped when it ends in .gz (as the benchmark sets ship)."""
+    if path.suffix != ".gz":
+        return read_source(path).text
+    try:
+        data = gzip.decompress(read_source_bytes(path))
+    except (OSError, EOFError) as error:
+        raise InputError(f"{path}: not a valid gzip file ({error})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text once decompressed") from None
+
+
 def read_rows(path: str | Path) -> list[BatchRow]:
     """Parse and validate a JSONL file; the first problem is reported as `PATH:LINE: ...`."""
-    source = read_source(path)
+    path = Path(path)
     rows: list[BatchRow] = []
     first_line: dict[str | int, int] = {}
-    for number, line in enumerate(source.text.splitlines(), start=1):
+    for number, line in enumerate(_jsonl_text(path).split("\n"), start=1):
         if not line.strip():
             continue
-        where = f"{source.path}:{number}"
+        where = f"{path}:{number}"
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
@@ -89,7 +104,7 @@ def read_rows(path: str | Path) -> list[BatchRow]:
         first_line[task_id] = number
         rows.append(BatchRow(task_id, prompt, suffix))
     if not rows:
-        raise InputError(f"{source.path}: no rows (the file is empty)")
+        raise InputError(f"{path}: no rows (the file is empty)")
     return rows
 
 

@@ -69,7 +69,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        metavar="{auto,cpu,cuda,cuda:N}",
         default=None,
         help="where to run the model (default: $INFILL_DEVICE, else auto: cuda when available)",
     )

@@ -31,19 +31,27 @@ class SourceFile:
     mode: int  # permission bits, kept when the file is rewritten
 
 
-def read_source(path: str | Path) -> SourceFile:
-    """Read a UTF-8 text file the user named; every way it can be unusable is one InputError line."""
-    path = Path(path)
+def read_source_bytes(path: Path) -> bytes:
+    """The bytes of a file the user named, or one InputError line saying why they cannot be read."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[bytes, os.stat_result]:
     try:
         if path.is_dir():
             raise InputError(f"{path}: is a directory")
         with path.open("rb") as handle:
-            info = os.fstat(handle.fileno())
-            data = handle.read()
+            return handle.read(), os.fstat(handle.fileno())
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def read_source(path: str | Path) -> SourceFile:
+    """Read a UTF-8 text file the user named; every way it can be unusable is one InputError line."""
+    path = Path(path)
+    data, info = _read(path)
     if b"\0" in data[:BINARY_SNIFF_BYTES]:
         raise InputError(f"{path}: looks like a binary file (contains NUL bytes)")
     try:
