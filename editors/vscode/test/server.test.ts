@@ -82,12 +82,13 @@ function insertText(item: InlineCompletionItem): string {
 
 before(async () => {
   workDir = mkdtempSync(path.join(os.tmpdir(), "infill-vscode-"));
-  const modelDir = path.join(workDir, "model");
-  execFileSync(
-    python(),
-    ["-c", `from pathlib import Path; from tests.tiny_models import build_modernbert; build_modernbert(Path(${JSON.stringify(modelDir)}))`],
-    { cwd: REPO_ROOT, stdio: ["ignore", "ignore", "pipe"] },
-  );
+  // scripts/test_editors.sh builds the tiny model once for both editors' suites; alone, build one here.
+  let modelDir = process.env.INFILL_TEST_MODEL;
+  if (modelDir === undefined) {
+    modelDir = path.join(workDir, "model");
+    const build = `from pathlib import Path; from tests.tiny_models import build_modernbert; build_modernbert(Path(${JSON.stringify(modelDir)}))`;
+    execFileSync(python(), ["-c", build], { cwd: REPO_ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  }
   server = spawn(python(), ["-m", "infill.cli.main", "serve", "--model", modelDir, "--device", "cpu"], {
     cwd: REPO_ROOT,
     stdio: ["pipe", "pipe", "pipe"],
