@@ -36,7 +36,12 @@ export function sessionHost(): SessionHost {
   return {
     readSettings: readWorkspaceSettings,
     writeEnable: async (enable) => {
-      await vscode.workspace.getConfiguration(SECTION).update("enable", enable, vscode.ConfigurationTarget.Global);
+      const config = vscode.workspace.getConfiguration(SECTION);
+      // Write where the effective value comes from, or a workspace value would keep overriding the toggle.
+      const where = config.inspect<boolean>("enable");
+      const target =
+        where?.workspaceValue !== undefined ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+      await config.update("enable", enable, target);
     },
     showError: (message) => void vscode.window.showErrorMessage(message),
   };

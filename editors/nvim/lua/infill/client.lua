@@ -28,10 +28,15 @@ function M.cancel(client, request_id)
   end
 end
 
+--- A buffer number, with nil and 0 meaning the current buffer.
+function M.buf(bufnr)
+  return (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+end
+
 --- The infill client attached to a buffer, if any.
 ---@param bufnr integer|nil
 function M.get(bufnr)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = M.buf(bufnr)
   local clients = vim.lsp.get_clients({ bufnr = bufnr, name = M.NAME })
   return clients[1]
 end
@@ -72,7 +77,7 @@ end
 --- Starts (or reuses) the server for a buffer and attaches it.
 ---@return integer|nil client_id
 function M.attach(bufnr)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = M.buf(bufnr)
   local opts = config.options
   local cmd = opts.cmd
   if vim.fn.executable(cmd[1]) ~= 1 then

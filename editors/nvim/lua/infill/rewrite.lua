@@ -96,7 +96,7 @@ local NOTHING = {
 ---@param target "range"|"function"|"holes"
 ---@param range table|nil LSP range (for "range" and "function")
 function M.request(bufnr, target, range)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = client.buf(bufnr)
   local lsp_client = client.get(bufnr)
   if lsp_client == nil then
     notify("the server is not running for this buffer", vim.log.levels.WARN)

@@ -151,7 +151,7 @@ end
 
 --- The suggestion shown in a buffer, if it still belongs to the text and cursor it was made for.
 function M.current(bufnr)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = client.buf(bufnr)
   local suggestion = state(bufnr).suggestion
   if suggestion == nil or vim.api.nvim_buf_get_changedtick(bufnr) ~= suggestion.tick then
     return nil
@@ -166,7 +166,7 @@ end
 --- Sends `textDocument/inlineCompletion` for the cursor now and shows the first usable item.
 ---@param trigger_kind integer|nil 1 invoked (up to 3 items), 2 automatic (default)
 function M.request(bufnr, trigger_kind)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = client.buf(bufnr)
   local st = state(bufnr)
   cancel_pending(st)
   local lsp_client = client.get(bufnr)
@@ -250,7 +250,7 @@ end
 ---@param what "all"|"word"|"line"
 ---@return boolean accepted
 function M.accept(bufnr, what)
-  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = client.buf(bufnr)
   if M.uses_native() then
     return what == "all" and vim.lsp.inline_completion.get({ bufnr = bufnr }) or false
   end
