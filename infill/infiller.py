@@ -140,7 +140,8 @@ class Infiller:
             text = regions.finalize_candidate(
                 slot.request.prefix, candidate.text, slot.request.suffix, language, slot.kind
             )
-            if text is None or not text.strip() or text in seen:
+            # U+FFFD means the span decoded to invalid UTF-8 (stray byte tokens): never code anyone wants.
+            if text is None or not text.strip() or text in seen or "\ufffd" in text:
                 continue
             seen.add(text)
             tokens = candidate.tokens if text == candidate.text else _tokens_for_text(candidate.tokens, text)
