@@ -10,7 +10,7 @@ import pytest
 
 from training.eval.bench import BenchTask
 from training.eval.generation import GenerationStats, load_generator, model_family
-from training.eval.harness import evaluate, format_table, score_completions
+from training.eval.harness import close_last_line, evaluate, format_table, score_completions
 from training.sandbox import SandboxLimits
 
 # Small HumanEval-infilling rows; the last one passes with an empty completion (the floor is 1/4).
@@ -119,3 +119,18 @@ def test_diffusion_model_through_fill_batch_counts_forward_passes(modernbert_dir
     stats = generate.stats  # type: ignore[attr-defined]
     assert stats.rows == 2 and stats.forward_passes >= 1 and stats.generated_tokens >= 1
     assert report.forward_passes_per_token == pytest.approx(stats.forward_passes / stats.generated_tokens)
+
+
+def test_whole_line_gaps_get_their_final_newline() -> None:
+    add, fact = TASKS[0], TASKS[1]
+    assert (
+        close_last_line(fact, "    for i in range(2, n + 1):\n        result *= i") == fact.canonical_solution
+    )
+    assert close_last_line(add, "") == ""  # the floor stays the floor
+    assert close_last_line(add, "    return a + b\n") == "    return a + b\n"
+    mid_line = BenchTask("m", "x = ", "\n", "1")
+    assert close_last_line(mid_line, "1") == "1"
+    report = evaluate(
+        [fact], lambda rows: ["    for i in range(2, n + 1):\n        result *= i"], name="m", bench="t"
+    )
+    assert report.pass_at_1 == 1.0

@@ -59,6 +59,21 @@ class EvalReport:
         return data
 
 
+def close_last_line(task: BenchTask, completion: str) -> str:
+    """Add the missing final newline to a non-empty completion of a whole-line gap.
+
+    A gap is whole lines when it starts at a line start and its reference ends with a newline (every MBPP
+    row: that is how the gaps were cut). A completion that stopped (end of span / end of text) right before
+    its final newline would otherwise glue the suffix's first line onto its last. Applied to every model
+    alike; the empty completion stays empty.
+    """
+    starts_line = task.prompt == "" or task.prompt.endswith("\n")
+    whole_lines = starts_line and task.canonical_solution.endswith("\n")
+    if whole_lines and completion and not completion.endswith("\n"):
+        return completion + "\n"
+    return completion
+
+
 def generate_completions(
     tasks: Sequence[BenchTask],
     generate: GenerateFn,
@@ -73,7 +88,7 @@ def generate_completions(
         out = generate([(task.prompt, task.suffix) for task in chunk])
         if len(out) != len(chunk):
             raise RuntimeError(f"generator returned {len(out)} completions for {len(chunk)} rows")
-        completions.extend(out)
+        completions.extend(close_last_line(task, text) for task, text in zip(chunk, out, strict=True))
         if progress is not None:
             progress(len(completions), len(tasks))
     return completions
