@@ -522,6 +522,7 @@ SELECTIONS: list[tuple[str, str, str]] = [
     ("rust", "fn f() {\n    let a = 1; // one\n    let b@S@@E@ = 2;\n}\n", "    let b = 2;"),
     ("java", "class A {\n  void f() {\n    int a = 1;@S@\n    int b = 2;\n@E@  }\n}\n", "    int b = 2;"),
     ("c", "int f() {\n    return g(1,@S@ 2);@E@\n}\n", "    return g(1, 2);"),
+    ("javascript", "function f() {\n  a(); @S@b();@E@\n  c();\n}\n", "  a(); b();"),
     ("cpp", "void f() {\n    a();\n@S@    b();\n    c();@E@\n}\n", "    b();\n    c();"),
     ("tsx", "const el = (\n  <div>\n    <p>@S@hi@E@</p>\n  </div>\n);\n", "    <p>hi</p>"),
     (None, "block {\n  a(1,@S@\n    2)\n  b()@E@\n}\nafter\n", "  a(1,\n    2)\n  b()"),
@@ -726,3 +727,25 @@ def test_regions_know_nothing_about_models() -> None:
     code = f"import sys, infill.regions\nprint([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_regions_are_well_formed_at_every_offset(language: str) -> None:
+    """Sweep cursors and selections over a whole file: regions stay inside it, hold the cursor, and
+    selections come out as whole lines that cover what was selected."""
+    text, _ = cursors(SAMPLES[language].source)
+    text = "# 😀 漢字\n" + text if language == "python" else "// 😀 漢字\n" + text
+    line_starts = {0} | {i + 1 for i, ch in enumerate(text) if ch == "\n"}
+    line_ends = {i for i, ch in enumerate(text) if ch == "\n"} | {len(text)}
+    for offset in range(0, len(text) + 1, 3):
+        region = pick_cursor_region(text, offset, language)
+        assert region.start <= offset <= region.end or region.kind == "block"
+        assert 0 <= region.start <= region.end <= len(text)
+        body = function_region(text, offset, language)
+        assert body is None or 0 <= body.start <= body.end <= len(text)
+        end = min(len(text), offset + 7 * (offset % 5))
+        selection = expand_selection(text, offset, end, language)
+        assert selection.start in line_starts and selection.end in line_ends
+        selected = text[offset:end].strip()
+        assert selection.start <= offset + (len(text[offset:end]) - len(text[offset:end].lstrip()))
+        assert not selected or text.find(selected, selection.start) + len(selected) <= selection.end

@@ -159,6 +159,13 @@ def expand_selection(text: str, start: int, end: int, language: str | None) -> R
     if language is None:
         span_start, span_end = _balanced_lines(text, trimmed_start, trimmed_end)
     else:
+        # The region is whole lines anyway, so every node on the selected lines is part of the question.
+        first_line = text[line_start(text, trimmed_start) : line_end(text, trimmed_start)]
+        last_line_end = line_end(text, trimmed_end)
+        line_code_start = line_start(text, trimmed_start) + len(leading_ws(first_line))
+        line_code_end = len(text[:last_line_end].rstrip())
+        if line_code_start < line_code_end:
+            trimmed_start, trimmed_end = line_code_start, line_code_end
         span_start, span_end = _enclosing_nodes(SyntaxTree(text, language), trimmed_start, trimmed_end)
     region_start, region_end = line_start(text, span_start), line_end(text, span_end)
     indent = leading_ws(text[region_start:region_end])
@@ -171,9 +178,11 @@ def _enclosing_nodes(tree: SyntaxTree, start: int, end: int) -> tuple[int, int]:
     start_byte, end_byte = tree.byte_of(start), tree.byte_of(end)
     while True:
         children = [child for child in node.named_children if _overlaps(child, start_byte, end_byte)]
-        aligned = [_line_aligned(tree, child) for child in children]
-        if len(children) >= 2 and all(aligned):
-            return tree.span(children[0])[0], tree.span(children[-1])[1]
+        if len(children) >= 2 and _starts_line(tree, children[0]) and _ends_line(tree, children[-1]):
+            first, last = tree.span(children[0])[0], tree.span(children[-1])[1]
+            # The children's lines must hold the whole selection (not, say, the parent's closing brace).
+            if line_start(tree.text, first) <= start and line_end(tree.text, last) >= end:
+                return first, last
         if node.parent is None:  # the root: its overlapping children, or the selection itself
             if children:
                 return tree.span(children[0])[0], tree.span(children[-1])[1]
@@ -190,13 +199,18 @@ def _overlaps(node: tree_sitter.Node, start_byte: int, end_byte: int) -> bool:
 
 
 def _line_aligned(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
-    """Whether ``node`` starts its line and ends it (give or take a ``;``/``,`` and a trailing comment)."""
-    text = tree.text
-    node_start, node_end = tree.span(node)
-    if text[line_start(text, node_start) : node_start].strip():
-        return False
-    rest = text[node_end : line_end(text, node_end)].strip()
-    rest = rest.lstrip(";,").strip()
+    return _starts_line(tree, node) and _ends_line(tree, node)
+
+
+def _starts_line(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
+    node_start = tree.char_of(node.start_byte)
+    return not tree.text[line_start(tree.text, node_start) : node_start].strip()
+
+
+def _ends_line(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
+    """Only whitespace follows ``node`` on its line, give or take a ``;``/``,`` and a trailing comment."""
+    node_end = tree.char_of(node.end_byte)
+    rest = tree.text[node_end : line_end(tree.text, node_end)].strip().lstrip(";,").strip()
     return not rest or rest.startswith((*line_comment_leaders(tree.language), "/*"))
 
 
