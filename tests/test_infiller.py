@@ -291,7 +291,7 @@ def test_candidates_are_cut_checked_deduplicated_and_ranked(engine: RecordingEng
                 "total = a + b)", -0.1, confident("total", " =", " a", " +", " b", ")")
             ),  # cut before ")"
             Candidate("total = = 1", -0.2),  # adds a parse error: rejected
-            Candidate("total = a\ufffd", -0.25),  # stray byte tokens decoded to U+FFFD (parses!): rejected
+            Candidate('total = "\ufffd"', -0.25),  # stray byte tokens decoded to U+FFFD (parses!): rejected
             Candidate("return a * b", -0.3),
             Candidate("total = a + b\n", -0.4),  # the same text as the first once cut: dropped
         ],
