@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TypeVar, get_args
 
@@ -61,6 +61,27 @@ class _Row:
 _Decoded = list[tuple[_Row, ScoredCandidate | None]]
 
 
+@dataclass
+class _Job:
+    """One call of fill: its prepared requests, settings, cancellation and the results being filled in."""
+
+    prepared: list[_Prepared]
+    config: DecodeConfig
+    should_stop: Callable[[], bool] | None
+    results: list[FillResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.results = [FillResult() for _ in self.prepared]
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("Cancelled")
+
+    def count_passes(self, requests: set[int], passes: int) -> None:
+        for request in requests:
+            self.results[request].forward_passes += passes
+
+
 class InfillEngine:
     """Owns a loaded model; ``fill`` turns FillRequests into ranked text candidates."""
 
@@ -104,26 +125,26 @@ class InfillEngine:
         config: DecodeConfig | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[FillResult]:
-        """One FillResult per request, candidates best first; raises Cancelled when should_stop() is true."""
+        """One FillResult per request, candidates best first; raises Cancelled when should_stop() is true.
+
+        FillResult.forward_passes counts the passes a request went through (shared with the requests
+        batched with it); generated_tokens the content tokens of its best candidate.
+        """
         config = config if config is not None else self.default_config()
         check_config(config)
         started = time.perf_counter()
-        prepared = [self._prepare(request) for request in requests]
-        results = [FillResult() for _ in requests]
-        rows = self._plan_rows(prepared, config, results, should_stop)
-        decoded = self._decode_rows(prepared, rows, config, results, should_stop, seed_offset=0)
-        retries = self._retries(prepared, decoded, config)
+        job = _Job([self._prepare(request) for request in requests], config, should_stop)
+        rows = self._plan_rows(job, self._estimate_lengths(job))
+        decoded = self._decode_rows(job, rows, seed_offset=0)
+        retries = self._retries(job, decoded)
         if retries:
             retried = {row.request for row in retries}
             decoded = [(r, c) for r, c in decoded if c is not None and (c.ended or r.request not in retried)]
-            decoded += self._decode_rows(prepared, retries, config, results, should_stop, len(rows))
-        scored: list[list[ScoredCandidate]] = [[] for _ in requests]
-        for row, candidate in decoded:
-            if candidate is not None:
-                scored[row.request].append(candidate)
+            decoded += self._decode_rows(job, retries, seed_offset=len(rows))
         elapsed_ms = (time.perf_counter() - started) * 1000
-        for result, items in zip(results, scored, strict=True):
-            ranked = rank_candidates(items, config.num_candidates)
+        for index, result in enumerate(job.results):
+            mine = [candidate for row, candidate in decoded if row.request == index and candidate]
+            ranked = rank_candidates(mine, config.num_candidates)
             result.candidates = [item.candidate for item in ranked]
             result.generated_tokens = ranked[0].generated_tokens if ranked else 0
             result.elapsed_ms = elapsed_ms
@@ -131,11 +152,11 @@ class InfillEngine:
             "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
             len(requests),
             len(rows) + len(retries),
-            sum(r.generated_tokens for r in results),
-            max((r.forward_passes for r in results), default=0),
+            sum(r.generated_tokens for r in job.results),
+            max((r.forward_passes for r in job.results), default=0),
             elapsed_ms,
         )
-        return results
+        return job.results
 
     def _prepare(self, request: FillRequest) -> _Prepared:
         if request.max_tokens < 1:
@@ -149,114 +170,92 @@ class InfillEngine:
             request, replace(context, prefix_ids=prefix_ids), removed, request.max_tokens + healed_tokens
         )
 
-    def _plan_rows(
-        self,
-        prepared: list[_Prepared],
-        config: DecodeConfig,
-        results: list[FillResult],
-        should_stop: Callable[[], bool] | None,
-    ) -> list[_Row]:
-        """Canvas lengths per request: one batched forward pass over a ladder of fully masked canvases
-        estimates each span's length (skipped for short canvases, see length.py); greedy decodes distinct
-        lengths, sampling draws every candidate."""
-        estimates: list[list[tuple[int, int]]] = [[(item.span_budget, item.span_budget)] for item in prepared]
+    def _estimate_lengths(self, job: _Job) -> list[list[tuple[int, int]]]:
+        """Per request, ``(canvas length, estimated span length)`` for each rung of its length ladder, from
+        one batched forward pass over fully masked canvases (see length.py). Short canvases are not
+        estimated: their one entry is the whole budget."""
         probes = [
             (i, length)
-            for i, item in enumerate(prepared)
+            for i, item in enumerate(job.prepared)
             if item.span_budget > CHEAP_CANVAS
             for length in length_ladder(item.span_budget)
         ]
-        for i in {i for i, _ in probes}:
-            estimates[i] = []
+        probed = {i for i, _ in probes}
+        estimates: list[list[tuple[int, int]]] = [
+            [] if i in probed else [(p.span_budget, p.span_budget)] for i, p in enumerate(job.prepared)
+        ]
         special = self.loaded.special
         for chunk in _chunks(probes, self.max_batch_rows):
-            _check_stop(should_stop)
-            canvases = [self._canvas(prepared[i], length) for i, length in chunk]
+            job.check_stop()
+            canvases = [self._canvas(job.prepared[i], length) for i, length in chunk]
             ids, attention_mask, _ = stack_canvases(canvases, special, self.loaded.device)
             end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, special)
             for row, ((i, length), canvas) in enumerate(zip(chunk, canvases, strict=True)):
                 span = end_probs[row, canvas.span_start : canvas.span_start + length].tolist()
-                minimum = 1 if prepared[i].removed else 0  # a healed span holds at least the healed text
+                minimum = 1 if job.prepared[i].removed else 0  # a healed span holds at least the healed text
                 estimates[i].append((length, estimate_span_length(span, minimum)))
-            for i in {i for i, _ in chunk}:
-                results[i].forward_passes += 1
+            job.count_passes({i for i, _ in chunk}, 1)
+        return estimates
+
+    def _plan_rows(self, job: _Job, estimates: list[list[tuple[int, int]]]) -> list[_Row]:
+        """The canvases to decode: greedy decodes distinct lengths, sampling draws every candidate."""
+        config = job.config
         rows: list[_Row] = []
-        for i, item in enumerate(prepared):
+        for i, item in enumerate(job.prepared):
             lengths = canvas_lengths(estimates[i], item.span_budget)
-            count = (
-                min(config.num_candidates, len(lengths)) if config.temperature <= 0 else config.num_candidates
-            )
+            # Greedy decoding of one length always gives the same text: only distinct lengths add candidates.
+            count = config.num_candidates
+            if config.temperature <= 0:
+                count = min(count, len(lengths))
             for k in range(count):
                 length = lengths[k % len(lengths)]
-                steps = math.ceil(config.steps * length / item.span_budget)
-                rows.append(_Row(i, length, steps))
+                rows.append(_Row(i, length, math.ceil(config.steps * length / item.span_budget)))
         return rows
 
-    def _retries(self, prepared: list[_Prepared], decoded: _Decoded, config: DecodeConfig) -> list[_Row]:
+    def _retries(self, job: _Job, decoded: _Decoded) -> list[_Row]:
         """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
         without ending was probably cut short by it (greedy: one retry per request, and none where a
         full-budget canvas was decoded already)."""
-        done = {row.request for row, _ in decoded if row.span_length == prepared[row.request].span_budget}
+        done = {row.request for row, _ in decoded if row.span_length == job.prepared[row.request].span_budget}
         retries: list[_Row] = []
         for row, candidate in decoded:
             if candidate is None or candidate.ended or row.request in done:
                 continue
-            if config.temperature <= 0:
+            if job.config.temperature <= 0:
                 done.add(row.request)
-            retries.append(_Row(row.request, prepared[row.request].span_budget, config.steps))
+            retries.append(_Row(row.request, job.prepared[row.request].span_budget, job.config.steps))
         return retries
 
-    def _decode_rows(
-        self,
-        prepared: list[_Prepared],
-        rows: list[_Row],
-        config: DecodeConfig,
-        results: list[FillResult],
-        should_stop: Callable[[], bool] | None,
-        seed_offset: int,
-    ) -> _Decoded:
+    def _decode_rows(self, job: _Job, rows: list[_Row], seed_offset: int) -> _Decoded:
         """Decode ``rows`` in batches of at most max_batch_rows (each batch has its own seed)."""
         decoded: _Decoded = []
         for index, chunk in enumerate(_chunks(rows, self.max_batch_rows)):
-            seed = None if config.seed is None else config.seed + seed_offset + index
-            decoded += self._decode(prepared, chunk, replace(config, seed=seed), results, should_stop)
+            seed = None if job.config.seed is None else job.config.seed + seed_offset + index
+            decoded += self._decode(job, chunk, replace(job.config, seed=seed))
         return decoded
 
     def _canvas(self, item: _Prepared, span_length: int) -> Canvas:
         return build_canvas(item.context, span_length, self.loaded.special)
 
-    def _decode(
-        self,
-        prepared: list[_Prepared],
-        rows: list[_Row],
-        config: DecodeConfig,
-        results: list[FillResult],
-        should_stop: Callable[[], bool] | None,
-    ) -> _Decoded:
+    def _decode(self, job: _Job, rows: list[_Row], config: DecodeConfig) -> _Decoded:
         """Decode ``rows`` in one batch of shared forward passes."""
         special = self.loaded.special
-        canvases = [self._canvas(prepared[row.request], row.span_length) for row in rows]
+        items = [job.prepared[row.request] for row in rows]
+        canvases = [self._canvas(item, row.span_length) for item, row in zip(items, rows, strict=True)]
         ids, attention_mask, editable = stack_canvases(canvases, special, self.loaded.device)
         healed = [
-            HealedSpan(
-                index,
-                canvas.span_start,
-                canvas.span_start + canvas.span_length,
-                prepared[row.request].removed,
-            )
-            for index, (row, canvas) in enumerate(zip(rows, canvases, strict=True))
-            if prepared[row.request].removed
+            HealedSpan(index, canvas.span_start, canvas.span_start + canvas.span_length, item.removed)
+            for index, (item, canvas) in enumerate(zip(items, canvases, strict=True))
+            if item.removed
         ]
         constraint = HealingConstraint(self.token_texts, healed, special.mask_id) if healed else None
         steps = torch.tensor([row.steps for row in rows])
-        model = self.loaded.model
-        out = denoise(model, ids, editable, attention_mask, special, config, should_stop, constraint, steps)
-        for request in {row.request for row in rows}:
-            results[request].forward_passes += out.forward_passes
+        model, stop = self.loaded.model, job.should_stop
+        out = denoise(model, ids, editable, attention_mask, special, config, stop, constraint, steps)
+        job.count_passes({row.request for row in rows}, out.forward_passes)
         decoded: _Decoded = []
-        for index, (row, canvas) in enumerate(zip(rows, canvases, strict=True)):
+        for index, (row, item, canvas) in enumerate(zip(rows, items, canvases, strict=True)):
             span = slice(canvas.span_start, canvas.span_start + canvas.span_length)
-            item = prepared[row.request]
             candidate = span_candidate(
                 out.ids[index, span].tolist(),
                 out.confidences[index, span].tolist(),
@@ -298,11 +297,6 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
     if problems:
         raise InputError("Bad decoding settings: " + "; ".join(problems))
-
-
-def _check_stop(should_stop: Callable[[], bool] | None) -> None:
-    if should_stop is not None and should_stop():
-        raise Cancelled("Cancelled")
 
 
 def _chunks(items: list[_Item], size: int) -> list[list[_Item]]:
