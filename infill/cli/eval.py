@@ -120,17 +120,23 @@ def eval_command(args: argparse.Namespace) -> int:
     with_floor = not args.no_floor
 
     if args.canonical or args.empty:
+        from tqdm import tqdm
+
         name = "canonical" if args.canonical else "empty"
         completions = [t.canonical_solution if args.canonical else "" for t in tasks]
-        report = score_completions(
-            tasks,
-            completions,
-            name=name,
-            bench=bench_name,
-            limits=limits,
-            workers=args.workers,
-            with_floor=with_floor and not args.empty,
-        )
+        floor = with_floor and not args.empty
+        programs = sum(t.executable for t in tasks) * (2 if floor else 1)
+        with tqdm(total=programs, unit="program", desc=f"infill eval {name}", file=sys.stderr) as bar:
+            report = score_completions(
+                tasks,
+                completions,
+                name=name,
+                bench=bench_name,
+                limits=limits,
+                workers=args.workers,
+                with_floor=floor,
+                progress=bar.update,
+            )
         if args.empty:
             report.empty_floor = report.pass_at_1
     else:

@@ -107,12 +107,17 @@ def execute(
     *,
     limits: SandboxLimits | None = None,
     workers: int = 2,
+    progress: Callable[[int], None] | None = None,
 ) -> list[ExecutionResult | None]:
-    """Run each executable task's program with its completion; None for tasks without a test."""
+    """Run each executable task's program with its completion; None for tasks without a test.
+
+    ``progress(1)`` is called as each program finishes.
+    """
     assert len(tasks) == len(completions)
     indices = [i for i, task in enumerate(tasks) if task.executable]
     programs = [tasks[i].program(completions[i]) for i in indices]
-    ran = run_programs(programs, limits, workers=workers)
+    one_more = None if progress is None else (lambda _done: progress(1))
+    ran = run_programs(programs, limits, workers=workers, progress=one_more)
     results: list[ExecutionResult | None] = [None] * len(tasks)
     for index, result in zip(indices, ran, strict=True):
         results[index] = result
@@ -132,12 +137,16 @@ def score_completions(
     limits: SandboxLimits | None = None,
     workers: int = 2,
     with_floor: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Execute and compare ``completions`` (one per task); ``with_floor`` also scores empty completions."""
+    """Execute and compare ``completions`` (one per task); ``with_floor`` also scores empty completions.
+
+    ``progress(1)`` is called as each program (completion or floor) finishes.
+    """
     if len(completions) != len(tasks):
         raise ValueError(f"{len(completions)} completions for {len(tasks)} tasks")
     start = time.perf_counter()
-    executed = execute(tasks, completions, limits=limits, workers=workers)
+    executed = execute(tasks, completions, limits=limits, workers=workers, progress=progress)
     elapsed = time.perf_counter() - start
     scores = [
         TaskScore(
@@ -154,7 +163,7 @@ def score_completions(
     passed = [float(s.passed) for s in scores if s.passed is not None]
     floor = None
     if with_floor and passed:
-        empty = execute(tasks, [""] * len(tasks), limits=limits, workers=workers)
+        empty = execute(tasks, [""] * len(tasks), limits=limits, workers=workers, progress=progress)
         floor = _mean([float(r.passed) for r in empty if r is not None])
     return EvalReport(
         name=name,
