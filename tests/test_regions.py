@@ -749,3 +749,29 @@ def test_regions_are_well_formed_at_every_offset(language: str) -> None:
         selected = text[offset:end].strip()
         assert selection.start <= offset + (len(text[offset:end]) - len(text[offset:end].lstrip()))
         assert not selected or text.find(selected, selection.start) + len(selected) <= selection.end
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_the_true_middle_survives_finalization(language: str) -> None:
+    """Cut real gaps out of a file and hand back the original text followed by more of the file (as a
+    model that ran on would): finalization must return exactly the original, for lines and bodies."""
+    text, at = cursors(SAMPLES[language].source)
+    position = 0
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end
+        line = text[position:end]
+        code_start = position + len(line) - len(line.lstrip())
+        for cursor in {code_start, (code_start + end) // 2}:
+            if cursor >= end:
+                continue
+            prefix, middle, suffix = text[:cursor], text[cursor:end], text[end:]
+            finalized = finalize_candidate(prefix, middle + suffix[:40], suffix, language, "line")
+            assert finalized == middle, (cursor, middle)
+        position = end + 1
+    body = function_region(text, at["F"], language)
+    selection = expand_selection(text, at["L"], at["F"], language)
+    for region in (body, selection):
+        assert region is not None
+        prefix, middle, suffix = text[: region.start], text[region.start : region.end], text[region.end :]
+        assert finalize_candidate(prefix, middle + suffix, suffix, language, region.kind) == middle
