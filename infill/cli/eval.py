@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from training.eval.harness import EvalReport
     from training.sandbox import SandboxLimits
 
+logger = logging.getLogger(__name__)
+
 FALLBACK_MODE = "span"
+DIFFUSION_OPTIONS = ("steps", "strategy", "threshold", "temperature", "seed")
 FALLBACK_MAX_TOKENS = 64
 
 
@@ -183,6 +187,10 @@ def _evaluate_model(
         from infill.cli.common import decode_config
 
         generate.config = decode_config(args, infiller)  # type: ignore[attr-defined]
+    elif any(getattr(args, name) is not None for name in DIFFUSION_OPTIONS):
+        logger.warning(
+            "%s decodes greedily left to right: the diffusion sampler options are ignored", model_dir
+        )
     with tqdm(total=len(tasks), unit="task", desc=f"infill eval {model_dir.name}", file=sys.stderr) as bar:
         return evaluate(
             tasks,
