@@ -11,10 +11,29 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import cattrs
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+    LanguageServerProtocol,
+    default_converter,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def plain_json_converter() -> cattrs.Converter:
+    """pygls' converter, except that params of custom methods (``infill/rewrite``) stay plain JSON.
+
+    pygls turns them into namedtuples, which renames keys that are not identifiers and is not what a
+    JSON-RPC method receives anywhere else.
+    """
+    converter = default_converter()
+    for message_type in (JsonRPCRequestMessage, JsonRPCResponseMessage, JsonRPCNotification):
+        converter.register_structure_hook(message_type, lambda obj, cls: cls(**obj))
+    return converter
 
 
 @dataclass(frozen=True)

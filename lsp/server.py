@@ -32,7 +32,7 @@ from infill import __version__, regions
 from infill.errors import Cancelled, InfillError
 from lsp.actions import ACTION_KIND, offered_actions
 from lsp.completion import completion_items, plan_completion, selected_completion
-from lsp.protocol import InfillProtocol
+from lsp.protocol import InfillProtocol, plain_json_converter
 from lsp.rewrite import (
     REWRITE_METHOD,
     RewriteParams,
@@ -95,6 +95,7 @@ class InfillLanguageServer(LanguageServer):
             name="infill",
             version=__version__,
             protocol_cls=InfillProtocol,
+            converter_factory=plain_json_converter,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.settings = ServerSettings()

@@ -1,0 +1,411 @@
+"""The real `infill serve` over stdio with pygls' client and a tiny ModernBERT: completions, rewrites, code
+actions, staleness, cancellation, settings, model reloads and failures, and flat memory.
+
+One server process serves the whole module (starting one means importing torch); tests that change settings
+restore them. The tiny model is random except for a strong output bias towards the token "x", so it
+proposes "xxxx" wherever that parses, whatever the rest of the stack does with near-uniform logits;
+assertions are still structural (range at the cursor, on one line, no new parse errors).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from infill.regions import parse_error_count
+from tests.test_lsp_support import LspSession, inline_params, rss_kib, serve_argv
+
+# Small canvases and few steps keep each completion to a few tiny forward passes.
+BASE_OPTIONS: dict[str, Any] = {"maxTokens": 4, "steps": 4, "debounceMs": 200}
+PY = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
+FUNC_LINE = 1  # inside add()
+
+
+@pytest.fixture(scope="module")
+def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ModernBERT with its output bias pushed towards "x" (the decoder weight is tied to the
+    embeddings; the bias is the model's own)."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("x_model") / "model"
+    shutil.copytree(modernbert_dir, out)
+    (x_id,) = AutoTokenizer.from_pretrained(out).encode("x", add_special_tokens=False)
+    weights = load_file(out / "model.safetensors")
+    weights["decoder.bias"][x_id] += 30.0
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def session(x_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LspSession]:
+    log_file = tmp_path_factory.mktemp("lsp") / "server.log"
+    lsp = LspSession(serve_argv(x_model_dir, log_file))
+    lsp.model_dir = x_model_dir  # type: ignore[attr-defined]
+    lsp.log_file = log_file  # type: ignore[attr-defined]
+    lsp.init_result = lsp.initialize(BASE_OPTIONS)  # type: ignore[attr-defined]
+    yield lsp
+    lsp.close()
+
+
+def configure(session: LspSession, **changes: Any) -> None:
+    settings = {**BASE_OPTIONS, **changes}
+    params = types.DidChangeConfigurationParams(settings={"infill": settings})
+    session.notify(types.WORKSPACE_DID_CHANGE_CONFIGURATION, params)
+
+
+def inline(
+    session: LspSession, uri: str, line: int, character: int, **kwargs: Any
+) -> list[types.InlineCompletionItem]:
+    result = session.request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character, **kwargs)
+    )
+    assert isinstance(result, types.InlineCompletionList)
+    return list(result.items)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def apply_item(text: str, item: types.InlineCompletionItem) -> str:
+    """Apply an item by UTF-16 columns, independently of the server's conversion code."""
+    assert item.range is not None
+    lines = text.split("\n")
+    line = lines[item.range.start.line]
+    units = [utf16_len(line[:i]) for i in range(len(line) + 1)]
+    start, end = units.index(item.range.start.character), units.index(item.range.end.character)
+    lines[item.range.start.line] = line[:start] + item.insert_text + line[end:]  # type: ignore[operator]
+    return "\n".join(lines)
+
+
+def error_code(call: Any) -> int:
+    with pytest.raises(JsonRpcException) as raised:
+        call()
+    return raised.value.code
+
+
+def test_initialize_advertises_features_and_loads_the_model_after_answering(session: LspSession) -> None:
+    capabilities = session.init_result.capabilities  # type: ignore[attr-defined]
+    assert capabilities.inline_completion_provider is not None
+    assert capabilities.code_action_provider.resolve_provider is True
+    assert capabilities.code_action_provider.code_action_kinds == ("refactor.rewrite",)
+    assert capabilities.position_encoding == types.PositionEncodingKind.Utf16
+    states = [status["state"] for status in session.statuses]
+    assert states[:2] == ["loading", "ready"]
+    kinds = [getattr(value, "kind", None) or value.get("kind") for value in session.progress]
+    assert kinds[:2] == ["begin", "end"]
+
+
+def test_invoked_completion_items_sit_at_the_cursor_on_one_line(session: LspSession) -> None:
+    uri = "file:///invoked.py"
+    session.open(uri, PY)
+    line, character = 4, len("result = add(1, ")
+    items = inline(session, uri, line, character)
+    assert 1 <= len(items) <= 3
+    for item in items:
+        assert item.range is not None and item.range.start == types.Position(line=line, character=character)
+        assert item.range.end.line == line
+        completed = apply_item(PY, item)
+        assert parse_error_count(completed, "python") <= parse_error_count(PY, "python")
+    log = session.log_file.read_text()  # type: ignore[attr-defined]
+    assert "completion id=" in log and "tokens=" in log and "ms=" in log
+
+
+def test_automatic_trigger_gives_one_item(session: LspSession) -> None:
+    uri = "file:///automatic.py"
+    session.open(uri, PY)
+    items = inline(session, uri, 4, len("result = add(1, "), automatic=True)
+    assert len(items) == 1
+
+
+def test_positions_are_utf16_in_lines_with_emoji_and_cjk(session: LspSession) -> None:
+    uri = "file:///emoji.py"
+    prefix = 'label = add("😋 漢字 🎉", '
+    text = f"{prefix}\nother = 1\n"
+    session.open(uri, text)
+    items = inline(session, uri, 0, utf16_len(prefix))
+    assert items
+    for item in items:
+        assert item.range is not None and item.range.start.character == utf16_len(prefix) == len(prefix) + 2
+        assert apply_item(text, item).startswith(prefix + item.insert_text)  # type: ignore[operator]
+    # A rewrite of `add(` after the emoji comes back in UTF-16 columns too: its range starts on a character
+    # boundary of the line, counted in UTF-16 code units.
+    selection = types.Range(
+        start=types.Position(line=0, character=8), end=types.Position(line=0, character=11)
+    )
+    result = session.request(
+        "infill/rewrite", {"textDocument": {"uri": uri}, "target": "range", "range": _wire(selection)}
+    )
+    boundaries = {utf16_len(prefix[:i]) for i in range(len(prefix) + 1)}
+    for edit in result["edits"]:
+        assert edit["range"]["start"]["character"] in boundaries
+
+
+def _wire(range_: types.Range) -> dict[str, Any]:
+    return {
+        "start": {"line": range_.start.line, "character": range_.start.character},
+        "end": {"line": range_.end.line, "character": range_.end.character},
+    }
+
+
+def test_items_extend_the_selected_completion(session: LspSession) -> None:
+    uri = "file:///selected.py"
+    text = "import os\n\nvalue = add(os.pa\n"
+    session.open(uri, text)
+    selected = types.SelectedCompletionInfo(
+        range=types.Range(
+            start=types.Position(line=2, character=15), end=types.Position(line=2, character=17)
+        ),
+        text="path",
+    )
+    items = inline(session, uri, 2, 17, selected=selected)
+    assert items
+    for item in items:
+        assert item.insert_text.startswith("path")  # type: ignore[union-attr]
+        assert item.range is not None and item.range.start == selected.range.start
+        assert item.range.end.line == 2 and item.range.end.character >= selected.range.end.character
+
+
+def test_rewrite_targets_return_edits_with_confidence(session: LspSession) -> None:
+    uri = "file:///rewrite.py"
+    text = "def add(a, b):\n    total = a + b\n    return total\n\n\nx = <|fill|>\n"
+    session.open(uri, text, version=3)
+    here = {"start": {"line": FUNC_LINE, "character": 6}, "end": {"line": FUNC_LINE, "character": 6}}
+    function = session.request(
+        "infill/rewrite", {"textDocument": {"uri": uri}, "version": 3, "target": "function", "range": here}
+    )
+    holes = session.request("infill/rewrite", {"textDocument": {"uri": uri}, "target": "holes"})
+    (hole,) = holes["edits"]  # every marker gets an edit, covering the marker so it disappears
+    assert hole["range"]["start"] == {"line": 5, "character": 4}
+    assert hole["range"]["end"]["line"] == 5 and hole["range"]["end"]["character"] >= len("x = <|fill|>")
+    for edit in function["edits"] + holes["edits"]:
+        assert isinstance(edit["newText"], str)
+        assert all(
+            isinstance(token["text"], str) and 0.0 <= token["confidence"] <= 1.0
+            for token in edit["confidence"]
+        )
+    for edit in function["edits"]:
+        assert edit["range"]["start"]["line"] >= 1 and edit["range"]["end"]["line"] <= 3
+    outside = {"start": {"line": 5, "character": 0}, "end": {"line": 5, "character": 0}}
+    nothing = session.request(
+        "infill/rewrite", {"textDocument": {"uri": uri}, "target": "function", "range": outside}
+    )
+    assert nothing == {"edits": []}
+
+
+def test_rewrite_errors_are_json_rpc_errors(session: LspSession) -> None:
+    uri = "file:///rewrite_errors.py"
+    session.open(uri, PY, version=5)
+    here = {"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 5}}
+
+    def rewrite(params: dict[str, Any]) -> Any:
+        return lambda: session.request("infill/rewrite", params)
+
+    assert (
+        error_code(rewrite({"textDocument": {"uri": uri}, "version": 4, "target": "range", "range": here}))
+        == -32801
+    )
+    assert error_code(rewrite({"textDocument": {"uri": "file:///nope.py"}, "target": "holes"})) == -32602
+    assert error_code(rewrite({"textDocument": {"uri": uri}, "target": "everything"})) == -32602
+    far = {"start": {"line": 99, "character": 0}, "end": {"line": 99, "character": 1}}
+    assert error_code(rewrite({"textDocument": {"uri": uri}, "target": "range", "range": far})) == -32602
+
+
+def _code_actions(
+    session: LspSession, uri: str, start: tuple[int, int], end: tuple[int, int], only: Any = None
+) -> Any:
+    params = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        range=types.Range(start=types.Position(*start), end=types.Position(*end)),
+        context=types.CodeActionContext(diagnostics=[], only=only),
+    )
+    return session.request(types.TEXT_DOCUMENT_CODE_ACTION, params)
+
+
+def test_code_actions_are_listed_cheaply_and_resolved_to_versioned_edits(session: LspSession) -> None:
+    uri = "file:///actions.py"
+    text = "def add(a, b):\n    total = a + b\n    return total\n\n\nx = <|fill|>\n"
+    session.open(uri, text, version=7)
+    actions = _code_actions(session, uri, (1, 4), (1, 17))
+    assert {action.title for action in actions} == {"Fill holes", "Rewrite selection", "Rewrite function"}
+    assert all(action.kind == "refactor.rewrite" and action.edit is None for action in actions)
+    for action in actions:
+        resolved = session.request(types.CODE_ACTION_RESOLVE, action)
+        if resolved.edit is None:  # nothing passed the syntax check: the client got a message instead
+            continue
+        (change,) = resolved.edit.document_changes
+        assert change.text_document.uri == uri and change.text_document.version == 7
+        assert change.edits
+    # No selection, no markers, outside a function: nothing to offer; a filter for other kinds: nothing.
+    session.open("file:///plain.py", "x = 1\n")
+    assert _code_actions(session, "file:///plain.py", (0, 0), (0, 0)) == ()
+    assert _code_actions(session, uri, (1, 4), (1, 17), only=[types.CodeActionKind.QuickFix]) == ()
+    assert len(_code_actions(session, uri, (1, 4), (1, 17), only=[types.CodeActionKind.Refactor])) == 3
+    # Unbalanced markers: Fill holes is offered greyed out with the reason.
+    session.open("file:///broken.py", "# infill:begin\nx = 1\n")
+    (broken,) = _code_actions(session, "file:///broken.py", (0, 0), (0, 0))
+    assert broken.title == "Fill holes" and broken.disabled is not None and "1" in broken.disabled.reason
+
+
+def test_a_change_during_a_pending_completion_makes_it_empty(session: LspSession) -> None:
+    uri = "file:///stale.py"
+    session.open(uri, PY, version=1)
+    pending = session.send(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, 16, automatic=True))
+    edit = types.Range(start=types.Position(line=4, character=16), end=types.Position(line=4, character=16))
+    session.change(uri, 2, "2", edit)
+    assert list(session.answer(pending).items) == []
+    # The request for the new text is served normally.
+    assert len(inline(session, uri, 4, 17, automatic=True)) == 1
+
+
+def test_a_newer_request_supersedes_the_older_one(session: LspSession) -> None:
+    uri = "file:///superseded.py"
+    session.open(uri, PY)
+    older = session.send(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, 16, automatic=True))
+    newer = session.send(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, 16, automatic=True))
+    assert list(session.answer(older).items) == []
+    assert len(session.answer(newer).items) == 1
+
+
+def test_cancel_request_answers_request_cancelled(session: LspSession) -> None:
+    uri = "file:///cancel.py"
+    session.open(uri, PY)
+
+    async def send_and_cancel() -> Any:
+        protocol = session.client.protocol
+        future = protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION,
+            inline_params(uri, 4, 16, automatic=True),
+            msg_id="cancel-me",
+        )
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
+        try:
+            return await future
+        except JsonRpcException as error:
+            return error.code
+
+    outcome = session.run(send_and_cancel())
+    assert outcome == -32800 or (isinstance(outcome, types.InlineCompletionList) and not outcome.items)
+
+
+def test_bad_positions_and_documents_give_empty_results(session: LspSession) -> None:
+    uri = "file:///bad.py"
+    session.open(uri, PY)
+    assert inline(session, uri, 500, 0) == []  # past the last line
+    assert inline(session, "file:///never-opened.py", 0, 0) == []
+    items = inline(session, uri, 4, 400)  # past the end of the line: the end of the line (LSP)
+    assert all(item.range.start.character == len("result = add(1, ") for item in items)  # type: ignore[union-attr]
+    binary = "file:///binary.py"
+    session.open(binary, "x = 1\n\x00\x01\x02 data\x00\ny = ")
+    assert inline(session, binary, 2, 4) == []
+    assert (
+        error_code(
+            lambda: session.request("infill/rewrite", {"textDocument": {"uri": binary}, "target": "holes"})
+        )
+        == -32602
+    )
+
+
+def test_document_closed_mid_request_gives_an_empty_result(session: LspSession) -> None:
+    uri = "file:///closing.py"
+    session.open(uri, PY)
+    pending = session.send(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, 16, automatic=True))
+    session.notify(
+        types.TEXT_DOCUMENT_DID_CLOSE, types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri))
+    )
+    assert list(session.answer(pending).items) == []
+
+
+def test_a_5_mb_file_is_served(session: LspSession) -> None:
+    uri = "file:///big.py"
+    body = "".join(f"def function_{i}(x):\n    return x + {i}\n\n" for i in range(150_000))
+    text = body + "value = function_7(\n"
+    assert len(text) > 5_000_000
+    session.open(uri, text)
+    last = text.count("\n") - 1
+    started = time.monotonic()
+    items = inline(session, uri, last, len("value = function_7("))
+    assert time.monotonic() - started < 30
+    for item in items:
+        assert item.range is not None and item.range.start.line == last == item.range.end.line
+    middle = inline(session, uri, 3 * 70_000 + 1, 4)
+    assert all(item.range.start.line == 3 * 70_000 + 1 for item in middle)  # type: ignore[union-attr]
+    session.notify(
+        types.TEXT_DOCUMENT_DID_CLOSE, types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri))
+    )
+
+
+def test_invalid_settings_warn_once_and_disabled_languages_get_nothing(session: LspSession) -> None:
+    uri = "file:///disabled.py"
+    session.open(uri, PY)
+    before = len(session.messages)
+    configure(session, maxTokens="lots", disabledLanguages=["python"])
+    session.wait_for(lambda: len(session.messages) > before, "settings warning")
+    (warning,) = session.messages[before:]
+    assert warning.type == types.MessageType.Warning and "maxTokens" in warning.message
+    try:
+        assert inline(session, uri, 4, 16) == []
+        assert _code_actions(session, uri, (1, 4), (1, 10)) == ()
+    finally:
+        configure(session)
+    assert inline(session, uri, 4, 16)
+    assert len(session.messages) == before + 1
+
+
+def test_a_model_that_fails_to_load_is_reported_once_and_the_server_keeps_serving(
+    session: LspSession,
+) -> None:
+    uri = "file:///reload.py"
+    session.open(uri, PY)
+    statuses, messages = len(session.statuses), len(session.messages)
+    configure(session, model="/nonexistent/model/dir")
+    session.wait_for(lambda: any(s["state"] == "error" for s in session.statuses[statuses:]), "error status")
+    errors = [s for s in session.statuses[statuses:] if s["state"] == "error"]
+    assert len(errors) == 1 and errors[0]["message"]
+    try:
+        assert inline(session, uri, 4, 16) == []
+        here = {"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 5}}
+        with pytest.raises(JsonRpcException) as raised:
+            session.request(
+                "infill/rewrite", {"textDocument": {"uri": uri}, "target": "range", "range": here}
+            )
+        assert raised.value.code == -32803 and errors[0]["message"] in raised.value.message
+        assert inline(session, uri, 4, 16) == []  # still serving
+        shown = [m for m in session.messages[messages:] if m.type == types.MessageType.Error]
+        assert len(shown) == 1 and "failed to load" in shown[0].message
+    finally:
+        # Back to the working model (given explicitly: a change of model means a reload).
+        reloaded = len(session.statuses)
+        configure(session, model=str(session.model_dir))  # type: ignore[attr-defined]
+        session.wait_for(lambda: any(s["state"] == "ready" for s in session.statuses[reloaded:]), "reload")
+    assert inline(session, uri, 4, 16)
+
+
+def test_memory_stays_flat_over_a_thousand_requests(session: LspSession) -> None:
+    uri = "file:///memory.txt"
+    session.open(uri, "some plain text\n" * 50, language_id="plaintext")
+    configure(session, disabledLanguages=["plaintext"])
+    try:
+
+        def burst(count: int) -> None:
+            futures = [
+                session.send(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, i % 50, 3))
+                for i in range(count)
+            ]
+            assert all(not session.answer(future).items for future in futures)
+
+        burst(300)  # warm-up: caches, allocator pools
+        before = rss_kib(session.pid)
+        burst(1000)
+        growth_kib = rss_kib(session.pid) - before
+    finally:
+        configure(session)
+    assert growth_kib < 8 * 1024, f"RSS grew by {growth_kib} KiB over 1000 requests"

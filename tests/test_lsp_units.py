@@ -1,0 +1,177 @@
+"""The server's pure helpers (UTF-16 positions, inline items, settings, rewrite params) and import hygiene."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.workspace.position_codec import PositionCodec
+
+from lsp.completion import SelectedCompletion, completion_items, plan_completion, selected_completion
+from lsp.rewrite import parse_rewrite_params
+from lsp.settings import ServerSettings, model_spec, parse_settings
+from lsp.text_edits import LineIndex, PositionOutOfRange, context_slice, inline_insertion
+
+UTF16 = PositionCodec(types.PositionEncodingKind.Utf16)
+UTF8 = PositionCodec(types.PositionEncodingKind.Utf8)
+
+
+def pos(line: int, character: int) -> types.Position:
+    return types.Position(line=line, character=character)
+
+
+def test_positions_count_utf16_code_units_for_emoji_and_cjk() -> None:
+    text = 'x = "😋"  # 漢字\r\nprint(x)\rend\n'
+    index = LineIndex.of(text)
+    # "😋" is one Python character but two UTF-16 code units; CJK characters are one unit each.
+    closing_quote = text.index('"', 5)
+    assert index.offset(pos(0, 7), UTF16) == closing_quote
+    assert index.position(closing_quote, UTF16) == pos(0, 7)
+    assert index.position(closing_quote, UTF8) == pos(0, 9)
+    assert index.offset(pos(0, 13), UTF16) == text.index("字")
+    # \r\n and a lone \r both end lines (LSP rules); a column past the end means the end of the line.
+    assert index.offset(pos(1, 0), UTF16) == text.index("print")
+    assert index.offset(pos(2, 0), UTF16) == text.index("end")
+    assert index.offset(pos(0, 999), UTF16) == text.index("\r\n")
+    for offset in range(len(text) + 1):
+        if text[offset - 1 : offset + 1] != "\r\n":  # the middle of a line break has no position
+            assert index.offset(index.position(offset, UTF16), UTF16) == offset
+
+
+def test_form_feed_is_not_a_line_break() -> None:
+    # str.splitlines would split here and disagree with every client about line numbers.
+    index = LineIndex.of("a\x0cb\nc")
+    assert index.offset(pos(1, 0), UTF16) == 4
+
+
+def test_positions_outside_the_document_are_rejected() -> None:
+    index = LineIndex.of("one\ntwo")
+    with pytest.raises(PositionOutOfRange):
+        index.offset(pos(2, 0), UTF16)
+
+
+def test_inline_insertion_never_deletes_typed_text_and_stays_on_one_line() -> None:
+    text = "value = pri\nnext_line()\n"
+    index = LineIndex.of(text)
+    cursor = text.index("\n")
+    # Token healing regenerated "pri": it is dropped from the insertion, which then starts at the cursor.
+    healed = inline_insertion(index, cursor, cursor - 3, cursor, "print(x)")
+    assert healed is not None and (healed.start, healed.end, healed.insert_text) == (cursor, cursor, "nt(x)")
+    assert inline_insertion(index, cursor, cursor - 3, cursor, "len(x)") is None
+    # Replacing past the end of the cursor's line cannot be an inline item.
+    assert inline_insertion(index, cursor, cursor, cursor + 5, "x") is None
+    # A multi-line block inserted at the cursor is fine: its range is still on one line.
+    block = inline_insertion(index, cursor, cursor, cursor, "nt(1)\n    more()")
+    assert block is not None and block.insert_text.count("\n") == 1
+
+
+def test_items_extend_the_selected_completion() -> None:
+    text = "import os\nos.pa\n"
+    index = LineIndex.of(text)
+    cursor = text.index("os.pa") + 5
+    info = types.SelectedCompletionInfo(range=index.range(cursor - 2, cursor, UTF16), text="path")
+    selection = selected_completion(index, cursor, info, UTF16)
+    assert selection == SelectedCompletion(cursor - 2, cursor, "path")
+    plan = plan_completion(text, cursor, selection, language="python", max_tokens=8, num_candidates=1)
+    assert plan.job.text == "import os\nos.path\n" and plan.job.offset == cursor + 2
+
+    class FakeEdit:  # the shape of infill.infiller.Edit (offsets into the planned text)
+        start = end = plan.job.offset
+        new_text = ".join('a', 'b')"
+        tokens = ()
+
+    (item,) = completion_items(plan, [FakeEdit()], index, UTF16)
+    assert item.insert_text == "path.join('a', 'b')"
+    assert item.range == info.range  # covers the selected range exactly, on one line
+
+
+def test_context_slice_cuts_big_documents_at_line_starts() -> None:
+    text = "".join(f"line_{i} = {i}\n" for i in range(50_000))
+    cursor = len(text) // 2
+    window = context_slice(text, cursor)
+    assert window.start < cursor < window.end and window.end - window.start <= 64_000
+    assert text[window.start - 1] == "\n" and text[window.end - 1] == "\n"
+    assert context_slice("short", 2) == type(window)(0, 5)
+
+
+def test_settings_fall_back_per_value_and_report_each_problem() -> None:
+    settings, problems = parse_settings(
+        {"infill": {"maxTokens": -3, "steps": 8, "threshold": 2, "device": "cpu", "debounceMs": True, "x": 1}}
+    )
+    assert settings == ServerSettings(steps=8, device="cpu")
+    assert [problem.split(":")[0] for problem in problems] == ["maxTokens", "threshold", "debounceMs"]
+    assert parse_settings(None) == (ServerSettings(), [])
+    assert parse_settings([1])[1] == ["settings must be an object, got list"]
+    wire = ServerSettings().to_wire()
+    assert parse_settings(wire) == (ServerSettings(), [])
+    assert sorted(wire) == sorted(
+        [
+            "model",
+            "device",
+            "maxTokens",
+            "steps",
+            "threshold",
+            "debounceMs",
+            "disabledLanguages",
+            "trustRemoteCode",
+        ]
+    )
+
+
+def test_model_spec_prefers_client_then_cli_flags() -> None:
+    assert model_spec(ServerSettings(), "/cli", "cpu").model == "/cli"
+    assert model_spec(ServerSettings(model="/client"), "/cli", None).model == "/client"
+    assert model_spec(ServerSettings(device="auto"), None, "cpu").device == "cpu"
+    assert model_spec(ServerSettings(device="cuda"), None, "cpu").device == "cuda"
+
+
+def test_rewrite_params_are_validated() -> None:
+    here = {"line": 1, "character": 2}
+    params = parse_rewrite_params(
+        {
+            "textDocument": {"uri": "file:///a.py"},
+            "target": "function",
+            "range": {"start": here, "end": here},
+            "version": 3,
+        }
+    )
+    assert (params.target, params.version, params.range.start) == ("function", 3, pos(1, 2))
+    assert parse_rewrite_params(params.to_wire()) == params
+    assert parse_rewrite_params({"textDocument": {"uri": "u"}, "target": "holes"}).range is None
+    for bad in (
+        None,
+        {"target": "holes"},
+        {"textDocument": {"uri": "u"}, "target": "everything"},
+        {"textDocument": {"uri": "u"}, "target": "range"},
+        {"textDocument": {"uri": "u"}, "target": "holes", "version": "7"},
+        {"textDocument": {"uri": "u"}, "range": {"start": {"line": -1, "character": 0}, "end": {}}},
+    ):
+        with pytest.raises(JsonRpcInvalidParams):
+            parse_rewrite_params(bad)
+
+
+def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys, lsp.server, lsp.worker, lsp.completion, lsp.actions, infill.cli.serve\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
+def test_serve_refuses_non_loopback_hosts(host: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "infill.cli.main", "serve", "--tcp", "--host", host, "--port", "7777"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "loopback" in lines[0]
