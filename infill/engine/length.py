@@ -45,7 +45,7 @@ def end_of_span_probabilities(
 ) -> torch.Tensor:
     """P(end_of_span) at every position of ``ids (B, T)`` -> (B, T), banned ids excluded as when decoding."""
     with torch.inference_mode():
-        logits = model.logits(ids, attention_mask)  # (B, T, V)
+        logits = model.logits(ids, attention_mask).float()  # (B, T, V)
         logits[..., banned_token_ids(special, ids.device)] = float("-inf")
         return torch.softmax(logits, dim=-1)[..., special.end_of_span_id]
 

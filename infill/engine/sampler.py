@@ -99,7 +99,7 @@ def denoise(
             current_block = row_block
             in_block = masked & (block == row_block.unsqueeze(1))
 
-            logits = model.logits(ids, attention_mask)  # (B, T, V)
+            logits = model.logits(ids, attention_mask).float()  # (B, T, V); a no-op for float32 adapters
             passes += 1
             logits[..., banned] = float("-inf")
             content = editable & ~masked & (ids != eos)
