@@ -438,7 +438,8 @@ FUNCTIONS: list[tuple[str, str, str]] = [
         "      go();",
     ),
     ("java", "class A {\n  A() {\n    super();@F@\n  }\n}\n", "    super();"),
-    ("c", "int f(void) {\n\n    return 1;@F@\n\n}\n", "\n    return 1;\n"),
+    ("c", "int f(void) {\n\n    return 1;@F@\n\n}\n", "    return 1;"),  # blank edge lines stay outside
+    ("c", "int f(void) {\n  \n@F@\n}\n", "  "),  # only blank lines: the first is the region
     ("cpp", "struct S {\n  int get() const { return v_@F@; }\n  int v_;\n};\n", " return v_; "),
     (
         "cpp",

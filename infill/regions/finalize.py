@@ -7,6 +7,8 @@ import logging
 
 from infill.regions.heuristics import (
     CLOSERS,
+    blank_comments,
+    bracket_depths,
     first_excess_closer,
     indent_width,
     leading_ws,
@@ -41,13 +43,14 @@ def finalize_candidate(
     """
     check_language(language)
     if kind == "line":
-        # A line may close what its own line opened; a cut at the first extra closer is tried first.
+        # A line may close what its own line opened; a cut at the first extra closer wins only when it
+        # parses better (the lexer cannot see that the line is, say, inside a comment or a string).
         current_line = prefix[line_start(prefix, len(prefix)) :]
         allowance = unclosed_openers(current_line, language)
         variants = []
         for line in _line_variants(prefix, candidate, suffix):
             closer = first_excess_closer(line, language, allowance)
-            variants += [line[:closer], line] if closer is not None else [line]
+            variants += [line, line[:closer]] if closer is not None else [line]
             if not line.endswith("\n") and (not suffix or suffix.startswith(("\n", "\r\n"))):
                 # The line region swallows closing brackets after the cursor; a fill that forgot to
                 # write them again gets them back when (and only when) that parses better.
@@ -88,8 +91,9 @@ def _line_variants(prefix: str, candidate: str, suffix: str) -> list[str]:
 
 
 def _cut_block(prefix: str, candidate: str, language: str | None) -> str:
-    """Cut before the first line that dedents below the fill's first line, or at the first closing
-    bracket that closes more than the fill opened (plus what the cursor's line left open)."""
+    """Cut at the first closing bracket that closes more than the fill opened (plus what the cursor's
+    line left open) and, where indentation is syntax (Python, unknown languages), before the first code
+    line that dedents below the fill's first line."""
     current_line = prefix[line_start(prefix, len(prefix)) :]
     if current_line.strip():  # the fill continues a code line: that line sets the indentation
         base = indent_width(leading_ws(current_line))
@@ -99,22 +103,37 @@ def _cut_block(prefix: str, candidate: str, language: str | None) -> str:
         base = indent_width(leading_ws(first_code))
         allowance = 0
     cut = len(candidate)
-    literals = literal_spans(candidate, language)  # a dedented line inside a multi-line string is data
-    position = candidate.find("\n") + 1
-    while 0 < position < len(candidate):
-        end = candidate.find("\n", position)
-        line = candidate[position : end if end >= 0 else len(candidate)]
-        inside_literal = any(start < position < stop for start, stop in literals)
-        if line.strip() and not inside_literal and indent_width(leading_ws(line)) < base:
-            cut = position
-            break
-        position = end + 1 if end >= 0 else len(candidate)
+    if language is None or language == "python":
+        dedent = _first_dedent(candidate, language, base, allowance)
+        cut = cut if dedent is None else dedent
     closer = first_excess_closer(candidate[:cut], language, allowance)
     if closer is not None:
         line_begin = line_start(candidate, closer)
         # A lone `}` line goes whole; a closer after code on its line is cut just before it.
         cut = line_begin if not candidate[line_begin:closer].strip() else closer
     return candidate[:cut]
+
+
+def _first_dedent(candidate: str, language: str | None, base: int, allowance: int) -> int | None:
+    """Start of the first line (after the first) that is code, outside brackets, strings and comments,
+    and indented less than ``base``. Brace languages never need this: leaving the block closes a brace,
+    and their labels, preprocessor lines and raw strings sit at any indentation."""
+    literals = literal_spans(candidate, language)
+    depths = list(bracket_depths(candidate, language))  # (offset, depth after it)
+    depth_index, depth = 0, allowance
+    position = candidate.find("\n") + 1
+    while 0 < position < len(candidate):
+        while depth_index < len(depths) and depths[depth_index][0] < position:
+            depth = allowance + depths[depth_index][1]
+            depth_index += 1
+        end = candidate.find("\n", position)
+        line = candidate[position : end if end >= 0 else len(candidate)]
+        is_code = bool(blank_comments(line, language).strip())
+        inside = depth > 0 or any(start < position < stop for start, stop in literals)
+        if is_code and not inside and indent_width(leading_ws(line)) < base:
+            return position
+        position = end + 1 if end >= 0 else len(candidate)
+    return None
 
 
 def _fit_line_ends(prefix: str, candidate: str, suffix: str, kind: str) -> str:

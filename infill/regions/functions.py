@@ -157,17 +157,26 @@ def _python_body_span(tree: SyntaxTree, body: tree_sitter.Node) -> tuple[int, in
 
 
 def _brace_body_span(text: str, open_brace: int, close_brace: int) -> tuple[int, int]:
-    """Between the braces; whole lines (the last newline outside) when ``{`` ends its line and ``}``
-    starts its line, so the fill never has to reproduce the brace lines' layout."""
+    """Between the braces; whole lines (from the first to the last non-blank one, the last newline
+    outside) when ``{`` ends its line and ``}`` starts its line, so the fill never has to reproduce the
+    brace lines' layout."""
     start, end = open_brace + 1, close_brace
     if text[start : line_end(text, start)].strip() or "\n" not in text[start:end]:
         return start, end
+    first = next_line_start(text, start)
     close_line = line_start(text, end)
     if text[close_line:end].strip():  # `... }` on a code line: keep that line's text up to the brace
-        return next_line_start(text, start), end
-    if close_line == next_line_start(text, start):  # no line in between: insert after the `{`
+        return first, end
+    if close_line == first:  # no line in between: insert after the `{`
         return line_end(text, start), line_end(text, start)
-    return next_line_start(text, start), previous_line_end(text, close_line)
+    last = previous_line_end(text, close_line)
+    if not text[first:last].strip():  # only blank lines: fill the first one
+        return first, line_end(text, first)
+    while not text[first : line_end(text, first)].strip():
+        first = next_line_start(text, first)
+    while not text[line_start(text, last) : last].strip():
+        last = previous_line_end(text, line_start(text, last))
+    return first, last
 
 
 def _heuristic_function_region(text: str, offset: int) -> Region | None:

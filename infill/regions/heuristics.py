@@ -87,14 +87,21 @@ def _lexer(language: str | None) -> re.Pattern[str]:
         comments += [r"#[^\n]*"]
     else:
         comments += [r"//[^\n]*", r"/\*[\s\S]*?(?:\*/|\Z)"]
-    strings = [r'"(?:\\.|[^"\\\n])*"', r"`(?:\\.|[^`\\])*`"]
+    # Escaped newlines continue a literal; only some literals may hold a raw newline.
+    strings = [r'"(?:\\[\s\S]|[^"\\\n])*"', r"`(?:\\[\s\S]|[^`\\])*`"]
     if language == "python":
         strings = [r'"""[\s\S]*?(?:"""|\Z)', r"'''[\s\S]*?(?:'''|\Z)", *strings]
+    elif language == "rust":
+        strings = [r'b?r(?P<hashes>#*)"[\s\S]*?"(?P=hashes)', r'"(?:\\[\s\S]|[^"\\])*"', *strings[1:]]
+    elif language == "java":
+        strings = [r'"""[\s\S]*?(?:"""|\Z)', *strings]
+    elif language == "cpp":
+        strings = [r'R"(?P<delimiter>[^()\\\s]{0,16})\([\s\S]*?\)(?P=delimiter)"', *strings]
     if language in ("rust", "c", "cpp", "java", "go"):
         # A char literal ('x', '\n', '\u{1F600}'); any other quote is a Rust lifetime: plain code.
         strings.append(r"'(?:\\u\{[0-9a-fA-F]+\}|\\.[^'\n]{0,8}?|[^\\'\n])'")
     else:
-        strings.append(r"'(?:\\.|[^'\\\n])*'")
+        strings.append(r"'(?:\\[\s\S]|[^'\\\n])*'")
     alternatives = [
         f"(?P<comment>{'|'.join(comments)})",
         f"(?:{'|'.join(strings)})",
