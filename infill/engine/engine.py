@@ -88,7 +88,8 @@ class InfillEngine:
     def __init__(self, loaded: LoadedModel, *, max_batch_rows: int = 16) -> None:
         self.loaded = loaded
         self.max_batch_rows = max_batch_rows
-        self._token_texts: TokenTexts | None = None
+        # Built with the engine, not on the first completion: for a 150k vocabulary it takes a moment.
+        self.token_texts = TokenTexts(loaded.tokenizer, loaded.special)
 
     @classmethod
     def from_pretrained(
@@ -111,13 +112,6 @@ class InfillEngine:
         except InputError as exc:
             raise ModelLoadError(f"Bad generation defaults in model {self.loaded.name}: {exc}") from exc
         return config
-
-    @property
-    def token_texts(self) -> TokenTexts:
-        """Per-vocabulary token texts for healing, built on first use."""
-        if self._token_texts is None:
-            self._token_texts = TokenTexts(self.loaded.tokenizer, self.loaded.special)
-        return self._token_texts
 
     def fill(
         self,
