@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from infill.errors import ContextTooLong, InputError, ModelLoadError
 from infill.models import default_dtype, resolve_device
-from infill.models.weights import checked_model, pretrained_kwargs, quiet_progress_bars
+from infill.models.weights import checked_model, pretrained_kwargs, quiet_transformers
 from training.eval.generation import GenerationStats, model_family
 from training.tokenizer import (
     END_OF_TEXT_TOKEN,
@@ -101,7 +101,7 @@ class ARGenerator:
         # rebuild the pre-tokenizer).
         self.tokenizer = load_code_tokenizer(self.model_dir)
         dtype = default_dtype(self.device)
-        with quiet_progress_bars():
+        with quiet_transformers():
             loaded = AutoModelForCausalLM.from_pretrained(
                 str(self.model_dir), **pretrained_kwargs(self.device, dtype)
             )
