@@ -507,6 +507,8 @@ SELECTIONS: list[tuple[str, str, str]] = [
         "if o@S@k@E@:\n    run()\nelse:\n    stop()\ndone()\n",
         "if ok:\n    run()\nelse:\n    stop()",
     ),
+    # A body and the clause after it are no run of statements: the whole try statement is.
+    ("python", "try:\n    @S@a()\nexcept E:\n    b()@E@\nc()\n", "try:\n    a()\nexcept E:\n    b()"),
     (
         "javascript",
         "function f() {\n  const a = 1;\n  const b = a@S@ + 2;\n  return b@E@;\n}\n",

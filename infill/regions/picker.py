@@ -180,8 +180,13 @@ def _enclosing_nodes(tree: SyntaxTree, start: int, end: int) -> tuple[int, int]:
         children = [child for child in node.named_children if _overlaps(child, start_byte, end_byte)]
         if len(children) >= 2 and _starts_line(tree, children[0]) and _ends_line(tree, children[-1]):
             first, last = tree.span(children[0])[0], tree.span(children[-1])[1]
-            # The children's lines must hold the whole selection (not, say, the parent's closing brace).
-            if line_start(tree.text, first) <= start and line_end(tree.text, last) >= end:
+            # The children's lines must hold the whole selection (not, say, the parent's closing brace),
+            # and be a run of siblings rather than a body and the clauses after it (try: ... except:).
+            if (
+                line_start(tree.text, first) <= start
+                and line_end(tree.text, last) >= end
+                and _never_dedents(tree, children)
+            ):
                 return first, last
         if node.parent is None:  # the root: its overlapping children, or the selection itself
             if children:
@@ -196,6 +201,18 @@ def _overlaps(node: tree_sitter.Node, start_byte: int, end_byte: int) -> bool:
     if start_byte == end_byte:
         return node.start_byte <= start_byte <= node.end_byte
     return node.start_byte < end_byte and node.end_byte > start_byte
+
+
+def _never_dedents(tree: SyntaxTree, nodes: list[tree_sitter.Node]) -> bool:
+    """No node starts a line indented less than the first node's line."""
+    text = tree.text
+
+    def indent_of(node: tree_sitter.Node) -> int:
+        begin = line_start(text, tree.char_of(node.start_byte))
+        return indent_width(leading_ws(text[begin : line_end(text, begin)]))
+
+    first = indent_of(nodes[0])
+    return all(indent_of(node) >= first for node in nodes[1:] if _starts_line(tree, node))
 
 
 def _line_aligned(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
