@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args, get_type_hints
+from typing import Literal, get_args, get_origin, get_type_hints
 
 from infill.errors import TrainingError
 
@@ -101,8 +101,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     hints = get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         hint = hints[field.name]
-        args = [a for a in get_args(hint) if a is not type(None)] or [hint]
-        kind = args[0]
+        if get_origin(hint) is Literal:
+            kind = hint
+        else:  # X | None -> X
+            kind = next(a for a in get_args(hint) if a is not type(None)) if get_args(hint) else hint
         if kind is bool:
             parser.add_argument(
                 _flag(field.name),
@@ -111,7 +113,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 help=f"(default: {field.default})",
             )
-        elif get_args(kind):  # a Literal
+        elif get_origin(kind) is Literal:
             parser.add_argument(
                 _flag(field.name),
                 dest=field.name,

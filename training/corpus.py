@@ -64,11 +64,12 @@ def _split(files: list[SourceFile], heldout_fraction: float, seed: int) -> tuple
 
 def _accept(path: str, read_text: callable, skipped: Counter) -> SourceFile | None:
     """Apply path, secret and content filters to one candidate file; count the reason when it is skipped."""
+    # Secret-looking names are counted first, so the manifest says why a .env or key file was skipped.
+    reason = secret_reason(path, None)
     language = language_for_path(path)
-    if language is None:
-        skipped["unsupported language"] += 1
-        return None
-    reason = path_reason(path) or secret_reason(path, None)
+    if reason is None and language is None:
+        reason = "unsupported language"
+    reason = reason or path_reason(path)
     text = None
     if reason is None:
         text = read_text()
@@ -123,10 +124,12 @@ def corpus_from_git(repo: str | Path, *, heldout_fraction: float = 0.1, seed: in
         raise TrainingError(f"{repo} is not a directory")
     try:
         root = Path(_git(repo, "rev-parse", "--show-toplevel").decode().strip())
-        tracked = _git(repo, "ls-files", "-z", "--cached", "--full-name", ".").split(b"\0")
+        tracked = _git(root, "ls-files", "-z", "--cached").split(b"\0")
+        # Files force-added despite matching .gitignore: still ignored by intent, never read.
+        ignored = set(_git(root, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard").split(b"\0"))
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         raise TrainingError(f"{repo} is not a git repository (training reads only files git tracks)") from exc
-    rel_paths = [p.decode("utf-8", "surrogateescape") for p in tracked if p]
+    rel_paths = [p.decode("utf-8", "surrogateescape") for p in tracked if p and p not in ignored]
     if not rel_paths:
         raise TrainingError(f"git repository {root} tracks no files; commit some source files first")
     skipped: Counter = Counter()
@@ -145,7 +148,10 @@ def corpus_from_git(repo: str | Path, *, heldout_fraction: float = 0.1, seed: in
             + ", ".join(f"{reason} {count}" for reason, count in skipped.most_common())
             + ")"
         )
-    head = _git(root, "rev-parse", "--verify", "-q", "HEAD").decode().strip() if rel_paths else ""
+    try:
+        head = _git(root, "rev-parse", "--verify", "-q", "HEAD").decode().strip()
+    except subprocess.CalledProcessError:
+        head = "(no commit yet)"
     source = {"kind": "git", "repo": str(root), "commit": head}
     return _finish(files, skipped, source, heldout_fraction, seed)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 NUM_PERMUTATIONS = 64
-BANDS = 16  # 16 bands x 4 rows: pairs with Jaccard ~0.8 collide in some band with high probability
+BANDS = 16  # 16 bands x 4 rows: pairs with Jaccard >= 0.75 collide in some band with high probability
 SHINGLE_LINES = 3
 _MERSENNE = (1 << 61) - 1
 
@@ -45,7 +45,7 @@ def minhash(text: str, seed: int = 0) -> np.ndarray:
     return permuted.min(axis=0)
 
 
-def duplicate_indices(texts: Sequence[str], threshold: float = 0.85) -> dict[int, int]:
+def duplicate_indices(texts: Sequence[str], threshold: float = 0.75) -> dict[int, int]:
     """{index of a duplicate: index of the earlier text it duplicates}.
 
     Exact after normalisation, or estimated Jaccard similarity of line shingles >= threshold.

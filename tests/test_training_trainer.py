@@ -1,0 +1,194 @@
+"""Few-step CPU training runs: model dirs the loader reads, resume, the AR peer, fine-tuning and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from infill.errors import TrainingError
+from infill.models import load_model
+from tests.test_training_fixtures import SOURCES, make_repo
+from training.config import TrainConfig
+from training.trainer import train
+
+TINY = {
+    "vocab_size": 320,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "intermediate_size": 64,
+    "max_positions": 128,
+    "seq_len": 64,
+    "batch_size": 2,
+    "eval_batches": 1,
+    "eval_spans": 2,
+    "heldout_fraction": 0.25,
+    "threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("train") / "repo", SOURCES)
+
+
+@pytest.fixture(scope="module")
+def scratch_run(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "scratch"
+    config = TrainConfig(
+        repo=str(repo), out=str(out), from_scratch=True, max_steps=4, save_every=2, eval_every=100, **TINY
+    )
+    result = train(config)
+    assert result.steps == 4 and result.tokens > 0 and result.heldout_loss is not None
+    assert set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
+    return out
+
+
+def _log_steps(out: Path) -> list[int]:
+    return [
+        r["step"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r
+    ]
+
+
+def test_scratch_run_writes_a_model_dir_the_loader_reads(scratch_run: Path, repo: Path, capsys) -> None:
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+        "README.md",
+        "training_manifest.json",
+        "training_config.json",
+        "loss_curve.png",
+        "eval.json",
+    ):
+        assert (scratch_run / name).is_file(), name
+    assert not list(scratch_run.glob("*.bin"))
+    generation = json.loads((scratch_run / "generation_config.json").read_text())
+    assert generation["infill"]["strategy"] in ("blocks", "threshold", "confidence")
+    card = (scratch_run / "README.md").read_text()
+    assert "steps | 4" in card and "held-out" in card.lower() and str(repo) in card
+    assert json.loads((scratch_run / "training_config.json").read_text())["max_steps"] == 4
+    loaded = load_model(scratch_run, device="cpu")
+    assert loaded.kind == "masked_lm"
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode("x = 1\n")) == "x = 1\n"
+    assert loaded.generation_defaults == generation["infill"]
+    # And the CLI completes code with it.
+    from infill.cli.main import main
+
+    target = repo / "pkg" / "mod_alpha.py"
+    assert main(["complete", f"{target}:6:9", "--model", str(scratch_run), "--device", "cpu"]) == 0
+    capsys.readouterr()
+
+
+def test_resume_continues_from_the_checkpoint(scratch_run: Path, repo: Path) -> None:
+    state = json.loads((scratch_run / "checkpoints" / "step_4" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    config = TrainConfig(
+        repo=str(repo),
+        out=str(scratch_run),
+        from_scratch=True,
+        max_steps=6,
+        save_every=2,
+        eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    assert result.steps == 6
+    assert _log_steps(scratch_run) == [1, 2, 3, 4, 5, 6]  # continued at 5, nothing redone
+    assert result.tokens > state["tokens"]
+    assert sorted(p.name for p in (scratch_run / "checkpoints").iterdir()) == ["step_4", "step_6"]
+
+
+def test_ar_fim_peer_shares_size_and_tokenizer(scratch_run: Path, repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ar"
+    config = TrainConfig(
+        repo=str(repo),
+        out=str(out),
+        objective="ar-fim",
+        from_scratch=True,
+        tokenizer=str(scratch_run),
+        max_steps=2,
+        save_every=2,
+        eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    peer = json.loads((out / "config.json").read_text())
+    diffusion = json.loads((scratch_run / "config.json").read_text())
+    assert peer["infill_format"] == "psm" and peer["architectures"] == ["Qwen2ForCausalLM"]
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+        assert peer[key] == diffusion[key], key
+    assert (out / "tokenizer.json").read_text() == (scratch_run / "tokenizer.json").read_text()
+    assert "exact_match" in result.span_eval  # scored through training.ar_generate
+
+
+def test_lora_fine_tune_scores_base_and_tuned_model(scratch_run: Path, repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    config = TrainConfig(
+        repo=str(repo),
+        out=str(out),
+        base=str(scratch_run),
+        lora=True,
+        max_steps=2,
+        save_every=2,
+        eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    assert set(result.base_eval) == set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
+    assert load_model(out, device="cpu").kind == "masked_lm"
+    assert not list(out.glob("adapter_*"))  # LoRA merged into plain weights
+    assert "fine-tuned from" in (out / "README.md").read_text()
+
+
+def _cli(argv: list[str]) -> int:
+    from infill.cli.train import train_command_parser
+
+    parser = argparse.ArgumentParser()
+    train_command_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_fine_tunes_and_prints_numbers(scratch_run: Path, repo: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    code = _cli(
+        [
+            "train",
+            "--repo",
+            str(repo),
+            "--base",
+            str(scratch_run),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--seq-len",
+            "64",
+            "--batch-size",
+            "2",
+            "--eval-spans",
+            "2",
+            "--heldout-fraction",
+            "0.25",
+            "--no-compare-base",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"model written to {out.resolve()}" in printed
+    assert "held-out span exact match" in printed
+
+
+def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="not a git repository"):
+        _cli(["train", "--repo", str(tmp_path), "--out", str(tmp_path / "o"), "--from-scratch"])
+    with pytest.raises(TrainingError, match="--from-scratch"):
+        _cli(["train", "--repo", str(tmp_path), "--objective", "ar-fim"])
+    empty = make_repo(tmp_path / "empty", {}, commit=False)
+    with pytest.raises(TrainingError, match="tracks no files"):
+        _cli(["train", "--repo", str(empty), "--out", str(tmp_path / "o2"), "--from-scratch"])
