@@ -1,0 +1,113 @@
+"""The model worker in-process with a real Infiller on the tiny ModernBERT: batching, the stop flag between
+denoising steps, staleness, and load failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infill.errors import Cancelled, ModelLoadError
+from lsp.settings import ModelSpec
+from lsp.worker import CompletionJob, ModelWorker, SamplerOverrides
+
+TEXT = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
+TIMEOUT_S = 120
+
+
+class StatusLog:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str | None]] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, state: str, message: str | None) -> None:
+        with self.changed:
+            self.states.append((state, message))
+            self.changed.notify_all()
+
+    def wait_for(self, state: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: any(s == state for s, _ in self.states), timeout=TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def worker(modernbert_dir: Path) -> Any:
+    status = StatusLog()
+    model_worker = ModelWorker(status)
+    model_worker.load(ModelSpec(str(modernbert_dir), "cpu", False))
+    status.wait_for("ready")
+    yield model_worker
+    model_worker.close()
+
+
+def job(max_tokens: int = 4) -> CompletionJob:
+    return CompletionJob(text=TEXT, offset=len(TEXT) - 1, language="python", max_tokens=max_tokens)
+
+
+def never_stale() -> bool:
+    return False
+
+
+def test_concurrent_completions_share_one_batch(
+    worker: ModelWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lsp.worker")
+    overrides = SamplerOverrides(steps=4)
+    futures = [worker.complete(job(), overrides, never_stale, f"req-{i}") for i in range(4)]
+    results = [future.result(TIMEOUT_S) for future in futures]
+    assert all(isinstance(edits, list) for edits in results)
+    batches = [
+        int(r.message.split("batch=")[1].split()[0])
+        for r in caplog.records
+        if "completion id=req-" in r.message
+    ]
+    assert len(batches) == 4 and max(batches) >= 2  # the first may run alone; the rest arrive while it runs
+
+
+def test_the_stop_flag_is_honoured_between_denoising_steps(worker: ModelWorker) -> None:
+    calls = 0
+
+    def stale_after_two_checks() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    # Threshold 1.0 commits one token per step, so 64 tokens would take 64 forward passes.
+    overrides = SamplerOverrides(steps=64, threshold=1.0)
+    future: Future[Any] = worker.complete(job(max_tokens=64), overrides, stale_after_two_checks, "stop-me")
+    with pytest.raises(Cancelled):
+        future.result(TIMEOUT_S)
+    assert calls <= 6  # stopped within a step of turning stale, not after 64 passes
+
+
+def test_stale_work_never_reaches_the_model(worker: ModelWorker) -> None:
+    future = worker.complete(job(), SamplerOverrides(), lambda: True, "stale")
+    with pytest.raises(Cancelled):
+        future.result(TIMEOUT_S)
+
+
+def test_rewrite_calls_run_on_the_worker_thread(worker: ModelWorker) -> None:
+    def call(infiller: Any, config: Any, should_stop: Any) -> str:
+        return threading.current_thread().name
+
+    assert (
+        worker.call(call, SamplerOverrides(), never_stale, "call").result(TIMEOUT_S) == "infill-model-worker"
+    )
+
+
+def test_a_failed_load_fails_tasks_with_its_message() -> None:
+    status = StatusLog()
+    failing = ModelWorker(status)
+    failing.load(ModelSpec("/nonexistent/model", "cpu", False))
+    status.wait_for("error")
+    try:
+        assert failing.state == "error" and failing.error
+        with pytest.raises(ModelLoadError, match="nonexistent"):
+            failing.complete(job(), SamplerOverrides(), never_stale, "x").result(TIMEOUT_S)
+        assert [state for state, _ in status.states] == ["loading", "error"]
+    finally:
+        failing.close()
