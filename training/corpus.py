@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 
 from infill.errors import TrainingError
+from infill.regions import language_for_path
 from training.dedupe import duplicate_indices
 from training.filters import content_reason, path_reason, secret_reason
-from training.languages import language_for_path
 from training.licenses import DistributionLicense, installed_distribution_licenses
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,9 @@ def corpus_from_git(repo: str | Path, *, heldout_fraction: float = 0.1, seed: in
         root = Path(_git(repo, "rev-parse", "--show-toplevel").decode().strip())
         tracked = _git(root, "ls-files", "-z", "--cached").split(b"\0")
         # Files force-added despite matching .gitignore: still ignored by intent, never read.
-        ignored = set(_git(root, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard").split(b"\0"))
+        ignored = set(
+            _git(root, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard").split(b"\0")
+        )
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         raise TrainingError(f"{repo} is not a git repository (training reads only files git tracks)") from exc
     rel_paths = [p.decode("utf-8", "surrogateescape") for p in tracked if p and p not in ignored]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from training.languages import parser_for
+from infill.regions.languages import parser_for
 
 MAX_NODE_LINES = 30
 MAX_NODE_CHARS = 1600
