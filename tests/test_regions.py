@@ -362,6 +362,15 @@ def test_block_indent_follows_existing_block_and_editor_indentation() -> None:
     assert (region.start, region.end) == (10, 18)
 
 
+def test_indent_step_comes_from_the_files_own_blocks() -> None:
+    # Doc-comment stars (one column) and aligned continuation lines must not decide the step.
+    jsdoc = "/**\n * Adds.\n * @param a\n */\nfunction add(a,\n             b) {\n    return a + b;\n}\n"
+    text = jsdoc + "function sub(a, b) {\n\n}\n"
+    assert pick_cursor_region(text, len(jsdoc) + 21, "javascript").indent == "    "
+    text = "def f():\n\treturn 1\n\n\nclass A:\n\n"
+    assert pick_cursor_region(text, len(text) - 1, "python").indent == "\t"
+
+
 def test_opener_inside_a_comment_or_string_does_not_open_a_block() -> None:
     text = "x = 1  # see below:\n\ny = 2\n"
     assert pick_cursor_region(text, 20, "python").kind == "line"

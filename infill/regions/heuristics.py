@@ -7,6 +7,7 @@ counting brackets (it does not tokenize any language exactly).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 
@@ -54,24 +55,33 @@ def line_number(text: str, offset: int) -> int:
 
 
 def detect_indent_unit(text: str, language: str | None) -> str:
-    """One indentation step as the file itself uses it (tabs, or the smallest space step)."""
-    steps: dict[int, int] = {}
-    previous = 0
+    """One indentation step as the file itself uses it: the usual step from a line that opens a block
+    (ends with ``{``, ``:``, ``(`` or ``[``) to the line after it, so doc-comment stars and aligned
+    continuation lines do not count; tabs when most such steps are tabs."""
+    steps: Counter[int] = Counter()
+    tab_steps = 0
+    previous_width, previous_opens = 0, False
     for line in text.splitlines():
-        if not line.strip():
+        code = line.rstrip()
+        if not code:
             continue
-        ws = leading_ws(line)
-        if ws.startswith("\t"):
-            return "\t"
-        width = len(ws)
-        if width > previous:
-            steps[width - previous] = steps.get(width - previous, 0) + 1
-        previous = width
+        ws = leading_ws(code)
+        width = indent_width(ws)
+        if previous_opens and width > previous_width:
+            if ws.startswith("\t"):
+                tab_steps += 1
+            else:
+                steps[width - previous_width] += 1
+        previous_width, previous_opens = width, code.endswith(_BLOCK_OPENERS)
+    if tab_steps > sum(steps.values()):
+        return "\t"
     if not steps:
         return default_indent_unit(language)
-    # The most common positive step (ties: the smaller), so one odd continuation line does not decide.
-    step = max(sorted(steps), key=lambda s: steps[s])
-    return " " * step
+    # The most common step (ties: the smaller).
+    return " " * max(sorted(steps), key=lambda step: steps[step])
+
+
+_BLOCK_OPENERS = ("{", ":", "(", "[")
 
 
 @cache
