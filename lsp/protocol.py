@@ -7,12 +7,14 @@ and a body that is not JSON gets a ParseError with id null, as JSON-RPC 2.0 asks
 
 from __future__ import annotations
 
+import json
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import cattrs
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.protocol import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
@@ -86,3 +88,26 @@ class InfillProtocol(LanguageServerProtocol):
     def send_error(self, msg_id: int | str | None, code: int, message: str) -> None:
         """An error response; a None ``msg_id`` sends ``"id": null`` (the id of an unreadable message)."""
         self._send_data({"jsonrpc": self.VERSION, "id": msg_id, "error": {"code": code, "message": message}})
+
+
+class ExpectedErrorsAreNotCrashes(logging.Filter):
+    """pygls logs bad client input and the JSON-RPC errors we answer on purpose (ContentModified,
+    InvalidParams...) with full tracebacks at ERROR. This server already logs one line for each and answers
+    the client, so unreadable messages are dropped here and expected errors become one INFO line. Internal
+    errors keep their traceback. Installed on the pygls loggers that log them (``PYGLS_LOGGERS``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
+            return False  # InfillProtocol answers with InvalidParams and logs "rejected request"
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+            return False  # the server answers with ParseError and logs "unparsable message"
+        if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):
+            message = f"{record.getMessage()}: {traceback.format_exception_only(error)[-1].strip()}"
+            record.msg, record.args = message, ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+PYGLS_LOGGERS = ("pygls.server", "pygls.protocol.json_rpc")

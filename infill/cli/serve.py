@@ -62,6 +62,10 @@ def _configure_logging(log_file: str | None) -> None:
     # pygls logs every message body at INFO (a 5 MB didOpen would land in the log): keep it to warnings.
     if level > logging.DEBUG:
         logging.getLogger("pygls").setLevel(logging.WARNING)
+    from lsp.protocol import PYGLS_LOGGERS, ExpectedErrorsAreNotCrashes
+
+    for name in PYGLS_LOGGERS:
+        logging.getLogger(name).addFilter(ExpectedErrorsAreNotCrashes())
 
 
 def serve_command(args: argparse.Namespace) -> int:
