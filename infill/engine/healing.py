@@ -34,6 +34,10 @@ class TokenTexts:
         self._sorted_texts = [text for text, _ in pairs]
         self._sorted_ids = [i for _, i in pairs]
 
+    def text(self, token_id: int) -> str:
+        """The token's text; empty for ids beyond the tokenizer (padding rows of the embedding)."""
+        return self.texts[token_id] if token_id < len(self.texts) else ""
+
     def starting_with(self, text: str) -> list[int]:
         """Ids whose text starts with ``text`` (a contiguous run of the sorted texts)."""
         low = bisect.bisect_left(self._sorted_texts, text)
@@ -62,7 +66,7 @@ def heal_prefix(prefix_ids: list[int], texts: TokenTexts) -> tuple[list[int], st
     removed = ""
     count = 0
     for token in reversed(prefix_ids[-MAX_HEALED_TOKENS:]):
-        text = texts.texts[token] if token < len(texts.texts) else ""
+        text = texts.text(token)
         if not _WORDISH.fullmatch(text + removed):
             break
         removed = text + removed
@@ -112,10 +116,12 @@ class HealingConstraint:
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor) -> None:
         for span in self.spans:
-            position, rest = self._pending(ids, span)
+            span_ids = ids[span.row, span.start : span.end].tolist()  # one device read per span
+            offset, rest = self._pending(span_ids, span.removed)
             if not rest:
                 continue
-            next_masked = position + 1 < span.end and int(ids[span.row, position + 1]) == self.mask_id
+            position = span.start + offset
+            next_masked = offset + 1 < len(span_ids) and span_ids[offset + 1] == self.mask_id
             whole = self._cached(self._whole, rest, self.texts.starting_with)
             partial = self._cached(self._partial, rest, self.texts.proper_prefixes_of) if next_masked else []
             if not whole and not partial:
@@ -127,18 +133,18 @@ class HealingConstraint:
                 priority[span.row, position] = float("inf")
                 priority[span.row, position + 1 : span.end] = float("-inf")
 
-    def _pending(self, ids: torch.Tensor, span: HealedSpan) -> tuple[int, str]:
-        """The first masked position of the healing chain and the removed text still to produce there."""
-        rest = span.removed
-        for position in range(span.start, span.end):
-            token = int(ids[span.row, position])
+    def _pending(self, span_ids: list[int], removed: str) -> tuple[int, str]:
+        """Offset in the span of the healing chain's first masked position, and the removed text still to
+        produce there ("" once the chain is complete)."""
+        rest = removed
+        for offset, token in enumerate(span_ids):
             if token == self.mask_id:
-                return position, rest
-            text = self.texts.texts[token] if token < len(self.texts.texts) else ""
+                return offset, rest
+            text = self.texts.text(token)
             if text.startswith(rest) or not text or not rest.startswith(text):
-                return position, ""
+                return offset, ""
             rest = rest[len(text) :]
-        return span.end, ""
+        return len(span_ids), ""
 
     @staticmethod
     def _cached(cache: dict[str, list[int]], rest: str, lookup: Callable[[str], list[int]]) -> list[int]:
