@@ -249,6 +249,11 @@ def test_trimming_keeps_both_sides_at_line_boundaries(engines: dict[str, InfillE
     short_suffix = trim_context(prefix, "\n", tokenizer.encode, budget=90)
     assert len(short_suffix.prefix_ids) > len(context.prefix_ids)
     assert len(short_suffix.prefix_ids) + len(short_suffix.suffix_ids) <= 90
+    # A minified line too long for the window still gives the prefix its share: the tokens at the cursor.
+    minified = "var a=[" + ",".join(str(i) for i in range(300))
+    cut = trim_context(minified, suffix, tokenizer.encode, budget=90)
+    assert minified.endswith(tokenizer.decode(cut.prefix_ids)) and len(cut.prefix_ids) == 60
+    assert len(cut.suffix_ids) <= 30 and suffix.startswith(tokenizer.decode(cut.suffix_ids))
     whole = trim_context("a = 1\n", "b = 2\n", tokenizer.encode, budget=90)
     assert tokenizer.decode(whole.prefix_ids) == "a = 1\n" and whole.dropped_prefix_lines == 0
 

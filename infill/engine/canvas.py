@@ -57,7 +57,8 @@ def build_canvas(context: Context, span_length: int, special: SpecialTokens) -> 
 def trim_context(prefix: str, suffix: str, encode: Callable[[str], list[int]], budget: int) -> Context:
     """Keep the lines nearest the span within ``budget`` tokens: whole lines of the prefix are dropped from
     the top and of the suffix from the bottom. The budget is split PREFIX_SHARE / rest, and what one side
-    does not need goes to the other. A single line too long for its side is cut at a token boundary."""
+    does not need goes to the other. A line next to the span that is too long for its side's share (e.g.
+    minified code) is cut at a token boundary, keeping the tokens nearest the span."""
     prefix_lines = prefix.splitlines(keepends=True)[::-1]  # nearest line first
     suffix_lines = suffix.splitlines(keepends=True)
     prefix_costs = _line_costs(prefix_lines, encode, budget)
@@ -65,25 +66,24 @@ def trim_context(prefix: str, suffix: str, encode: Callable[[str], list[int]], b
     prefix_budget = _prefix_budget(sum(prefix_costs), sum(suffix_costs), budget)
     while True:
         keep_prefix = _fitting(prefix_costs, prefix_budget)
-        keep_suffix = _fitting(suffix_costs, budget - sum(prefix_costs[:keep_prefix]))
-        prefix_ids = encode("".join(prefix_lines[:keep_prefix][::-1]))
-        suffix_ids = encode("".join(suffix_lines[:keep_suffix]))
+        if keep_prefix or not prefix_lines:
+            prefix_ids = encode("".join(prefix_lines[:keep_prefix][::-1]))
+        else:
+            line_ids = encode(prefix_lines[0])
+            prefix_ids = line_ids[max(0, len(line_ids) - prefix_budget) :]
+        keep_suffix = _fitting(suffix_costs, budget - len(prefix_ids))
+        if keep_suffix or not suffix_lines:
+            suffix_ids = encode("".join(suffix_lines[:keep_suffix]))
+        else:
+            suffix_ids = encode(suffix_lines[0])[: budget - len(prefix_ids)]
         # Lines tokenized one by one may count a little differently than joined; shrink until it fits.
-        if len(prefix_ids) + len(suffix_ids) <= budget or keep_prefix + keep_suffix == 0:
+        if len(prefix_ids) + len(suffix_ids) <= budget:
             break
         if keep_suffix > 0 and (keep_prefix == 0 or len(suffix_ids) * 2 > len(prefix_ids)):
             suffix_costs = suffix_costs[: keep_suffix - 1]
         else:
             prefix_costs = prefix_costs[: keep_prefix - 1]
             prefix_budget = sum(prefix_costs)
-    if keep_prefix == 0 and prefix_lines:
-        # Not even the cursor's own line fits: keep its tokens nearest the cursor.
-        room = max(0, min(prefix_budget, budget - len(suffix_ids)))
-        line_ids = encode(prefix_lines[0])
-        prefix_ids = line_ids[len(line_ids) - room :] if room else []
-    if keep_suffix == 0 and suffix_lines:
-        room = max(0, budget - len(prefix_ids))
-        suffix_ids = encode(suffix_lines[0])[:room]
     context = Context(
         prefix_ids, suffix_ids, len(prefix_lines) - keep_prefix, len(suffix_lines) - keep_suffix
     )
