@@ -3,8 +3,8 @@
 Invariants, checked in the loop:
 - a committed token is carried over unchanged, except by remasking (config.remask > 0), which only returns
   the lowest-probability non-end-of-span tokens of the current block to the mask before the block's last step;
-- the mask token, pad and every id in ``special.banned_ids`` can never be committed (their logits are -inf);
-  end_of_span never is banned;
+- the mask token and every id in ``special.banned_ids`` (pad, cls/bos, unk...) can never be committed (their
+  logits are -inf); end_of_span never is banned, even where it doubles as pad (Dream);
 - span tail: once a position holds end_of_span, every later editable position of the same span is
   end_of_span too (committed in the same step), and end_of_span is never committed before committed content.
 """
