@@ -55,24 +55,29 @@ def line_number(text: str, offset: int) -> int:
 
 
 def detect_indent_unit(text: str, language: str | None) -> str:
-    """One indentation step as the file itself uses it: the usual step from a line that opens a block
-    (ends with ``{``, ``:``, ``(`` or ``[``) to the line after it, so doc-comment stars and aligned
-    continuation lines do not count; tabs when most such steps are tabs."""
+    """One indentation step as the file itself uses it: the usual step into a block (from the nearest
+    shallower line above to the line after a block opener, ``:`` in Python, ``{`` elsewhere), so comments
+    and aligned continuation lines do not count; tabs when most such steps are tabs."""
     steps: Counter[int] = Counter()
     tab_steps = 0
-    previous_width, previous_opens = 0, False
+    widths: list[int] = []  # of the code lines so far
+    opens = False
+    openers = ":" if language == "python" else "{" if language is not None else ":{"
     for line in text.splitlines():
         code = line.rstrip()
-        if not code:
+        if not code or code.lstrip().startswith(_COMMENT_STARTS):
             continue
         ws = leading_ws(code)
         width = indent_width(ws)
-        if previous_opens and width > previous_width:
-            if ws.startswith("\t"):
+        if opens:
+            # The statement that opened the block may have started lines above (aligned parameters).
+            shallower = next((w for w in reversed(widths[-50:]) if w < width), None)
+            if shallower is not None and ws.startswith("\t"):
                 tab_steps += 1
-            else:
-                steps[width - previous_width] += 1
-        previous_width, previous_opens = width, code.endswith(_BLOCK_OPENERS)
+            elif shallower is not None:
+                steps[width - shallower] += 1
+        widths.append(width)
+        opens = code.endswith(openers)
     if tab_steps > sum(steps.values()):
         return "\t"
     if not steps:
@@ -81,7 +86,7 @@ def detect_indent_unit(text: str, language: str | None) -> str:
     return " " * max(sorted(steps), key=lambda step: steps[step])
 
 
-_BLOCK_OPENERS = ("{", ":", "(", "[")
+_COMMENT_STARTS = ("#", "//", "/*", "*", "--")
 
 
 @cache
