@@ -101,6 +101,8 @@ def test_markers_inside_string_literals_do_not_count() -> None:
 def test_marker_words_in_ordinary_comments_are_ignored() -> None:
     text = "# Use infill:begin and infill:end comments to mark regions.\nx = 1\n"
     assert find_fill_markers(text, "python") == []
+    text = "/**\n * infill:begin\n// infill:end\n */\nint x;\n"
+    assert find_fill_markers(text, "c") == []  # inside a block comment: documentation, not markers
 
 
 def test_holes_anywhere_and_non_ascii_offsets() -> None:

@@ -108,8 +108,12 @@ def _marker_on_line(
     match = own_line.match(line)
     if match is not None:
         comment_start = position + len(match.group(1))
-        if tree is not None and tree.in_string(comment_start):
-            return None  # a marker-looking line inside a string literal is data, not a marker
+        if tree is not None:
+            if tree.in_string(comment_start):
+                return None  # a marker-looking line inside a string literal is data, not a marker
+            comment = tree.comment_at(comment_start)
+            if comment is not None and tree.span(comment)[0] < comment_start:
+                return None  # ...and inside a block comment it is documentation
         return match.group(2)
     if tree is None:
         return None
@@ -118,6 +122,6 @@ def _marker_on_line(
         if comment is None:
             continue
         comment_start = tree.span(comment)[0]
-        if own_line.match(line[comment_start - position :]):
+        if comment_start >= position and own_line.match(line[comment_start - position :]):
             raise MarkerError(f"line {number}: infill:{word.group(1)} must be on a line of its own")
     return None
