@@ -1,0 +1,256 @@
+"""End-to-end latency of inline completion over LSP: what an editor user waits for.
+
+Spawns the real `infill serve` over stdio, opens a generated 2,000-line Python file, then repeatedly edits
+it (didChange: a partial statement typed on a random line) and asks for an inline completion at the end of
+the edit.
+Prints p50/p95 and appends a Markdown row (date, command, hardware, model, numbers) to --out.
+
+    python scripts/bench_lsp_latency.py --model path/to/model --requests 100 --out docs/bench_lsp.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import random
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import BaseLanguageClient
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
+from lsp.protocol import plain_json_converter  # noqa: E402
+
+BUNDLED_MODEL = REPO_ROOT / "infill" / "default_model"
+URI = "file:///bench/generated.py"
+TRIGGERS = {
+    "automatic": types.InlineCompletionTriggerKind.Automatic,  # 1 item; the server's debounce is set to 0
+    "invoked": types.InlineCompletionTriggerKind.Invoked,  # up to 3 items
+}
+# What a user might just have typed on a fresh line: the completion finishes it.
+PARTIAL_LINES = [
+    "    result = compute_",
+    "    if value is ",
+    "    for item in ",
+    "    return self.",
+    "    total += ",
+    "    logger.info(",
+    "    data = {",
+    "    while count < ",
+]
+
+
+def generated_python(lines: int, seed: int) -> str:
+    """A plausible module: classes with methods, helper functions, docstrings, loops."""
+    rng = random.Random(seed)
+    out: list[str] = ["import logging", "import math", "", "logger = logging.getLogger(__name__)", "", ""]
+    index = 0
+    while len(out) < lines:
+        name = f"item_{index}"
+        if index % 3 == 0:
+            out += [
+                f"class Widget{index}:",
+                f'    """Widget number {index}."""',
+                "",
+                "    def __init__(self, size, name):",
+                "        self.size = size",
+                "        self.name = name",
+                "",
+                "    def area(self):",
+                f"        return self.size * {rng.randint(2, 9)}",
+                "",
+                "",
+            ]
+        else:
+            out += [
+                f"def compute_{name}(values, scale={rng.randint(1, 5)}):",
+                f'    """Scaled sum of values for {name}."""',
+                "    total = 0",
+                "    for value in values:",
+                "        if value > 0:",
+                "            total += value * scale",
+                "    return math.sqrt(total)",
+                "",
+                "",
+            ]
+        index += 1
+    return "\n".join(out[:lines]) + "\n"
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    description = f"{cpu}, {os.cpu_count()} cores"
+    try:
+        gpus = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        if gpus:
+            description += f", GPU: {'; '.join(gpus.splitlines())}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return description
+
+
+async def _drain(stream: asyncio.StreamReader | None) -> None:
+    while stream is not None and await stream.read(65536):
+        pass
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    client = BaseLanguageClient("infill-bench", "0", converter_factory=plain_json_converter)
+    ready = asyncio.Event()
+    failure: list[str] = []
+
+    @client.feature("infill/status")
+    def on_status(params: dict[str, Any]) -> None:
+        if params["state"] in ("ready", "error"):
+            failure.extend([params.get("message", "")] if params["state"] == "error" else [])
+            ready.set()
+
+    log_file = Path(tempfile.mkdtemp(prefix="infill-bench-")) / "server.log"
+    serve = ["-m", "infill.cli.main", "serve", "--model", str(args.model), "--log-file", str(log_file)]
+    if args.device:
+        serve += ["--device", args.device]
+    await client.start_io(sys.executable, *serve, cwd=str(REPO_ROOT))
+    stderr = client._server.stderr if client._server else None
+    drain = asyncio.create_task(_drain(stderr))  # logs go to --log-file; keep the pipe from filling up
+    options = {"maxTokens": args.max_tokens, "debounceMs": 0}
+    started = time.perf_counter()
+    await client.initialize_async(
+        types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options)
+    )
+    client.initialized(types.InitializedParams())
+    await asyncio.wait_for(ready.wait(), timeout=600)
+    load_s = time.perf_counter() - started
+    if failure:
+        raise SystemExit(f"bench: the model failed to load: {failure[0]}")
+
+    text = generated_python(args.lines, args.seed)
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)
+        )
+    )
+    rng = random.Random(args.seed)
+    line_count = text.count("\n")
+    latencies_ms: list[float] = []
+    with_items = 0
+    for request in range(args.warmup + args.requests):
+        version = request + 2
+        line = rng.randrange(10, line_count - 10)
+        typed = rng.choice(PARTIAL_LINES)
+        # Type a partial statement on a new line before `line`, then ask for its completion.
+        at = types.Position(line=line, character=0)
+        change = types.TextDocumentContentChangePartial(
+            range=types.Range(start=at, end=at), text=typed + "\n"
+        )
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=version, uri=URI), [change]
+            )
+        )
+        context = types.InlineCompletionContext(trigger_kind=TRIGGERS[args.trigger])
+        cursor = types.Position(line=line, character=len(typed))
+        params = types.InlineCompletionParams(
+            context=context, text_document=types.TextDocumentIdentifier(uri=URI), position=cursor
+        )
+        sent = time.perf_counter()
+        result = await client.text_document_inline_completion_async(params)
+        elapsed_ms = (time.perf_counter() - sent) * 1000
+        if request >= args.warmup:
+            latencies_ms.append(elapsed_ms)
+            items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
+            with_items += bool(items)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    drain.cancel()
+    # The worker logs one line per completion with the time spent in the model (regions + engine).
+    model_ms = [float(m) for m in re.findall(r"completion id=\S+ .* ms=(\d+)", log_file.read_text())]
+    model_ms = model_ms[-len(latencies_ms) :]
+    return {
+        "model_p50": statistics.median(model_ms) if model_ms else float("nan"),
+        "load_s": load_s,
+        "p50": percentile(latencies_ms, 0.5),
+        "p95": percentile(latencies_ms, 0.95),
+        "mean": statistics.fmean(latencies_ms),
+        "with_items": with_items / len(latencies_ms),
+        "log_file": log_file,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_model = BUNDLED_MODEL if BUNDLED_MODEL.is_dir() else None
+    parser.add_argument("--model", type=Path, default=default_model, help="default: the bundled model")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--lines", type=int, default=2000)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--trigger", choices=sorted(TRIGGERS), default="automatic")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="append a Markdown row to this file")
+    args = parser.parse_args(argv)
+    if args.model is None:
+        parser.error("no bundled model at infill/default_model: pass --model")
+    if args.requests < 1 or args.lines < 50:
+        parser.error("--requests must be >= 1 and --lines >= 50")
+
+    stats = asyncio.run(run(args))
+    command = shlex.join(
+        ["python", "scripts/bench_lsp_latency.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    row = (
+        f"| {date} | `{command}` | {hardware()} | {args.model.name} | {args.requests} | {stats['p50']:.0f} "
+        f"({stats['model_p50']:.0f} in the model) | "
+        f"{stats['p95']:.0f} | {stats['mean']:.0f} | {stats['with_items']:.0%} | {stats['load_s']:.1f} |"
+    )
+    print(
+        f"inline completion over LSP: p50 {stats['p50']:.0f} ms ({stats['model_p50']:.0f} ms of it in the "
+        f"model), p95 {stats['p95']:.0f} ms, "
+        f"mean {stats['mean']:.0f} ms over {args.requests} requests ({stats['with_items']:.0%} with items); "
+        f"server ready after {stats['load_s']:.1f} s; server log: {stats['log_file']}"
+    )
+    print(row)
+    if args.out is not None:
+        header = (
+            "| date | command | hardware | model | requests | p50 ms | p95 ms | mean ms | with items "
+            "| ready s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        )
+        new = not args.out.exists() or not args.out.read_text().strip()
+        with args.out.open("a", encoding="utf-8") as out:
+            out.write((header if new else "") + row + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
