@@ -273,7 +273,7 @@ class ModelWorker:
         for task, edits in zip(live, results, strict=True):
             tokens = len(edits[0].tokens) if edits else 0
             logger.info(
-                "completion id=%s batch=%d candidates=%d tokens=%d steps=%d ms=%.0f%s",
+                "completion id=%s batch=%d candidates=%d tokens=%d max_steps=%d ms=%.0f%s",
                 task.label,
                 len(live),
                 len(edits),
