@@ -13,6 +13,11 @@ local function out(line)
   io.stdout:flush()
 end
 
+--- An informational line under the running test.
+function M.note(line)
+  out("     " .. line)
+end
+
 function M.eq(expected, actual, what)
   if not vim.deep_equal(expected, actual) then
     error(

@@ -76,10 +76,11 @@ test("opening a python file starts the server through vim.lsp and the model load
   truthy(require("infill").status():find("^ready"), "statusline text: " .. require("infill").status())
 end)
 
--- The tiny model is untrained: at some positions everything it fills is rejected as invalid code. Typing
--- positions are tried in turn until the server offers a suggestion; each try goes through the real autocmd,
--- debounce, request and render path.
+-- The tiny model is untrained: at some positions everything it fills is rejected as invalid code (inside a
+-- comment anything goes). Typing positions are tried in turn until the server offers a suggestion; each try
+-- goes through the real autocmd, debounce, request and render path.
 local ATTEMPTS = {
+  { lines = { "def add(a, b):", "    # add the two numbers ", "    return a + b" }, row = 1, col = 26 },
   { lines = { "def add(a, b):", "    return a" }, row = 1, col = 12 },
   { lines = { "numbers = [1, 2, 3]", "total = " }, row = 1, col = 8 },
   { lines = { "# compute", "value = 1", "print(" }, row = 2, col = 6 },
@@ -91,7 +92,7 @@ local shown -- { bufnr, row, col, text, before }
 
 test("typing triggers a request and the suggestion is shown as ghost text", function()
   local bufnr = open("complete.py", { "" })
-  for _, attempt in ipairs(ATTEMPTS) do
+  for index, attempt in ipairs(ATTEMPTS) do
     vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, attempt.lines)
     vim.api.nvim_win_set_cursor(0, { attempt.row + 1, attempt.col })
     vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
@@ -106,6 +107,7 @@ test("typing triggers a request and the suggestion is shown as ghost text", func
       eq({ attempt.row, attempt.col }, { marks[1][2], marks[1][3] }, "extmark at the cursor")
       local first_line = vim.split(current.text, "\n", { plain = true })[1]
       eq(first_line, marks[1][4].virt_text[1][1], "ghost text is the suggestion")
+      h.note(("suggestion at attempt %d: %q"):format(index, current.text))
       shown = { bufnr = bufnr, row = attempt.row, col = attempt.col, text = current.text, before = lines_of(bufnr) }
       return
     end

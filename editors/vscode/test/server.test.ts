@@ -82,11 +82,12 @@ function insertText(item: InlineCompletionItem): string {
 
 before(async () => {
   workDir = mkdtempSync(path.join(os.tmpdir(), "infill-vscode-"));
-  // scripts/test_editors.sh builds the tiny model once for both editors' suites; alone, build one here.
+  // scripts/test_editors.sh builds the tiny model once for both editors' suites; alone, build one here. Seed 3:
+  // its untrained weights favour ASCII tokens, so some completions pass the server's validity checks.
   let modelDir = process.env.INFILL_TEST_MODEL;
   if (modelDir === undefined) {
     modelDir = path.join(workDir, "model");
-    const build = `from pathlib import Path; from tests.tiny_models import build_modernbert; build_modernbert(Path(${JSON.stringify(modelDir)}))`;
+    const build = `from pathlib import Path; from tests.tiny_models import build_modernbert; build_modernbert(Path(${JSON.stringify(modelDir)}), seed=3)`;
     execFileSync(python(), ["-c", build], { cwd: REPO_ROOT, stdio: ["ignore", "ignore", "pipe"] });
   }
   server = spawn(python(), ["-m", "infill.cli.main", "serve", "--model", modelDir, "--device", "cpu"], {
@@ -154,10 +155,11 @@ test("initialize advertises inline completions and resolvable code actions; the 
   assert.equal(statuses.at(-1)?.state, "ready", `model did not load: ${JSON.stringify(statuses.at(-1))}`);
 });
 
-test("inline completion: items replace a range on the cursor line; invoked gives at most 3", async () => {
-  const text = "def add(a, b):\n    total = a + b\n    return \n\nprint(add(1, 2))\n";
+test("inline completion: items replace a range on the cursor line; invoked gives 1 to 3", async () => {
+  // Inside a comment whatever the tiny model writes is valid Python, so the server has something to offer.
+  const text = "def add(a, b):\n    # add the two numbers \n    return a + b\n";
   open("complete.py", "python", text);
-  const position = { line: 2, character: 11 };
+  const position = { line: 1, character: 26 };
   for (const triggerKind of [InlineCompletionTriggerKind.Invoked, InlineCompletionTriggerKind.Automatic]) {
     const result = await connection.sendRequest(InlineCompletionRequest.type, {
       textDocument: { uri: uri("complete.py") },
@@ -165,6 +167,7 @@ test("inline completion: items replace a range on the cursor line; invoked gives
       context: { triggerKind, selectedCompletionInfo: undefined },
     });
     const items = inlineItems(result);
+    assert.ok(items.length >= 1, `no completion offered (${triggerKind === 1 ? "invoked" : "automatic"})`);
     assert.ok(items.length <= (triggerKind === InlineCompletionTriggerKind.Invoked ? 3 : 1), `${items.length} items`);
     for (const item of items) {
       assert.ok(insertText(item).length > 0, "empty insertText");
