@@ -30,7 +30,7 @@ from infill.engine.length import (
 from infill.engine.sampler import denoise
 from infill.engine.types import DecodeConfig, FillRequest, FillResult, Strategy
 from infill.errors import Cancelled, InputError, ModelLoadError
-from infill.models.base import LoadedModel
+from infill.models import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class _Job:
     prepared: list[_Prepared]
     config: DecodeConfig
     should_stop: Callable[[], bool] | None
-    results: list[FillResult] = field(default_factory=list)
+    results: list[FillResult] = field(init=False)
 
     def __post_init__(self) -> None:
         self.results = [FillResult() for _ in self.prepared]
@@ -95,8 +95,6 @@ class InfillEngine:
     def from_pretrained(
         cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
     ) -> InfillEngine:
-        from infill.models import load_model
-
         return cls(load_model(model, device=device, trust_remote_code=trust_remote_code))
 
     def default_config(self) -> DecodeConfig:
