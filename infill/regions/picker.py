@@ -234,25 +234,19 @@ def _ends_line(tree: SyntaxTree, node: tree_sitter.Node) -> bool:
 def _balanced_lines(text: str, start: int, end: int) -> tuple[int, int]:
     """Whole lines around [start, end), grown until brackets balance and an indented block is whole."""
     first, last = line_start(text, start), line_end(text, end)
-    mirrored = text[::-1].translate(_MIRROR)  # unmatched closers before the span become unclosed openers
-    n = len(text)
     for _ in range(100):  # every pass only grows the span; stop when a pass changes nothing
         grown_last = _balance_forward(text, first, last)
-        grown_first = n - _balance_forward(mirrored, n - grown_last, n - first)
-        grown_last = _indented_block_end(text, line_start(text, grown_first), grown_last)
+        grown_first = _balance_backward(text, first, grown_last)
+        grown_last = _indented_block_end(text, grown_first, grown_last)
         if (grown_first, grown_last) == (first, last):
             break
-        first, last = line_start(text, grown_first), grown_last
+        first, last = grown_first, grown_last
     return first, last
-
-
-# Reversing a text and swapping bracket directions turns unmatched closers into unclosed openers.
-_MIRROR = str.maketrans("()[]{}", ")(][}{")
 
 
 def _balance_forward(text: str, first: int, last: int) -> int:
     """The first line end at or after ``last`` where every bracket opened since ``first`` is closed (the
-    end of the text when that never happens). One scan, however far it has to go."""
+    end of the text when that never happens). One lazy scan, however far it has to go."""
     open_count = 0
     for position in bracket_positions(text[first:], None):
         position += first
@@ -265,6 +259,27 @@ def _balance_forward(text: str, first: int, last: int) -> int:
             if open_count == 0 and position >= last:
                 last = line_end(text, position)
     return len(text) if open_count else last
+
+
+_BACKWARD_WINDOW = 50_000  # characters before the span that may hold the openers of its closers
+
+
+def _balance_backward(text: str, first: int, last: int) -> int:
+    """The last line start at or before ``first`` from which no bracket closed before ``last`` is left
+    unopened (the start of the window searched when that never happens)."""
+    window = max(0, first - _BACKWARD_WINDOW)
+    close_count = 0
+    for position in reversed(list(bracket_positions(text[window:last], None))):
+        position += window
+        if position < first and close_count == 0:
+            break
+        if text[position] in CLOSERS:
+            close_count += 1
+        elif close_count:
+            close_count -= 1
+            if close_count == 0 and position < first:
+                first = line_start(text, position)
+    return line_start(text, window) if close_count else first
 
 
 def _indented_block_end(text: str, first: int, last: int) -> int:
