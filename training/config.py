@@ -49,16 +49,16 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 150
     max_minutes: float | None = None  # stop (and save) after this much wall time even if steps remain
-    lr: float | None = None  # None: 2e-3 from scratch, 3e-4 fine-tuning (1e-3 with LoRA)
+    lr: float | None = None  # None: 2e-3 from scratch, 5e-4 fine-tuning (1e-3 with LoRA)
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
     # Evaluation and checkpoints.
-    eval_every: int = 50
+    eval_every: int = 100
     eval_batches: int = 4
-    eval_spans: int = 24
+    eval_spans: int = 32
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = True
@@ -69,7 +69,7 @@ class TrainConfig:
             return self.lr
         if self.from_scratch:
             return 2e-3
-        return 1e-3 if self.lora else 3e-4
+        return 1e-3 if self.lora else 5e-4
 
     def validate(self) -> None:
         if self.repo is None and not self.from_python_packages:

@@ -104,3 +104,24 @@ def evaluate_repo(
     """Exact match / edit similarity on gaps in ``repo``'s held-out files (the split training uses)."""
     corpus = corpus_from_git(repo, heldout_fraction=heldout_fraction, seed=seed)
     return evaluate_model_dir(model_dir, heldout_rows(corpus.heldout, count, seed))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.repo_eval MODEL_DIR [MODEL_DIR...] --repo PATH``: one JSON line per model."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("models", nargs="+", help="model directories to compare on the same gaps")
+    parser.add_argument("--repo", default=".", help="git repository whose held-out files are cut")
+    parser.add_argument("--count", type=int, default=64, help="number of gaps")
+    parser.add_argument("--seed", type=int, default=0, help="split and gap seed (training uses 0)")
+    args = parser.parse_args(argv)
+    for model_dir in args.models:
+        numbers = evaluate_repo(model_dir, args.repo, count=args.count, seed=args.seed)
+        print(json.dumps({"model": str(model_dir), **numbers}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
