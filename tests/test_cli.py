@@ -6,8 +6,11 @@ holes and regions identical, diffs that `patch` accepts, one output row per task
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from infill.cli.batch import read_rows
 from infill.cli.fileio import (
     LfView,
     Position,
@@ -25,6 +29,7 @@ from infill.cli.fileio import (
     read_source,
     write_atomic,
 )
+from infill.cli.main import build_parser, main
 from infill.cli.rewrite import unified_diff
 from infill.errors import InputError
 
@@ -127,6 +132,22 @@ def test_write_atomic_keeps_mode_and_refuses_a_changed_file(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["script.sh"]  # no temp file left behind
 
 
+def test_read_rows_reports_the_line_of_a_bad_row_even_gzipped(tmp_path: Path) -> None:
+    good = json.dumps({"task_id": 1, "prompt": "a\u2028b", "suffix": "", "extra": [1]})
+    (tmp_path / "rows.jsonl.gz").write_bytes(gzip.compress(f"{good}\n\n{json.dumps([1])}\n".encode()))
+    with pytest.raises(InputError, match=r"rows.jsonl.gz:3: expected a JSON object"):
+        read_rows(tmp_path / "rows.jsonl.gz")
+    (tmp_path / "rows.jsonl").write_text(f"{good}\r\n{good}\r\n")
+    with pytest.raises(InputError, match=r"rows.jsonl:2: duplicate task_id 1 \(first on line 1\)"):
+        read_rows(tmp_path / "rows.jsonl")
+    (tmp_path / "rows.jsonl").write_text(good + "\n")
+    (row,) = read_rows(tmp_path / "rows.jsonl")
+    assert (row.task_id, row.prompt, row.suffix) == (1, "a\u2028b", "")
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(InputError, match="not a valid gzip file"):
+        read_rows(tmp_path / "broken.jsonl.gz")
+
+
 @pytest.mark.skipif(shutil.which("patch") is None, reason="needs patch(1)")
 @pytest.mark.parametrize(
     ("old", "new"),
@@ -190,7 +211,12 @@ def assert_only_markers_replaced(original: bytes, rewritten: bytes) -> None:
     assert "\n" not in new.replace("\r\n", "")  # generated lines use the file's CRLF
 
 
-def test_rewrite_diff_check_and_in_place(marked_files: Path, modernbert_dir: Path) -> None:
+def test_rewrite_diff_check_and_in_place(
+    marked_files: Path,
+    modernbert_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     files = ("code.py", "notes.xyz", "plain.py")
     before = {name: (marked_files / name).read_bytes() for name in files}
     model = ("--model", str(modernbert_dir), *FAST)
@@ -203,10 +229,13 @@ def test_rewrite_diff_check_and_in_place(marked_files: Path, modernbert_dir: Pat
     assert "--- a/notes.xyz\n+++ b/notes.xyz\n" in diff.stdout
     assert {name: (marked_files / name).read_bytes() for name in files} == before
 
-    check = run_infill("rewrite", "--check", *files, *model, cwd=marked_files)
-    assert check.returncode == 1, check.stderr
-    assert check.stdout == ""
-    assert "would rewrite code.py" in check.stderr
+    # --check in-process (the same main(), without paying for another interpreter and torch import).
+    monkeypatch.chdir(marked_files)
+    assert main(["rewrite", "--check", *files, *model]) == 1
+    check = capsys.readouterr()
+    assert check.out == ""
+    assert "would rewrite code.py" in check.err and "would rewrite notes.xyz" in check.err
+    assert {name: (marked_files / name).read_bytes() for name in files} == before
 
     written = run_infill("rewrite", "--in-place", *files, *model, cwd=marked_files)
     assert written.returncode == 0, written.stderr
@@ -243,7 +272,9 @@ def test_rewrite_without_markers_does_not_load_a_model(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ end to end: complete
 
 
-def test_complete_json_and_plain(tmp_path: Path, modernbert_dir: Path) -> None:
+def test_complete_json_and_plain(
+    tmp_path: Path, modernbert_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "code.py").write_text("def add(a, b):\n    return \n\nprint(add(1, 2))\n")
     (tmp_path / "notes.xyz").write_text("total = \n")
     model = ("--model", str(modernbert_dir), *FAST)
@@ -262,10 +293,14 @@ def test_complete_json_and_plain(tmp_path: Path, modernbert_dir: Path) -> None:
         assert isinstance(candidate["text"], str) and candidate["text"].strip()
         assert (candidate["start"]["line"], candidate["start"]["column"]) <= (2, 12)
 
-    plain = run_infill("complete", "notes.xyz:1:9", "--mode", "line", *model, cwd=tmp_path)
-    assert plain.returncode == 0, plain.stderr
-    assert "Traceback" not in plain.stderr
-    assert plain.stdout == "" or plain.stdout.endswith("\n")
+    # Unknown language, plain output, several candidates (in-process: the same main()).
+    monkeypatch.chdir(tmp_path)
+    assert main(["complete", "notes.xyz:1:9", "--mode", "line", "-n", "2", *model]) == 0
+    plain = capsys.readouterr()
+    headers = [line for line in plain.out.splitlines() if line.startswith("--- candidate ")]
+    assert len(headers) <= 2
+    assert plain.out == "" or plain.out.startswith("--- candidate 1 of ")
+    assert plain.out or "no completion passed the syntax check" in plain.err
 
 
 # --------------------------------------------------------------------------------------- end to end: batch
@@ -276,9 +311,12 @@ def test_batch_writes_one_row_per_task_in_order(tmp_path: Path, modernbert_dir: 
         {"task_id": f"t/{i}", "prompt": f"def f{i}(x):\n    return ", "suffix": "\n", "canonical": "x"}
         for i in range(5)
     ]
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + "\n")
+    # Gzipped, as the benchmark sets ship; a trailing blank line is allowed.
+    (tmp_path / "in.jsonl.gz").write_bytes(
+        gzip.compress(("".join(json.dumps(r) + "\n" for r in rows) + "\n").encode())
+    )
     result = run_infill(
-        "batch", "in.jsonl", "-o", "out.jsonl", "--mode", "line", "--batch-size", "2",
+        "batch", "in.jsonl.gz", "-o", "out.jsonl", "--mode", "line", "--batch-size", "2",
         "--model", str(modernbert_dir), *FAST, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -305,9 +343,26 @@ def test_doctor_reports_versions_devices_and_model(tmp_path: Path, modernbert_di
     assert "python" in report["grammars loading"]
 
 
+def registered_commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (subparsers,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(subparsers.choices)
+
+
+def test_every_command_module_is_registered() -> None:
+    modules = {
+        match.group(1)
+        for path in (REPO_ROOT / "infill" / "cli").glob("*.py")
+        for match in re.finditer(r"^def (\w+)_command_parser\(", path.read_text(), re.MULTILINE)
+    }
+    assert {"rewrite", "complete", "batch", "doctor"} <= modules
+    assert set(registered_commands()) == modules
+
+
 @pytest.mark.parametrize("command", ["rewrite", "complete", "batch", "doctor"])
 def test_every_subcommand_has_help(tmp_path: Path, command: str) -> None:
     result = run_infill(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: infill {command}")
     assert "--model" in result.stdout
+    assert set(registered_commands()[command].format_help().split()) == set(result.stdout.split())

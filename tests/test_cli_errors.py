@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from infill.cli.main import main
 from tests.test_cli import REPO_ROOT, run_infill
 
 
@@ -115,9 +116,15 @@ def test_cuda_requested_without_cuda(workdir: Path, modernbert_dir: Path) -> Non
     assert_one_line_error(result, "CUDA")
 
 
-def test_missing_model_dir(workdir: Path) -> None:
-    result = run_infill("complete", "code.py:2:5", "--model", str(workdir / "nope"), cwd=workdir)
-    assert_one_line_error(result, "nope")
+def test_missing_model_dir(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(workdir)
+    assert main(["complete", "code.py:2:5", "--model", str(workdir / "nope")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("infill: error: Model directory not found") and "nope" in captured.err
+    assert captured.err.count("\n") == 1
 
 
 def test_argparse_errors_do_not_trace(workdir: Path) -> None:

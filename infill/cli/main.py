@@ -18,6 +18,7 @@ from infill.cli.doctor import doctor_command_parser
 from infill.cli.eval import eval_command_parser
 from infill.cli.rewrite import rewrite_command_parser
 from infill.cli.serve import serve_command_parser
+from infill.cli.train import train_command_parser
 from infill.errors import InfillError
 
 EXIT_ERROR = 2
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch_command_parser(subparsers)
     doctor_command_parser(subparsers)
     serve_command_parser(subparsers)
+    train_command_parser(subparsers)
     eval_command_parser(subparsers)
     return parser
 
