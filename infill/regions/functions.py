@@ -18,7 +18,7 @@ from infill.regions.heuristics import (
 )
 from infill.regions.languages import check_language
 from infill.regions.region import Region, budget
-from infill.regions.syntax import SyntaxTree
+from infill.regions.syntax import SyntaxTree, parse
 
 _JS_FUNCTIONS = frozenset(
     {
@@ -59,7 +59,7 @@ def function_region(text: str, offset: int, language: str | None) -> Region | No
     None when ``offset`` is not inside one."""
     if check_language(language) is None:
         return _heuristic_function_region(text, offset)
-    tree = SyntaxTree(text, language)
+    tree = parse(text, language)
     body = _innermost_body(tree, offset)
     if body is None and offset > 0 and text[offset - 1] != "\n":
         # A cursor at the end of a line (or just after a `}`) sits past the node it belongs to.

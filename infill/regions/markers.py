@@ -14,7 +14,7 @@ from typing import Literal
 from infill.errors import MarkerError
 from infill.regions.heuristics import leading_ws, line_end, line_start, next_line_start, previous_line_end
 from infill.regions.languages import check_language, line_comment_leaders
-from infill.regions.syntax import SyntaxTree
+from infill.regions.syntax import SyntaxTree, parse
 
 HOLE = "<|fill|>"
 _MARKER_WORD = re.compile(r"infill:(begin|end)\b")
@@ -58,7 +58,7 @@ def find_fill_markers(text: str, language: str | None) -> list[MarkedRegion]:
         end = line_end(text, position)
         line = text[position:end]
         if tree is None and language is not None and "infill:" in line:
-            tree = SyntaxTree(text, language)
+            tree = parse(text, language)
         marker = _marker_on_line(line, position, number, own_line, tree)
         holes = [position + m.start() for m in re.finditer(re.escape(HOLE), line)]
         if marker is not None and holes:

@@ -21,7 +21,7 @@ from infill.regions.heuristics import (
 )
 from infill.regions.languages import check_language, is_brace_language, line_comment_leaders
 from infill.regions.region import Region, budget, capped
-from infill.regions.syntax import SyntaxTree
+from infill.regions.syntax import SyntaxTree, parse
 
 MODES = ("auto", "line", "block", "function")
 
@@ -126,7 +126,7 @@ def _last_code_char(text: str, line_begin: int, language: str | None) -> int | N
     last = line_begin + len(code) - 1
     if language is not None and text[last] in ":{":
         # Only a would-be opener is worth a parse (completions run on every pause in typing).
-        tree = SyntaxTree(text, language)
+        tree = parse(text, language)
         if tree.in_string(last) or tree.comment_at(last):
             return None
     return last
@@ -166,7 +166,7 @@ def expand_selection(text: str, start: int, end: int, language: str | None) -> R
         line_code_end = len(text[:last_line_end].rstrip())
         if line_code_start < line_code_end:
             trimmed_start, trimmed_end = line_code_start, line_code_end
-        span_start, span_end = _enclosing_nodes(SyntaxTree(text, language), trimmed_start, trimmed_end)
+        span_start, span_end = _enclosing_nodes(parse(text, language), trimmed_start, trimmed_end)
     region_start, region_end = line_start(text, span_start), line_end(text, span_end)
     indent = leading_ws(text[region_start:region_end])
     old = text[region_start:region_end]

@@ -15,6 +15,14 @@ import tree_sitter
 from infill.regions.heuristics import bracket_errors
 from infill.regions.languages import check_language, parser_for
 
+# Per thread (parsers and trees are not shared between threads): the last few parsed documents, and
+# the last few (language, prefix, suffix) gaps, so that judging several candidates for one gap parses
+# the document once and then only re-parses incrementally around each candidate.
+_local = threading.local()
+_TREE_CACHE_SIZE = 4
+_BASE_CACHE_SIZE = 4
+_BRACKET_WINDOW = 8_000  # characters each side of the gap for unknown languages
+
 # Node types (substrings) that mean "inside a string literal" in the bundled grammars.
 _STRING_TYPES = ("string", "text_block", "template", "heredoc")
 
@@ -92,6 +100,23 @@ class SyntaxTree:
         return _count_errors(self.root)
 
 
+def parse(text: str, language: str) -> SyntaxTree:
+    """``text`` parsed, reusing this thread's recent parses: an editor asks about one document several
+    times in a row (code actions list holes and functions, then resolve one)."""
+    cache: OrderedDict[tuple[str, str], SyntaxTree] | None = getattr(_local, "trees", None)
+    if cache is None:
+        cache = _local.trees = OrderedDict()
+    key = (language, text)
+    tree = cache.get(key)
+    if tree is None:
+        tree = cache[key] = SyntaxTree(text, language)
+        if len(cache) > _TREE_CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return tree
+
+
 def _count_errors(root: tree_sitter.Node) -> int:
     """ERROR and MISSING nodes; only subtrees flagged has_error are visited."""
     if not root.has_error:
@@ -104,13 +129,6 @@ def _count_errors(root: tree_sitter.Node) -> int:
             count += 1
         stack.extend(child for child in node.children if child.has_error or child.is_missing)
     return count
-
-
-# Per thread: the last few (language, prefix, suffix) parses, so that judging several candidates for
-# one gap parses the document once and then only re-parses incrementally around each candidate.
-_BASE_CACHE_SIZE = 4
-_BRACKET_WINDOW = 8_000  # characters each side of the gap for unknown languages
-_local = threading.local()
 
 
 def _base_tree(language: str, prefix: str, suffix: str) -> tree_sitter.Tree:
@@ -179,4 +197,4 @@ def parse_error_count(text: str, language: str | None) -> int:
     language is unknown."""
     if check_language(language) is None:
         return bracket_errors(text)
-    return SyntaxTree(text, language).error_count()
+    return parse(text, language).error_count()
