@@ -9,44 +9,37 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
     from infill.infiller import Infiller
 
+N = TypeVar("N", int, float)
+
 STRATEGIES = ("confidence", "margin", "entropy", "threshold", "blocks")
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+def _checked(convert: Callable[[str], N], accept: Callable[[N], bool], expected: str) -> Callable[[str], N]:
+    """An argparse ``type=`` that converts and range-checks, with one message for both failures."""
+
+    def parse(value: str) -> N:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+
+    return parse
 
 
-def unit_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
-    return number
-
-
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}")
-    return number
+positive_int = _checked(int, lambda n: n >= 1, "a positive integer")
+unit_float = _checked(float, lambda x: 0.0 <= x <= 1.0, "a number between 0 and 1")
+non_negative_float = _checked(float, lambda x: x >= 0.0, "a non-negative number")
 
 
 def add_verbose_option(parser: argparse.ArgumentParser) -> None:
