@@ -371,6 +371,13 @@ def test_indent_step_comes_from_the_files_own_blocks() -> None:
     assert pick_cursor_region(text, len(text) - 1, "python").indent == "\t"
 
 
+def test_openers_inside_templates_and_interpolations_still_open_blocks() -> None:
+    text = "template <typename T>\nT twice(T x) {\n\n}\n"
+    assert pick_cursor_region(text, text.index("{\n") + 2, "cpp").kind == "block"
+    text = "const s = `${items.map((x) => {\n\n})}`;\n"
+    assert pick_cursor_region(text, text.index("{\n") + 2, "javascript").kind == "block"
+
+
 def test_opener_inside_a_comment_or_string_does_not_open_a_block() -> None:
     text = "x = 1  # see below:\n\ny = 2\n"
     assert pick_cursor_region(text, 20, "python").kind == "line"

@@ -23,8 +23,10 @@ _TREE_CACHE_SIZE = 4
 _BASE_CACHE_SIZE = 4
 _BRACKET_WINDOW = 8_000  # characters each side of the gap for unknown languages
 
-# Node types (substrings) that mean "inside a string literal" in the bundled grammars.
-_STRING_TYPES = ("string", "text_block", "template", "heredoc")
+# Node types (substrings) that mean "inside a string literal" in the bundled grammars ("template"
+# would also match C++ templates), and the code islands inside them (`${...}`, f-string `{...}`).
+_STRING_TYPES = ("string", "text_block")
+_INTERPOLATIONS = frozenset({"template_substitution", "interpolation"})
 
 
 def _encode(text: str) -> bytes:
@@ -82,6 +84,8 @@ class SyntaxTree:
         node = self.leaf_at(offset)
         byte = self.byte_of(offset)
         while node is not None:
+            if node.type in _INTERPOLATIONS:
+                return False
             if node.start_byte < byte and any(kind in node.type for kind in _STRING_TYPES):
                 return True
             node = node.parent
