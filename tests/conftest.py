@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny_models
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("INFILL_SLOW") == "1":
@@ -19,14 +17,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def modernbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests import tiny_models  # torch/transformers only for tests that need a model
+
     return tiny_models.build_modernbert(tmp_path_factory.mktemp("modernbert"))
 
 
 @pytest.fixture(scope="session")
 def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests import tiny_models  # torch/transformers only for tests that need a model
+
     return tiny_models.build_roberta(tmp_path_factory.mktemp("roberta"))
 
 
 @pytest.fixture(scope="session")
 def dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests import tiny_models  # torch/transformers only for tests that need a model
+
     return tiny_models.build_dream(tmp_path_factory.mktemp("dream"))
