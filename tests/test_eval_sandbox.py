@@ -125,3 +125,9 @@ def test_without_namespaces_the_socket_hook_still_blocks_the_network() -> None:
         "import socket\na, b = socket.socketpair()\na.sendall(b'x')\nprint(b.recv(1))\n", limits
     )
     assert local.passed and local.stdout == "b'x'\n"  # AF_UNIX pairs (multiprocessing) keep working
+
+
+def test_programs_see_the_standard_library_only_unless_asked() -> None:
+    program = "import importlib.util\nprint(importlib.util.find_spec('torch') is not None)\n"
+    assert run_program(program).stdout == "False\n"
+    assert run_program(program, SandboxLimits(site_packages=True)).stdout == "True\n"

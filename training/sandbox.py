@@ -2,8 +2,9 @@
 
 What each program gets (best effort; this is damage control for model output, not a security boundary):
 
-- a fresh ``sys.executable -I`` process (isolated mode: no user site, no PYTHON* variables) in its own
-  session, so a timeout kills the whole process group (children included);
+- a fresh ``sys.executable -I -S`` process (isolated mode: no user site, no PYTHON* variables; no
+  site-packages: the standard library only, which is all the MBPP sets import) in its own session, so a
+  timeout kills the whole process group (children included);
 - a throwaway working directory (also HOME and TMPDIR), removed afterwards, and a scrubbed environment;
 - resource limits: address space (RLIMIT_AS, default 1 GiB), file size (RLIMIT_FSIZE, which also bounds the
   captured output files), CPU seconds, no core dumps;
@@ -112,6 +113,9 @@ class SandboxLimits:
     # False skips the namespaces (the socket hook and the working directory are all that is left); tests use
     # it to check the fallback that machines without user namespaces get.
     use_namespaces: bool = True
+    # Generated programs get the standard library only (``-S``): no site-packages to import from, and
+    # about a third less start-up time per program. True adds the interpreter's site-packages.
+    site_packages: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,8 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
         (work_dir / PROGRAM_FILE).write_text(source, encoding="utf-8")
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         cpu_s = int(limits.timeout_s) + 1
-        argv = [sys.executable, "-I", "-c", _LAUNCHER]
+        flags = ["-I"] if limits.site_packages else ["-I", "-S"]
+        argv = [sys.executable, *flags, "-c", _LAUNCHER]
         argv += [
             str(limits.memory_bytes),
             str(limits.file_size_bytes),
