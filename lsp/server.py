@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -108,6 +109,7 @@ class InfillLanguageServer(LanguageServer):
         self._indexes: dict[str, LineIndex] = {}
         self._progress_token: str | None = None
         self._shown_load_error = False
+        self.shutdown_requested = False
 
     # -- documents -------------------------------------------------------------------------------------------
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
@@ -337,7 +339,16 @@ def did_close(ls: InfillLanguageServer, params: types.DidCloseTextDocumentParams
 
 @SERVER.feature(types.SHUTDOWN)
 def shutdown(ls: InfillLanguageServer, params: None) -> None:
+    ls.shutdown_requested = True
     ls.worker.close()
+
+
+@SERVER.feature(types.EXIT)
+def exit_now(ls: InfillLanguageServer, params: None) -> None:
+    """Leave at once (exit code 1 without a prior shutdown, as LSP asks): a normal interpreter teardown with
+    torch loaded takes seconds the editor would wait for, and there is nothing left to write."""
+    logging.shutdown()
+    os._exit(0 if ls.shutdown_requested else 1)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())

@@ -151,3 +151,13 @@ def test_tcp_on_loopback_speaks_lsp(tmp_path: Path) -> None:
         server.kill()
         server.wait()
     assert server.stdout.read() == b""  # stdout stays clean in TCP mode
+
+
+def test_exit_without_shutdown_ends_the_process_with_code_1(tmp_path: Path) -> None:
+    session = RawSession(serve_argv(None, tmp_path / "server.log"))
+    try:
+        session.call("initialize", {"processId": None, "capabilities": {}})
+        session.notify("exit", None)
+        assert session.process.wait(timeout=30) == 1
+    finally:
+        session.close()

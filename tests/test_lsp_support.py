@@ -193,6 +193,8 @@ class LspSession:
             self.request(types.SHUTDOWN, None, timeout=10)
             self.notify(types.EXIT, None)
             process = self.client._server
+            if process is not None and process.stdin is not None:
+                self.loop.call_soon_threadsafe(process.stdin.close)  # as editors do after exit
             deadline = time.monotonic() + 10
             while process is not None and process.returncode is None and time.monotonic() < deadline:
                 time.sleep(0.02)
