@@ -173,6 +173,25 @@ test(":InfillRewrite on a line range answers with a preview or says why not", fu
   end
 end)
 
+test(":InfillRewriteFunction sends the cursor and answers with a preview or says why not", function()
+  local bufnr = open("function.py", { "def mul(a, b):", "    result = a * b", "    return result", "" })
+  vim.api.nvim_win_set_cursor(0, { 2, 6 })
+  notified = {}
+  vim.cmd("InfillRewriteFunction")
+  wait_for("the rewrite answer", function()
+    return rewrite.pending ~= nil or #notified > 0
+  end, REQUEST_MS)
+  eq({}, errors())
+  if rewrite.pending ~= nil then
+    eq(bufnr, rewrite.pending.bufnr)
+    eq("function", rewrite.pending.target)
+    vim.cmd("InfillReject")
+  else
+    truthy(notified[1].message:find("no rewrite found for this function"), notified[1].message)
+  end
+  eq({ "def mul(a, b):", "    result = a * b", "    return result", "" }, lines_of(bufnr))
+end)
+
 test("a buffer edited while the preview is open is not overwritten", function()
   local bufnr = open("stale.py", { "x = <|fill|>" })
   vim.cmd("InfillFillHoles")

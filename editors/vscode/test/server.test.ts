@@ -224,6 +224,25 @@ test("infill/rewrite range answers with edits inside the document", async () => 
   }
 });
 
+test("infill/rewrite function with the cursor inside a function answers with at most one edit", async () => {
+  const text = "def mul(a, b):\n    result = a * b\n    return result\n";
+  open("function.py", "python", text);
+  const cursor = { line: 1, character: 6 };
+  const edits = parseRewriteResult(
+    await connection.sendRequest(REWRITE_METHOD, {
+      textDocument: { uri: uri("function.py") },
+      version: 1,
+      range: { start: cursor, end: cursor },
+      target: "function",
+    }),
+  );
+  assert.ok(edits.length <= 1);
+  for (const edit of edits) {
+    // The body of mul: it starts after the signature line and ends within the document.
+    assert.ok(edit.range.start.line >= 1 && edit.range.end.line <= 3, JSON.stringify(edit.range));
+  }
+});
+
 test("code actions are listed cheaply and resolved to a workspace edit", async () => {
   const text = "def sub(a, b):\n    return <|fill|>\n";
   open("actions.py", "python", text);

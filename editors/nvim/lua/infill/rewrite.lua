@@ -111,9 +111,7 @@ function M.request(bufnr, target, range)
   }
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   local encoding = lsp_client.offset_encoding or "utf-16"
-  M.in_flight = true
   client.request(lsp_client, M.METHOD, params, function(err, result)
-    M.in_flight = false
     if err ~= nil then
       if err.code == CONTENT_MODIFIED then
         notify("the buffer changed while rewriting; the result was discarded")
