@@ -14,7 +14,6 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
@@ -29,10 +28,11 @@ from pygls.exceptions import (
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
-from infill import __version__, regions
+from infill import __version__
 from infill.errors import Cancelled, InfillError
 from lsp.actions import ACTION_KIND, offered_actions
 from lsp.completion import completion_items, plan_completion, selected_completion
+from lsp.documents import DocumentSnapshot, PendingRequest, snapshot_of
 from lsp.protocol import InfillProtocol, plain_json_converter
 from lsp.rewrite import (
     REWRITE_METHOD,
@@ -64,32 +64,6 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "Request failed"
 
 
-@dataclass
-class PendingRequest:
-    """One in-flight request per (kind, document); a newer one marks the older superseded."""
-
-    superseded: bool = False
-
-
-@dataclass(frozen=True)
-class DocumentSnapshot:
-    """An open document at one version, with its line index and the client's position codec."""
-
-    uri: str
-    version: int
-    language_id: str
-    language: str | None
-    index: LineIndex
-    codec: Any  # pygls PositionCodec (client_num_units)
-
-    @property
-    def text(self) -> str:
-        return self.index.text
-
-    def offset(self, position: types.Position) -> int:
-        return self.index.offset(position, self.codec)
-
-
 class InfillLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__(
@@ -117,15 +91,9 @@ class InfillLanguageServer(LanguageServer):
         document: TextDocument | None = self.workspace.text_documents.get(unquote(uri))
         if document is None or document.version is None:
             return None
-        source = document.source
-        index = self._indexes.get(uri)
-        if index is None or index.text is not source:  # identity: pygls makes a new string per change
-            index = self._indexes[uri] = LineIndex.of(source)
-        language_id = document.language_id or ""
-        language = regions.language_for_lsp_id(language_id) if language_id else None
-        if language is None and document.path:
-            language = regions.language_for_path(document.path)
-        return DocumentSnapshot(uri, document.version, language_id, language, index, document.position_codec)
+        snapshot = snapshot_of(uri, document, self._indexes.get(uri))
+        self._indexes[uri] = snapshot.index
+        return snapshot
 
     def current_version(self, uri: str) -> int | None:
         """Safe from the worker thread: a dict lookup and an attribute read."""
