@@ -192,3 +192,24 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     empty = make_repo(tmp_path / "empty", {}, commit=False)
     with pytest.raises(TrainingError, match="tracks no files"):
         _cli(["train", "--repo", str(empty), "--out", str(tmp_path / "o2"), "--from-scratch"])
+
+
+def test_bundle_copies_the_model_files_and_refuses_the_ar_peer(scratch_run: Path, tmp_path: Path) -> None:
+    from training.bundle import bundle_model
+
+    dest = tmp_path / "default_model"
+    written = {p.name for p in bundle_model(scratch_run, dest)}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+        "training_manifest.json",
+    } <= written
+    assert not (dest / "checkpoints").exists()
+    assert load_model(dest, device="cpu").kind == "masked_lm"
+    peer = tmp_path / "peer"
+    peer.mkdir()
+    (peer / "config.json").write_text(json.dumps({"infill_format": "psm"}))
+    with pytest.raises(TrainingError, match="not a diffusion model"):
+        bundle_model(peer, tmp_path / "x")

@@ -23,7 +23,7 @@ class TrainConfig:
     # What to train on and where the model goes.
     repo: str | None = None  # a git repository (files git tracks)
     from_python_packages: bool = False  # permissively licensed installed distributions instead of a repo
-    out: str = "runs/model"
+    out: str = "infill-model"
     objective: Objective = "diffusion"  # "ar-fim": the autoregressive fill-in-the-middle peer
     # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
     base: str | None = None
@@ -92,6 +92,24 @@ class TrainConfig:
         path.write_text(self.to_json())
 
 
+# Help for the options whose name does not say it all.
+HELP = {
+    "repo": "git repository to train on; only files git tracks are read (infill train: the current directory)",
+    "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
+    "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
+    "objective": "diffusion (masked diffusion, the default) or ar-fim (the autoregressive FIM peer)",
+    "base": "model directory to fine-tune (default: the bundled model)",
+    "from_scratch": "train a new tokenizer and model instead of fine-tuning",
+    "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
+    "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
+    "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
+    "max_minutes": "stop and save after this much wall time even if steps remain",
+    "threads": "torch CPU threads",
+    "eval_spans": "held-out gaps scored for exact match at each evaluation",
+    "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
+}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -111,7 +129,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"(default: {field.default})",
+                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
             )
         elif get_origin(kind) is Literal:
             parser.add_argument(
@@ -119,7 +137,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 choices=get_args(kind),
                 default=None,
-                help=f"(default: {field.default})",
+                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
             )
         else:
             parser.add_argument(
@@ -127,7 +145,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 type=kind,
                 default=None,
-                help=f"(default: {field.default})",
+                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
             )
 
 

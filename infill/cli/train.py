@@ -38,8 +38,6 @@ def train_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.repo is None and not config.from_python_packages:
         config.repo = "."
-    if args.out is None:
-        config.out = "infill-model"
     result = train(config)
     print(f"model written to {result.out.resolve()}")
     print(f"steps {result.steps}, tokens {result.tokens:,}")
