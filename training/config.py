@@ -94,7 +94,7 @@ class TrainConfig:
 
 # Help for the options whose name does not say it all.
 HELP = {
-    "repo": "git repository to train on; only files git tracks are read (infill train: the current directory)",
+    "repo": "git repository to train on, only files git tracks are read (infill train: current directory)",
     "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
     "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
     "objective": "diffusion (masked diffusion, the default) or ar-fim (the autoregressive FIM peer)",
