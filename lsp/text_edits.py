@@ -93,15 +93,22 @@ def inline_insertion(
 ) -> InlineInsertion | None:
     """Turn an engine edit into an insertion that starts at the cursor and ends on the cursor's line.
 
-    The engine may re-generate text before the cursor (token healing): that part must match what is already
-    typed and is dropped, so the item never deletes typed text. An edit that replaces text past the cursor's
+    The engine may re-generate text before the cursor (token healing, a block from the line start): that
+    part must match what is already typed (or be indentation) and is dropped, so an item never deletes typed
+    text. An edit that replaces text past the cursor's
     line cannot be shown inline (an inline range lies on one line) and gives None, as does an empty insertion.
     """
     if start < cursor:
         typed = index.text[start:cursor]
-        if not new_text.startswith(typed):
+        if new_text.startswith(typed):
+            new_text = new_text[len(typed) :]
+        elif not typed.strip(" \t"):
+            # A block region starts at the line start, so the engine rewrites the indentation the user typed:
+            # the user's indentation wins; the block's own first-line indentation goes.
+            new_text = new_text.lstrip(" \t")
+        else:
             return None
-        new_text, start = new_text[len(typed) :], cursor
+        start = cursor
     elif start > cursor:
         # Text between the cursor and the edit stays as it is: insert it again in front.
         new_text, start = index.text[cursor:start] + new_text, cursor

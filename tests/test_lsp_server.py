@@ -119,6 +119,19 @@ def test_invoked_completion_items_sit_at_the_cursor_on_one_line(session: LspSess
     assert "completion id=" in log and "tokens=" in log and "ms=" in log
 
 
+def test_a_block_on_an_empty_indented_line_starts_at_the_cursor(session: LspSession) -> None:
+    uri = "file:///block.py"
+    text = "def scale(values):\n    \n\n\nprint(scale([1]))\n"
+    session.open(uri, text)
+    items = inline(session, uri, 1, 4)
+    assert items
+    for item in items:
+        assert item.range == types.Range(
+            start=types.Position(line=1, character=4), end=types.Position(line=1, character=4)
+        )
+        assert not item.insert_text.startswith((" ", "\t"))  # type: ignore[union-attr]
+
+
 def test_automatic_trigger_gives_one_item(session: LspSession) -> None:
     uri = "file:///automatic.py"
     session.open(uri, PY)

@@ -61,6 +61,10 @@ def test_inline_insertion_never_deletes_typed_text_and_stays_on_one_line() -> No
     healed = inline_insertion(index, cursor, cursor - 3, cursor, "print(x)")
     assert healed is not None and (healed.start, healed.end, healed.insert_text) == (cursor, cursor, "nt(x)")
     assert inline_insertion(index, cursor, cursor - 3, cursor, "len(x)") is None
+    # A block regenerated from the line start: the typed indentation stays, the item starts at the cursor.
+    blank = "def f():\n    \n"
+    indented = inline_insertion(LineIndex.of(blank), 13, 9, 13, "  pass\n    return 1")
+    assert indented is not None and (indented.start, indented.insert_text) == (13, "pass\n    return 1")
     # Replacing past the end of the cursor's line cannot be an inline item.
     assert inline_insertion(index, cursor, cursor, cursor + 5, "x") is None
     # A multi-line block inserted at the cursor is fine: its range is still on one line.
