@@ -179,3 +179,24 @@ def test_serve_refuses_non_loopback_hosts(host: str) -> None:
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "loopback" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--tcp"], "--port"),
+        (["--port", "7777"], "--tcp"),
+        (["--log-file", "/nonexistent-dir/server.log"], "log file"),
+    ],
+)
+def test_serve_rejects_unusable_options_in_one_line(args: list[str], expected: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "infill.cli.main", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(lines) == 1 and expected in lines[0]
