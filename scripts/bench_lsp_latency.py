@@ -225,9 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests must be >= 1 and --lines >= 50")
 
     stats = asyncio.run(run(args))
-    command = shlex.join(
-        ["python", "scripts/bench_lsp_latency.py", *(argv if argv is not None else sys.argv[1:])]
-    )
+    # Thread settings change CPU latency a lot on a shared machine: keep them in the recorded command.
+    env = [
+        f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS", "INFILL_DEVICE") if name in os.environ
+    ]
+    script = ["python", "scripts/bench_lsp_latency.py", *(argv if argv is not None else sys.argv[1:])]
+    command = " ".join([*env, shlex.join(script)])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     row = (
         f"| {date} | `{command}` | {hardware()} | {args.model.name} | {args.requests} | {stats['p50']:.0f} "
