@@ -1,0 +1,79 @@
+// Loads the real entry point (src/extension.ts) with stand-ins for `vscode` and the language client, and checks
+// the wiring: what activate() registers, what reaches the client, and that everything is disposed.
+import { recorded } from "./fakeVscode"; // first: installs the stand-ins before the extension loads them
+
+import { strict as assert } from "node:assert";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { test } from "node:test";
+
+import { activate, deactivate } from "../src/extension";
+import { SERVER_DEFAULTS } from "../src/settings";
+import { EXTENSION_ROOT } from "./helpers";
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+test("activate wires commands, status item and client; disposing the context undoes it all", async () => {
+  const context = { subscriptions: [] as { dispose(): unknown }[] };
+  await activate(context as never);
+
+  const pkg = JSON.parse(readFileSync(path.join(EXTENSION_ROOT, "package.json"), "utf8"));
+  const declared = pkg.contributes.commands.map((c: { command: string }) => c.command).sort();
+  assert.deepEqual([...recorded.commands.keys()].sort(), declared, "registered commands = package.json commands");
+
+  assert.equal(recorded.clients.length, 1);
+  const client = recorded.clients[0];
+  assert.equal(client.started, true);
+  assert.deepEqual(client.serverOptions.command, "infill");
+  assert.deepEqual(client.serverOptions.args, ["serve"]);
+  assert.deepEqual(client.clientOptions.initializationOptions, { ...SERVER_DEFAULTS });
+
+  const [item] = recorded.statusItems;
+  assert.equal(item.shown, true);
+  assert.equal(item.command, "infill.toggle");
+  client.notificationHandlers.get("infill/status")?.({ state: "ready" });
+  assert.match(item.text, /sparkle/);
+
+  // Inline completions go to the server until toggled off.
+  const next = () => "from server";
+  const provide = (languageId: string) =>
+    client.clientOptions.middleware.provideInlineCompletionItems({ languageId }, {}, {}, {}, next);
+  assert.equal(provide("python"), "from server");
+  await recorded.commands.get("infill.toggle")?.();
+  await tick();
+  assert.equal(recorded.config["infill.enable"], false);
+  assert.equal(provide("python"), null);
+  assert.match(item.text, /\(off\)/);
+
+  // A changed server setting is pushed with didChangeConfiguration.
+  await fakeSettingChange("infill.maxTokens", 24);
+  assert.deepEqual(client.sentNotifications.at(-1), {
+    method: "workspace/didChangeConfiguration",
+    params: { settings: { infill: { ...SERVER_DEFAULTS, maxTokens: 24 } } },
+  });
+
+  // Rewrites without an editor say so instead of failing.
+  await recorded.commands.get("infill.rewriteSelection")?.();
+  assert.match(recorded.messages.at(-1) ?? "", /open a file/);
+
+  for (const subscription of context.subscriptions) {
+    subscription.dispose();
+  }
+  await deactivate();
+  await tick();
+  for (const id of declared) {
+    assert.ok(recorded.disposed.includes(`command:${id}`), `${id} not disposed`);
+  }
+  assert.ok(recorded.disposed.includes("onDidChangeConfiguration"));
+  assert.ok(recorded.disposed.includes("notification:infill/status"));
+  assert.equal(item.disposed, true);
+  assert.equal(client.disposed, true);
+});
+
+async function fakeSettingChange(key: string, value: unknown): Promise<void> {
+  recorded.config[key] = value;
+  for (const listener of recorded.configListeners) {
+    listener({ affectsConfiguration: (section: string) => section === "infill" });
+  }
+  await tick();
+}
