@@ -62,7 +62,7 @@ run() {
   shift 2
   local log="$WORK/$(echo "$name" | tr -c 'a-zA-Z0-9' '_').log"
   say "$name"
-  (cd "$dir" && "$@") 2>&1 | tee "$log"
+  (cd "$dir" && "$@") </dev/null 2>&1 | tee "$log"
   record "$name" "${PIPESTATUS[0]}" "$log"
 }
 
