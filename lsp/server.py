@@ -357,6 +357,9 @@ async def inline_completion(
     except InfillError as error:  # stale, superseded, no model, context too long: nothing to show
         logger.info("inline completion %s: %s", ls.protocol.msg_id, error)
         return empty
+    except Exception:  # a bug below the protocol: the editor gets nothing rather than an error popup
+        logger.exception("inline completion %s failed", ls.protocol.msg_id)
+        return empty
     return types.InlineCompletionList(items=completion_items(plan, edits, snapshot.index, snapshot.codec))
 
 

@@ -269,6 +269,11 @@ class ModelWorker:
             for task in live:
                 self._complete_batch([task])
             return
+        except Exception as error:  # a bug below us: fail these requests, keep the worker alive
+            logger.exception("completion batch failed")
+            for task in live:
+                _settle(task.future, error=error)
+            return
         elapsed_ms = (time.perf_counter() - started) * 1000
         for task, edits in zip(live, results, strict=True):
             tokens = len(edits[0].tokens) if edits else 0

@@ -111,3 +111,14 @@ def test_a_failed_load_fails_tasks_with_its_message() -> None:
         assert [state for state, _ in status.states] == ["loading", "error"]
     finally:
         failing.close()
+
+
+def test_a_failing_call_fails_its_future_and_the_worker_goes_on(worker: ModelWorker) -> None:
+    def broken(infiller: Any, config: Any, should_stop: Any) -> None:
+        raise RuntimeError("bug below the server")
+
+    with pytest.raises(RuntimeError, match="bug below"):
+        worker.call(broken, SamplerOverrides(), never_stale, "broken").result(TIMEOUT_S)
+    assert (
+        worker.complete(job(), SamplerOverrides(steps=4), never_stale, "after").result(TIMEOUT_S) is not None
+    )
