@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import cattrs
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidRequest, JsonRpcParseError
+from lsprotocol.types import EXIT, INITIALIZE
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    JsonRpcServerNotInitialized,
+)
 from pygls.protocol import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
@@ -22,6 +29,7 @@ from pygls.protocol import (
     LanguageServerProtocol,
     default_converter,
 )
+from pygls.protocol.json_rpc import RPCRequest
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,13 @@ class InfillProtocol(LanguageServerProtocol):
             )
             if not is_notification:  # notifications get no answer, not even an error
                 self.send_error(msg_id, error.code, error.message)
+            return
+        method = getattr(message, "method", None)
+        if self._workspace is None and method not in (INITIALIZE, EXIT):
+            # Before `initialize` there is no workspace: requests get ServerNotInitialized, notifications are
+            # dropped (the LSP rule), instead of an internal error from deep inside a handler.
+            if isinstance(message, RPCRequest):
+                self.send_error(message.id, JsonRpcServerNotInitialized.CODE, "Server not initialized")
             return
         super().handle_message(message)
 

@@ -153,9 +153,11 @@ def test_tcp_on_loopback_speaks_lsp(tmp_path: Path) -> None:
     assert server.stdout.read() == b""  # stdout stays clean in TCP mode
 
 
-def test_exit_without_shutdown_ends_the_process_with_code_1(tmp_path: Path) -> None:
+def test_requests_before_initialize_and_exit_without_shutdown(tmp_path: Path) -> None:
     session = RawSession(serve_argv(None, tmp_path / "server.log"))
     try:
+        early = session.call("infill/rewrite", {"textDocument": UNKNOWN_DOC, "target": "holes"})
+        assert error_of(early) == -32002  # ServerNotInitialized
         session.call("initialize", {"processId": None, "capabilities": {}})
         session.notify("exit", None)
         assert session.process.wait(timeout=30) == 1
