@@ -101,7 +101,8 @@ def write_model_card(
     lines = [
         f"# {out.name}",
         "",
-        f"A {kind} code-infilling model trained by the infill training pipeline, {origin}.",
+        f"{'An' if kind[0] in 'aeiou' else 'A'} {kind} code-infilling model trained by the infill training "
+        f"pipeline, {origin}.",
         "",
         "## Training",
         "",
