@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from infill.cli.batch import read_rows
+from infill.cli.complete import json_report, plain_report
 from infill.cli.fileio import (
     LfView,
     Position,
@@ -146,6 +147,24 @@ def test_read_rows_reports_the_line_of_a_bad_row_even_gzipped(tmp_path: Path) ->
     (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip")
     with pytest.raises(InputError, match="not a valid gzip file"):
         read_rows(tmp_path / "broken.jsonl.gz")
+
+
+def test_complete_reports() -> None:
+    from infill.infiller import Edit
+
+    text = "x = 1\ny = \n"
+    edits = [Edit(10, 10, "x + 1", -0.25), Edit(10, 10, "2\n", -1.5)]
+    assert plain_report(edits[:1], numbered=False) == "x + 1\n"
+    assert plain_report(edits, numbered=True) == (
+        "--- candidate 1 of 2 (score -0.250) ---\nx + 1\n--- candidate 2 of 2 (score -1.500) ---\n2\n"
+    )
+    report = json_report(Path("a.py"), Position(Path("a.py"), 2, 5), "python", "auto", text, edits)
+    assert json.loads(json.dumps(report))["candidates"][1] == {
+        "text": "2\n",
+        "score": -1.5,
+        "start": {"line": 2, "column": 5},
+        "end": {"line": 2, "column": 5},
+    }
 
 
 @pytest.mark.skipif(shutil.which("patch") is None, reason="needs patch(1)")
@@ -279,23 +298,20 @@ def test_complete_json_and_plain(
     (tmp_path / "notes.xyz").write_text("total = \n")
     model = ("--model", str(modernbert_dir), *FAST)
 
-    result = run_infill("complete", "code.py:2:12", "-n", "3", "--json", *model, cwd=tmp_path)
+    # Unknown language (line heuristics), JSON, through a real process.
+    result = run_infill("complete", "notes.xyz:1:9", "-n", "3", "--json", *model, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert (payload["path"], payload["line"], payload["column"], payload["language"]) == (
-        "code.py",
-        2,
-        12,
-        "python",
-    )
+    where = (payload["path"], payload["line"], payload["column"], payload["language"])
+    assert where == ("notes.xyz", 1, 9, None)
     assert len(payload["candidates"]) <= 3
     for candidate in payload["candidates"]:
         assert isinstance(candidate["text"], str) and candidate["text"].strip()
-        assert (candidate["start"]["line"], candidate["start"]["column"]) <= (2, 12)
+        assert (candidate["start"]["line"], candidate["start"]["column"]) <= (1, 9)
 
-    # Unknown language, plain output, several candidates (in-process: the same main()).
+    # Python, plain output, several candidates (in-process: the same main()).
     monkeypatch.chdir(tmp_path)
-    assert main(["complete", "notes.xyz:1:9", "--mode", "line", "-n", "2", *model]) == 0
+    assert main(["complete", "code.py:2:12", "--mode", "line", "-n", "2", *model]) == 0
     plain = capsys.readouterr()
     headers = [line for line in plain.out.splitlines() if line.startswith("--- candidate ")]
     assert len(headers) <= 2

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infill.cli.common import (
     add_decode_options,
@@ -18,7 +21,10 @@ from infill.cli.common import (
     load_infiller,
     positive_int,
 )
-from infill.cli.fileio import lf_view, line_column, offset_of, parse_position, read_source
+from infill.cli.fileio import Position, lf_view, line_column, offset_of, parse_position, read_source
+
+if TYPE_CHECKING:
+    from infill.infiller import Edit
 
 
 def complete_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,29 +74,47 @@ def complete_command(args: argparse.Namespace) -> int:
     edits = infiller.complete(request, decode_config(args, infiller))
 
     if args.json:
-        payload = {
-            "path": str(source.path),
-            "line": position.line,
-            "column": position.column,
-            "language": language,
-            "mode": args.mode,
-            "candidates": [
-                {
-                    "text": edit.new_text,
-                    "score": edit.score,
-                    "start": dict(zip(("line", "column"), line_column(text, edit.start), strict=True)),
-                    "end": dict(zip(("line", "column"), line_column(text, edit.end), strict=True)),
-                }
-                for edit in edits
-            ],
-        }
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
-        return 0
-    if not edits:
+        print(
+            json.dumps(
+                json_report(source.path, position, language, args.mode, text, edits),
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    elif edits:
+        sys.stdout.write(plain_report(edits, numbered=args.candidates > 1))
+    else:
         print("infill: no completion passed the syntax check", file=sys.stderr)
-        return 0
-    for index, edit in enumerate(edits, start=1):
-        if args.candidates > 1:
-            print(f"--- candidate {index} of {len(edits)} (score {edit.score:.3f}) ---")
-        sys.stdout.write(edit.new_text if edit.new_text.endswith("\n") else edit.new_text + "\n")
     return 0
+
+
+def plain_report(edits: Sequence[Edit], *, numbered: bool) -> str:
+    """Each completion on its own lines; with ``numbered``, a header line before each."""
+    parts: list[str] = []
+    for index, edit in enumerate(edits, start=1):
+        if numbered:
+            parts.append(f"--- candidate {index} of {len(edits)} (score {edit.score:.3f}) ---\n")
+        parts.append(edit.new_text if edit.new_text.endswith("\n") else edit.new_text + "\n")
+    return "".join(parts)
+
+
+def json_report(
+    path: Path, position: Position, language: str | None, mode: str, text: str, edits: Sequence[Edit]
+) -> dict[str, object]:
+    """Exact texts and scores, with the replaced range as 1-based line/column in the file's LF view."""
+
+    def where(offset: int) -> dict[str, int]:
+        line, column = line_column(text, offset)
+        return {"line": line, "column": column}
+
+    return {
+        "path": str(path),
+        "line": position.line,
+        "column": position.column,
+        "language": language,
+        "mode": mode,
+        "candidates": [
+            {"text": e.new_text, "score": e.score, "start": where(e.start), "end": where(e.end)}
+            for e in edits
+        ],
+    }
