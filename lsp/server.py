@@ -149,7 +149,7 @@ class InfillLanguageServer(LanguageServer):
             self.loop.call_soon_threadsafe(self._report_status, state, message)
 
     def _report_status(self, state: WorkerState, message: str | None) -> None:
-        self.protocol.notify(STATUS_METHOD, {"state": state, **({"message": message} if message else {})})
+        # Progress first: a client that sees "ready" may rely on the progress being over.
         token = self._progress_token
         if state == "loading" and token is not None:
             begin = types.WorkDoneProgressBegin(title="infill", message=message, cancellable=False)
@@ -157,6 +157,7 @@ class InfillLanguageServer(LanguageServer):
         elif state in ("ready", "error") and token is not None:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
             self._progress_token = None
+        self.protocol.notify(STATUS_METHOD, {"state": state, **({"message": message} if message else {})})
         if state == "error" and not self._shown_load_error:
             self._shown_load_error = True
             self.show_message(types.MessageType.Error, f"infill: the model failed to load: {message}")
