@@ -69,19 +69,28 @@ def test_concurrent_completions_share_one_batch(
 
 
 def test_the_stop_flag_is_honoured_between_denoising_steps(worker: ModelWorker) -> None:
-    calls = 0
+    # Threshold 1.0 commits one token per step on the random model, so 32 tokens take about 32 steps.
+    overrides = SamplerOverrides(steps=32, threshold=1.0)
+    checks = 0
 
-    def stale_after_two_checks() -> bool:
-        nonlocal calls
-        calls += 1
-        return calls > 2
+    def count_checks() -> bool:
+        nonlocal checks
+        checks += 1
+        return False
 
-    # Threshold 1.0 commits one token per step, so 64 tokens would take 64 forward passes.
-    overrides = SamplerOverrides(steps=64, threshold=1.0)
-    future: Future[Any] = worker.complete(job(max_tokens=64), overrides, stale_after_two_checks, "stop-me")
+    worker.complete(job(max_tokens=32), overrides, count_checks, "full").result(TIMEOUT_S)
+    assert checks >= 10  # asked between steps, not only before and after
+    checks = 0
+
+    def stale_after_five_checks() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 5
+
+    future: Future[Any] = worker.complete(job(max_tokens=32), overrides, stale_after_five_checks, "stop-me")
     with pytest.raises(Cancelled):
         future.result(TIMEOUT_S)
-    assert calls <= 6  # stopped within a step of turning stale, not after 64 passes
+    assert checks <= 7  # stopped at the next check instead of running the remaining steps
 
 
 def test_stale_work_never_reaches_the_model(worker: ModelWorker) -> None:
