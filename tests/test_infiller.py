@@ -240,6 +240,25 @@ def test_fill_batch_batches_and_reports_progress(infiller: Infiller, mode: str) 
         assert all("\n" not in c.rstrip("\n") for c in completions)
 
 
+class EchoEngine(InfillEngine):
+    """Fills every gap with its own prefix, so a completion shows which row it was made for."""
+
+    def fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[FillResult]:
+        return [FillResult(candidates=[Candidate(r.prefix, 0.0)]) for r in requests]
+
+
+def test_fill_batch_groups_rows_by_length_and_keeps_input_order(infiller: Infiller) -> None:
+    rows = [("x" * n, "") for n in (50, 3, 40, 1, 30, 2)]
+    assert Infiller(EchoEngine(infiller.engine.loaded)).fill_batch(rows, batch_size=2) == [p for p, _ in rows]
+    infiller.fill_batch(rows, max_tokens=2, config=FAST, batch_size=2)
+    assert [[len(r.prefix) for r in call] for call in infiller.engine.calls] == [[1, 2], [3, 30], [40, 50]]
+
+
 def test_fill_batch_rejects_an_unknown_mode(infiller: Infiller) -> None:
     with pytest.raises(InputError, match="mode"):
         infiller.fill_batch([("a", "b")], mode="paragraph")
