@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from infill import regions
 from infill.engine import InfillEngine
@@ -346,6 +346,7 @@ class Infiller:
             raise InputError(f"unknown fill mode {mode!r} (expected line, block or span)")
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
+        fill_mode = cast(FillMode, mode)
         base = config if config is not None else self.engine.default_config()
         config = replace(base, num_candidates=1)
         by_length = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
@@ -353,7 +354,7 @@ class Infiller:
         for first in range(0, len(rows), batch_size):
             chunk = by_length[first : first + batch_size]
             requests = [
-                FillRequest(prefix=rows[i][0], suffix=rows[i][1], max_tokens=max_tokens, mode=mode)  # type: ignore[arg-type]
+                FillRequest(prefix=rows[i][0], suffix=rows[i][1], max_tokens=max_tokens, mode=fill_mode)
                 for i in chunk
             ]
             for i, result in zip(chunk, self.engine.fill(requests, config), strict=True):
