@@ -75,6 +75,12 @@ def eval_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     parser.add_argument("--workers", type=positive_int, default=2, help="programs run in parallel")
     parser.add_argument("--no-floor", action="store_true", help="skip scoring empty completions")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)",
+    )
     add_model_options(parser)
     add_decode_options(
         parser, max_tokens_help="token budget per task (default: 32 single, 96 multi, 64 file)"
@@ -172,6 +178,10 @@ def _evaluate_model(
     from training.eval.harness import evaluate
 
     model_dir = resolve_model_dir(args.model)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     mode = args.mode or DEFAULT_MODES.get(args.bench, FALLBACK_MODE)
     max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS.get(args.bench, FALLBACK_MAX_TOKENS)
     generate = load_generator(
