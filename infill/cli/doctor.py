@@ -78,11 +78,7 @@ def _report_languages() -> None:
     try:
         from infill import regions
 
-        working = [
-            lang
-            for lang in ("python", "javascript", "typescript", "tsx", "go", "rust", "java", "c", "cpp")
-            if regions.parse_error_count("", lang) == 0
-        ]
+        working = [lang for lang in regions.LANGUAGES if regions.parse_error_count("", lang) == 0]
         _row("grammars loading", ", ".join(working) or "none")
     except (ImportError, InfillError, ValueError, OSError) as error:
         _row("grammars loading", f"FAILED: {error}")
