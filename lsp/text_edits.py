@@ -28,35 +28,71 @@ class PositionOutOfRange(ValueError):
     """A client position names a line the document does not have."""
 
 
+# Line breaks are counted per chunk of this many characters: indexing a 5 MB document costs a few hundred
+# C-level str.count calls instead of a Python object per line, and finding a line scans at most one chunk.
+CHUNK = 1 << 14
+
+
 @dataclass(frozen=True)
 class LineIndex:
-    """Start offsets of every line of ``text`` (LSP line breaks), for offset <-> position conversion."""
+    """Line <-> offset lookups over ``text`` with LSP line breaks (``\\n``, ``\\r\\n``, ``\\r``).
+
+    Built once per document version on the protocol thread, so it must be cheap for big files: for text whose
+    line breaks are all ``\\n`` or ``\\r\\n`` only newline counts per chunk are kept (``chunk_breaks[i]`` =
+    newlines in ``text[: i * CHUNK]``); text with a lone ``\\r`` keeps every line start (``starts``).
+    """
 
     text: str
-    starts: tuple[int, ...]
+    chunk_breaks: tuple[int, ...] = ()
+    starts: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, text: str) -> LineIndex:
-        return cls(text, (0, *(match.end() for match in _LINE_BREAK.finditer(text))))
+        if "\r" in text and text.count("\r") != text.count("\r\n"):
+            return cls(text, starts=(0, *(match.end() for match in _LINE_BREAK.finditer(text))))
+        breaks = [0]
+        for chunk_start in range(0, len(text), CHUNK):
+            breaks.append(breaks[-1] + text.count("\n", chunk_start, chunk_start + CHUNK))
+        return cls(text, chunk_breaks=tuple(breaks))
+
+    @property
+    def line_count(self) -> int:
+        return len(self.starts) if self.starts is not None else self.chunk_breaks[-1] + 1
+
+    def line_start(self, line: int) -> int:
+        if self.starts is not None:
+            return self.starts[line]
+        if line == 0:
+            return 0
+        # The line starts after the line-th newline: it lies in the chunk where the running count reaches it.
+        chunk = bisect.bisect_left(self.chunk_breaks, line) - 1
+        position, remaining = chunk * CHUNK - 1, line - self.chunk_breaks[chunk]
+        for _ in range(remaining):
+            position = self.text.index("\n", position + 1)
+        return position + 1
 
     def line_end(self, line: int) -> int:
         """Offset of the end of ``line``'s content (before its line break)."""
-        end = self.starts[line + 1] if line + 1 < len(self.starts) else len(self.text)
-        while end > self.starts[line] and self.text[end - 1] in "\r\n":
+        start = self.line_start(line)
+        end = self.line_start(line + 1) if line + 1 < self.line_count else len(self.text)
+        while end > start and self.text[end - 1] in "\r\n":
             end -= 1
         return end
 
     def line_of(self, offset: int) -> int:
-        return bisect.bisect_right(self.starts, offset) - 1
+        if self.starts is not None:
+            return bisect.bisect_right(self.starts, offset) - 1
+        chunk = min(offset // CHUNK, len(self.chunk_breaks) - 1)
+        return self.chunk_breaks[chunk] + self.text.count("\n", chunk * CHUNK, offset)
 
     def offset(self, position: types.Position, codec: UnitCounter) -> int:
         """Offset of a client position; a column past the end of its line means the end of the line (LSP)."""
-        if position.line < 0 or position.character < 0 or position.line >= len(self.starts):
+        if position.line < 0 or position.character < 0 or position.line >= self.line_count:
             raise PositionOutOfRange(
                 f"position {position.line}:{position.character} is outside the document "
-                f"({len(self.starts)} lines)"
+                f"({self.line_count} lines)"
             )
-        start, end = self.starts[position.line], self.line_end(position.line)
+        start, end = self.line_start(position.line), self.line_end(position.line)
         content = self.text[start:end]
         if content.isascii():
             return start + min(position.character, len(content))
@@ -72,7 +108,7 @@ class LineIndex:
         offset = max(0, min(offset, len(self.text)))
         line = self.line_of(offset)
         return types.Position(
-            line=line, character=codec.client_num_units(self.text[self.starts[line] : offset])
+            line=line, character=codec.client_num_units(self.text[self.line_start(line) : offset])
         )
 
     def range(self, start: int, end: int, codec: UnitCounter) -> types.Range:

@@ -13,7 +13,7 @@ from pygls.workspace.position_codec import PositionCodec
 from lsp.completion import SelectedCompletion, completion_items, plan_completion, selected_completion
 from lsp.rewrite import parse_rewrite_params
 from lsp.settings import ServerSettings, model_spec, parse_settings
-from lsp.text_edits import LineIndex, PositionOutOfRange, context_slice, inline_insertion
+from lsp.text_edits import CHUNK, LineIndex, PositionOutOfRange, context_slice, inline_insertion
 
 UTF16 = PositionCodec(types.PositionEncodingKind.Utf16)
 UTF8 = PositionCodec(types.PositionEncodingKind.Utf8)
@@ -39,6 +39,23 @@ def test_positions_count_utf16_code_units_for_emoji_and_cjk() -> None:
     for offset in range(len(text) + 1):
         if text[offset - 1 : offset + 1] != "\r\n":  # the middle of a line break has no position
             assert index.offset(index.position(offset, UTF16), UTF16) == offset
+
+
+def test_chunked_line_index_agrees_with_every_line_start() -> None:
+    # Several chunks, CRLF and LF mixed (no lone CR: the chunked path), emoji, empty lines, a chunk-long line.
+    parts = [f"line {i} 😋\r\n" if i % 3 else f"x{i}\n\n" for i in range(4000)] + ["y" * CHUNK + "\n", "tail"]
+    text = "".join(parts)
+    index = LineIndex.of(text)
+    assert index.starts is None and len(index.chunk_breaks) > 4
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+    assert index.line_count == len(starts)
+    for line in [*range(0, len(starts), 97), len(starts) - 2, len(starts) - 1]:
+        assert index.line_start(line) == starts[line]
+        content = text[starts[line] : starts[line + 1] if line + 1 < len(starts) else len(text)]
+        assert index.line_end(line) == starts[line] + len(content.rstrip("\r\n"))
+    for offset in range(0, len(text) + 1, 101):
+        assert index.line_of(offset) == text.count("\n", 0, offset)
+        assert index.offset(index.position(offset, UTF16), UTF16) == offset or text[offset - 1] == "\r"
 
 
 def test_form_feed_is_not_a_line_break() -> None:
