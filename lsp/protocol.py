@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import cattrs
+from lsprotocol import types
 from lsprotocol.types import EXIT, INITIALIZE
 from pygls.exceptions import (
     JsonRpcException,
@@ -30,6 +33,9 @@ from pygls.protocol import (
     default_converter,
 )
 from pygls.protocol.json_rpc import RPCRequest
+from pygls.protocol.language_server import lsp_method
+
+from lsp.text_edits import apply_content_change
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +102,31 @@ class InfillProtocol(LanguageServerProtocol):
                 self.send_error(message.id, JsonRpcServerNotInitialized.CODE, "Server not initialized")
             return
         super().handle_message(message)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(
+        self, params: types.DidChangeTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        """Apply edits with LSP line rules. pygls splits lines with str.splitlines, which also breaks at form
+        feeds and U+2028 where the client does not (an edit after one lands on the wrong line), and rebuilds
+        the text line by line in Python on every keystroke."""
+        uri = params.text_document.uri
+        document = self.workspace.text_documents.get(unquote(uri))
+        if document is None:
+            logger.warning("didChange for %s, which is not open", uri)
+        else:
+            text = document.source
+            for change in params.content_changes:
+                text = apply_content_change(text, change, document.position_codec)
+            item = types.TextDocumentItem(
+                uri=uri,
+                language_id=document.language_id or "",
+                version=params.text_document.version,
+                text=text,
+            )
+            self.workspace.put_text_document(item)
+        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield user_handler, (params,), None
 
     def send_parse_error(self, detail: str) -> None:
         self.send_error(None, JsonRpcParseError.CODE, f"Parse error: {detail}")

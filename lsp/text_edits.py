@@ -115,6 +115,24 @@ class LineIndex:
         return types.Range(start=self.position(start, codec), end=self.position(end, codec))
 
 
+def apply_content_change(text: str, change: types.TextDocumentContentChangeEvent, codec: UnitCounter) -> str:
+    """The document after one didChange content change (a change past the end applies at the end)."""
+    if not isinstance(change, types.TextDocumentContentChangePartial):
+        return change.text
+    index = LineIndex.of(text)
+    start, end = (
+        _offset_or_end(index, position, codec) for position in (change.range.start, change.range.end)
+    )
+    return text[: min(start, end)] + change.text + text[max(start, end) :]
+
+
+def _offset_or_end(index: LineIndex, position: types.Position, codec: UnitCounter) -> int:
+    try:
+        return index.offset(position, codec)
+    except PositionOutOfRange:
+        return len(index.text)
+
+
 @dataclass(frozen=True)
 class InlineInsertion:
     """An inline completion in offsets: replace ``text[start:end]`` (within one line) with ``insert_text``."""

@@ -214,6 +214,16 @@ def test_rewrite_targets_return_edits_with_confidence(session: LspSession) -> No
     assert nothing == {"edits": []}
 
 
+def test_edits_after_a_form_feed_land_on_the_clients_line(session: LspSession) -> None:
+    # str.splitlines (what pygls uses) breaks lines at form feeds; LSP clients do not.
+    uri = "file:///formfeed.py"
+    session.open(uri, "x = 1  # \x0c page break\ny = 2\n", version=1)
+    at = types.Range(start=types.Position(line=1, character=4), end=types.Position(line=1, character=5))
+    session.change(uri, 2, "<|fill|>", at)
+    holes = session.request("infill/rewrite", {"textDocument": {"uri": uri}, "version": 2, "target": "holes"})
+    assert [edit["range"]["start"] for edit in holes["edits"]] == [{"line": 1, "character": 4}]
+
+
 def test_rewrite_errors_are_json_rpc_errors(session: LspSession) -> None:
     uri = "file:///rewrite_errors.py"
     session.open(uri, PY, version=5)

@@ -13,7 +13,14 @@ from pygls.workspace.position_codec import PositionCodec
 from lsp.completion import SelectedCompletion, completion_items, plan_completion, selected_completion
 from lsp.rewrite import parse_rewrite_params
 from lsp.settings import ServerSettings, model_spec, parse_settings
-from lsp.text_edits import CHUNK, LineIndex, PositionOutOfRange, context_slice, inline_insertion
+from lsp.text_edits import (
+    CHUNK,
+    LineIndex,
+    PositionOutOfRange,
+    apply_content_change,
+    context_slice,
+    inline_insertion,
+)
 
 UTF16 = PositionCodec(types.PositionEncodingKind.Utf16)
 UTF8 = PositionCodec(types.PositionEncodingKind.Utf8)
@@ -62,6 +69,21 @@ def test_form_feed_is_not_a_line_break() -> None:
     # str.splitlines would split here and disagree with every client about line numbers.
     index = LineIndex.of("a\x0cb\nc")
     assert index.offset(pos(1, 0), UTF16) == 4
+
+
+def test_content_changes_follow_lsp_lines() -> None:
+    text = "a\x0cb\r\nc 😋 d\n"
+    insert = types.TextDocumentContentChangePartial(
+        range=types.Range(start=pos(1, 5), end=pos(1, 6)), text="X"
+    )
+    assert apply_content_change(text, insert, UTF16) == "a\x0cb\r\nc 😋 X\n"  # emoji: 2 columns
+    past_end = types.TextDocumentContentChangePartial(
+        range=types.Range(start=pos(9, 0), end=pos(9, 0)), text="!"
+    )
+    assert apply_content_change(text, past_end, UTF16) == text + "!"
+    assert (
+        apply_content_change(text, types.TextDocumentContentChangeWholeDocument(text="new"), UTF16) == "new"
+    )
 
 
 def test_positions_outside_the_document_are_rejected() -> None:
