@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -47,11 +48,17 @@ def describe_model(model_dir: Path) -> str:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = ",".join(config.get("architectures") or [config.get("model_type", "?")])
     fmt = " PSM" if config.get("infill_format") == "psm" else ""
-    return (
-        f"`{model_dir}` ({arch}{fmt}, {parameter_count(model_dir) / 1e6:.2f}M parameters, "
+    shown = os.path.relpath(model_dir) if model_dir.is_absolute() else str(model_dir)
+    text = (
+        f"`{shown}` ({arch}{fmt}, {parameter_count(model_dir) / 1e6:.2f}M parameters, "
         f"{config.get('hidden_size')} hidden x {config.get('num_hidden_layers')} layers, "
         f"window {config.get('max_position_embeddings')})"
     )
+    generation = model_dir / "generation_config.json"
+    if not fmt and generation.is_file():
+        sampler = json.loads(generation.read_text(encoding="utf-8")).get("infill") or {}
+        text += ", sampler " + ", ".join(f"{key}={value}" for key, value in sampler.items())
+    return text
 
 
 def run_bench(
