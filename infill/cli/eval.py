@@ -90,11 +90,8 @@ def eval_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def _print_report(report: EvalReport) -> None:
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
-    def num(value: float | None, digits: int = 2) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
+    from training.eval.harness import format_number as num
+    from training.eval.harness import format_percent as pct
 
     print(f"model              {report.name}")
     print(f"bench              {report.bench} ({report.tasks} tasks, {report.executable_tasks} executable)")

@@ -210,11 +210,11 @@ def evaluate(
     return report
 
 
-def _percent(value: float | None) -> str:
+def format_percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _number(value: float | None, digits: int = 2) -> str:
+def format_number(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -226,9 +226,10 @@ def format_table(reports: Sequence[EvalReport]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = [
-        f"| {r.name} | {r.bench} | {r.tasks} | {_percent(r.pass_at_1)} | {_percent(r.exact_match)} "
-        f"| {_number(r.edit_similarity, 3)} | {_percent(r.empty_floor)} "
-        f"| {_number(r.forward_passes_per_token)} | {_number(r.tokens_per_second, 1)} "
+        f"| {r.name} | {r.bench} | {r.tasks} "
+        f"| {format_percent(r.pass_at_1)} | {format_percent(r.exact_match)} "
+        f"| {format_number(r.edit_similarity, 3)} | {format_percent(r.empty_floor)} "
+        f"| {format_number(r.forward_passes_per_token)} | {format_number(r.tokens_per_second, 1)} "
         f"| {'n/a' if r.generation_seconds is None else f'{r.generation_seconds:.0f}s'} |\n"
         for r in reports
     ]
