@@ -447,3 +447,41 @@ def test_memory_stays_flat_over_a_thousand_requests(session: LspSession) -> None
     finally:
         configure(session)
     assert growth_kib < 8 * 1024, f"RSS grew by {growth_kib} KiB over 1000 + 240 requests"
+
+
+# One snippet per supported language; "‸" marks the cursor, where an identifier completes valid code.
+LANGUAGE_SNIPPETS = {
+    "python": "def f(x):\n    return ‸\n",
+    "javascript": "function f(x) {\n  return ‸;\n}\n",
+    "typescript": "function f(x: number): number {\n  return ‸;\n}\n",
+    "typescriptreact": "function f(x: number): number {\n  return ‸;\n}\n",
+    "go": "package main\n\nfunc f(x int) int {\n\treturn ‸\n}\n",
+    "rust": "fn f(x: i32) -> i32 {\n    let y = ‸;\n    y\n}\n",
+    "java": "class A {\n    int f(int x) {\n        return ‸;\n    }\n}\n",
+    "c": "int f(int x) {\n    return ‸;\n}\n",
+    "cpp": "int f(int x) {\n    return ‸;\n}\n",
+}
+
+
+@pytest.mark.parametrize("language_id", sorted(LANGUAGE_SNIPPETS))
+def test_every_supported_language_gets_a_valid_model_completion_at_the_cursor(
+    session: LspSession, language_id: str
+) -> None:
+    from infill.regions import language_for_lsp_id
+
+    marked = LANGUAGE_SNIPPETS[language_id]
+    text = marked.replace("‸", "")
+    before = marked[: marked.index("‸")]
+    line, character = before.count("\n"), len(before.rsplit("\n", 1)[-1])
+    uri = f"file:///every_language/{language_id}"
+    session.open(uri, text, language_id=language_id)
+    items = inline(session, uri, line, character)
+    assert items, f"no completion for {language_id}"
+    grammar = language_for_lsp_id(language_id)
+    for item in items:
+        assert item.range is not None and item.range.start == types.Position(line=line, character=character)
+        assert item.range.end.line == line
+        assert isinstance(item.insert_text, str) and "x" in item.insert_text  # the model's favourite token
+        completed = apply_item(text, item)
+        assert completed != text
+        assert parse_error_count(completed, grammar) <= parse_error_count(text, grammar)
