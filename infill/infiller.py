@@ -313,7 +313,7 @@ class Infiller:
                 edits.append(valid[0])
                 continue
             best = result.best
-            logger.warning(
+            logger.info(
                 "no candidate for the gap at offset %d passed the syntax check; keeping the best raw one",
                 slot.start,
             )
