@@ -232,13 +232,14 @@ def assert_only_markers_replaced(original: bytes, rewritten: bytes) -> None:
 
 def test_rewrite_diff_check_and_in_place(
     marked_files: Path,
-    modernbert_dir: Path,
+    x_model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     files = ("code.py", "notes.xyz", "plain.py")
     before = {name: (marked_files / name).read_bytes() for name in files}
-    model = ("--model", str(modernbert_dir), *FAST)
+    # The "x" model fills every gap here with identifiers that parse, so every marker is replaced.
+    model = ("--model", str(x_model_dir), *FAST)
 
     diff = run_infill("rewrite", *files, *model, cwd=marked_files)
     assert diff.returncode == 0, diff.stderr
@@ -276,6 +277,29 @@ def test_rewrite_diff_check_and_in_place(
         subprocess.run(["patch", "-p1", "-s", "--binary", "-i", "d.patch"], cwd=replay, check=True)
         for name in files:
             assert (replay / name).read_bytes() == (marked_files / name).read_bytes()
+
+
+def test_rewrite_leaves_a_gap_no_valid_candidate_fills_unless_asked(
+    tmp_path: Path,
+    x_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "return (a xxxx)" cannot parse while "return (a )" does, and the "x" model proposes nothing else.
+    original = "def f(a, b):\n    return (a <|fill|>)\n"
+    path = tmp_path / "bad.py"
+    path.write_text(original)
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", str(x_model_dir), *FAST]
+
+    assert main(["rewrite", "--in-place", "bad.py", *model]) == 0
+    assert path.read_text() == original
+    assert "bad.py:2: no candidate passed the syntax check; left it unchanged" in capsys.readouterr().err
+
+    assert main(["rewrite", "--in-place", "--keep-invalid", "bad.py", *model]) == 0
+    written = path.read_text()
+    assert "<|fill|>" not in written and written.startswith("def f(a, b):\n    return (a ")
+    assert "kept the best-scoring one" in capsys.readouterr().err
 
 
 def test_rewrite_without_markers_does_not_load_a_model(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ assertions are still structural (range at the cursor, on one line, no new parse 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,22 +25,6 @@ from tests.test_lsp_support import LspSession, inline_params, rss_kib, serve_arg
 BASE_OPTIONS: dict[str, Any] = {"maxTokens": 4, "steps": 4, "debounceMs": 400}
 PY = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
 FUNC_LINE = 1  # inside add()
-
-
-@pytest.fixture(scope="module")
-def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny ModernBERT with its output bias pushed towards "x" (the decoder weight is tied to the
-    embeddings; the bias is the model's own)."""
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer
-
-    out = tmp_path_factory.mktemp("x_model") / "model"
-    shutil.copytree(modernbert_dir, out)
-    (x_id,) = AutoTokenizer.from_pretrained(out).encode("x", add_special_tokens=False)
-    weights = load_file(out / "model.safetensors")
-    weights["decoder.bias"][x_id] += 30.0
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
 
 
 @pytest.fixture(scope="module")

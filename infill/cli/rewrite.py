@@ -50,6 +50,12 @@ def rewrite_command_parser(subparsers: argparse._SubParsersAction) -> argparse.A
         help="write the files (atomically; refused for a file that changed while the model ran)",
     )
     action.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    parser.add_argument(
+        "--keep-invalid",
+        action="store_true",
+        help="where no candidate passes the syntax check, write the best-scoring one anyway "
+        "(default: leave that hole or region as it is and warn)",
+    )
     add_model_options(parser)
     add_decode_options(
         parser,
@@ -64,7 +70,7 @@ def rewrite_command_parser(subparsers: argparse._SubParsersAction) -> argparse.A
 class _Rewritten:
     source: SourceFile
     new_text: str
-    unvalidated_lines: tuple[int, ...]  # 1-based lines of gaps filled without passing the syntax check
+    unvalidated_lines: tuple[int, ...]  # 1-based lines of gaps no candidate filled with valid syntax
 
 
 def rewrite_command(args: argparse.Namespace) -> int:
@@ -98,11 +104,11 @@ def rewrite_command(args: argparse.Namespace) -> int:
     config = decode_config(args, infiller)
     changed = False
     for source, language in pending:
-        result = _rewrite_source(infiller, source, language, config, args.max_tokens)
+        result = _rewrite_source(infiller, source, language, config, args.max_tokens, args.keep_invalid)
+        outcome = "kept the best-scoring one" if args.keep_invalid else "left it unchanged"
         for line in result.unvalidated_lines:
             print(
-                f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; "
-                "kept the best-scoring one",
+                f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; {outcome}",
                 file=sys.stderr,
             )
         if result.new_text == source.text:
@@ -120,12 +126,21 @@ def rewrite_command(args: argparse.Namespace) -> int:
 
 
 def _rewrite_source(
-    infiller: Infiller, source: SourceFile, language: str | None, config: DecodeConfig, max_tokens: int | None
+    infiller: Infiller,
+    source: SourceFile,
+    language: str | None,
+    config: DecodeConfig,
+    max_tokens: int | None,
+    keep_invalid: bool,
 ) -> _Rewritten:
     from infill.infiller import Edit, apply_edits
 
     view = lf_view(source.text)
     edits = infiller.fill_document(view.text, language=language, config=config, max_tokens=max_tokens)
+    unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
+    if not keep_invalid:
+        # Never write code that adds parse errors: such a gap keeps its markers and its old code.
+        edits = [edit for edit in edits if edit.validated]
     # Map LF-view edits back onto the original text; generated newlines follow the file's own style.
     original_edits = [
         Edit(
@@ -138,7 +153,6 @@ def _rewrite_source(
         )
         for edit in edits
     ]
-    unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
     return _Rewritten(source, apply_edits(source.text, original_edits), unvalidated)
 
 
