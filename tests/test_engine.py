@@ -312,3 +312,9 @@ def test_span_length_estimate_and_canvas_choices() -> None:
     assert canvas_lengths([(8, 0), (16, 0)], 16)[0] == 2
     assert canvas_lengths([(8, 8), (16, 16)], 16) == [16]  # never ends: the whole budget
     assert canvas_lengths([(5, 5)], 5) == [5]  # not estimated
+    # A weak model puts the end about halfway along any canvas: no rung confirms the next, so the span is
+    # decoded on the full budget first (the first ending rung's choice stays as a further candidate).
+    assert canvas_lengths([(8, 2), (16, 9), (32, 17), (48, 26)], 48) == [48, 5, 8, 16]
+    # The last rung counts when the rung before expected the span to run past its end.
+    assert canvas_lengths([(8, 8), (16, 16), (64, 20)], 64) == [32, 64]
+    assert canvas_lengths([(8, 2), (16, 9), (64, 20)], 64) == [64, 5, 8, 16]  # neither neighbour agrees

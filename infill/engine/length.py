@@ -9,6 +9,11 @@ So the engine first runs one batched forward pass over fully masked canvases of 
 lengths up to the budget (the full canvas included) and reads, for each, where end_of_span becomes likely.
 The shortest canvas the span is expected to end inside is the one whose length is in the training range
 for that span; the span is then decoded on the estimated length plus a margin.
+
+An estimate counts only when the next rung confirms it: a model that knows the span's length puts the end at
+the same place when the canvas doubles, while a weak one puts it about halfway along whatever canvas it gets
+(its prior over the end_of_span tail), and trusting the first rung would then cut every span to a couple of
+tokens. With no confirmed rung the span is decoded on the full budget, where the tail rule ends it.
 """
 
 from __future__ import annotations
@@ -62,16 +67,37 @@ def canvas_lengths(estimates: list[tuple[int, int]], budget: int) -> list[int]:
     """Canvas lengths to decode on, most promising first, from ``(canvas length, estimated span length)``
     per ladder rung (shortest rung first).
 
-    The first rung the span ends inside gives the estimate; the canvas is the estimate plus half of it and
-    2 (the middle of the training range of canvases for such a span), capped at that rung. Then the rung
-    itself, the next rung and the full budget, for more candidates.
+    The first rung the span ends inside, with the estimate confirmed by a neighbouring rung, gives the
+    estimate; the canvas is the estimate plus half of it and 2 (the middle of the training range of canvases
+    for such a span), capped at that rung. Then the rung itself, the next rung and the full budget, for more
+    candidates. With no confirmed rung: the full budget first, then what the first rung ending would give.
     """
     rungs = [length for length, _ in estimates]
-    index = next((i for i, (length, span) in enumerate(estimates) if span < length), len(estimates) - 1)
+    ending = [i for i, (length, span) in enumerate(estimates) if span < length]
+    confirmed = [i for i in ending if _confirmed(estimates, i)]
+    index = confirmed[0] if confirmed else ending[0] if ending else len(estimates) - 1
     rung, span = estimates[index]
     options = [min(rung, span + math.ceil(span / 2) + 2), rung, *rungs[index + 1 : index + 2], budget]
+    if not confirmed and ending:
+        options.insert(0, budget)
     lengths: list[int] = []
     for length in options:
         if length not in lengths:
             lengths.append(length)
     return lengths
+
+
+def _agree(a: int, b: int) -> bool:
+    return abs(a - b) <= max(2, min(a, b) // 4)
+
+
+def _confirmed(estimates: list[tuple[int, int]], index: int) -> bool:
+    """The span estimate at ``index`` is repeated by the next rung (the last rung: not contradicted by the one
+    before, which either agrees or expected the span to run past its own end)."""
+    span = estimates[index][1]
+    if index + 1 < len(estimates):
+        return _agree(span, estimates[index + 1][1])
+    if index == 0:
+        return True
+    previous_length, previous_span = estimates[index - 1]
+    return previous_span >= previous_length or _agree(span, previous_span)
