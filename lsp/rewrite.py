@@ -119,6 +119,8 @@ def edits_to_wire(edits: Sequence[Edit], index: LineIndex, codec: UnitCounter) -
                 "range": range_to_wire(index.range(edit.start, edit.end, codec)),
                 "newText": edit.new_text,
                 "confidence": [{"text": token.text, "confidence": token.confidence} for token in edit.tokens],
+                # False: no candidate passed the syntax check and the best raw one fills a hole (holes only).
+                "validated": edit.validated,
             }
             for edit in edits
         ]

@@ -183,7 +183,7 @@ def test_rewrite_targets_return_edits_with_confidence(session: LspSession) -> No
     assert hole["range"]["start"] == {"line": 5, "character": 4}
     assert hole["range"]["end"]["line"] == 5 and hole["range"]["end"]["character"] >= len("x = <|fill|>")
     for edit in function["edits"] + holes["edits"]:
-        assert isinstance(edit["newText"], str)
+        assert isinstance(edit["newText"], str) and isinstance(edit["validated"], bool)
         assert all(
             isinstance(token["text"], str) and 0.0 <= token["confidence"] <= 1.0
             for token in edit["confidence"]

@@ -11,7 +11,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace.position_codec import PositionCodec
 
 from lsp.completion import SelectedCompletion, completion_items, plan_completion, selected_completion
-from lsp.rewrite import parse_rewrite_params
+from lsp.rewrite import edits_to_wire, parse_rewrite_params
 from lsp.settings import ServerSettings, model_spec, parse_settings
 from lsp.text_edits import (
     CHUNK,
@@ -194,6 +194,23 @@ def test_rewrite_params_are_validated() -> None:
     ):
         with pytest.raises(JsonRpcInvalidParams):
             parse_rewrite_params(bad)
+
+
+def test_rewrite_result_says_which_edits_passed_the_syntax_check() -> None:
+    from infill.infiller import Edit
+
+    text = "a = <|fill|>\nb = <|fill|>\n"
+    first, second = text.index("<|fill|>"), text.rindex("<|fill|>")
+    edits = [
+        Edit(first, first + len("<|fill|>"), "1", 0.9),
+        Edit(second, second + len("<|fill|>"), "(", 0.1, validated=False),
+    ]
+    wire = edits_to_wire(edits, LineIndex.of(text), UTF16)
+    assert [edit["validated"] for edit in wire["edits"]] == [True, False]
+    assert [edit["range"]["start"] for edit in wire["edits"]] == [
+        {"line": 0, "character": 4},
+        {"line": 1, "character": 4},
+    ]
 
 
 def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
