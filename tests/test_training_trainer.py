@@ -213,3 +213,30 @@ def test_bundle_copies_the_model_files_and_refuses_the_ar_peer(scratch_run: Path
     (peer / "config.json").write_text(json.dumps({"infill_format": "psm"}))
     with pytest.raises(TrainingError, match="not a diffusion model"):
         bundle_model(peer, tmp_path / "x")
+
+
+def test_bundle_in_bfloat16_halves_the_weights_and_still_fills(scratch_run: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from infill.engine import InfillEngine
+    from infill.engine.types import DecodeConfig, FillRequest
+    from training.bundle import bundle_model
+
+    full, half = tmp_path / "full", tmp_path / "half"
+    bundle_model(scratch_run, full)
+    bundle_model(scratch_run, half, bfloat16=True)
+    weights = load_file(str(half / "model.safetensors"))
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.bfloat16}
+    original = load_file(str(full / "model.safetensors"))
+    assert weights.keys() == original.keys()
+    for name, tensor in weights.items():
+        assert torch.allclose(tensor.float(), original[name], rtol=1e-2, atol=1e-2)
+    full_size, half_size = ((d / "model.safetensors").stat().st_size for d in (full, half))
+    assert half_size < 0.55 * full_size
+    assert json.loads((half / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = load_model(half, device="cpu")
+    assert loaded.dtype == torch.float32  # upcast on the CPU
+    request = FillRequest("def add(a, b):\n    return ", "\n", max_tokens=8)
+    (result,) = InfillEngine(loaded).fill([request], DecodeConfig())
+    assert result.best is not None and result.forward_passes > 0
