@@ -11,7 +11,6 @@ config) and prints tokens per second for each thread count.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from infill.models import resolve_model_dir
 from training.config import TrainConfig
+from training.eval.generation import model_family
 from training.model_factory import load_base_model, load_tokenizer_from
 from training.objective import ExampleSource, ar_loss, diffusion_loss
 from training.trainer import load_corpus
@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
 
     model_dir = resolve_model_dir(args.model)
-    is_ar = json.loads((Path(model_dir) / "config.json").read_text()).get("infill_format") == "psm"
+    is_ar = model_family(model_dir) == "psm"
     if is_ar:
         from transformers import AutoModelForCausalLM
 

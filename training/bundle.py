@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from infill.errors import TrainingError
+from infill.errors import ModelLoadError, TrainingError
+from training.eval.generation import model_family
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "infill" / "default_model"
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
@@ -41,10 +42,11 @@ def bundle_model(run_dir: str | Path, dest: Path = BUNDLED_DIR, *, bfloat16: boo
     """Replace ``dest`` with the model files of ``run_dir`` (weights in bfloat16 if asked); returns the files
     written."""
     run_dir = Path(run_dir)
-    config = run_dir / "config.json"
-    if not config.is_file():
-        raise TrainingError(f"{run_dir} has no config.json: not a model dir")
-    if json.loads(config.read_text()).get("infill_format") == "psm":
+    try:
+        family = model_family(run_dir)
+    except ModelLoadError as exc:
+        raise TrainingError(str(exc)) from None
+    if family == "psm":
         raise TrainingError(f"{run_dir} is not a diffusion model dir (the AR peer is never bundled)")
     shards = sorted(run_dir.glob("model*.safetensors"))
     if not shards:
