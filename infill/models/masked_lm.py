@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForMaskedLM
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from infill.errors import ModelLoadError
+from infill.models.adapters import MaskedLMAdapter
 from infill.models.locate import describe_error
 from infill.models.weights import checked_model, pretrained_kwargs
 
@@ -32,26 +33,6 @@ def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
     if config.get("model_type") in _POSITIONS_OFFSET_BY_PAD:
         positions -= int(config.get("pad_token_id") or 0) + 1
     return positions
-
-
-class MaskedLMAdapter:
-    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted.
-
-    Also serves remote-code models, which may return a plain tuple whose first item is the logits.
-    """
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        logits = getattr(out, "logits", None)
-        if logits is None:
-            logits = out[0]
-        assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
-        # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
-        return logits.float()
 
 
 def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> MaskedLMAdapter:

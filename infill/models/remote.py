@@ -15,8 +15,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from infill.errors import ModelLoadError
+from infill.models.adapters import MaskedLMAdapter
 from infill.models.locate import describe_error
-from infill.models.masked_lm import MaskedLMAdapter
 from infill.models.weights import checked_model, pretrained_kwargs
 
 logger = logging.getLogger(__name__)
