@@ -103,6 +103,7 @@ class _Slot:
     end: int
     request: FillRequest
     kind: str  # Region kind passed to finalize_candidate
+    indent: str | None = None  # indentation of the region's first line: fills are re-indented to it
 
 
 class Infiller:
@@ -137,8 +138,9 @@ class Infiller:
         edits: list[Edit] = []
         seen: set[str] = set()
         for candidate in candidates:
+            request = slot.request
             text = regions.finalize_candidate(
-                slot.request.prefix, candidate.text, slot.request.suffix, language, slot.kind
+                request.prefix, candidate.text, request.suffix, language, slot.kind, slot.indent
             )
             # U+FFFD means the span decoded to invalid UTF-8 (stray byte tokens): never code anyone wants.
             if text is None or not text.strip() or text in seen or "\ufffd" in text:
@@ -156,7 +158,7 @@ class Infiller:
             max_tokens=region.max_tokens,
             mode=fill_mode_for(region.kind),
         )
-        return _Slot(region.start, region.end, request, region.kind)
+        return _Slot(region.start, region.end, request, region.kind, region.indent)
 
     def _regeneration_budget(self, old_code: str, at_least: int = 0) -> int:
         """Tokens for code that replaces ``old_code``: its length plus slack, within half the model's window
@@ -304,7 +306,7 @@ class Infiller:
                 budget = max_tokens or DEFAULT_HOLE_TOKENS
                 kind = "span"
             request = FillRequest(prefix=prefix, suffix=suffix, max_tokens=budget, mode=fill_mode_for(kind))
-            slots.append(_Slot(mark.start, mark.end, request, kind))
+            slots.append(_Slot(mark.start, mark.end, request, kind, mark.indent))
         results = self._run(slots, self._config(config, 1), should_stop)
         edits: list[Edit] = []
         for slot, result in zip(slots, results, strict=True):
