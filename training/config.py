@@ -103,8 +103,10 @@ HELP = {
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
     "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
-    "max_minutes": "stop and save after this much wall time even if steps remain",
-    "threads": "torch CPU threads",
+    "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
+    "threads": "torch CPU threads (default: torch's choice)",
+    "heldout_fraction": "share of files held out (default: 0.1 for a repo, 0.05 for python packages)",
+    "lr": "peak learning rate (default: 2e-3 from scratch, 5e-4 fine-tuning, 1e-3 with LoRA)",
     "eval_spans": "held-out gaps scored for exact match at each evaluation",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
 }
@@ -112,6 +114,14 @@ HELP = {
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The option's help: its description, then its default unless it has none (None) or says its own."""
+    text = HELP.get(field.name, "")
+    if field.default is None or "default:" in text:
+        return text
+    return f"{text} (default: {field.default})".strip()
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +139,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
         elif get_origin(kind) is Literal:
             parser.add_argument(
@@ -137,7 +147,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 choices=get_args(kind),
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
         else:
             parser.add_argument(
@@ -145,7 +155,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 type=kind,
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,12 @@ from training.repo_eval import evaluate_model_dir, heldout_rows
 logger = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out batches use their own fixed seeds, never the training stream's
+
+
+def _say(accelerator: Accelerator, message: str) -> None:
+    """One line on stderr for each phase outside the progress bar, so a long run is never silent."""
+    if accelerator.is_main_process:
+        tqdm.write(f"infill train: {message}", file=sys.stderr)  # above the progress bar, if one is shown
 
 
 @dataclass
@@ -116,7 +123,9 @@ def train(config: TrainConfig) -> TrainResult:
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=config.grad_accum,
     )
+    _say(accelerator, f"reading the corpus ({config.repo or 'installed Python packages'})")
     corpus = load_corpus(config)
+    _say(accelerator, f"{len(corpus.train)} files to train on, {len(corpus.heldout)} held out; loading")
     if not corpus.heldout:
         raise TrainingError("the corpus has a single file: nothing to hold out for evaluation")
     with accelerator.main_process_first():
@@ -152,15 +161,20 @@ def train(config: TrainConfig) -> TrainResult:
     log_path = out / "train_log.jsonl"
     rank, started = accelerator.process_index, time.perf_counter() - state["elapsed_s"]
     heldout_loss, span_eval = None, {}
+    if base_dir and config.compare_base:
+        _say(accelerator, f"scoring the base model on {len(eval_rows)} held-out gaps")
     base_eval = _base_eval(out, base_dir, eval_rows) if base_dir and config.compare_base else {}
 
     def evaluate() -> None:
         nonlocal heldout_loss, span_eval
+        _say(accelerator, f"step {state['step']}: held-out loss")
         heldout_loss = _heldout_loss(model, heldout_source, draw, loss_fn, config, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
+            _say(accelerator, f"step {state['step']}: writing the model to {out}")
             export_model_dir(unwrapped, tokenizer, out, config)
+            _say(accelerator, f"step {state['step']}: scoring {len(eval_rows)} held-out gaps")
             span_eval = evaluate_model_dir(out, eval_rows) if eval_rows else {}
             record = {"step": state["step"], "heldout_loss": heldout_loss, **span_eval}
             _append_log(log_path, {"eval": record})
@@ -227,6 +241,7 @@ def train(config: TrainConfig) -> TrainResult:
             logger.info("stopping at step %d: --max-minutes %.1f reached", state["step"], config.max_minutes)
             break
     bar.close()
+    _say(accelerator, "training done; final evaluation")
     evaluate()
     return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval)
 
