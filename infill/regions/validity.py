@@ -3,8 +3,10 @@ anywhere else, and (Python) compiles.
 
 The rule is absolute where the fill is. Comparing with the document whose gap is left empty is not enough:
 that document is usually broken right there (``folder = `` does not parse), so a broken fill would count as
-"no worse". Away from the fill, errors the file already had (an unfinished function below, an unclosed
-bracket far above) neither reject a fill nor excuse it: there the fill is compared with the empty gap.
+"no worse". So an error on the fill's lines is always the fill's; so is one on the next code line (an
+unfinished expression swallows it) unless that line is broken without the fill's lines too. Further away,
+errors the file already had (an unfinished function below, an unclosed bracket far above) neither reject a
+fill nor excuse it: there the fill is compared with the empty gap.
 
 tree-sitter-python accepts what Python rejects (unexpected indents, mixed tabs and spaces, an empty block),
 so a Python fill is also compiled by Python itself: the top-level statements around it plus the next one
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import tree_sitter
 
 from infill.regions.heuristics import bracket_errors
-from infill.regions.languages import check_language
+from infill.regions.languages import check_language, parser_for
 from infill.regions.syntax import GapParses, bracket_window, encode, error_nodes, parse
 
 
@@ -51,6 +53,8 @@ def first_valid_fill(prefix: str, fills: Sequence[str], suffix: str, language: s
     gap = GapParses(prefix, suffix, language)
     base_errors = error_nodes(gap.base.root_node)
     known_starts = {(node.start_byte, node.is_missing) for node in base_errors}
+    # Errors of the document without the fill's lines at all, by whether the fill ends its last line.
+    without_lines: dict[bool, set[tuple[int, bool]]] = {}
     passed: list[tuple[int, int, bytes, _Window, tree_sitter.Tree]] = []
     for index, fill in enumerate(fills):
         tree = gap.filled(fill)
@@ -61,6 +65,20 @@ def first_valid_fill(prefix: str, fills: Sequence[str], suffix: str, language: s
             continue  # more errors than without it: it broke something, wherever that shows
         if any(_belongs_to_fill(node, window, known_starts) for node in errors):
             continue
+        data = gap.prefix_data + fill_data + gap.suffix_data
+        next_line = _next_code_line_span(data, window.end)
+        if next_line is not None:
+            on_next = [node for node in errors if next_line[0] <= node.start_byte <= next_line[1]]
+            if on_next:
+                ends_line = fill_data.endswith(b"\n")
+                if ends_line not in without_lines:
+                    without_lines[ends_line] = _errors_without_lines(gap, window, ends_line)
+                shift = window.end + 1 - window.start  # bytes the fill's lines take, with their newline
+                if any(
+                    (node.start_byte - shift, node.is_missing) not in without_lines[ends_line]
+                    for node in on_next
+                ):
+                    continue
         passed.append((len(errors), index, fill_data, window, tree))
     for _, index, fill_data, window, tree in sorted(passed, key=lambda item: item[:2]):
         if language != "python":
@@ -96,6 +114,32 @@ def _window(prefix_data: bytes, fill_data: bytes, suffix_data: bytes) -> _Window
         newline = suffix_data.find(b"\n")
         end += newline if newline >= 0 else len(suffix_data)
     return _Window(start, end)
+
+
+def _next_code_line_span(data: bytes, after: int) -> tuple[int, int] | None:
+    """(start, end) bytes of the first line after the one ending at ``after`` that is not blank."""
+    start = after + 1
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        if data[start:end].strip():
+            return start, end
+        start = end + 1
+    return None
+
+
+def _errors_without_lines(gap: GapParses, window: _Window, fill_ends_line: bool) -> set[tuple[int, bool]]:
+    """(start, is_missing) of every error in the document with the fill's lines removed whole: the prefix up
+    to the gap's line, then the suffix after the line the fill ends on. The same for every fill that ends (or
+    does not end) its last line, since the fill goes with its lines."""
+    head = gap.prefix_data[: window.start]
+    if fill_ends_line:
+        tail = gap.suffix_data
+    else:
+        newline = gap.suffix_data.find(b"\n")
+        tail = b"" if newline < 0 else gap.suffix_data[newline + 1 :]
+    tree = parser_for(gap.language).parse(head + tail)
+    return {(node.start_byte, node.is_missing) for node in error_nodes(tree.root_node)}
 
 
 def _belongs_to_fill(node: tree_sitter.Node, window: _Window, known_starts: set[tuple[int, bool]]) -> bool:
