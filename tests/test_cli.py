@@ -21,9 +21,7 @@ import pytest
 from infill.cli.batch import read_rows
 from infill.cli.complete import json_report, plain_report
 from infill.cli.fileio import (
-    LfView,
     Position,
-    lf_view,
     line_column,
     offset_of,
     parse_position,
@@ -33,6 +31,7 @@ from infill.cli.fileio import (
 from infill.cli.main import build_parser, main
 from infill.cli.rewrite import unified_diff
 from infill.errors import InputError
+from infill.line_endings import LfView, lf_view
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Few steps and small budgets: these tests check plumbing, not quality.

@@ -23,7 +23,8 @@ from infill.cli.common import (
     positive_int,
     unknown_language_notice,
 )
-from infill.cli.fileio import Position, lf_view, line_column, offset_of, parse_position, read_source
+from infill.cli.fileio import Position, line_column, offset_of, parse_position, read_source
+from infill.line_endings import lf_view
 
 if TYPE_CHECKING:
     from infill.infiller import Edit

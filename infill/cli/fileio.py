@@ -1,16 +1,14 @@
 """Reading and writing user files without ever losing or half-writing them.
 
 Files are read as bytes and decoded strictly, so the exact original bytes are known; edits are computed on
-an LF view of the text (models are trained on LF) and mapped back to the original offsets, so line endings
-and a missing final newline outside the edited spans survive byte for byte.
+an LF view of the text (``infill.line_endings``: models are trained on LF) and mapped back to the original
+offsets, so line endings and a missing final newline outside the edited spans survive byte for byte.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -60,34 +58,6 @@ def read_source(path: str | Path) -> SourceFile:
         line = data.count(b"\n", 0, error.start) + 1
         raise InputError(f"{path}:{line}: not UTF-8 text (invalid byte 0x{data[error.start]:02x})") from None
     return SourceFile(path, data, text, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
-
-
-@dataclass(frozen=True)
-class LfView:
-    """``text`` with every CRLF turned into LF, and the way back to offsets in the original."""
-
-    text: str
-    newline: str  # the original's dominant line ending, used for generated text
-    # LF-view offsets of the "\n" of every CRLF that was collapsed, ascending.
-    collapsed: tuple[int, ...]
-
-    def original_offset(self, offset: int) -> int:
-        # An offset AT a collapsed "\n" maps to before its "\r", so a span ending at a line end stops before
-        # the whole line ending, and one starting there takes it whole.
-        return offset + bisect.bisect_left(self.collapsed, offset)
-
-    def original_text(self, generated: str) -> str:
-        """Generated (LF) text in the file's own line-ending style."""
-        return generated.replace("\n", self.newline) if self.newline != "\n" else generated
-
-
-def lf_view(text: str) -> LfView:
-    collapsed: list[int] = []
-    for count, match in enumerate(re.finditer("\r\n", text)):
-        collapsed.append(match.start() - count)
-    lone_lf = text.count("\n") - len(collapsed)
-    newline = "\r\n" if len(collapsed) > lone_lf else "\n"
-    return LfView(text.replace("\r\n", "\n"), newline, tuple(collapsed))
 
 
 def check_writable(path: Path) -> None:

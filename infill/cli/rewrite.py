@@ -30,8 +30,9 @@ from infill.cli.common import (
     load_infiller,
     unknown_language_notice,
 )
-from infill.cli.fileio import SourceFile, check_writable, lf_view, line_column, read_source, write_atomic
+from infill.cli.fileio import SourceFile, check_writable, line_column, read_source, write_atomic
 from infill.errors import MarkerError
+from infill.line_endings import lf_view
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
