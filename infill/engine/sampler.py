@@ -33,7 +33,8 @@ from infill.models.base import DenoisingModel, SpecialTokens
 logger = logging.getLogger(__name__)
 
 # constrain(ids (B, T), logits (B, T, V), priority (B, T)) edits logits and priority in place before tokens
-# are chosen: -inf logits forbid tokens, +inf priority forces a position this step, -inf priority holds it.
+# are chosen: -inf logits forbid tokens, +inf priority forces a position this step, -inf priority holds it
+# (a masked position stays masked this step; a committed one is never remasked this step).
 Constraint = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
@@ -140,7 +141,9 @@ def denoise(
             steps_left = steps_left - 1
             remasked = torch.zeros_like(editable)
             if config.remask > 0:
-                in_current = editable & ~masked & (block == row_block.unsqueeze(1))
+                in_current = (
+                    editable & ~masked & (block == row_block.unsqueeze(1)) & (priority > float("-inf"))
+                )
                 remasked = _remask(logits, ids, in_current, steps_left, eos, config.remask)
                 ids[remasked] = special.mask_id
                 commit_step[remasked] = -1
