@@ -84,7 +84,8 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
 
 
 def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[TokenConfidence, ...]:
-    """The leading tokens that make up ``text`` when finalisation cut the candidate short."""
+    """The leading tokens that make up ``text`` when finalisation cut the candidate short (or appended
+    closers); none when it changed the text otherwise (re-indented it), rather than misspelt ones."""
     kept: list[TokenConfidence] = []
     length = 0
     for token in tokens:
@@ -92,7 +93,8 @@ def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[To
             break
         kept.append(token)
         length += len(token.text)
-    return tuple(kept)
+    spelled = "".join(token.text for token in kept)
+    return tuple(kept) if spelled.startswith(text) or text.startswith(spelled) else ()
 
 
 @dataclass(frozen=True)

@@ -192,25 +192,31 @@ def _rewrite_source(
 
 
 def _valid_together(text: str, edits: list[Edit], language: str | None) -> list[Edit]:
-    """The edits that are still valid code with all the others applied (dropping one may mend another, so
-    this repeats until nothing more is dropped)."""
+    """The edits that are still valid code with all the others applied. An edit that is not is dropped
+    (dropping one may mend another, so this repeats); its hole is judged as empty, as when it was filled."""
     from infill import regions
     from infill.infiller import apply_edits
 
     kept = sorted(edits, key=lambda edit: edit.start)
+    blanked: list[Edit] = []  # dropped holes, seen empty by the others (their markers stay in the file)
     while kept:
-        applied = apply_edits(text, kept)
+        applied_edits = sorted(kept + blanked, key=lambda edit: edit.start)
+        applied = apply_edits(text, applied_edits)
         shift, failing = 0, None
-        for edit in kept:
+        for edit in applied_edits:
             start = edit.start + shift
             end = start + len(edit.new_text)
-            if not regions.fill_is_valid(applied[:start], edit.new_text, applied[end:], language):
+            if edit in kept and not regions.fill_is_valid(
+                applied[:start], edit.new_text, applied[end:], language
+            ):
                 failing = edit
                 break
             shift += len(edit.new_text) - (edit.end - edit.start)
         if failing is None:
             return kept
         kept.remove(failing)
+        if text[failing.start : failing.end] == regions.HOLE:
+            blanked.append(replace(failing, new_text=""))
     return kept
 
 
