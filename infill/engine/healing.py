@@ -18,9 +18,11 @@ import torch
 
 from infill.models.base import SpecialTokens, TextTokenizer
 
-# A token that may be the start of a longer one: optional leading blank, then word characters; or blanks
+# A token that may be the start of a longer one: optional leading blank, then word characters; or one blank
 # alone (``x = `` ends in a lone " " token, which code tokenizers glue to the next word: " 42", " foo").
-_WORDISH = re.compile(r"[ \t]?\w+|[ \t]+")
+# Longer runs of blanks (indentation) stay: a blank has no shorter token to stand for it, so healing a single
+# one costs no forward pass, while an indentation run would be decided piece by piece.
+_WORDISH = re.compile(r"[ \t]?\w+|[ \t]")
 # Each healed token may cost a forward pass (a token that is a proper prefix is decided alone); a word
 # is rarely split into more pieces than this.
 MAX_HEALED_TOKENS = 3
