@@ -75,32 +75,6 @@ def check_model_files(model_dir: Path) -> None:
     raise ModelLoadError(f"No weights (*.safetensors) in {model_dir}")
 
 
-def read_generation_defaults(model_dir: Path, known_keys: set[str]) -> dict[str, object]:
-    """Sampler defaults stored with the weights: generation_config.json key "infill" (unknown keys dropped).
-
-    Only the key names are checked here; the engine builds a DecodeConfig from them and validates values.
-    """
-    path = model_dir / "generation_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable generation_config.json in {model_dir}: {exc}") from exc
-    infill = data.get("infill") if isinstance(data, dict) else None
-    if infill is None:
-        return {}
-    if not isinstance(infill, dict):
-        raise ModelLoadError(f'"infill" in {path} must be a JSON object of decoding defaults')
-    defaults: dict[str, object] = {}
-    for key, value in infill.items():
-        if key in known_keys:
-            defaults[key] = value
-        else:
-            logger.warning("Ignoring unknown decoding default %r in %s", key, path)
-    return defaults
-
-
 def describe_error(exc: BaseException) -> str:
     """The first line of a library exception's message, for a one-line ModelLoadError."""
     lines = str(exc).strip().splitlines()
