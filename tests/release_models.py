@@ -64,6 +64,15 @@ QWEN25_ADDED = (
 )
 DREAM_ADDED = (*QWEN25_ADDED, ("<|beginoftext|>", True), ("<|mask|>", True))
 DIFFUCODER_ADDED = (*DREAM_ADDED, ("<|dlm_pad|>", True))
+# DreamOn-v0: Dream-Coder's tokens plus its length-control tokens (spellings as in its paper; not checked
+# against the release files, which the search corpus does not hold).
+DREAMON_ADDED = (*DREAM_ADDED, ("<|expand|>", True), ("<|delete|>", True))
+VARIANT_ADDED = {
+    "dream-v0": DREAM_ADDED,
+    "dream-coder": DREAM_ADDED,
+    "diffucoder": DIFFUCODER_ADDED,
+    "dreamon": DREAMON_ADDED,
+}
 DREAM_REMOTE_FILES = (
     "configuration_dream.py",
     "modeling_dream.py",
@@ -175,10 +184,10 @@ def build_dream_release(
     seed: int = 0,
     generation: dict[str, object] | None = None,
 ) -> Path:
-    """A Dream-v0, Dream-Coder-v0 (``variant="dream-coder"``) or DiffuCoder (``"diffucoder"``) directory."""
+    """A Dream-v0, Dream-Coder-v0 (``"dream-coder"``), DiffuCoder (``"diffucoder"``) or DreamOn directory."""
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    added = DIFFUCODER_ADDED if variant == "diffucoder" else DREAM_ADDED
+    added = VARIANT_ADDED[variant]
     pad_token = "<|dlm_pad|>" if variant == "diffucoder" else "<|endoftext|>"
     tokenizer_size = write_dream_tokenizer_files(out, added, pad_token)
     first = tokenizer_size - len(added)
@@ -205,7 +214,9 @@ def build_dream_release(
             "AutoModel": "modeling_dream.DreamModel",
         },
         # Dream-Coder's config names <|beginoftext|> as bos; Dream-v0 and DiffuCoder name <|endoftext|>.
-        "bos_token_id": ids["<|beginoftext|>"] if variant == "dream-coder" else ids["<|endoftext|>"],
+        "bos_token_id": ids["<|beginoftext|>"]
+        if variant in ("dream-coder", "dreamon")
+        else ids["<|endoftext|>"],
         "eos_token_id": ids["<|endoftext|>"],
         "hidden_act": "silu",
         "hidden_size": qwen.hidden_size,
@@ -388,4 +399,68 @@ def build_llada_release(out: Path, seed: int = 0) -> Path:
         },
     )
     _write_remote_code(out, LLADA_REMOTE_FILES)
+    return out
+
+
+# Embedding and LM-head tensor names of each release layout.
+_EMBEDDING_AND_HEAD = {
+    "qwen2": ("model.embed_tokens.weight", "lm_head.weight"),
+    "llada": ("model.transformer.wte.weight", "model.transformer.ff_out.weight"),
+}
+
+
+def token_id_in_files(model_dir: Path, token: str) -> int:
+    """A text token's id, read from vocab.json or tokenizer.json (not through any tokenizer class)."""
+    if (model_dir / "vocab.json").is_file():
+        return json.loads((model_dir / "vocab.json").read_text())[token]
+    return json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"][token]
+
+
+def bias_towards_x(src: Path, out: Path) -> Path:
+    """A copy of a release-shaped checkpoint that proposes the token "x" wherever it is asked.
+
+    Every token embedding gets a large constant in hidden dimension 0, which survives the (random, small)
+    layers and every RMSNorm as a large positive value; the LM head row of "x" reads that dimension. The rest of
+    the network is untouched, so the fill still goes through the whole real model and stack.
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, out)
+    embedding, head = _EMBEDDING_AND_HEAD["llada" if (out / "modeling_llada.py").exists() else "qwen2"]
+    x_id = token_id_in_files(out, "x")
+    for shard in sorted(out.glob("model-*.safetensors")):
+        weights = load_file(str(shard))
+        if embedding in weights:
+            weights[embedding][:, 0] = 8.0
+        if head in weights:
+            weights[head][x_id, 0] = 12.0
+        save_file(weights, str(shard), metadata={"format": "pt"})
+    return out
+
+
+def build_infill_shifted_decoder(out: Path, seed: int = 0) -> Path:
+    """What our pipeline exports for a shifted diffusion decoder: Qwen2 weights, our BPE (tokenizer.json),
+    config.json ``"infill_family": "infill-shifted-decoder"``."""
+    from training.tokenizer import train_code_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = train_code_tokenizer(CODE_SAMPLES, vocab_size=TEXT_VOCAB)
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    model.config.infill_family = "infill-shifted-decoder"
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
     return out
