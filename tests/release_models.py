@@ -420,8 +420,8 @@ def bias_towards_x(src: Path, out: Path) -> Path:
     """A copy of a release-shaped checkpoint that proposes the token "x" wherever it is asked.
 
     Every token embedding gets a large constant in hidden dimension 0, which survives the (random, small)
-    layers and every RMSNorm as a large positive value; the LM head row of "x" reads that dimension. The rest of
-    the network is untouched, so the fill still goes through the whole real model and stack.
+    layers and every RMSNorm as a large positive value; the LM head row of "x" reads that dimension. The rest
+    of the network is untouched, so the fill still goes through the whole real model and stack.
     """
     import shutil
 

@@ -1,6 +1,7 @@
-"""Released diffusion code models (Dream-v0, Dream-Coder-v0, DiffuCoder, LLaDA) from release-shaped directories:
-family detection, tokenizers built without remote code, logits equal to an independent computation, special
-tokens, sampler defaults, and proof that nothing shipped with a checkpoint is ever imported.
+"""Released diffusion code models (Dream-v0, Dream-Coder-v0, DiffuCoder, LLaDA) from release-shaped
+directories: family detection, tokenizers built without remote code, logits equal to an independent
+computation, special tokens, sampler defaults, and proof that nothing shipped with a checkpoint is ever
+imported.
 """
 
 from __future__ import annotations
@@ -224,8 +225,9 @@ def test_logits_are_the_bidirectional_forward_of_a_plain_transformers_module(
 
 
 def _llada_reference_forward(model_dir: Path, ids: torch.Tensor) -> torch.Tensor:
-    """LLaDA's forward as GSAI-ML's modeling_llada.py computes it (LLaDALlamaBlock, RMSLayerNorm, RotaryEmbedding
-    with rotate_half over two halves, non-causal sdpa, silu(ff_proj(x)) * up_proj(x)), in plain torch."""
+    """LLaDA's forward as GSAI-ML's modeling_llada.py computes it (LLaDALlamaBlock, RMSLayerNorm,
+    RotaryEmbedding with rotate_half over two halves, non-causal sdpa, silu(ff_proj(x)) * up_proj(x)), in
+    plain torch."""
     config = json.loads((model_dir / "config.json").read_text())
     w = _weights(model_dir)
     heads, kv_heads, d_model = config["n_heads"], config["n_kv_heads"], config["d_model"]
