@@ -47,16 +47,22 @@ def _existing_dir(path: Path, source: str) -> Path:
 
 def read_config(model_dir: Path) -> dict[str, Any]:
     """The directory's config.json as a dict (read as plain JSON so that no remote code can run)."""
-    path = model_dir / "config.json"
-    if not path.is_file():
+    if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"Not a model directory (no config.json): {model_dir}")
+    return read_json_object(model_dir / "config.json")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """One JSON-object file of a model directory ({} when it is absent); a ModelLoadError when unreadable."""
+    if not path.is_file():
+        return {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable config.json in {model_dir}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"config.json in {model_dir} is not a JSON object")
-    return config
+        raise ModelLoadError(f"Unreadable {path.name} in {path.parent}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path.name} in {path.parent} is not a JSON object")
+    return data
 
 
 def check_model_files(model_dir: Path) -> None:

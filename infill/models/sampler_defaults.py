@@ -9,13 +9,13 @@ translated; the rest is logged once and left to infill's defaults.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from infill.errors import ModelLoadError
 from infill.models.families import Family
+from infill.models.locate import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +28,7 @@ DREAM_ALGORITHMS = {"maskgit_plus": "confidence", "topk_margin": "margin", "entr
 def read_generation_defaults(model_dir: Path, known_keys: set[str], family: Family) -> dict[str, object]:
     """The "infill" entry when there is one (unknown keys dropped), else the family's translation."""
     path = model_dir / "generation_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable generation_config.json in {model_dir}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"generation_config.json in {model_dir} is not a JSON object")
+    data = read_json_object(path)
     infill = data.get("infill")
     if infill is None:
         return dream_defaults(data, path) if family.generation_style == "dream" else {}

@@ -8,7 +8,6 @@ trust_remote_code, AutoTokenizer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from infill.errors import ModelLoadError
 from infill.models.families import Family
-from infill.models.locate import describe_error
+from infill.models.locate import describe_error, read_json_object
 
 # Qwen2's pre-tokenizer split (transformers' Qwen2Tokenizer and Dream's tokenization_dream.py use this regex).
 QWEN2_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
@@ -70,8 +69,8 @@ def qwen2_bpe_from_files(model_dir: Path) -> PreTrainedTokenizerFast:
         ]
     )
     backend.decoder = decoders.ByteLevel()
-    config = _json(model_dir / "tokenizer_config.json")
-    special_map = _json(model_dir / "special_tokens_map.json")
+    config = read_json_object(model_dir / "tokenizer_config.json")
+    special_map = read_json_object(model_dir / "special_tokens_map.json")
     added = _added_tokens(model_dir, config)
     for token_id in sorted(added):  # in id order, so each lands on the id the files give it
         content, special = added[token_id]
@@ -100,7 +99,7 @@ def _added_tokens(model_dir: Path, config: dict[str, Any]) -> dict[int, tuple[st
     added: dict[int, tuple[str, bool]] = {}
     for token_id, token in (config.get("added_tokens_decoder") or {}).items():
         added[int(token_id)] = (str(token["content"]), bool(token.get("special", True)))
-    for content, token_id in _json(model_dir / "added_tokens.json").items():
+    for content, token_id in read_json_object(model_dir / "added_tokens.json").items():
         added.setdefault(int(token_id), (str(content), True))
     return added
 
@@ -110,15 +109,3 @@ def _content(value: object) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) else None
-
-
-def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable {path.name} in {path.parent}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path.name} in {path.parent} is not a JSON object")
-    return data
