@@ -278,6 +278,23 @@ def _llada_tokenizer(out: Path) -> dict[str, int]:
     )
     tokenizer.save_pretrained(str(out))
     vocab = tokenizer.get_vocab()
+    # The release's tokenizer_config.json and special_tokens_map.json are transformers 4's format.
+    added = [(t.content, t.special) for _, t in sorted(tokenizer.added_tokens_decoder.items())]
+    roles = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
+    _write_json(
+        out / "tokenizer_config.json",
+        {
+            "added_tokens_decoder": _added_decoder(tuple(added), vocab[added[0][0]]),
+            **roles,
+            "chat_template": "{% set loop_messages = messages %}{% for message in loop_messages %}"
+            "{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}<|start_header_id|>{{ message['role'] }}"
+            "<|end_header_id|>\n\n{{ message['content'] | trim }}<|eot_id|>{% endfor %}",
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1000000000000000019884624838656,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+    )
+    _write_json(out / "special_tokens_map.json", roles)
     return {t: vocab[t] for t in (*LLADA_ADDED, LLADA_MASK)} | {"size": len(tokenizer)}
 
 

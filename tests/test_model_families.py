@@ -73,7 +73,12 @@ def test_release_layouts_are_the_released_ones(release_dirs: dict[str, Path]) ->
         tokenizer_config = json.loads((release_dirs[name] / "tokenizer_config.json").read_text())
         assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_dream.DreamTokenizer"
     llada_files = {p.name for p in release_dirs["llada"].iterdir()}
-    assert {"tokenizer.json", *LLADA_REMOTE_FILES} <= llada_files
+    assert {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        *LLADA_REMOTE_FILES,
+    } <= llada_files
     assert any(k.startswith("model.transformer.blocks.0.ff_proj") for k in _weights(release_dirs["llada"]))
 
 
