@@ -129,14 +129,13 @@ class Family:
     marker_tokens: tuple[str, ...] = ()  # added tokens that single out a variant sharing a config layout
     # Loading.
     shift: bool = False  # the hidden state at i-1 predicts the token at i (Dream); realigned by the adapter
-    slow_tokenizer: Literal["qwen2"] | None = (
-        None  # how to build the tokenizer when there is no tokenizer.json
-    )
-    config_keys: dict[str, tuple[str, ...]] = field(
-        default_factory=dict
-    )  # transformers key <- checkpoint keys
+    # How to build the tokenizer when there is no tokenizer.json.
+    slow_tokenizer: Literal["qwen2"] | None = None
+    # transformers config key <- the checkpoint's config keys (first present non-null wins); its defaults; the
+    # checkpoint settings the native class computes exactly (anything else is refused by name).
+    config_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     config_defaults: dict[str, Any] = field(default_factory=dict)
-    config_required: dict[str, Any] = field(default_factory=dict)  # checkpoint keys the native class needs
+    config_required: dict[str, Any] = field(default_factory=dict)
     weight_names: tuple[tuple[str, str], ...] = ()  # (regex on checkpoint names, transformers name)
     # Special tokens.
     mask_from_config: bool = False  # config.json mask_token_id before the tokenizer's mask token
@@ -144,16 +143,14 @@ class Family:
     end_of_span_tokens: tuple[str, ...] = ()  # tried before the tokenizer's eos/sep/pad
     end_of_span_required: bool = False
     bos_tokens: tuple[str, ...] = ()  # tried before the tokenizer's bos role and config bos_token_id
-    bos_before_prefix: bool = (
-        False  # a begin-of-text id before the prefix (shifted models need a predecessor)
-    )
-    eos_after_suffix: bool = False  # an end-of-text id after the suffix (DreamOn's infilling format)
-    never_commit: tuple[
-        str, ...
-    ] = ()  # added tokens the tokenizer does not mark special but code must not get
-    stop_tokens: tuple[
-        str, ...
-    ] = ()  # end a span like end-of-span does (their probability is merged into it)
+    # Canvas framing: a begin-of-text id before the prefix (a shifted model needs a predecessor for position
+    # 0); an end-of-text id after the suffix (DreamOn's infilling format).
+    bos_before_prefix: bool = False
+    eos_after_suffix: bool = False
+    # Added tokens the tokenizer does not mark special but code must never get.
+    never_commit: tuple[str, ...] = ()
+    # Tokens that end a span as end-of-span does (their probability is merged into it; stops.py).
+    stop_tokens: tuple[str, ...] = ()
     # Sampler defaults when generation_config.json has no "infill" entry.
     generation_style: Literal["dream"] | None = None
     # Fine-tuning.
@@ -273,9 +270,7 @@ def detect_family(config: dict[str, Any], model_dir: Path) -> Family | None:
     added: set[str] | None = None
     for family in FAMILIES:
         typed = model_type in family.model_types
-        named = (
-            any(a.startswith(family.architectures) for a in architectures) if family.architectures else False
-        )
+        named = bool(family.architectures) and any(a.startswith(family.architectures) for a in architectures)
         if not (typed or named):
             continue
         if family.marker_tokens:
