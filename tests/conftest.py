@@ -54,13 +54,6 @@ def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     return out
 
 
-def _x_token(model_dir: Path) -> int:
-    from tokenizers import Tokenizer  # not AutoTokenizer: a Dream config names remote code
-
-    (x_id,) = Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode("x", add_special_tokens=False).ids
-    return x_id
-
-
 @pytest.fixture(scope="session")
 def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny RoBERTa with its output bias pushed towards "x" (like ``x_model_dir``)."""
@@ -68,35 +61,12 @@ def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     from safetensors.torch import load_file, save_file
 
+    from tests.release_models import token_id_in_files
+
     out = tmp_path_factory.mktemp("x_roberta") / "model"
     shutil.copytree(roberta_dir, out)
     weights = load_file(out / "model.safetensors")
-    weights["lm_head.bias"][_x_token(out)] += 30.0
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
-
-
-@pytest.fixture(scope="session")
-def x_dream_dir(dream_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Dream made to propose "x" everywhere. Its LM head has no bias, so the last layer's attention
-    is made to add one large constant direction to every hidden state (value projection 0, value bias
-    1000 on one channel, output projection routing it to hidden dimension 0) and the LM head row of "x"
-    reads that dimension."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    out = tmp_path_factory.mktemp("x_dream") / "model"
-    shutil.copytree(dream_dir, out)
-    weights = load_file(out / "model.safetensors")
-    last = max(int(key.split(".")[2]) for key in weights if key.startswith("model.layers."))
-    attention = f"model.layers.{last}.self_attn"
-    weights[f"{attention}.v_proj.weight"].zero_()
-    weights[f"{attention}.v_proj.bias"].zero_()
-    weights[f"{attention}.v_proj.bias"][0] = 1000.0
-    weights[f"{attention}.o_proj.weight"].zero_()
-    weights[f"{attention}.o_proj.weight"][0, 0] = 1.0
-    weights["lm_head.weight"][_x_token(out), 0] = 30.0
+    weights["lm_head.bias"][token_id_in_files(out, "x")] += 30.0
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
 
