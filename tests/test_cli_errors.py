@@ -229,3 +229,18 @@ def test_a_bad_model_directory_is_reported_before_loading(
         err = capsys.readouterr().err
         assert err.startswith("infill: error: ") and expected in err and err.count("\n") == 1, err
     assert not (workdir / "out.jsonl").exists()
+
+
+def test_a_bad_model_directory_is_reported_without_importing_torch(workdir: Path) -> None:
+    """Importing torch alone takes seconds (tens on a busy machine): a typo in --model is told before it."""
+    code = (
+        "import sys; from infill.cli.main import main; "
+        "rc = main(['complete', 'code.py:2:5', '--model', 'no-such-model']); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "Model directory not found: no-such-model" in result.stderr
