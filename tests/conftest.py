@@ -72,33 +72,14 @@ def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def slow_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random ModernBERT a hundred times the tiny one (tens of milliseconds per forward pass on one CPU
     thread): with threshold 1.0 it commits one token per step, so a 128-token span decodes for seconds and a
     cancel or a shutdown reliably lands while it is decoding."""
-    import torch
-    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForMaskedLM
+    from tests import tiny_models
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(modernbert_dir)
-    config = ModernBertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=768,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.pad_token_id,
-        cls_token_id=tokenizer.pad_token_id,
-        sep_token_id=tokenizer.eos_token_id,
-        global_attn_every_n_layers=1,
-    )
     out = tmp_path_factory.mktemp("slow") / "model"
-    ModernBertForMaskedLM(config).save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
-    return out
+    return tiny_models.build_modernbert(out, max_positions=1024, hidden_size=256, num_layers=6)
 
 
 # Release-shaped checkpoints (tests/release_models.py): the real file layouts with tiny random weights.

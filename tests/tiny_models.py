@@ -43,16 +43,19 @@ def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, out: Path)
     return out
 
 
-def build_modernbert(out: Path, seed: int = 0, max_positions: int = 512) -> Path:
-    """Our default architecture: ModernBERT masked LM with the project's code tokenizer."""
+def build_modernbert(
+    out: Path, seed: int = 0, max_positions: int = 512, hidden_size: int = 32, num_layers: int = 2
+) -> Path:
+    """Our default architecture: ModernBERT masked LM with the project's code tokenizer (tiny by default;
+    larger sizes make decoding slow on purpose)."""
     torch.manual_seed(seed)
     tokenizer = train_code_tokenizer(CODE_SAMPLES, vocab_size=400)
     config = ModernBertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(2, hidden_size // 64),
         max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
