@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from infill.regions import document_parses, fill_is_valid, finalize_candidate
-from infill.regions.finalize import keep_indentation
 
 # From click 8.5.1, src/click/utils.py (get_app_dir), BSD-3-Clause, Copyright 2014 Pallets; the hole is where
 # `os.path.expanduser("~")` was.
@@ -102,6 +101,8 @@ def test_every_grammar_rejects_a_fill_that_leaves_its_own_line_broken(
 
 
 def test_a_regenerated_go_loop_keeps_its_tabs() -> None:
+    from infill.regions.finalize import keep_indentation
+
     prefix = "package main\n\nfunc sum(xs []int) int {\n\ttotal := 0\n"
     suffix = "\treturn total\n}\n"
     # The model wrote the loop with two-space indentation, a whitespace-only line and no base indent.
