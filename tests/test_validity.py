@@ -67,21 +67,29 @@ def test_a_fill_that_leaves_the_gap_broken_is_rejected_though_the_empty_gap_is_b
 def test_python_fills_are_compiled(fill: str, valid: bool) -> None:
     prefix, suffix = "def f(x):\n    x = 1\n", "    return x\n\n\nprint(f(2))\n"
     assert fill_is_valid(prefix, fill, suffix, "python") is valid
+    assert (finalize_candidate(prefix, fill, suffix, "python", "span") == fill) is valid
 
 
 def test_errors_the_file_already_has_neither_reject_nor_excuse_a_fill() -> None:
     # Another gap still empty below in the same function, an empty block above: not the fill's doing.
-    prefix, suffix = "def f(x):\n    x = ", "\n    y = \n    return x\n"
-    assert fill_is_valid(prefix, "1", suffix, "python")
-    assert not fill_is_valid(prefix, "1 +", suffix, "python")
-    prefix, suffix = "def g(v):\n    if v:\n\n    total = ", "\n    return total\n"
-    assert fill_is_valid(prefix, "v * 2", suffix, "python")
-    assert not fill_is_valid(prefix, "v *", suffix, "python")
-    # A file broken far above (an unclosed call) does not make every fill below invalid...
-    go = "package main\n\nfunc broken() {\n\tfmt.Println(\n}\n\nfunc f() int {\n\treturn "
-    assert fill_is_valid(go, "1 + 2", "\n}\n", "go")
-    # ...but the fill's own line must parse, even when the empty gap already did not.
-    assert not fill_is_valid(go, "1 +", "\n}\n", "go")
+    cases = [
+        ("python", "def f(x):\n    x = ", "1", "1 +", "\n    y = \n    return x\n"),
+        ("python", "def g(v):\n    if v:\n\n    total = ", "v * 2", "v *", "\n    return total\n"),
+        # A file broken far above (an unclosed call) does not make every fill below invalid, but the fill's
+        # own line must parse, even when the empty gap already did not.
+        (
+            "go",
+            "package main\n\nfunc broken() {\n\tfmt.Println(\n}\n\nfunc f() int {\n\treturn ",
+            "1 + 2",
+            "1 +",
+            "\n}\n",
+        ),
+    ]
+    for language, prefix, good, bad, suffix in cases:
+        assert fill_is_valid(prefix, good, suffix, language)
+        assert not fill_is_valid(prefix, bad, suffix, language)
+        assert finalize_candidate(prefix, good, suffix, language, "span") == good
+        assert finalize_candidate(prefix, bad, suffix, language, "span") is None
 
 
 @pytest.mark.parametrize(
@@ -98,6 +106,7 @@ def test_every_grammar_rejects_a_fill_that_leaves_its_own_line_broken(
 ) -> None:
     assert not document_parses(prefix + suffix, language)  # the gap left empty is broken already
     assert not fill_is_valid(prefix, fill, suffix, language)
+    assert finalize_candidate(prefix, fill, suffix, language, "span") is None
 
 
 def test_a_regenerated_go_loop_keeps_its_tabs() -> None:
