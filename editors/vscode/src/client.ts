@@ -8,7 +8,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from "vscode-languageclient/node";
 
 import { ClientFactory, ServerClient } from "./session";
@@ -16,11 +15,9 @@ import { ClientFactory, ServerClient } from "./session";
 export const STATUS_NOTIFICATION = "infill/status";
 
 export const createLanguageClient: ClientFactory = (launch, initial, hooks): ServerClient => {
-  const serverOptions: ServerOptions = {
-    command: launch.command,
-    args: launch.args,
-    transport: TransportKind.stdio,
-  };
+  // No `transport`: with TransportKind.stdio vscode-languageclient appends `--stdio` to the command line, which
+  // `infill serve` did not accept. Without it the library still speaks over the process's stdin/stdout.
+  const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
   const clientOptions: LanguageClientOptions = {
     // Every file and unsaved buffer; the server decides what it can fill (unknown languages use line rules).
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],

@@ -26,6 +26,9 @@ test("activate wires commands, status item and client; disposing the context und
   assert.equal(client.started, true);
   assert.deepEqual(client.serverOptions.command, "infill");
   assert.deepEqual(client.serverOptions.args, ["serve"]);
+  // With a `transport` on an Executable, vscode-languageclient appends `--stdio` (or `--pipe=`) to these args
+  // (lib/node/main.js), so the server would not get the command line we built.
+  assert.equal(client.serverOptions.transport, undefined, "a transport makes the library change the args");
   assert.deepEqual(client.clientOptions.initializationOptions, { ...SERVER_DEFAULTS });
 
   const [item] = recorded.statusItems;
@@ -52,6 +55,16 @@ test("activate wires commands, status item and client; disposing the context und
     params: { settings: { infill: { ...SERVER_DEFAULTS, maxTokens: 24 } } },
   });
 
+  // infill.pythonPath restarts the server as `<python> -m infill.cli.main serve`, again without a transport.
+  await fakeSettingChange("infill.pythonPath", "/venv/bin/python");
+  assert.equal(recorded.clients.length, 2, "a new launch line starts a new client");
+  assert.equal(client.disposed, true, "the old client is stopped");
+  const restarted = recorded.clients[1];
+  assert.equal(restarted.started, true);
+  assert.equal(restarted.serverOptions.command, "/venv/bin/python");
+  assert.deepEqual(restarted.serverOptions.args, ["-m", "infill.cli.main", "serve"]);
+  assert.equal(restarted.serverOptions.transport, undefined);
+
   // Rewrites without an editor say so instead of failing.
   await recorded.commands.get("infill.rewriteSelection")?.();
   assert.match(recorded.messages.at(-1) ?? "", /open a file/);
@@ -67,7 +80,7 @@ test("activate wires commands, status item and client; disposing the context und
   assert.ok(recorded.disposed.includes("onDidChangeConfiguration"));
   assert.ok(recorded.disposed.includes("notification:infill/status"));
   assert.equal(item.disposed, true);
-  assert.equal(client.disposed, true);
+  assert.equal(restarted.disposed, true);
 });
 
 async function fakeSettingChange(key: string, value: unknown): Promise<void> {

@@ -88,7 +88,7 @@ export class FakeLanguageClient {
   constructor(
     readonly id: string,
     readonly name: string,
-    readonly serverOptions: { command: string; args: string[] },
+    readonly serverOptions: { command: string; args: string[]; transport?: number },
     readonly clientOptions: {
       initializationOptions: Record<string, unknown>;
       middleware: {
