@@ -147,10 +147,10 @@ function lineList(edits: RewriteEdit[]): string {
 async function confirmUnchecked(host: RewriteHost, edits: RewriteEdit[]): Promise<RewriteEdit[]> {
   const unchecked = edits.filter((e) => !e.validated);
   const checked = edits.filter((e) => e.validated);
-  const what = unchecked.length === 1 ? "The fill" : `${unchecked.length} fills`;
+  const what = unchecked.length === 1 ? "the fill" : `${unchecked.length} fills`;
   const message =
-    `Infill: ${what} at ${lineList(unchecked)} did not pass the syntax check: ` +
-    "no candidate parsed, so the code may no longer parse. Apply anyway?";
+    `Infill: ${what} at ${lineList(unchecked)} did not pass the syntax check (no candidate parsed), ` +
+    "so the code may no longer parse. Apply anyway?";
   const choices = checked.length > 0 ? [APPLY_CHECKED, APPLY_ANYWAY] : [APPLY_ANYWAY];
   const choice = await host.confirm(message, choices);
   if (choice === APPLY_ANYWAY) {

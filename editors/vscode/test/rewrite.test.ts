@@ -167,7 +167,7 @@ test("an unchecked fill is not applied when the warning is dismissed", async () 
 test("'Apply anyway' applies unchecked fills", async () => {
   const editor = new FakeEditor(doc(CURSOR), async () => holes(true, false), true, () => APPLY_ANYWAY);
   assert.equal(await runRewrite(editor, "holes"), "applied");
-  assert.match(editor.confirms[0].message, /^Infill: The fill at line 5 did not pass the syntax check/);
+  assert.match(editor.confirms[0].message, /^Infill: the fill at line 5 did not pass the syntax check/);
   assert.deepEqual(editor.confirms[0].choices, [APPLY_CHECKED, APPLY_ANYWAY]);
   assert.deepEqual(
     editor.applied[0].edits.map((e) => e.newText),
