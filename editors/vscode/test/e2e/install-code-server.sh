@@ -59,6 +59,7 @@ ln -sfn node_modules "$CS/lib/vscode/node_modules.asar"
 ln -sfn code-linux.sh "$CS/lib/vscode/bin/remote-cli/code-server"
 ln -sfn browser-linux.sh "$CS/lib/vscode/bin/helpers/browser.sh"
 (cd "$CS/lib/vscode/extensions" && npm install --omit=dev "${quiet_npm[@]}") >&2
-"$BIN" --version >&2
+# (--version still writes a default config file: keep it out of $HOME.)
+XDG_CONFIG_HOME="$DIR/.config" "$BIN" --version >&2
 touch "$STAMP"
 echo "$BIN"

@@ -102,6 +102,17 @@ function outputChannel(): string {
   return found.join("\n");
 }
 
+/** Command lines of the `infill serve` processes code-server's extension host started (its process group). */
+function infillServers(): string[] {
+  const table = execFileSync("ps", ["-e", "-o", "pgid=,args="], { encoding: "utf8" });
+  return table
+    .split("\n")
+    .map((line) => line.trim().match(/^(\d+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null && Number(m[1]) === serverProcess?.pid)
+    .map((m) => m[2])
+    .filter((args) => /\bserve\b/.test(args) && /infill/.test(args) && !/code-server/.test(args));
+}
+
 function serverLogTail(): string {
   const lines = outputChannel().trim().split("\n");
   return `last lines of the Infill output channel:\n${lines.slice(-15).join("\n")}`;
@@ -306,6 +317,7 @@ before(async () => {
     ],
     defaultViewport: VIEWPORT,
     protocolTimeout: 120_000,
+    env: env, // Chromium, too, keeps its crash reports and caches in the throwaway XDG directories
   });
   page = await browser.newPage();
   const console_: string[] = [];
@@ -374,7 +386,10 @@ function step(name: string, run: () => Promise<void>): void {
 
 step("infill.serverCommand (the venv's `infill`) starts the server: status ready", async () => {
   const ready = await waitReady();
-  log(`ready: ${JSON.stringify(ready)}`);
+  log(`ready: ${JSON.stringify(ready)}; server: ${JSON.stringify(infillServers())}`);
+  const servers = infillServers();
+  assert.equal(servers.length, 1, JSON.stringify(servers));
+  assert.ok(servers[0].endsWith(`${venvInfill} serve`), `not the venv's infill: ${servers[0]}`);
   assert.doesNotMatch(outputChannel(), /unrecognized arguments/);
 });
 
@@ -412,8 +427,8 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
   await press("Control", "s");
   await waitFor("the server to restart", async () => ((await status())?.icon !== "sparkle" ? true : null), 30_000);
   await waitReady();
-  const starts = outputChannel().match(/infill serve starting/g) ?? [];
-  assert.equal(starts.length, 2, "one server per launch line");
+  log(`server: ${JSON.stringify(infillServers())}`);
+  assert.deepEqual(infillServers(), [`${venvPython} -m infill.cli.main serve`], "the old server is gone");
   assert.doesNotMatch(outputChannel(), /unrecognized arguments/);
 });
 
