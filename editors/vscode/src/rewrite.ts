@@ -63,6 +63,17 @@ export type RewriteOutcome =
   | "no-selection";
 
 export const REWRITE_METHOD = "infill/rewrite";
+export const FILL_HOLES_COMMAND = "infill.fillHoles";
+
+/**
+ * Whether a code action from the server is its "Fill holes" action (its `data` holds the `infill/rewrite`
+ * params). Applying that action's edit would skip the confirmation of unchecked fills, so the client runs the
+ * Fill holes command for it instead.
+ */
+export function isFillHolesAction(action: unknown): boolean {
+  const data = (action as { data?: unknown } | null)?.data;
+  return typeof data === "object" && data !== null && (data as { target?: unknown }).target === "holes";
+}
 // LSP ErrorCodes.ContentModified: the server saw a newer version than the one we sent.
 const CONTENT_MODIFIED = -32801;
 // LSP ErrorCodes.RequestCancelled.

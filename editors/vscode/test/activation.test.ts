@@ -48,6 +48,23 @@ test("activate wires commands, status item and client; disposing the context und
   assert.equal(provide("python"), null);
   assert.match(item.text, /\(off\)/);
 
+  // The server's "Fill holes" code action runs the confirming command instead of applying its edit unasked.
+  const fromServer = [
+    { title: "Fill holes", kind: "refactor.rewrite", data: { target: "holes", textDocument: { uri: "file:///a.py" } } },
+    { title: "Rewrite selection", kind: "refactor.rewrite", data: { target: "range" } },
+  ];
+  const middleware = client.clientOptions.middleware;
+  const actions = (await middleware.provideCodeActions({}, {}, {}, {}, async () => fromServer)) as {
+    command?: { command: string };
+  }[];
+  assert.deepEqual(actions[0].command, { title: "Fill holes", command: "infill.fillHoles" });
+  assert.equal(actions[1].command, undefined);
+  const resolved: unknown[] = [];
+  const resolve = (item: unknown) => resolved.push(item);
+  assert.equal(middleware.resolveCodeAction(actions[0], {}, resolve), actions[0], "holes action resolved unasked");
+  middleware.resolveCodeAction(actions[1], {}, resolve);
+  assert.deepEqual(resolved, [actions[1]], "other actions resolve through the server");
+
   // A changed server setting is pushed with didChangeConfiguration.
   await fakeSettingChange("infill.maxTokens", 24);
   assert.deepEqual(client.sentNotifications.at(-1), {
