@@ -1,7 +1,7 @@
 // Builds the vscode-languageclient client that runs `infill serve` over stdio. Inline completions, code
 // actions (with codeAction/resolve) and work-done progress come from the library's built-in features; this
-// module only adds the enable/disabled-languages gate, the `infill/status` handler, settings pushes and the
-// routing of the server's "Fill holes" code action through the Fill holes command (which confirms unchecked fills).
+// module only adds the enable/disabled-languages gate, the `infill/status` handler, settings pushes and
+// sends the server's "Fill holes" code action through the Fill holes command (which confirms unchecked fills).
 
 import type { CodeAction } from "vscode";
 import {
