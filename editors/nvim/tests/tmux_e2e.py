@@ -130,6 +130,17 @@ _BASIC = [
 ]  # fmt: skip
 
 
+# SGR codes that switch an attribute on or off.
+_ATTRIBUTES = {
+    1: ("bold", True),
+    3: ("italic", True),
+    7: ("reverse", True),
+    22: ("bold", False),
+    23: ("italic", False),
+    27: ("reverse", False),
+}
+
+
 def _xterm256(n: int) -> str:
     if n < 16:
         return _BASIC[n]
@@ -155,14 +166,16 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
     out: list[str] = []
     fg: str | None = None
     bg: str | None = None
-    bold = italic = reverse = False
+    attrs = dict.fromkeys(("bold", "italic", "reverse"), False)
     for piece in re.split(r"(\x1b\[[0-9;]*m)", screen):
         match = re.fullmatch(r"\x1b\[([0-9;]*)m", piece)
         if match is None:
             if piece:
+                reverse = attrs["reverse"]
                 colour, back = (bg or background, fg or foreground) if reverse else (fg, bg)
                 style = (f"color:{colour};" if colour else "") + (f"background:{back};" if back else "")
-                style += ("font-weight:bold;" if bold else "") + ("font-style:italic;" if italic else "")
+                style += "font-weight:bold;" if attrs["bold"] else ""
+                style += "font-style:italic;" if attrs["italic"] else ""
                 out.append(f'<span style="{style}">{html.escape(piece)}</span>')
             continue
         codes = [int(code) if code else 0 for code in match.group(1).split(";")]
@@ -172,19 +185,10 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
             used = 1
             if code == 0:
                 fg = bg = None
-                bold = italic = reverse = False
-            elif code == 1:
-                bold = True
-            elif code == 3:
-                italic = True
-            elif code == 7:
-                reverse = True
-            elif code == 22:
-                bold = False
-            elif code == 23:
-                italic = False
-            elif code == 27:
-                reverse = False
+                attrs = dict.fromkeys(attrs, False)
+            elif code in _ATTRIBUTES:
+                name, on = _ATTRIBUTES[code]
+                attrs[name] = on
             elif 30 <= code <= 37 or 90 <= code <= 97:
                 fg = _BASIC[code - 30 if code < 90 else code - 82]
             elif 40 <= code <= 47 or 100 <= code <= 107:
