@@ -81,8 +81,8 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The extension's "Infill" output channel: the server's stderr and the client's own errors. */
-function outputChannel(): string {
+/** The contents of code-server's log files with this name (all sessions, all extension hosts). */
+function codeServerLogs(name: string): string {
   const logs = path.join(userData, "logs");
   if (!existsSync(logs)) {
     return "";
@@ -93,13 +93,18 @@ function outputChannel(): string {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
         walk(full);
-      } else if (entry.name === "Infill.log") {
+      } else if (entry.name === name) {
         found.push(readFileSync(full, "utf8"));
       }
     }
   };
   walk(logs);
   return found.join("\n");
+}
+
+/** The extension's "Infill" output channel: the server's stderr and the client's own errors. */
+function outputChannel(): string {
+  return codeServerLogs("Infill.log");
 }
 
 /** Command lines of the `infill serve` processes code-server's extension host started (its process group). */
@@ -217,17 +222,29 @@ async function press(...keys: KeyInput[]): Promise<void> {
   }
 }
 
+/** Opens a workspace file from the explorer and puts the cursor in it, once the editor shows its text. */
 async function openFile(name: string): Promise<void> {
   const row = await page.waitForSelector(`.explorer-folders-view .monaco-list-row[aria-label^="${name}"]`, {
     visible: true,
     timeout: 30_000,
   });
   await row!.click();
+  const firstLine = readFileSync(path.join(workspace, name), "utf8").split("\n")[0];
   await waitFor(`${name} in the editor`, async () => {
     const tab = await page.$(`.tab.active[aria-label^="${name}"]`);
-    return tab !== null ? true : null;
+    return tab !== null && (await editorText()).startsWith(firstLine) ? true : null;
   }, 30_000);
-  await page.click(".editor-instance .monaco-editor .view-lines");
+  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
+  await lines!.click();
+}
+
+/** The texts of the notification toasts on screen (errors and infos the extension showed). */
+function notifications(): Promise<string[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll(".notifications-toasts .notification-list-item-message")].map(
+      (toast) => toast.textContent ?? "",
+    ),
+  );
 }
 
 async function runCommand(title: string): Promise<void> {
@@ -241,6 +258,11 @@ async function runCommand(title: string): Promise<void> {
     return label.includes(title) ? true : null;
   }, 10_000);
   await press("Enter");
+  await waitFor("the command palette to close", async () => {
+    const open = await page.$(".quick-input-widget .quick-input-box input");
+    return open === null || !(await open.isVisible()) ? true : null;
+  }, 10_000);
+  log(`ran "${title}"`);
 }
 
 /** The modal warning's message and buttons, once it is shown. */
@@ -360,6 +382,7 @@ after(async () => {
   }
   if (userData !== undefined) {
     writeFileSync(path.join(artifacts, "infill-output-channel.log"), outputChannel());
+    writeFileSync(path.join(artifacts, "extension-host.log"), codeServerLogs("remoteexthost.log"));
   }
   if (work !== undefined && process.env.INFILL_E2E_KEEP !== "1") {
     rmSync(work, { recursive: true, force: true });
@@ -378,6 +401,7 @@ function step(name: string, run: () => Promise<void>): void {
       await run();
     } catch (error) {
       failed = true;
+      log(`notifications on screen: ${JSON.stringify(await notifications().catch(() => []))}`);
       await shot(`fail-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 40)}.png`).catch(() => undefined);
       throw error;
     }
@@ -419,8 +443,12 @@ step("typing `value = ` shows ghost text; Tab inserts it into the file", async (
 step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`", async () => {
   // As a user does: in the settings.json editor (a file written from outside is not always noticed).
   await runCommand("Preferences: Open User Settings (JSON)");
-  await waitFor("settings.json in the editor", async () => ((await page.$('.tab.active[aria-label^="settings.json"]')) ? true : null), 30_000);
-  await page.click(".editor-instance .monaco-editor .view-lines");
+  await waitFor("settings.json in the editor", async () => {
+    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
+    return tab !== null && (await editorText()).startsWith("{") ? true : null;
+  }, 30_000);
+  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
+  await lines!.click();
   await press("Control", "Home");
   await press("End"); // after the opening brace
   await page.keyboard.type(`"infill.pythonPath": ${JSON.stringify(venvPython)},`);
@@ -434,6 +462,7 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
 
 step("Fill holes: an unchecked fill is applied only after the warning is confirmed", async () => {
   await openFile("holes.py");
+  assert.equal((await editorText()).trim(), "value = 1 <|fill|>");
   await runCommand("Infill: Fill holes");
   const warning = await waitFor("the warning about the unchecked fill", dialog, GHOST_MS);
   log(`dialog: ${JSON.stringify(warning)}`);
