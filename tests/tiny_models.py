@@ -153,8 +153,8 @@ def build_dream(out: Path, seed: int = 0) -> Path:
 
 
 def build_x_model(out: Path, seed: int = 0) -> Path:
-    """The tiny ModernBERT with its output bias pushed to the token "x": wherever the rest of the stack lets it,
-    it fills "xxxx", so `value = ` completes to an identifier (valid) and `value = 1 <|fill|>` can only be
+    """The tiny ModernBERT with its output bias pushed to the token "x": wherever the rest of the stack lets
+    it, it fills "xxxx", so `value = ` completes to an identifier (valid) and `value = 1 <|fill|>` can only be
     filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time."""
     from safetensors.torch import load_file, save_file
 
