@@ -37,21 +37,12 @@ def dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def x_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny ModernBERT with its output bias pushed towards the token "x": it proposes "xxxx" wherever the
     rest of the stack lets it, so tests can tell valid from invalid fills deterministically."""
-    import shutil
+    from tests import tiny_models  # torch/transformers only for tests that need a model
 
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer
-
-    out = tmp_path_factory.mktemp("x_model") / "model"
-    shutil.copytree(modernbert_dir, out)
-    (x_id,) = AutoTokenizer.from_pretrained(out).encode("x", add_special_tokens=False)
-    weights = load_file(out / "model.safetensors")
-    weights["decoder.bias"][x_id] += 30.0
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
+    return tiny_models.build_x_model(tmp_path_factory.mktemp("x_model") / "model")
 
 
 @pytest.fixture(scope="session")
