@@ -47,7 +47,8 @@ def x_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny RoBERTa with its output bias pushed towards "x" (like ``x_model_dir``)."""
+    """The tiny RoBERTa with its output bias pushed towards "x", and a little less towards " x" (like
+    ``x_model_dir``)."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -58,6 +59,7 @@ def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copytree(roberta_dir, out)
     weights = load_file(out / "model.safetensors")
     weights["lm_head.bias"][token_id_in_files(out, "x")] += 30.0
+    weights["lm_head.bias"][token_id_in_files(out, "Ġx")] += 25.0
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
 

@@ -158,13 +158,17 @@ def build_dream(out: Path, seed: int = 0) -> Path:
 def build_x_model(out: Path, seed: int = 0) -> Path:
     """The tiny ModernBERT with its output bias pushed to the token "x": wherever the rest of the stack lets
     it, it fills "xxxx", so `value = ` completes to an identifier (valid) and `value = 1 <|fill|>` can only be
-    filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time."""
+    filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time.
+    " x" is favoured a little less: where only a token starting with a blank may come (after a healed trailing
+    blank, `value = |`), the fill still starts with "x"."""
     from safetensors.torch import load_file, save_file
 
     build_modernbert(out, seed=seed)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out))
     (x_id,) = tokenizer.encode("x", add_special_tokens=False)
+    (blank_x_id,) = tokenizer.encode(" x", add_special_tokens=False)
     weights = load_file(out / "model.safetensors")
     weights["decoder.bias"][x_id] += 30.0
+    weights["decoder.bias"][blank_x_id] += 25.0
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
