@@ -52,7 +52,7 @@ INSTALL_DEST=${INSTALL_DEST:-infill/default_model}
 # Model: vocabulary x hidden stays under one 15 MiB shard; 8 layers of 640 = 46.3M parameters (ModernBERT).
 VOCAB=${VOCAB:-8192} HIDDEN=${HIDDEN:-640} LAYERS=${LAYERS:-8} HEADS=${HEADS:-10} FFN=${FFN:-1792}
 SEQ_LEN=${SEQ_LEN:-512} BATCH=${BATCH:-128} LR=${LR:-1e-3} WARMUP=${WARMUP:-200}
-TRAIN_MINUTES=${TRAIN_MINUTES:-10}        # wall time of the two concurrent training runs
+TRAIN_MINUTES=${TRAIN_MINUTES:-9}         # wall time of the two concurrent training runs
 STEPS=${STEPS:-auto}                      # steps per model; auto: from a calibration run of both models
 CALIBRATE_STEPS=${CALIBRATE_STEPS:-40}
 MAX_CORPUS_CHARS=${MAX_CORPUS_CHARS:-4000000000}
@@ -295,11 +295,18 @@ report() {
     find "$RUN/report" -type f -size +1023k ! -name '*.gz' -exec gzip -9 {} +
 }
 
+# Whatever ends the pipeline early says where (the watching call reads it); trainers still running stop.
+pipeline_exit() {
+    local code=$?
+    [ -f "$(state)/done" ] || echo "step $(cat "$(state)/step" 2> /dev/null) (exit $code)" > "$(state)/failed"
+    # shellcheck disable=SC2046
+    kill $(jobs -p) 2> /dev/null || true
+}
+
 pipeline() {
     mkdir -p "$(state)" "$RUN/report"
     : > "$RUN/report/timings.tsv"
-    # Whatever ends the pipeline early says where: the watching call reads it. Trainers still running stop.
-    trap 'code=$?; [ -f "$(state)/done" ] || echo "step $(cat "$(state)/step" 2> /dev/null) (exit $code)" > "$(state)/failed"; kill $(jobs -p) 2> /dev/null || true' EXIT
+    trap pipeline_exit EXIT
     python_path
     step environment environment
     step corpus merge_corpus

@@ -86,6 +86,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     good = {f"goodpkg/mod{k}.py": MODULE.format(k=k) for k in range(4)}
     good["goodpkg/_vendor/six.py"] = MODULE.format(k=99)  # vendored: skipped
     good["goodpkg/shared.py"] = SHARED
+    # Code named like a licence file (an API client's endpoint) is code, not the package's licence.
+    good["goodpkg/license.py"] = '"""Get the Elastic License status."""\n' + MODULE.format(k=8)
     good["goodpkg/settings.py"] = 'API_KEY = "aK9x2Lm4Qz7Rt1Yv8Bn3Cd6Fg5Hj0Kp2"\n' + MODULE.format(k=7)
     wheel(cache, "goodpkg", "1.0", good, license_expression="MIT", license_text=MIT)
     wheel(
@@ -268,3 +270,23 @@ def test_parallel_screening_and_dedupe_match_the_sequential_ones() -> None:
     assert duplicate_indices(texts, workers=2) == duplicate_indices(texts, workers=1)
     files, skipped = accept_many(items, workers=2)
     assert skipped["too small"] == 1 and len(files) == len(texts) - 1
+
+
+def test_section_budgets_cap_packages_and_leave_the_rest_unused(
+    packages: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, cache = packages
+    npm_tarball(
+        cache, "rightpad", "2.0.0", {"index.js": "function pad(s) {\n  return s + ' ';\n}\n"}, license="MIT"
+    )
+    listing = tmp_path / "list.toml"
+    listing.write_text(
+        '[pypi]\nmax_chars_per_package = 300\npackages = ["goodpkg==1.0"]\n'
+        '[npm]\nmax_chars = 10\npackages = ["leftpad@1.3.0", "rightpad@2.0.0"]\n'
+    )
+    manifest = build_archive(listing, tmp_path / "a", cache, offline=True)
+    npm_files = [o["files"] for o in manifest["origins"] if o["ecosystem"] == "npm"]
+    assert npm_files == [1] and manifest["unused"] == ["npm:rightpad@2.0.0"]
+    assert manifest["max_chars_per_ecosystem"] == {"npm": 10}
+    goodpkg = next(o for o in manifest["origins"] if o["origin"] == "pypi:goodpkg==1.0")
+    assert goodpkg["files"] == 2 and manifest["skipped"]["over the per-package cap"] >= 3  # 2 files pass 300

@@ -42,6 +42,7 @@ from training.registry_packages import (
     find_artefact,
     load_package_list,
     package_licence,
+    section_budgets,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ def build_archive(
 ) -> dict:
     """Fetch (unless ``offline``), licence-check, filter and de-duplicate the pinned packages; write them."""
     specs = load_package_list(package_list)
+    budgets = section_budgets(package_list)
+    package_caps = section_budgets(package_list, "max_chars_per_package")
+    used: Counter = Counter()  # characters taken per ecosystem
+    unused: list[str] = []
     origins: list[dict] = []
     rejected: list[dict] = []
     skipped: Counter = Counter()
@@ -117,10 +122,11 @@ def build_archive(
     total = 0
     for spec in specs:
         origin = f"{spec.ecosystem}:{spec.label}"
-        if total >= max_total_chars:
-            rejected.append(
-                {"origin": origin, "license": "", "reason": "not needed: --max-total-chars reached"}
-            )
+        budget = min(
+            max_total_chars - total, budgets.get(spec.ecosystem, max_total_chars) - used[spec.ecosystem]
+        )
+        if budget <= 0:
+            unused.append(origin)  # the ecosystem's character budget is spent
             continue
         try:
             artefact = find_artefact(spec, cache) if offline else fetch(spec, cache)
@@ -138,11 +144,12 @@ def build_archive(
             continue
         files, why = accept_many(_package_sources(spec, members, skipped), workers)
         skipped.update(why)
-        kept = _capped(files, min(max_chars_per_package, max_total_chars - total))
+        kept = _capped(files, min(package_caps.get(spec.ecosystem, max_chars_per_package), budget))
         if len(kept) < len(files):
             skipped["over the per-package cap"] += len(files) - len(kept)
         records += [ArchiveRecord.of(f.path, origin, licence.evidence, f.language, f.text) for f in kept]
         total += sum(len(f.text) for f in kept)
+        used[spec.ecosystem] += sum(len(f.text) for f in kept)
         origins.append(
             {
                 "origin": origin,
@@ -167,8 +174,11 @@ def build_archive(
         "package_list": str(package_list),
         "package_list_sha256": _sha256(package_list),
         "max_chars_per_package": max_chars_per_package,
+        "max_chars_per_ecosystem": budgets,
+        "max_chars_per_package_by_ecosystem": package_caps,
         "origins": origins,
         "rejected": rejected,
+        "unused": unused,
         "skipped": dict(skipped.most_common()),
     }
     return write_archive(out, records, manifest, compress=True)

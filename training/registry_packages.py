@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from infill.errors import TrainingError
+from infill.regions import language_for_path
 from training.licenses import (
     UNRECOGNISED_LICENSE_TEXT,
     classify_license,
@@ -81,6 +82,13 @@ def load_package_list(path: Path) -> list[PackageSpec]:
     if not specs:
         raise TrainingError(f"{path} lists no packages")
     return specs
+
+
+def section_budgets(path: Path, key: str = "max_chars") -> dict[str, int]:
+    """Each section's ``max_chars`` (characters the archive takes from that ecosystem) or, with ``key``,
+    ``max_chars_per_package``, where set."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {section: int(data[section][key]) for section in ("pypi", "npm") if key in data.get(section, {})}
 
 
 def find_artefact(spec: PackageSpec, cache: Path) -> Path | None:
@@ -178,7 +186,8 @@ def package_licence(spec: PackageSpec, members: dict[str, bytes]) -> PackageLice
     verdicts = {
         path: license_text_verdict(data.decode("utf-8", errors="replace"))
         for path, data in members.items()
-        if _LICENSE_NAME.match(PurePosixPath(path).name)
+        # license.py / license.ts are code (an API client's "license" endpoint), not licence texts.
+        if _LICENSE_NAME.match(PurePosixPath(path).name) and language_for_path(path) is None
     }
     licence = PackageLicence(evidence, {path: name for path, (name, _) in verdicts.items()})
     copyleft = [name for name, ok in verdicts.values() if not ok and name != UNRECOGNISED_LICENSE_TEXT]
