@@ -52,7 +52,7 @@ INSTALL_DEST=${INSTALL_DEST:-infill/default_model}
 # Model: vocabulary x hidden stays under one 15 MiB shard; 8 layers of 640 = 46.3M parameters (ModernBERT).
 VOCAB=${VOCAB:-8192} HIDDEN=${HIDDEN:-640} LAYERS=${LAYERS:-8} HEADS=${HEADS:-10} FFN=${FFN:-1792}
 SEQ_LEN=${SEQ_LEN:-512} BATCH=${BATCH:-128} LR=${LR:-1e-3} WARMUP=${WARMUP:-200}
-TRAIN_MINUTES=${TRAIN_MINUTES:-9}         # wall time of the two concurrent training runs
+TRAIN_MINUTES=${TRAIN_MINUTES:-8}         # wall time of the two concurrent training runs
 STEPS=${STEPS:-auto}                      # steps per model; auto: from a calibration run of both models
 CALIBRATE_STEPS=${CALIBRATE_STEPS:-40}
 MAX_CORPUS_CHARS=${MAX_CORPUS_CHARS:-4000000000}
