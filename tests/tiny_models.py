@@ -150,3 +150,18 @@ def build_dream(out: Path, seed: int = 0) -> Path:
     )
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
+
+
+def build_x_model(out: Path, seed: int = 0) -> Path:
+    """The tiny ModernBERT with its output bias pushed to the token "x": wherever the rest of the stack lets
+    it, it fills "xxxx", so `value = ` completes to an identifier (valid) and `value = 1 <|fill|>` can only be
+    filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time."""
+    from safetensors.torch import load_file, save_file
+
+    build_modernbert(out, seed=seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out))
+    (x_id,) = tokenizer.encode("x", add_special_tokens=False)
+    weights = load_file(out / "model.safetensors")
+    weights["decoder.bias"][x_id] += 30.0
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    return out
