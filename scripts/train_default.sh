@@ -15,8 +15,9 @@
 #                  and its grammars, transformers at our pin) into .whl, and checks the carry size
 #   device:      run(command="bash scripts/train_default.sh start",
 #                    carry=["runs/corpus-archive", "runs/mbpp", ".whl"], timeout_s=600)
-#                  merges the archive with the machine's own permissive Python, calibrates the step rate,
-#                  trains both models for TRAIN_MINUTES, bundles, benchmarks; the call watches ~9 minutes
+#                  merges the archive with the machine's own permissive Python, trains the shared
+#                  tokenizer, calibrates the step rate, trains both models at once for TRAIN_MINUTES,
+#                  bundles, benchmarks, writes the card; the call watches ~9 minutes
 #   device:      run(command="bash scripts/train_default.sh collect 1", timeout_s=600)
 #                  waits for the pipeline to finish (at most ~9 more minutes), returns part 1
 #                  (small.tar.gz with the card, reports and logs, plus the first weight shards)
@@ -188,13 +189,6 @@ train_cmd() {  # $1 out dir, $2 objective, then extra trainer options
         --data-workers "$DATA_WORKERS" --keep-checkpoints 1 --eval-every 1000000000 "$@" $EXTRA_TRAIN_ARGS
 }
 
-wait_for_tokenizer() {  # $1 run dir, $2 pid of the run that writes it
-    until [ -f "$1/tokenizer.json" ]; do
-        kill -0 "$2" 2> /dev/null || die "$1 stopped before writing its tokenizer"
-        sleep 2
-    done
-}
-
 # Steps that fit TRAIN_MINUTES (times $1, the share of it) at the rate a calibration run's log shows.
 steps_for() {
     "$PYTHON" - "$1/train_log.jsonl" "$TRAIN_MINUTES" "${2:-1}" <<'EOF'
@@ -208,34 +202,29 @@ EOF
 }
 
 calibrate() {  # both models at once, as they will train; sets STEPS_DIFFUSION, STEPS_AR
-    local dir=$RUN/calibrate quick=(--max-steps "$CALIBRATE_STEPS" --max-corpus-chars 20000000 --eval-spans 0
-        --eval-batches 1 --save-every 1000000000)
+    local dir=$RUN/calibrate quick=(--from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$CALIBRATE_STEPS"
+        --max-corpus-chars 20000000 --eval-spans 0 --eval-batches 1 --save-every 1000000000)
     rm -rf "$dir"
-    train_cmd "$dir/diffusion" diffusion --from-scratch "${quick[@]}" > "$RUN/report/calibrate_diffusion.log" 2>&1 &
+    train_cmd "$dir/diffusion" diffusion "${quick[@]}" > "$RUN/report/calibrate_diffusion.log" 2>&1 &
     local pid=$!
-    wait_for_tokenizer "$dir/diffusion" "$pid"
-    train_cmd "$dir/ar-peer" ar-fim --from-scratch --tokenizer "$dir/diffusion" "${quick[@]}" \
-        > "$RUN/report/calibrate_ar.log" 2>&1
+    train_cmd "$dir/ar-peer" ar-fim "${quick[@]}" > "$RUN/report/calibrate_ar.log" 2>&1
     wait "$pid"
     STEPS_DIFFUSION=$(steps_for "$dir/diffusion") STEPS_AR=$(steps_for "$dir/ar-peer")
-    TOKENIZER=$dir/diffusion
     log "calibrated: $STEPS_DIFFUSION diffusion steps, $STEPS_AR AR steps in $TRAIN_MINUTES minutes"
 }
 
 train_scratch() {
-    STEPS_DIFFUSION=$STEPS STEPS_AR=$STEPS TOKENIZER=
+    STEPS_DIFFUSION=$STEPS STEPS_AR=$STEPS
     if [ "$STEPS" = auto ]; then calibrate; fi
-    local limit tokenizer=()
+    local limit
     limit=$(awk "BEGIN {print $TRAIN_MINUTES * 1.15 + 0.5}")  # a stop that only a bad calibration reaches
-    [ -n "$TOKENIZER" ] && tokenizer=(--tokenizer "$TOKENIZER")
-    train_cmd "$RUN/diffusion" diffusion --from-scratch "${tokenizer[@]}" --max-steps "$STEPS_DIFFUSION" \
+    train_cmd "$RUN/diffusion" diffusion --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$STEPS_DIFFUSION" \
         --save-every $((STEPS_DIFFUSION / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
         > "$RUN/report/train_diffusion.log" 2>&1 &
     local pid=$!
-    [ -n "$TOKENIZER" ] || wait_for_tokenizer "$RUN/diffusion" "$pid"
-    train_cmd "$RUN/ar-peer" ar-fim --from-scratch --tokenizer "${TOKENIZER:-$RUN/diffusion}" \
-        --max-steps "$STEPS_AR" --save-every $((STEPS_AR / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" \
-        --eval-batches 8 > "$RUN/report/train_ar.log" 2>&1
+    train_cmd "$RUN/ar-peer" ar-fim --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$STEPS_AR" \
+        --save-every $((STEPS_AR / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
+        > "$RUN/report/train_ar.log" 2>&1
     wait "$pid"
 }
 
@@ -245,13 +234,14 @@ train_ar_init() {
     local ar_steps=$STEPS diffusion_steps=$STEPS limit
     limit=$(awk "BEGIN {print $TRAIN_MINUTES * 1.15 + 0.5}")
     if [ "$STEPS" = auto ]; then
-        train_cmd "$RUN/calibrate/ar-peer" ar-fim --from-scratch --max-steps "$CALIBRATE_STEPS" \
+        train_cmd "$RUN/calibrate/ar-peer" ar-fim --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$CALIBRATE_STEPS" \
             --max-corpus-chars 20000000 --eval-spans 0 --eval-batches 1 --save-every 1000000000 \
             > "$RUN/report/calibrate_ar.log" 2>&1
         ar_steps=$(steps_for "$RUN/calibrate/ar-peer" "$AR_SHARE")
         diffusion_steps=$(steps_for "$RUN/calibrate/ar-peer" "$(awk "BEGIN {print 1 - $AR_SHARE}")")
     fi
-    train_cmd "$RUN/ar-peer" ar-fim --from-scratch --max-steps "$ar_steps" --save-every $((ar_steps / 2 + 1)) \
+    train_cmd "$RUN/ar-peer" ar-fim --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$ar_steps" \
+        --save-every $((ar_steps / 2 + 1)) \
         --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 > "$RUN/report/train_ar.log" 2>&1
     train_cmd "$RUN/diffusion" diffusion --base "$RUN/ar-peer" "$AR_INIT_OPTION" --max-steps "$diffusion_steps" \
         --save-every $((diffusion_steps / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
@@ -310,6 +300,8 @@ pipeline() {
     python_path
     step environment environment
     step corpus merge_corpus
+    step tokenizer "$PYTHON" -m training.archive tokenizer --archive "$RUN/corpus" --vocab-size "$VOCAB" \
+        --out "$RUN/tokenizer"
     step train "train_${RECIPE//-/_}"
     step bundle "$PYTHON" -m training.bundle "$RUN/diffusion" --bfloat16 --dest "$RUN/bundle"
     step bench bench

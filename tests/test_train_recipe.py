@@ -162,7 +162,7 @@ def _rehearse(inputs: dict[str, str], tmp_path: Path, stop_pipeline: list[Path],
     assert installed.returncode == 0, installed.stderr
     assert "installed" in installed.stdout and "pass@1" in installed.stdout  # the benchmark table
     timings = (run / "result" / "report" / "timings.tsv").read_text()
-    for name in ("environment", "corpus", "train", "bundle", "bench", "report"):
+    for name in ("environment", "corpus", "tokenizer", "train", "bundle", "bench", "report"):
         assert f"{name}\t" in timings
     return tmp_path / "installed"
 

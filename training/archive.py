@@ -291,6 +291,24 @@ def merge_corpus(
     return write_archive(out, records, manifest, compress=False)
 
 
+def train_tokenizer(
+    archive: Path, out: Path, vocab_size: int, *, heldout_fraction: float = 0.05, seed: int = 0
+):
+    """The code tokenizer for every model trained on ``archive``, from the sample the trainer would take (a
+    prefix of its training files, never held-out ones), saved in ``out`` for ``--tokenizer``: trained once, so
+    the models that share it can start together."""
+    from training.corpus import corpus_from_archive
+    from training.model_factory import TOKENIZER_SAMPLE_CHARS, new_tokenizer
+
+    # Records come in a pseudo-random order, so a prefix of the archive samples all of it.
+    corpus = corpus_from_archive(
+        archive, heldout_fraction=heldout_fraction, seed=seed, max_total_chars=4 * TOKENIZER_SAMPLE_CHARS
+    )
+    tokenizer = new_tokenizer(corpus.train, vocab_size)
+    tokenizer.save_pretrained(str(out))
+    return tokenizer
+
+
 def describe(manifest: dict) -> str:
     """A short human summary of an archive manifest."""
     origins = manifest.get("origins", [])
@@ -342,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("-v", "--verbose", action="store_true")
     show = commands.add_parser("show", help="summarise an archive")
     show.add_argument("archive", type=Path)
+    tokenizer = commands.add_parser("tokenizer", help="train the code tokenizer the models on it share")
+    tokenizer.add_argument("--archive", type=Path, required=True)
+    tokenizer.add_argument("--vocab-size", type=int, required=True)
+    tokenizer.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -371,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                 workers=workers,
                 seed=args.seed,
             )
+        elif args.command == "tokenizer":
+            trained = train_tokenizer(args.archive, args.out, args.vocab_size)
+            print(f"tokenizer of {len(trained)} tokens written to {args.out}")
+            return 0
         else:
             manifest = read_manifest(args.archive)
     except TrainingError as exc:
