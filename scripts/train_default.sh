@@ -75,8 +75,11 @@ die() { echo "train_default: error: $*" >&2; exit 2; }
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 state() { echo "$RUN/state"; }
 
-python_path() {
-    # Carried wheels (installed once per machine) come first: they replace the image's older versions.
+repo_path() { export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"; }
+
+device_python_path() {
+    # Carried wheels (Python 3.12, installed once per machine) come first: they replace the image's older
+    # versions. Here, where the wheels were downloaded, they are never installed.
     if compgen -G "$WHEELS/*.whl" > /dev/null; then
         if [ ! -f "$SITE/.installed" ]; then
             "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -91,7 +94,7 @@ python_path() {
 
 # --- here, before the device calls ------------------------------------------------------------------------
 prepare() {
-    python_path
+    repo_path
     [ -f "$ARCHIVE/manifest.json" ] || die "no corpus archive in $ARCHIVE: python -m training.archive build --out $ARCHIVE"
     "$PYTHON" -m training.archive show "$ARCHIVE"
     mkdir -p "$BENCH_DIR"
@@ -297,7 +300,7 @@ pipeline() {
     mkdir -p "$(state)" "$RUN/report"
     : > "$RUN/report/timings.tsv"
     trap pipeline_exit EXIT
-    python_path
+    device_python_path
     step environment environment
     step corpus merge_corpus
     step tokenizer "$PYTHON" -m training.archive tokenizer --archive "$RUN/corpus" --vocab-size "$VOCAB" \
@@ -314,7 +317,7 @@ pipeline() {
 # --- here, after the device calls ------------------------------------------------------------------------
 install_bundle() {
     [ $# -ge 1 ] || die "install needs the folders the collect calls returned"
-    python_path
+    repo_path
     "$PYTHON" -m training.transfer restore "$@" --into "$RUN/result" > /dev/null
     "$PYTHON" -m training.bundle "$RUN/result/bundle" --dest "$INSTALL_DEST" > /dev/null
     log "installed $INSTALL_DEST ($(du -sh "$INSTALL_DEST" | cut -f1)); reports in $RUN/result/report"

@@ -8,13 +8,16 @@ benchmark on MBPP-format rows, write the card, plan the return), ``collect N`` (
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,13 +107,34 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for name in ("pygls", "lsprotocol"):
         (stubs / name).mkdir(parents=True)
         (stubs / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
-    (root / "wheels").mkdir()
+    _probe_wheel(root / "wheels")
     return {
         "ARCHIVE": str(archive),
         "BENCH_DIR": str(bench),
         "WHEELS": str(root / "wheels"),
         "STUBS": str(stubs),
     }
+
+
+def _probe_wheel(folder: Path) -> None:
+    """A tiny wheel standing in for the ones `prepare` downloads: the pipeline must install it."""
+    files = {
+        "probe_pkg/__init__.py": "VALUE = 1\n",
+        "probe_pkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: probe-pkg\nVersion: 1.0\n",
+        "probe_pkg-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+        f"{len(text.encode())}"
+        for path, text in files.items()
+    ]
+    files["probe_pkg-1.0.dist-info/RECORD"] = "\n".join([*record, "probe_pkg-1.0.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "probe_pkg-1.0-py3-none-any.whl", "w") as wheel_file:
+        for path, text in files.items():
+            wheel_file.writestr(path, text)
 
 
 def _env(inputs: dict[str, str], run: Path, **extra: str) -> dict[str, str]:
@@ -161,6 +185,7 @@ def _rehearse(inputs: dict[str, str], tmp_path: Path, stop_pipeline: list[Path],
     installed = _phase(env, "install", str(tmp_path / "out1"))
     assert installed.returncode == 0, installed.stderr
     assert "installed" in installed.stdout and "pass@1" in installed.stdout  # the benchmark table
+    assert (run / "site" / "probe_pkg" / "__init__.py").is_file()  # the carried wheels were installed
     timings = (run / "result" / "report" / "timings.tsv").read_text()
     for name in ("environment", "corpus", "tokenizer", "train", "bundle", "bench", "report"):
         assert f"{name}\t" in timings

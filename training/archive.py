@@ -13,7 +13,6 @@ Every step records what it took and what it left out, and why, in the archive's 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import platform
 import sys
@@ -31,7 +30,7 @@ from training.corpus import (
     heldout_score,
     stdlib_python_files,
 )
-from training.corpus_archive import ArchiveRecord, read_manifest, read_records, write_archive
+from training.corpus_archive import ArchiveRecord, file_sha256, read_manifest, read_records, write_archive
 from training.dedupe import duplicate_indices
 from training.licenses import installed_distribution_licenses
 from training.parallel import default_workers
@@ -48,14 +47,6 @@ from training.registry_packages import (
 logger = logging.getLogger(__name__)
 
 PACKAGE_LIST = Path(__file__).resolve().parent / "archive_packages.toml"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _package_sources(spec: PackageSpec, members: dict[str, bytes], skipped: Counter) -> list[tuple[str, str]]:
@@ -159,7 +150,7 @@ def build_archive(
                 "license": licence.evidence,
                 "license_files": licence.files,
                 "artefact": artefact.name,
-                "artefact_sha256": _sha256(artefact),
+                "artefact_sha256": file_sha256(artefact),
             }
         )
         logger.info(
@@ -172,7 +163,7 @@ def build_archive(
     manifest = {
         "kind": "registry packages",
         "package_list": str(package_list),
-        "package_list_sha256": _sha256(package_list),
+        "package_list_sha256": file_sha256(package_list),
         "max_chars_per_package": max_chars_per_package,
         "max_chars_per_ecosystem": budgets,
         "max_chars_per_package_by_ecosystem": package_caps,

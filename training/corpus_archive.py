@@ -42,6 +42,14 @@ class ArchiveRecord:
         return cls(path, origin, license, language, hashlib.sha256(text.encode()).hexdigest(), text)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_archive(out: Path, records: Iterable[ArchiveRecord], manifest: dict, *, compress: bool) -> dict:
     """Write the records and the manifest (completed with totals and the records file's sha256)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -57,15 +65,11 @@ def write_archive(out: Path, records: Iterable[ArchiveRecord], manifest: dict, *
             languages[record.language] += 1
             files += 1
             chars += len(record.text)
-    digest = hashlib.sha256()
-    with target.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
     manifest = {
         "format": FORMAT,
         **manifest,
         "records": name,
-        "records_sha256": digest.hexdigest(),
+        "records_sha256": file_sha256(target),
         "records_bytes": target.stat().st_size,
         "files": files,
         "chars": chars,

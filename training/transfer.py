@@ -3,7 +3,7 @@
 A call returns at most 8 files of at most 16 MiB each, 64 MiB in all. So the results are planned as parts:
 files under 1 MiB go into one ``small.tar.gz``; larger ones (weight shards) travel as they are, a few per
 part; every part carries ``transfer.json`` (each file's part, size and sha256) so that any part says what the
-whole is. Standard library only: it runs before anything else is installed on the GPU machine.
+whole is. Standard library only (and the repository): it runs before anything is installed on the GPU machine.
 
     python -m training.transfer plan --from bundle=runs/gpu/bundle --from report=runs/gpu/report --to PLAN
     python -m training.transfer part N --plan PLAN --out "$OUT"       # on the GPU machine, one call per part
@@ -13,12 +13,13 @@ whole is. Standard library only: it runs before anything else is installed on th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import tarfile
 from pathlib import Path
+
+from training.corpus_archive import file_sha256
 
 MAX_FILES_PER_PART = 8
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -30,14 +31,6 @@ SMALL_TAR = "small.tar.gz"
 
 class TransferError(Exception):
     pass
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan(sources: dict[str, Path], to: Path) -> dict:
@@ -67,14 +60,19 @@ def plan(sources: dict[str, Path], to: Path) -> dict:
             raise TransferError(f"{rel} is {size / 2**20:.1f} MiB, over the 16 MiB a returned file may have")
         if used + size > MAX_PART_BYTES or count + 1 > MAX_FILES_PER_PART:
             part, used, count = part + 1, 0, 1
-        entries[rel] = {"part": part, "bytes": size, "sha256": _sha256(path), "source": str(path.resolve())}
+        entries[rel] = {
+            "part": part,
+            "bytes": size,
+            "sha256": file_sha256(path),
+            "source": str(path.resolve()),
+        }
         used, count = used + size, count + 1
     for rel, path in small.items():
-        entries[rel] = {"part": 0, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+        entries[rel] = {"part": 0, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     manifest = {
         "parts": part,
         "small_tar": SMALL_TAR,
-        "small_tar_sha256": _sha256(to / SMALL_TAR),
+        "small_tar_sha256": file_sha256(to / SMALL_TAR),
         "files": entries,
     }
     (to / PLAN_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -118,7 +116,7 @@ def restore(part_dirs: list[Path], into: Path) -> list[str]:
     )
     if missing_parts:
         raise TransferError(f"parts missing: {', '.join(map(str, missing_parts))} of {manifest['parts']}")
-    if _sha256(small) != manifest["small_tar_sha256"]:
+    if file_sha256(small) != manifest["small_tar_sha256"]:
         raise TransferError(f"{small}: sha256 differs from the plan (damaged in transfer)")
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(small, "r:gz") as tar:
@@ -126,7 +124,7 @@ def restore(part_dirs: list[Path], into: Path) -> list[str]:
     for rel, path in found.items():
         (into / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, into / rel)
-    bad = [rel for rel, entry in manifest["files"].items() if _sha256(into / rel) != entry["sha256"]]
+    bad = [rel for rel, entry in manifest["files"].items() if file_sha256(into / rel) != entry["sha256"]]
     if bad:
         raise TransferError(f"sha256 differs from the plan for {', '.join(bad)}")
     return sorted(manifest["files"])
