@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from infill.errors import TrainingError
 from training.config import TrainConfig
-from training.corpus import Corpus, corpus_from_git, corpus_from_python_packages
+from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
 from training.model_factory import (
     apply_lora,
@@ -34,6 +34,7 @@ from training.model_factory import (
     new_tokenizer,
 )
 from training.objective import ExampleSource, ar_loss, diffusion_loss
+from training.prefetch import batch_stream
 from training.repo_eval import evaluate_model_dir, heldout_rows
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,14 @@ class TrainResult:
 
 
 def load_corpus(config: TrainConfig) -> Corpus:
+    if config.corpus_archive:  # recipe: the archive built here and merged on the GPU machine
+        fraction = 0.05 if config.heldout_fraction is None else config.heldout_fraction
+        return corpus_from_archive(
+            config.corpus_archive,
+            heldout_fraction=fraction,
+            seed=config.seed,
+            max_total_chars=config.max_corpus_chars,
+        )
     if config.from_python_packages:
         fraction = 0.05 if config.heldout_fraction is None else config.heldout_fraction
         return corpus_from_python_packages(
@@ -132,7 +141,9 @@ def train(config: TrainConfig) -> TrainResult:
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
     is_ar = config.objective == "ar-fim"
     seq_len = min(config.seq_len, getattr(model.config, "max_position_embeddings", config.seq_len))
-    train_source = ExampleSource(corpus.train, tokenizer, seq_len, config.span_fraction)
+    train_source = ExampleSource(
+        corpus.train, tokenizer, seq_len, config.span_fraction, workers=max(1, config.data_workers)
+    )
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction)
     loss_fn = ar_loss if is_ar else diffusion_loss
     draw = "ar_batch" if is_ar else "diffusion_batch"
@@ -194,14 +205,21 @@ def train(config: TrainConfig) -> TrainResult:
         unit="step",
     )
     window_tokens, window_start = 0, time.perf_counter()
+    batches = batch_stream(  # recipe: drawn ahead by config.data_workers processes, same stream as inline
+        train_source,
+        draw,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rank=rank,
+        start=state["step"] * config.grad_accum,
+        workers=config.data_workers,
+    )
     model.train()
     while state["step"] < config.max_steps:
         step = state["step"]
         loss_sum = 0.0
-        for micro in range(config.grad_accum):
-            batch = getattr(train_source, draw)(
-                config.batch_size, config.seed, step * config.grad_accum + micro, rank
-            ).to(accelerator.device)
+        for _micro in range(config.grad_accum):
+            batch = next(batches).to(accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 loss = loss_fn(model, batch)
                 accelerator.backward(loss)
