@@ -120,6 +120,8 @@ class InfillLanguageServer(LanguageServer):
         if problems:
             self.show_message(types.MessageType.Warning, "infill settings: " + "; ".join(problems))
         before = model_spec(self.settings, self.cli_model, self.cli_device)
+        if settings.threads != self.settings.threads:
+            self.worker.set_threads(settings.threads)
         self.settings = settings
         return model_spec(settings, self.cli_model, self.cli_device) != before
 

@@ -22,6 +22,7 @@ WIRE_NAMES = {
     "debounceMs": "debounce_ms",
     "disabledLanguages": "disabled_languages",
     "trustRemoteCode": "trust_remote_code",
+    "threads": "threads",
 }
 
 
@@ -35,6 +36,8 @@ SETTING_HELP = {
     "debounceMs": "wait after a keystroke before an automatic completion, 0-5000 ms (default: 150)",
     "disabledLanguages": 'LSP language ids to leave alone, e.g. ["markdown"] (default: none)',
     "trustRemoteCode": "allow model directories that need their own Python code (default: false)",
+    "threads": "torch CPU threads, 1-256 (default: OMP_NUM_THREADS, else 1 for models under 10M parameters, "
+    "else one per physical core)",
 }
 
 
@@ -56,6 +59,8 @@ class ServerSettings:
     debounce_ms: int = 150
     disabled_languages: tuple[str, ...] = ()
     trust_remote_code: bool = False
+    # None: auto (infill.models.devices.auto_threads), decided once the model's size is known.
+    threads: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase form editors send (used by tests and editor-default sync checks)."""
@@ -138,6 +143,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "debounce_ms": _int_in(0, 5000),
     "disabled_languages": _languages,
     "trust_remote_code": _bool,
+    "threads": _int_in(1, 256, optional=True),
 }
 
 

@@ -84,6 +84,11 @@ class _Load:
     spec: ModelSpec
 
 
+@dataclass(frozen=True)
+class _Threads:
+    threads: int | None  # None: auto, by the model's size
+
+
 _CLOSE = object()
 
 
@@ -114,12 +119,18 @@ class ModelWorker:
         self.state: WorkerState = "idle"
         self.error: str | None = None
         self.spec: ModelSpec | None = None
+        self._threads: int | None = None
 
     # -- called from the protocol thread -------------------------------------------------------------------
     def load(self, spec: ModelSpec) -> None:
         """(Re)load the model; tasks submitted afterwards run on the new one."""
         self.spec = spec
         self._put(_Load(spec))
+
+    def set_threads(self, threads: int | None) -> None:
+        """torch's CPU threads for the model (None: auto); torch keeps them per OS thread, so the worker
+        thread sets them itself, now if a model is loaded and after every load."""
+        self._put(_Threads(threads))
 
     def complete(
         self, job: CompletionJob, overrides: SamplerOverrides, is_stale: StopCheck, label: str
@@ -184,6 +195,11 @@ class ModelWorker:
         if isinstance(item, _Load):
             self._load(item.spec)
             return
+        if isinstance(item, _Threads):
+            self._threads = item.threads
+            if self._infiller is not None:
+                self._use_threads()
+            return
         assert isinstance(item, _Task)
         if self._closing:
             _settle(item.future, error=Cancelled("the server is shutting down"))
@@ -221,7 +237,14 @@ class ModelWorker:
             return
         self.error = None
         logger.info("model loaded in %.0f ms: %s", (time.perf_counter() - started) * 1000, spec)
+        self._use_threads()
         self._status("ready", "model loaded")
+
+    def _use_threads(self) -> None:
+        from infill.models.devices import use_threads
+
+        assert self._infiller is not None
+        use_threads(self._threads, self._infiller.engine.loaded.model)
 
     def _collect_batch(self, first: _Complete) -> list[_Complete]:
         """The first completion plus those arriving within the batch window with the same sampler settings."""

@@ -171,10 +171,27 @@ def test_context_slice_cuts_big_documents_at_line_starts() -> None:
 
 def test_settings_fall_back_per_value_and_report_each_problem() -> None:
     settings, problems = parse_settings(
-        {"infill": {"maxTokens": -3, "steps": 8, "threshold": 2, "device": "cpu", "debounceMs": True, "x": 1}}
+        {
+            "infill": {
+                "maxTokens": -3,
+                "steps": 8,
+                "threshold": 2,
+                "device": "cpu",
+                "debounceMs": True,
+                "threads": 0,
+                "x": 1,
+            }
+        }
     )
     assert settings == ServerSettings(steps=8, device="cpu")
-    assert [problem.split(":")[0] for problem in problems] == ["maxTokens", "threshold", "debounceMs"]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "maxTokens",
+        "threshold",
+        "debounceMs",
+        "threads",
+    ]
+    assert parse_settings({"threads": 3})[0].threads == 3
+    assert parse_settings({"threads": None}) == (ServerSettings(), [])
     assert parse_settings(None) == (ServerSettings(), [])
     assert parse_settings([1])[1] == ["settings must be an object, got list"]
     wire = ServerSettings().to_wire()
@@ -189,6 +206,7 @@ def test_settings_fall_back_per_value_and_report_each_problem() -> None:
             "debounceMs",
             "disabledLanguages",
             "trustRemoteCode",
+            "threads",
         ]
     )
 

@@ -131,3 +131,25 @@ def test_a_failing_call_fails_its_future_and_the_worker_goes_on(worker: ModelWor
     assert (
         worker.complete(job(), SamplerOverrides(steps=4), never_stale, "after").result(TIMEOUT_S) is not None
     )
+
+
+def _worker_threads(worker: ModelWorker) -> int:
+    """torch's thread count as the worker thread sees it (torch keeps it per OS thread)."""
+    import torch
+
+    return worker.call(lambda *_: torch.get_num_threads(), SamplerOverrides(), never_stale, "threads").result(
+        TIMEOUT_S
+    )
+
+
+def test_the_worker_thread_runs_the_model_with_the_threads_setting(worker: ModelWorker) -> None:
+    from infill.models.devices import auto_threads
+
+    # Auto for the tiny model: one thread (or OMP_NUM_THREADS, which the test run may set).
+    assert _worker_threads(worker) == auto_threads(1_000)
+    try:
+        worker.set_threads(2)
+        assert _worker_threads(worker) == 2
+    finally:
+        worker.set_threads(None)
+    assert _worker_threads(worker) == auto_threads(1_000)

@@ -72,6 +72,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow model directories that need their own Python code (only for models you trust)",
     )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: $OMP_NUM_THREADS, else 1 for models under 10M parameters such as "
+        "the bundled one, else one per physical core; 1 is fastest on a busy machine)",
+    )
     add_verbose_option(parser)
 
 
@@ -129,8 +137,11 @@ def unknown_language_notice(path: Path) -> None:
 
 def load_infiller(args: argparse.Namespace) -> Infiller:
     from infill.infiller import Infiller
+    from infill.models.devices import use_threads
 
-    return Infiller.load(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    infiller = Infiller.load(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    use_threads(args.threads, infiller.engine.loaded.model)
+    return infiller
 
 
 def decode_config(args: argparse.Namespace, infiller: Infiller) -> DecodeConfig:

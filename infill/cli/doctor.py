@@ -135,6 +135,9 @@ def _report_model(args: argparse.Namespace) -> bool:
         _row("model loads", f"FAILED: {error}")
         return False
     _row("model loads", f"yes, in {time.perf_counter() - started:.1f} s")
+    from infill.models.devices import use_threads
+
+    _row("model cpu threads", use_threads(args.threads, loaded.model))
     _report_loaded(loaded)
     return _report_fill(loaded)
 

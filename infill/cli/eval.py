@@ -78,12 +78,6 @@ def eval_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     parser.add_argument("--workers", type=positive_int, default=2, help="programs run in parallel")
     parser.add_argument("--no-floor", action="store_true", help="skip scoring empty completions")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)",
-    )
     add_model_options(parser)
     add_decode_options(
         parser, max_tokens_help="token budget per task (default: 32 single, 96 multi, 64 file)"

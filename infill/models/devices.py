@@ -1,4 +1,4 @@
-"""Which torch device and dtype a model runs on."""
+"""Which torch device, dtype and number of CPU threads a model runs with."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from infill.errors import DeviceError
 logger = logging.getLogger(__name__)
 
 DEVICE_ENV_VAR = "INFILL_DEVICE"
+# Below this many parameters a forward pass is a few milliseconds of small matrix products: a second thread
+# buys nothing on an idle CPU and costs 6-10x on a busy one (issue 9, bundled model, 2 cores).
+SMALL_MODEL_PARAMETERS = 10_000_000
+# torch's own thread count (one per physical core, or OMP_NUM_THREADS), read before anything changes it.
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -48,3 +53,32 @@ def resolve_device(device: str | None = None) -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 on CUDA (half the memory, tensor cores); float32 elsewhere (CPU bf16 matmuls are slow)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def auto_threads(parameters: int) -> int:
+    """CPU threads for a model of ``parameters``: OMP_NUM_THREADS when the user set it, 1 for small models
+    (the bundled one has 1.4M), else torch's default of one per physical core."""
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return _TORCH_DEFAULT_THREADS
+    return 1 if parameters < SMALL_MODEL_PARAMETERS else _TORCH_DEFAULT_THREADS
+
+
+def use_threads(requested: int | None, model: object) -> int:
+    """Set torch's intra-op threads (``requested``, or ``auto_threads`` for None) and return the count.
+
+    torch keeps the count per OS thread once set: call this on the thread that runs the model.
+    """
+    threads = requested if requested is not None else auto_threads(parameter_count(model))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    logger.info("torch threads: %d%s", threads, "" if requested is not None else " (auto)")
+    return threads
+
+
+def parameter_count(model: object) -> int:
+    """Parameters of the torch module behind an adapter (``.model`` attributes followed); 0 if none."""
+    for _ in range(4):
+        if isinstance(model, torch.nn.Module):
+            return sum(parameter.numel() for parameter in model.parameters())
+        model = getattr(model, "model", None)
+    return 0

@@ -11,6 +11,7 @@ export interface ServerSettings {
   debounceMs: number;
   disabledLanguages: string[];
   trustRemoteCode: boolean;
+  threads: number | null;
 }
 
 /** Settings only the extension uses (how to start the server, whether completions are shown). */
@@ -33,6 +34,7 @@ export const SERVER_DEFAULTS: Readonly<ServerSettings> = Object.freeze({
   debounceMs: 150,
   disabledLanguages: [],
   trustRemoteCode: false,
+  threads: null,
 });
 
 export const CLIENT_DEFAULTS: Readonly<ClientSettings> = Object.freeze({
@@ -82,6 +84,7 @@ export function readSettings(read: SettingReader): InfillSettings {
         : SERVER_DEFAULTS.debounceMs,
     disabledLanguages: isStringArray(disabled) ? [...disabled] : [],
     trustRemoteCode: read("trustRemoteCode") === true,
+    threads: positiveInt(read("threads")),
     enable: read("enable") !== false,
     serverCommand: nonEmptyString(read("serverCommand")) ?? CLIENT_DEFAULTS.serverCommand,
     serverArgs: isStringArray(args) ? [...args] : [],

@@ -31,6 +31,7 @@ test("values of the wrong type fall back to defaults", () => {
       device: "",
       serverArgs: "--verbose",
       trustRemoteCode: "yes",
+      threads: 0,
       enable: 0,
     }),
   );
@@ -42,16 +43,18 @@ test("values of the wrong type fall back to defaults", () => {
   assert.equal(settings.device, "auto");
   assert.deepEqual(settings.serverArgs, []);
   assert.equal(settings.trustRemoteCode, false);
+  assert.equal(settings.threads, null);
   // Only an explicit `false` disables completions.
   assert.equal(settings.enable, true);
 });
 
 test("server settings carry exactly the wire keys", () => {
-  const settings = readSettings(reader({ model: "/models/m", steps: 8, serverCommand: "/bin/infill" }));
+  const settings = readSettings(reader({ model: "/models/m", steps: 8, threads: 2, serverCommand: "/bin/infill" }));
   const wire = serverSettings(settings);
   assert.deepEqual(Object.keys(wire).sort(), Object.keys(SERVER_DEFAULTS).sort());
   assert.equal(wire.model, "/models/m");
   assert.equal(wire.steps, 8);
+  assert.equal(wire.threads, 2);
   assert.equal((wire as unknown as Record<string, unknown>).serverCommand, undefined);
 });
 

@@ -14,6 +14,7 @@ local server_settings = {
   debounceMs = 150,
   disabledLanguages = {},
   trustRemoteCode = false,
+  threads = nil, -- CPU threads; nil: 1 for small models, one per physical core for large ones
 }
 
 M.defaults = {
