@@ -142,17 +142,68 @@ def edits_to_wire(edits: Sequence[Edit], index: LineIndex, codec: UnitCounter) -
     }
 
 
+# The change annotation of a fill no candidate passed the syntax check for (code actions only).
+UNCHECKED_ANNOTATION = "infill.unchecked"
+
+
+@dataclass(frozen=True)
+class ActionEdit:
+    """What a code action applies: ``edit`` (None when nothing is left) and the unchecked fills it leaves
+    out because the client cannot be asked before applying them."""
+
+    edit: types.WorkspaceEdit | None
+    left_out: tuple[Edit, ...] = ()
+
+
 def workspace_edit(
-    uri: str, version: int, edits: Sequence[Edit], index: LineIndex, codec: UnitCounter, versioned: bool
-) -> types.WorkspaceEdit:
-    """A WorkspaceEdit for a code action; versioned (documentChanges) when the client supports it, so a client
-    refuses to apply it to a document that changed meanwhile."""
-    text_edits = [
-        types.TextEdit(range=index.range(e.start, e.end, codec), new_text=e.new_text) for e in edits
-    ]
+    uri: str,
+    version: int,
+    edits: Sequence[Edit],
+    index: LineIndex,
+    codec: UnitCounter,
+    *,
+    versioned: bool,
+    annotations: bool,
+) -> ActionEdit:
+    """The WorkspaceEdit of a code action.
+
+    Versioned (documentChanges) when the client supports it, so it refuses to apply the edit to a document
+    that changed meanwhile. A plain client applies a code action's edit without asking (Neovim's
+    ``vim.lsp.buf.code_action()``), so a fill that is not ``validated`` goes in only as an AnnotatedTextEdit
+    whose ChangeAnnotation needs confirmation, for clients that support change annotations (VS Code then
+    shows the refactor preview); other clients do not get it at all (``left_out``).
+    """
+    annotated = versioned and annotations
+    kept = [edit for edit in edits if edit.validated or annotated]
+    left_out = tuple(edit for edit in edits if edit not in kept)
+    if not kept:
+        return ActionEdit(None, left_out)
+    text_edits: list[types.TextEdit | types.AnnotatedTextEdit] = []
+    for edit in kept:
+        range_ = index.range(edit.start, edit.end, codec)
+        if edit.validated:
+            text_edits.append(types.TextEdit(range=range_, new_text=edit.new_text))
+        else:
+            text_edits.append(
+                types.AnnotatedTextEdit(
+                    range=range_, new_text=edit.new_text, annotation_id=UNCHECKED_ANNOTATION
+                )
+            )
     if not versioned:
-        return types.WorkspaceEdit(changes={uri: text_edits})
+        return ActionEdit(types.WorkspaceEdit(changes={uri: text_edits}), left_out)  # type: ignore[dict-item]
     document = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
-    return types.WorkspaceEdit(
-        document_changes=[types.TextDocumentEdit(text_document=document, edits=text_edits)]
+    unchecked = any(not edit.validated for edit in kept)
+    return ActionEdit(
+        types.WorkspaceEdit(
+            document_changes=[types.TextDocumentEdit(text_document=document, edits=text_edits)],
+            change_annotations={UNCHECKED_ANNOTATION: UNCHECKED_CHANGE} if unchecked else None,
+        ),
+        left_out,
     )
+
+
+UNCHECKED_CHANGE = types.ChangeAnnotation(
+    label="infill: unchecked fill",
+    needs_confirmation=True,
+    description="No candidate for this hole passed the syntax check: this fill may not parse.",
+)

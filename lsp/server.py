@@ -421,8 +421,22 @@ async def resolve_code_action(ls: InfillLanguageServer, action: types.CodeAction
         )
         return action
     workspace = ls.client_capabilities.workspace
-    versioned = bool(workspace and workspace.workspace_edit and workspace.workspace_edit.document_changes)
-    action.edit = workspace_edit(
-        snapshot.uri, snapshot.version, edits, snapshot.index, snapshot.codec, versioned
+    capabilities = workspace.workspace_edit if workspace else None
+    result = workspace_edit(
+        snapshot.uri,
+        snapshot.version,
+        edits,
+        snapshot.index,
+        snapshot.codec,
+        versioned=bool(capabilities and capabilities.document_changes),
+        annotations=bool(capabilities and capabilities.change_annotation_support),
     )
+    if result.left_out:
+        lines = ", ".join(str(snapshot.index.line_of(edit.start) + 1) for edit in result.left_out)
+        ls.show_message(
+            types.MessageType.Warning,
+            f"infill: {action.title}: left out {len(result.left_out)} fill(s) that did not pass the syntax "
+            f"check (line {lines}): this editor cannot ask before applying them",
+        )
+    action.edit = result.edit
     return action

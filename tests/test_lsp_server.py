@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from infill.regions import document_parses
-from tests.test_lsp_support import LspSession, inline_params, rss_kib, serve_argv
+from tests.test_lsp_support import LspSession, client_capabilities, inline_params, rss_kib, serve_argv
 
 # Small canvases and few steps keep each completion to a few tiny forward passes.
 BASE_OPTIONS: dict[str, Any] = {"maxTokens": 4, "steps": 4, "debounceMs": 400}
@@ -259,6 +259,56 @@ def test_code_actions_are_listed_cheaply_and_resolved_to_versioned_edits(session
     session.open("file:///broken.py", "# infill:begin\nx = 1\n")
     (broken,) = _code_actions(session, "file:///broken.py", (0, 0), (0, 0))
     assert broken.title == "Fill holes" and broken.disabled is not None and "1" in broken.disabled.reason
+
+
+# The x model fills a hole with `xxxx`: valid after `x = `, never after `value = 1 ` (the editors' e2e file).
+CHECKED_AND_UNCHECKED = "x = <|fill|>\nvalue = 1 <|fill|>\n"
+
+
+def _resolve_fill_holes(session: LspSession, uri: str) -> types.CodeAction:
+    session.open(uri, CHECKED_AND_UNCHECKED)
+    (action,) = [a for a in _code_actions(session, uri, (0, 0), (0, 0)) if a.title == "Fill holes"]
+    return session.request(types.CODE_ACTION_RESOLVE, action)
+
+
+def test_fill_holes_leaves_out_unchecked_fills_for_a_client_that_cannot_confirm(session: LspSession) -> None:
+    """Neovim's vim.lsp.buf.code_action() applies a resolved edit unasked: an unchecked fill never goes in."""
+    before = len(session.messages)
+    resolved = _resolve_fill_holes(session, "file:///unchecked_plain.py")
+    assert resolved.edit is not None and resolved.edit.change_annotations is None
+    (change,) = resolved.edit.document_changes
+    (edit,) = change.edits  # the checked fill only
+    assert edit.range.start.line == 0 and set(edit.new_text) == {"x"}
+    assert not isinstance(edit, types.AnnotatedTextEdit)
+    session.wait_for(lambda: len(session.messages) > before, "the left-out warning")
+    warning = session.messages[-1]
+    assert warning.type == types.MessageType.Warning
+    assert "left out 1 fill(s) that did not pass the syntax check (line 2)" in warning.message
+
+
+def test_fill_holes_asks_for_confirmation_of_unchecked_fills_where_the_client_can(
+    x_model_dir: Path, tmp_path: Path
+) -> None:
+    """A client that supports change annotations (VS Code) gets the unchecked fill as an AnnotatedTextEdit
+    whose annotation needs confirmation, so it previews it instead of applying it."""
+    capabilities = client_capabilities()
+    assert capabilities.workspace is not None and capabilities.workspace.workspace_edit is not None
+    capabilities.workspace.workspace_edit.change_annotation_support = types.ChangeAnnotationsSupportOptions(
+        groups_on_label=True
+    )
+    lsp = LspSession(serve_argv(x_model_dir, tmp_path / "server.log"))
+    try:
+        lsp.initialize(BASE_OPTIONS, capabilities=capabilities)
+        resolved = _resolve_fill_holes(lsp, "file:///unchecked_annotated.py")
+    finally:
+        lsp.close()
+    assert resolved.edit is not None and resolved.edit.change_annotations is not None
+    (change,) = resolved.edit.document_changes
+    checked, unchecked = sorted(change.edits, key=lambda edit: edit.range.start.line)
+    assert not isinstance(checked, types.AnnotatedTextEdit) and checked.range.start.line == 0
+    assert isinstance(unchecked, types.AnnotatedTextEdit) and unchecked.range.start.line == 1
+    annotation = resolved.edit.change_annotations[unchecked.annotation_id]
+    assert annotation.needs_confirmation is True and "syntax check" in (annotation.description or "")
 
 
 def test_a_change_during_a_pending_completion_makes_it_empty(session: LspSession) -> None:

@@ -153,10 +153,15 @@ class LspSession:
         self.run(send())
 
     def initialize(
-        self, options: dict[str, Any] | None = None, wait_ready: bool = True
+        self,
+        options: dict[str, Any] | None = None,
+        wait_ready: bool = True,
+        capabilities: types.ClientCapabilities | None = None,
     ) -> types.InitializeResult:
         params = types.InitializeParams(
-            capabilities=client_capabilities(), process_id=os.getpid(), initialization_options=options
+            capabilities=capabilities or client_capabilities(),
+            process_id=os.getpid(),
+            initialization_options=options,
         )
         result = self.request(types.INITIALIZE, params)
         self.notify(types.INITIALIZED, types.InitializedParams())

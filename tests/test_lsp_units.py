@@ -11,7 +11,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace.position_codec import PositionCodec
 
 from lsp.completion import SelectedCompletion, completion_items, plan_completion, selected_completion
-from lsp.rewrite import edits_to_wire, parse_rewrite_params
+from lsp.rewrite import edits_to_wire, parse_rewrite_params, workspace_edit
 from lsp.settings import ServerSettings, model_spec, parse_settings
 from lsp.text_edits import (
     CHUNK,
@@ -265,6 +265,32 @@ def test_rewrite_result_says_which_edits_passed_the_syntax_check() -> None:
         {"line": 0, "character": 4},
         {"line": 1, "character": 4},
     ]
+
+
+def test_code_action_edits_carry_unchecked_fills_only_as_edits_needing_confirmation() -> None:
+    from infill.infiller import Edit
+
+    text = "a = <|fill|>\nb = <|fill|>\n"
+    first, second = text.index("<|fill|>"), text.rindex("<|fill|>")
+    checked = Edit(first, first + len("<|fill|>"), "1", 0.9)
+    unchecked = Edit(second, second + len("<|fill|>"), "(", 0.1, validated=False)
+    index = LineIndex.of(text)
+    # Neovim 0.11 (no documentChanges, no annotations): the unchecked fill is left out.
+    plain = workspace_edit("u", 3, [checked, unchecked], index, UTF16, versioned=False, annotations=False)
+    assert plain.left_out == (unchecked,) and plain.edit is not None and plain.edit.changes is not None
+    assert [edit.new_text for edit in plain.edit.changes["u"]] == ["1"]
+    only_unchecked = workspace_edit("u", 3, [unchecked], index, UTF16, versioned=True, annotations=False)
+    assert only_unchecked.edit is None and only_unchecked.left_out == (unchecked,)
+    # Annotations need documentChanges: a client with both gets it, marked as needing confirmation.
+    annotated = workspace_edit("u", 3, [checked, unchecked], index, UTF16, versioned=True, annotations=True)
+    assert annotated.left_out == () and annotated.edit is not None
+    assert annotated.edit.document_changes is not None and annotated.edit.change_annotations is not None
+    edits = annotated.edit.document_changes[0].edits  # type: ignore[union-attr]
+    assert [type(edit).__name__ for edit in edits] == ["TextEdit", "AnnotatedTextEdit"]
+    assert annotated.edit.change_annotations[edits[1].annotation_id].needs_confirmation  # type: ignore[union-attr]
+    # Nothing unchecked: no annotations at all.
+    only_checked = workspace_edit("u", 3, [checked], index, UTF16, versioned=True, annotations=True)
+    assert only_checked.edit is not None and only_checked.edit.change_annotations is None
 
 
 def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
