@@ -155,3 +155,28 @@ def test_serve_accepts_the_stdio_flag_editors_append(tmp_path: Path) -> None:
         assert "inlineCompletionProvider" in answer["result"]["capabilities"]
     finally:
         session.close()
+
+
+def test_log_lines_reach_the_client_as_log_messages_at_their_level(x_model_dir: Path) -> None:
+    """Editors show a server's stderr as errors; once the client is there, INFO goes to it as Info."""
+    argv = [*serve_argv(x_model_dir, Path("unused"))]
+    argv = argv[: argv.index("--log-file")] + argv[argv.index("--log-file") + 2 :]  # no log file
+    session = LspSession(argv)
+    try:
+        session.initialize({"maxTokens": 4, "steps": 2, "debounceMs": 0})
+        session.open("file:///logs.py", "x = \n")
+        session.request(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params("file:///logs.py", 0, 4))
+        session.wait_for(
+            lambda: any("completion id=" in m.message for m in session.log_messages),
+            "the completion's log line",
+        )
+    finally:
+        session.close()
+    assert session.log_messages, "no window/logMessage arrived"
+    loaded = [m for m in session.log_messages if m.message.startswith("lsp.worker: model loaded")]
+    completed = [m for m in session.log_messages if m.message.startswith("lsp.worker: completion id=")]
+    assert loaded and completed
+    assert {m.type for m in loaded + completed} == {types.MessageType.Info}
+    stderr = session.stderr.decode()
+    assert "infill serve starting" in stderr  # before any client: stderr is all there is
+    assert "model loaded" not in stderr and "completion id=" not in stderr

@@ -79,6 +79,8 @@ class LspSession:
         self.client = BaseLanguageClient("infill-tests", "0", converter_factory=plain_json_converter)
         self.statuses: list[dict[str, Any]] = []
         self.messages: list[types.ShowMessageParams] = []
+        self.log_messages: list[types.LogMessageParams] = []
+        self.stderr = bytearray()  # what the server wrote to stderr so far
         self.progress: list[Any] = []
         self.configuration: Any = None  # answer to workspace/configuration
         self._register_handlers()
@@ -94,6 +96,10 @@ class LspSession:
         def on_message(params: types.ShowMessageParams) -> None:
             self.messages.append(params)
 
+        @self.client.feature(types.WINDOW_LOG_MESSAGE)
+        def on_log_message(params: types.LogMessageParams) -> None:
+            self.log_messages.append(params)
+
         @self.client.feature(types.PROGRESS)
         def on_progress(params: types.ProgressParams) -> None:
             self.progress.append(params.value)
@@ -107,14 +113,14 @@ class LspSession:
             return [self.configuration for _ in params.items]
 
     def _drain_stderr(self) -> None:
-        # An unread stderr pipe fills up and blocks the server; logs go to --log-file anyway.
+        # An unread stderr pipe fills up and blocks the server.
         process = self.client._server
         if process is not None and process.stderr is not None:
             stderr = process.stderr
 
             async def drain() -> None:
-                while await stderr.read(65536):
-                    pass
+                while chunk := await stderr.read(65536):
+                    self.stderr += chunk
 
             self.loop.create_task(drain())
 

@@ -1,6 +1,7 @@
 """`infill serve`: the language server over stdio (default) or TCP on loopback only.
 
-stdout is the protocol, so logging goes to ``--log-file`` or stderr; nothing else is printed while serving.
+stdout is the protocol, so nothing is printed while serving: logs go to the client (window/logMessage), to
+``--log-file`` when given, and to stderr before a client is connected.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--port", type=int, default=None, help="TCP port (required with --tcp)")
     parser.add_argument("--model", default=None, help="model directory (default: INFILL_MODEL, then bundled)")
     parser.add_argument("--device", default=None, help='"auto" (default), "cpu", "cuda" or "cuda:N"')
-    parser.add_argument("--log-file", default=None, help="write logs here instead of stderr")
+    parser.add_argument(
+        "--log-file",
+        default=None,
+        help="also write every log line here (the client gets them as window/logMessage; without a log "
+        "file, lines logged before a client connects go to stderr)",
+    )
     parser.set_defaults(func=serve_command)
     return parser
 
@@ -57,25 +63,31 @@ def _check_loopback(host: str) -> None:
 
 
 def _configure_logging(log_file: str | None) -> None:
+    """Everything to ``--log-file`` when given; to the client as window/logMessage once it has initialized;
+    to stderr only while there is no client to tell (startup, a client gone) and no log file."""
+    from lsp.client_log import ClientLogHandler
+    from lsp.protocol import PYGLS_LOGGERS, ExpectedErrorsAreNotCrashes
+    from lsp.server import SERVER
+
     level_name = os.environ.get("INFILL_LOG_LEVEL", "INFO").upper()
     level = logging.getLevelName(level_name)
     if not isinstance(level, int):
         level = logging.INFO
-    handler: logging.Handler = (
-        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(file_handler)
+    root.addHandler(ClientLogHandler(SERVER, fallback=None if log_file else stderr))
     root.setLevel(level)
     logging.captureWarnings(True)
     # pygls logs every message body at INFO (a 5 MB didOpen would land in the log): keep it to warnings.
     if level > logging.DEBUG:
         logging.getLogger("pygls").setLevel(logging.WARNING)
-    from lsp.protocol import PYGLS_LOGGERS, ExpectedErrorsAreNotCrashes
-
     for name in PYGLS_LOGGERS:
         logging.getLogger(name).addFilter(ExpectedErrorsAreNotCrashes())
 
