@@ -26,7 +26,7 @@ import tree_sitter
 
 from infill.regions.heuristics import bracket_errors
 from infill.regions.languages import check_language, parser_for
-from infill.regions.syntax import GapParses, bracket_window, encode, error_nodes, parse
+from infill.regions.syntax import GapParses, bracket_window, encode, error_nodes, tree_of
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,11 @@ def document_parses(text: str, language: str | None) -> bool:
     languages) and, for Python, compiled by Python itself."""
     if check_language(language) is None:
         return bracket_errors(text) == 0
-    if parse(text, language).error_count():
+    data = encode(text)
+    # A fresh parse, not an edit of a cached tree: this is the last word before a file is written.
+    if error_nodes(parser_for(language).parse(data).root_node):
         return False
-    return language != "python" or _compile_error(encode(text)) is None
+    return language != "python" or _compile_error(data) is None
 
 
 def _window(prefix_data: bytes, fill_data: bytes, suffix_data: bytes) -> _Window:
@@ -138,7 +140,7 @@ def _errors_without_lines(gap: GapParses, window: _Window, fill_ends_line: bool)
     else:
         newline = gap.suffix_data.find(b"\n")
         tail = b"" if newline < 0 else gap.suffix_data[newline + 1 :]
-    tree = parser_for(gap.language).parse(head + tail)
+    tree = tree_of(head + tail, gap.language)
     return {(node.start_byte, node.is_missing) for node in error_nodes(tree.root_node)}
 
 
