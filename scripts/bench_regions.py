@@ -113,8 +113,8 @@ def main() -> int:
         f"# bench_regions: {args.requests} requests on a {args.lines}-line Python file ({len(text):,} chars)"
     )
     print(
-        f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-        f"load {os.getloadavg()[0]:.1f}, code from {where}"
+        f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}, code from {where}"
     )
     print("| step | median ms | p95 ms |")
     print("|---|---:|---:|")
