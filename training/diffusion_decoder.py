@@ -25,7 +25,7 @@ from infill.models.adapters import predecessor_index
 from infill.models.decoders import load_decoder
 from infill.models.families import Family, module_layout
 from infill.models.special_tokens import resolve_special_tokens
-from infill.models.tokenizer_files import load_tokenizer
+from infill.models.tokenizer_files import load_transformers_tokenizer
 
 
 class DiffusionDecoder(torch.nn.Module):
@@ -84,7 +84,7 @@ def load_diffusion_decoder(
     """The decoder in float32 on the CPU (accelerate moves it) and its tokenizer with the roles training
     reads."""
     try:
-        tokenizer, _ = load_tokenizer(path, family, trust_remote_code=False)
+        tokenizer, _ = load_transformers_tokenizer(path, family, trust_remote_code=False)
         model = load_decoder(path, family, config, torch.device("cpu"), torch.float32)
         special = resolve_special_tokens(
             tokenizer, config, family, model.get_output_embeddings().out_features

@@ -6,8 +6,12 @@ dream.py, remote.py); this module only turns a loaded module into ``DenoisingMod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import PreTrainedModel
+
+if TYPE_CHECKING:  # importing any transformers model class costs seconds: only types here
+    from transformers import PreTrainedModel
 
 
 class MaskedLMAdapter:

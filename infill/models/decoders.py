@@ -26,7 +26,7 @@ from transformers import (
 from infill.errors import ModelLoadError
 from infill.models.families import FAMILY_KEY, Family
 from infill.models.locate import describe_error
-from infill.models.weights import checked_model, pretrained_kwargs
+from infill.models.weights import checked_model, pretrained_kwargs, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ def load_decoder(
     if family.weight_names:
         kwargs["key_mapping"] = dict(family.weight_names)
     try:
-        loaded = model_class.from_pretrained(str(model_dir), config=hf_config, **kwargs)
+        with quiet_transformers():
+            loaded = model_class.from_pretrained(str(model_dir), config=hf_config, **kwargs)
     except Exception as exc:  # safetensors, OSError, ValueError...: all mean the directory is unusable
         message = f"Could not load the {family.name} model in {model_dir}: {describe_error(exc)}"
         raise ModelLoadError(message) from exc

@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-
-from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from infill.errors import ModelLoadError
 
@@ -125,6 +124,9 @@ class Family:
     backbone: Backbone
     # Detection (lower-cased model_type; architectures by prefix); never auto-detected when both are empty.
     model_types: tuple[str, ...] = ()
+    # Also every model type transformers' AutoModelForMaskedLM knows (read only when model_types miss:
+    # importing transformers' model registry costs seconds, and the bundled model is listed in model_types).
+    any_native_masked_lm: bool = False
     architectures: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()  # added tokens that single out a variant sharing a config layout
     # Loading.
@@ -241,7 +243,8 @@ FAMILIES: tuple[Family, ...] = (
         name="masked-lm",
         title="masked LM (transformers' own class)",
         backbone="masked-lm",
-        model_types=tuple(MODEL_FOR_MASKED_LM_MAPPING_NAMES),
+        model_types=("modernbert",),
+        any_native_masked_lm=True,
         end_of_span_tokens=(END_OF_SPAN_TOKEN,),
     ),
 )
@@ -269,7 +272,9 @@ def detect_family(config: dict[str, Any], model_dir: Path) -> Family | None:
     architectures = [str(a) for a in config.get("architectures") or []]
     added: set[str] | None = None
     for family in FAMILIES:
-        typed = model_type in family.model_types
+        typed = model_type in family.model_types or (
+            family.any_native_masked_lm and model_type in native_masked_lm_types()
+        )
         named = bool(family.architectures) and any(a.startswith(family.architectures) for a in architectures)
         if not (typed or named):
             continue
@@ -279,6 +284,14 @@ def detect_family(config: dict[str, Any], model_dir: Path) -> Family | None:
                 continue
         return family
     return None
+
+
+@cache
+def native_masked_lm_types() -> frozenset[str]:
+    """Model types transformers has a native masked-LM class for (ModernBERT, RoBERTa, BERT...)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return frozenset(MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
 def added_token_names(model_dir: Path) -> set[str]:

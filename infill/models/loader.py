@@ -9,24 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
 
 from infill.engine.types import DecodeConfig
 from infill.errors import ModelLoadError
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
-from infill.models.decoders import load_decoder
 from infill.models.devices import default_dtype, resolve_device
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
-from infill.models.remote import load_remote
 from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.stops import merge_stop_logits
 from infill.models.text_tokenizer import HFTextTokenizer
 from infill.models.tokenizer_files import load_tokenizer
-from infill.models.weights import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +73,21 @@ def load_model(
     torch_dtype = dtype or default_dtype(torch_device)
     hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 
-    hf_model: PreTrainedModel
-    with quiet_transformers():
-        if family.backbone == "masked-lm":
-            hf_model = load_masked_lm(model_dir, torch_device, torch_dtype)
-            positions = masked_lm_max_positions(config)
-        elif family.is_decoder:
-            hf_model = load_decoder(model_dir, family, config, torch_device, torch_dtype)
-            positions = hf_model.config.max_position_embeddings
-        else:
-            hf_model = load_remote(model_dir, config, torch_device, torch_dtype)
-            positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
+    # transformers is imported only by the loaders that need it (ModernBERT does not: masked_lm.py).
+    hf_model: torch.nn.Module
+    if family.backbone == "masked-lm":
+        hf_model = load_masked_lm(model_dir, config, torch_device, torch_dtype)
+        positions = masked_lm_max_positions(config)
+    elif family.is_decoder:
+        from infill.models.decoders import load_decoder
+
+        hf_model = load_decoder(model_dir, family, config, torch_device, torch_dtype)
+        positions = hf_model.config.max_position_embeddings
+    else:
+        from infill.models.remote import load_remote
+
+        hf_model = load_remote(model_dir, config, torch_device, torch_dtype)
+        positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
     kind: ModelKind = (
         "masked_lm" if family.backbone == "masked-lm" else "decoder" if family.is_decoder else "remote"
     )
@@ -128,7 +128,7 @@ def load_model(
     return loaded
 
 
-def _logits_width(hf_model: PreTrainedModel, config: dict[str, Any], tokenizer_size: int) -> int:
+def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:
     """How many ids the model scores (its output embedding rows may exceed the tokenizer)."""
     get_output = getattr(hf_model, "get_output_embeddings", None)
     output = get_output() if callable(get_output) else None

@@ -1,4 +1,5 @@
-"""Masked LMs that transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...)."""
+"""Masked LMs: ModernBERT natively (modernbert.py, no transformers import), any other masked LM transformers
+implements (RoBERTa/CodeBERT, BERT...) through its own classes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 
 from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
-from infill.models.weights import checked_model, pretrained_kwargs
+from infill.models.modernbert import load_modernbert
+from infill.models.weights import checked_model, pretrained_kwargs, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +30,20 @@ def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
     return positions
 
 
-def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> PreTrainedModel:
+def load_masked_lm(
+    model_dir: Path, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> torch.nn.Module:
+    native = load_modernbert(model_dir, config, device, dtype)
+    if native is not None:
+        return checked_model(native, model_dir)
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
     try:
-        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
-        model = AutoModelForMaskedLM.from_pretrained(
-            str(model_dir), config=config, **pretrained_kwargs(device, dtype), trust_remote_code=False
-        )
+        with quiet_transformers():
+            hf_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+            model = AutoModelForMaskedLM.from_pretrained(
+                str(model_dir), config=hf_config, **pretrained_kwargs(device, dtype), trust_remote_code=False
+            )
     except Exception as exc:  # safetensors, OSError, ValueError...: all mean the directory is unusable
         raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
     return checked_model(model, model_dir)

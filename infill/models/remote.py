@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrained
 
 from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
-from infill.models.weights import checked_model, pretrained_kwargs
+from infill.models.weights import checked_model, pretrained_kwargs, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,11 @@ def load_remote(
     auto_class = AutoModelForMaskedLM if "AutoModelForMaskedLM" in auto_map else AutoModel
     logger.warning("Running the model code shipped in %s (trust_remote_code)", model_dir)
     try:
-        hf_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
-        loaded = auto_class.from_pretrained(
-            str(model_dir), config=hf_config, trust_remote_code=True, **pretrained_kwargs(device, dtype)
-        )
+        with quiet_transformers():
+            hf_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
+            loaded = auto_class.from_pretrained(
+                str(model_dir), config=hf_config, trust_remote_code=True, **pretrained_kwargs(device, dtype)
+            )
     except Exception as exc:  # the remote code can raise anything; it all means "cannot load"
         raise ModelLoadError(remote_failure(model_dir, config, exc)) from exc
     return checked_model(loaded, model_dir)

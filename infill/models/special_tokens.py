@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from transformers import PreTrainedTokenizerFast
-
 from infill.errors import ModelLoadError
 from infill.models.base import SpecialTokens
 from infill.models.families import Family
+from infill.models.tokenizer_json import FastTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +18,7 @@ _PROBE_TEXT = "x = 1"
 
 
 def resolve_special_tokens(
-    tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], family: Family, model_vocab_size: int
+    tokenizer: FastTokenizer, config: dict[str, Any], family: Family, model_vocab_size: int
 ) -> SpecialTokens:
     """Mask, end of span, pad, the ids framing a canvas, the ids never to commit and the extra stop ids.
 
@@ -113,7 +112,7 @@ def _config_id(config: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _wrapping_ids(tokenizer: PreTrainedTokenizerFast) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _wrapping_ids(tokenizer: FastTokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Ids the tokenizer's post-processor puts before and after a sequence (e.g. <s> ... </s>)."""
     plain = tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"]
     wrapped = tokenizer(_PROBE_TEXT, add_special_tokens=True)["input_ids"]

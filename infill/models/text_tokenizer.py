@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from functools import cache
 
-from transformers import PreTrainedTokenizerFast
-from transformers.convert_slow_tokenizer import bytes_to_unicode
+from infill.models.tokenizer_json import FastTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class HFTextTokenizer:
     text of its own, so each incomplete byte sequence becomes U+FFFD (what ``decode`` prints for it too).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+    def __init__(self, tokenizer: FastTokenizer) -> None:
         self.hf = tokenizer
         self._added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
         self._piece_of_id = {i: piece for piece, i in tokenizer.get_vocab().items()}
@@ -70,8 +70,23 @@ class HFTextTokenizer:
         return len(self.hf)
 
 
-def _decoder_types(tokenizer: PreTrainedTokenizerFast) -> set[str]:
+def _decoder_types(tokenizer: FastTokenizer) -> set[str]:
     """Types of the backend decoder and of the parts of a Sequence decoder ("ByteLevel", "Metaspace"...)."""
     decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
     parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
     return {str(part.get("type")) for part in parts}
+
+
+@cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: each byte as a printable character (what byte-level BPE vocabularies
+    spell tokens with; the same table as transformers' ``convert_slow_tokenizer.bytes_to_unicode``)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    table = {byte: chr(byte) for byte in printable}
+    extra = 0
+    for byte in range(256):
+        if byte not in table:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table

@@ -1,32 +1,51 @@
 """A model directory's tokenizer as a fast (tokenizers) tokenizer, without running code shipped with it.
 
-Order: ``tokenizer.json`` (loaded directly, never through AutoTokenizer, which follows config.json's
-auto_map); else the slow-tokenizer files a family names how to read (Dream's ``vocab.json`` + ``merges.txt`` +
-added tokens: a Qwen2 byte-level BPE); else, only for checkpoints that need their own code and only with
-trust_remote_code, AutoTokenizer.
+Order: ``tokenizer.json`` read with the tokenizers library alone where transformers would add nothing but
+the roles (``tokenizer_json.py``: no transformers import, which costs seconds of a cold ``infill complete``);
+else ``tokenizer.json`` through transformers' PreTrainedTokenizerFast (never AutoTokenizer, which follows
+config.json's auto_map); else the slow-tokenizer files a family names how to read (Dream's ``vocab.json`` +
+``merges.txt`` + added tokens: a Qwen2 byte-level BPE); else, only for checkpoints that need their own code
+and only with trust_remote_code, AutoTokenizer.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from infill.errors import ModelLoadError
 from infill.models.families import Family
 from infill.models.locate import describe_error, read_json_object
+from infill.models.tokenizer_json import ROLES, FastTokenizer, read_tokenizer_json, token_content
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 # Qwen2's pre-tokenizer split (transformers' Qwen2Tokenizer and Dream's tokenization_dream.py use this regex).
 QWEN2_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
-_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
-def load_tokenizer(
+def load_tokenizer(model_dir: Path, family: Family, *, trust_remote_code: bool) -> tuple[FastTokenizer, str]:
+    """(tokenizer, where it came from, in words for `infill doctor`) for inference."""
+    try:
+        light = read_tokenizer_json(model_dir)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for a broken file
+        raise ModelLoadError(f"Could not load the tokenizer in {model_dir}: {describe_error(exc)}") from exc
+    if light is not None:
+        return light, "tokenizer.json"
+    return load_transformers_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
+
+
+def load_transformers_tokenizer(
     model_dir: Path, family: Family, *, trust_remote_code: bool
 ) -> tuple[PreTrainedTokenizerFast, str]:
-    """(tokenizer, where it came from, in words for `infill doctor`)."""
+    """As ``load_tokenizer``, always as transformers' tokenizer (training changes its roles and framing)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
     try:
         if (model_dir / "tokenizer.json").is_file():
             tokenizer, source = PreTrainedTokenizerFast.from_pretrained(str(model_dir)), "tokenizer.json"
@@ -59,6 +78,8 @@ def qwen2_bpe_from_files(model_dir: Path) -> PreTrainedTokenizerFast:
     vocab_path, merges_path = model_dir / "vocab.json", model_dir / "merges.txt"
     if not merges_path.is_file():
         raise ModelLoadError(f"{model_dir} has vocab.json but no merges.txt: cannot build its BPE tokenizer")
+    from transformers import PreTrainedTokenizerFast
+
     bpe = models.BPE.from_file(str(vocab_path), str(merges_path))
     backend = Tokenizer(bpe)
     backend.normalizer = normalizers.NFC()
@@ -84,12 +105,12 @@ def qwen2_bpe_from_files(model_dir: Path) -> PreTrainedTokenizerFast:
             backend.add_special_tokens([token])
         else:
             backend.add_tokens([token])
-    roles = {role: _content(config.get(role, special_map.get(role))) for role in _ROLES}
+    roles = {role: token_content(config.get(role, special_map.get(role))) for role in ROLES}
     extra = config.get("additional_special_tokens", special_map.get("additional_special_tokens")) or []
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         **{role: value for role, value in roles.items() if value is not None},
-        additional_special_tokens=[_content(t) for t in extra],
+        additional_special_tokens=[token_content(t) for t in extra],
         clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
         model_max_length=config.get("model_max_length", 1_000_000_000),
     )
@@ -102,10 +123,3 @@ def _added_tokens(model_dir: Path, config: dict[str, Any]) -> dict[int, tuple[st
     for content, token_id in read_json_object(model_dir / "added_tokens.json").items():
         added.setdefault(int(token_id), (str(content), True))
     return added
-
-
-def _content(value: object) -> str | None:
-    """A role's token: a plain string or an AddedToken-style {"content": ...} object."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None

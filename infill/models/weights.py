@@ -6,13 +6,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from transformers import PreTrainedModel
-from transformers.utils import logging as hf_logging
 
 from infill.errors import ModelLoadError
+
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,11 @@ def pretrained_kwargs(device: torch.device, dtype: torch.dtype) -> dict[str, Any
     }
 
 
-def checked_model(loaded: tuple[PreTrainedModel, dict[str, Any]], model_dir: Path) -> PreTrainedModel:
-    """Refuse weights that do not fit the architecture (transformers would silently init them randomly)."""
+def checked_model(loaded: tuple[Model, dict[str, Any]], model_dir: Path) -> Model:
+    """Refuse weights that do not fit the architecture (transformers would silently init them randomly).
+
+    ``loaded``: a model and its load report (missing, mismatched and unexpected tensor names), as
+    from_pretrained(output_loading_info=True) or modernbert.load_modernbert give them."""
     model, info = loaded
     missing = sorted(info.get("missing_keys") or ())
     mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
@@ -51,6 +54,8 @@ def quiet_transformers() -> Iterator[None]:
 
     Callers report progress themselves, and checked_model turns a bad load report into one ModelLoadError.
     """
+    from transformers.utils import logging as hf_logging
+
     was_enabled = hf_logging.is_progress_bar_enabled()
     verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()

@@ -6,37 +6,30 @@ line heuristics (indentation, bracket balance) instead of a syntax tree.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import tree_sitter
-import tree_sitter_c
-import tree_sitter_cpp
-import tree_sitter_go
-import tree_sitter_java
-import tree_sitter_javascript
-import tree_sitter_python
-import tree_sitter_rust
-import tree_sitter_typescript
 
 from infill.errors import UnsupportedLanguage
 
 logger = logging.getLogger(__name__)
 
-# Capsule factories from the grammar wheels; called once per language (the Language objects are cached).
-_GRAMMARS: dict[str, Callable[[], object]] = {
-    "python": tree_sitter_python.language,
-    "javascript": tree_sitter_javascript.language,
-    "typescript": tree_sitter_typescript.language_typescript,
-    "tsx": tree_sitter_typescript.language_tsx,
-    "go": tree_sitter_go.language,
-    "rust": tree_sitter_rust.language,
-    "java": tree_sitter_java.language,
-    "c": tree_sitter_c.language,
-    "cpp": tree_sitter_cpp.language,
+# (grammar wheel module, its capsule factory) per language; a wheel is imported on first use, so a request
+# pays only for its own file's grammar.
+_GRAMMARS: dict[str, tuple[str, str]] = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+    "go": ("tree_sitter_go", "language"),
+    "rust": ("tree_sitter_rust", "language"),
+    "java": ("tree_sitter_java", "language"),
+    "c": ("tree_sitter_c", "language"),
+    "cpp": ("tree_sitter_cpp", "language"),
 }
 LANGUAGES: tuple[str, ...] = tuple(_GRAMMARS)
 
@@ -126,7 +119,8 @@ def default_indent_unit(language: str | None) -> str:
 
 @cache
 def ts_language(language: str) -> tree_sitter.Language:
-    return tree_sitter.Language(_GRAMMARS[language]())
+    module, factory = _GRAMMARS[language]
+    return tree_sitter.Language(getattr(importlib.import_module(module), factory)())
 
 
 # Parsers are not thread-safe and the language server works off its protocol thread, so each thread

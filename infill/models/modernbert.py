@@ -1,0 +1,358 @@
+"""ModernBERT masked LMs (the bundled model's architecture) in plain torch, for inference.
+
+transformers' ModernBertForMaskedLM computes the same thing, but importing any transformers model class pulls
+in its whole loading machinery (torch.distributed, dynamo, quantizers...): about three times an ``import
+torch``, paid by every cold ``infill complete``. This module is transformers' forward pass for the configs
+it covers (``ModernBertConfig.from_json`` returns None for any other, and the loader then uses
+transformers): the same module tree and attribute names (``model.layers[i].attn.Wqkv``, ``head``,
+``decoder``...), so the weights load by their checkpoint names and code that walks transformers' modules
+(the positions-only LM head, the context cache, stop-token merging) works on it unchanged.
+tests/test_native_modernbert.py checks the logits against transformers' on several configs.
+
+Shapes: ids, attention_mask (B, T); hidden (B, T, H); q, k, v (B, heads, T, D).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from infill.errors import ModelLoadError
+from infill.models.locate import describe_error
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+    "swish": F.silu,
+    "relu": F.relu,
+}
+LAYER_TYPES = ("full_attention", "sliding_attention")
+DEFAULT_THETA = {"full_attention": 160_000.0, "sliding_attention": 10_000.0}  # transformers' defaults
+# Keys of the transformers 4 configs that set the two thetas.
+_THETA_KEYS = {"full_attention": "global_rope_theta", "sliding_attention": "local_rope_theta"}
+
+
+@dataclass(frozen=True)
+class ModernBertConfig:
+    """The config.json keys the forward pass reads, with transformers' defaults."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    layer_types: tuple[str, ...]
+    rope_theta: dict[str, float]
+    local_attention: int = 128
+    max_position_embeddings: int = 8192
+    norm_eps: float = 1e-5
+    norm_bias: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    decoder_bias: bool = True
+    classifier_bias: bool = False
+    hidden_activation: str = "gelu"
+    classifier_activation: str = "gelu"
+    tie_word_embeddings: bool = True
+
+    @property
+    def sliding_window(self) -> int:
+        """Half the local window: a token sees the tokens at most this far away (inclusive)."""
+        return self.local_attention // 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_json(cls, config: dict[str, Any]) -> ModernBertConfig | None:
+        """The config of a ModernBERT masked LM this module computes exactly; None for anything else
+        (another architecture, scaled RoPE, an activation it does not know...)."""
+        if config.get("model_type") != "modernbert":
+            return None
+        if any(not a.startswith("ModernBertForMaskedLM") for a in config.get("architectures") or []):
+            return None
+        layers = config.get("num_hidden_layers", 22)
+        every = config.get("global_attn_every_n_layers", 3)
+        layer_types = config.get("layer_types") or [
+            "sliding_attention" if i % every else "full_attention" for i in range(layers)
+        ]
+        rope = config.get("rope_parameters") or {}
+        if config.get("rope_scaling") or not isinstance(rope, dict):
+            return None
+        theta = {}
+        for kind in LAYER_TYPES:
+            params = rope.get(kind) or {}
+            if params.get("rope_type", "default") != "default" or set(params) - {"rope_type", "rope_theta"}:
+                return None
+            theta[kind] = float(params.get("rope_theta", config.get(_THETA_KEYS[kind], DEFAULT_THETA[kind])))
+        try:
+            parsed = cls(
+                vocab_size=config.get("vocab_size", 50368),
+                hidden_size=config.get("hidden_size", 768),
+                intermediate_size=config.get("intermediate_size", 1152),
+                num_hidden_layers=layers,
+                num_attention_heads=config.get("num_attention_heads", 12),
+                layer_types=tuple(layer_types),
+                rope_theta=theta,
+                **{key: config[key] for key in _OPTIONAL if key in config},
+            )
+        except TypeError:
+            return None
+        known_activations = {parsed.hidden_activation, parsed.classifier_activation} <= set(ACTIVATIONS)
+        if (
+            not known_activations
+            or len(parsed.layer_types) != parsed.num_hidden_layers
+            or not set(parsed.layer_types) <= set(LAYER_TYPES)
+            or parsed.hidden_size % parsed.num_attention_heads
+        ):
+            return None
+        return parsed
+
+
+_OPTIONAL = (
+    "local_attention",
+    "max_position_embeddings",
+    "norm_eps",
+    "norm_bias",
+    "attention_bias",
+    "mlp_bias",
+    "decoder_bias",
+    "classifier_bias",
+    "hidden_activation",
+    "classifier_activation",
+    "tie_word_embeddings",
+)
+
+
+class Linear(nn.Linear):
+    """nn.Linear without the random initialisation: every weight is then loaded from the checkpoint."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class Embedding(nn.Embedding):
+    """nn.Embedding without the random initialisation (see Linear)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary_pos_emb(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on (B, heads, T, D) queries and keys with (B, T, D) cos/sin, computed in float32 (as
+    transformers' ModernBERT does)."""
+    cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    q_embed = q.float() * cos + rotate_half(q.float()) * sin
+    k_embed = k.float() * cos + rotate_half(k.float()) * sin
+    return q_embed.to(q.dtype), k_embed.to(k.dtype)
+
+
+class ModernBertEmbeddings(nn.Module):
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.tok_embeddings = Embedding(config.vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.tok_embeddings(input_ids))
+
+
+class ModernBertMLP(nn.Module):
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.Wi = Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.act = ACTIVATIONS[config.hidden_activation]
+        self.Wo = Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        value, gate = self.Wi(hidden).chunk(2, dim=-1)
+        return self.Wo(self.act(value) * gate)
+
+
+class ModernBertRotaryEmbedding(nn.Module):
+    """cos/sin per layer type. The inverse frequencies stay float32 whatever the model's dtype."""
+
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        dim = config.head_dim
+        steps = torch.arange(0, dim, 2, dtype=torch.float32) / dim
+        # Plain attributes, not buffers: moving the model to bf16 must not round them.
+        self.inv_freq = {kind: 1.0 / (theta**steps) for kind, theta in config.rope_theta.items()}
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def forward(
+        self, x: torch.Tensor, position_ids: torch.Tensor, layer_type: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self._on_device.get((layer_type, x.device))
+        if inv_freq is None:
+            inv_freq = self._on_device[(layer_type, x.device)] = self.inv_freq[layer_type].to(x.device)
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
+        angles = torch.cat((freqs, freqs), dim=-1)
+        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+
+
+class ModernBertAttention(nn.Module):
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.head_dim = config.head_dim
+        self.Wqkv = Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        self.Wo = Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+
+    def forward(
+        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
+    ) -> torch.Tensor:
+        """``allowed`` (B, 1, T, T) bool: which keys each query attends to."""
+        batch, length, _ = hidden.shape
+        qkv = self.Wqkv(hidden).view(batch, length, 3, -1, self.head_dim)
+        q, k, v = (part.transpose(1, 2) for part in qkv.unbind(dim=2))  # (B, heads, T, D)
+        q, k = apply_rotary_pos_emb(q, k, *rotary)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.head_dim**-0.5)
+        return self.Wo(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class ModernBertEncoderLayer(nn.Module):
+    def __init__(self, config: ModernBertConfig, index: int) -> None:
+        super().__init__()
+        hidden, eps, bias = config.hidden_size, config.norm_eps, config.norm_bias
+        # The first layer reads the embeddings' own norm.
+        self.attn_norm: nn.Module = nn.Identity() if index == 0 else nn.LayerNorm(hidden, eps=eps, bias=bias)
+        self.attn = ModernBertAttention(config)
+        self.mlp_norm = nn.LayerNorm(hidden, eps=eps, bias=bias)
+        self.mlp = ModernBertMLP(config)
+        self.attention_type = config.layer_types[index]
+
+    def forward(
+        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = hidden + self.attn(self.attn_norm(hidden), rotary, allowed)
+        return hidden + self.mlp(self.mlp_norm(hidden))
+
+
+class ModernBertModel(nn.Module):
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = ModernBertEmbeddings(config)
+        layers = range(config.num_hidden_layers)
+        self.layers = nn.ModuleList(ModernBertEncoderLayer(config, i) for i in layers)
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.rotary_emb = ModernBertRotaryEmbedding(config)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor]:
+        """(final hidden states (B, T, H),), as transformers' model output indexes."""
+        batch, length = input_ids.shape
+        hidden = self.embeddings(input_ids)
+        # ModernBERT numbers positions 0..T-1 whatever the padding.
+        positions = torch.arange(length, device=input_ids.device).expand(batch, -1)
+        keys = (
+            torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        )
+        full = keys[:, None, None, :].expand(-1, 1, length, -1)  # (B, 1, T, T): padding keys masked
+        distance = (positions[0][:, None] - positions[0][None, :]).abs()
+        near = full & (distance <= self.config.sliding_window)  # local layers see a window only
+        allowed = {"full_attention": full, "sliding_attention": near}
+        rotary = {kind: self.rotary_emb(hidden, positions, kind) for kind in set(self.config.layer_types)}
+        for layer in self.layers:
+            hidden = layer(hidden, rotary[layer.attention_type], allowed[layer.attention_type])
+        return (self.final_norm(hidden),)
+
+
+class ModernBertPredictionHead(nn.Module):
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size, bias=config.classifier_bias)
+        self.act = ACTIVATIONS[config.classifier_activation]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(hidden)))
+
+
+class MaskedLMOutput(NamedTuple):
+    logits: torch.Tensor  # (B, T, V)
+
+
+class ModernBertForMaskedLM(nn.Module):
+    """Named as transformers' class, whose modules and weight names it has (see the module docstring)."""
+
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = ModernBertModel(config)
+        self.head = ModernBertPredictionHead(config)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> MaskedLMOutput:
+        hidden = self.model(input_ids, attention_mask)[0]
+        return MaskedLMOutput(self.decoder(self.head(hidden)))
+
+
+def load_modernbert(
+    model_dir: Path, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> tuple[ModernBertForMaskedLM, dict[str, list[str]]] | None:
+    """The directory's masked LM and its load report (missing, mismatched and unexpected tensor names, as
+    transformers' ``output_loading_info`` gives them); None when ``ModernBertConfig.from_json`` does not
+    cover its config."""
+    parsed = ModernBertConfig.from_json(config)
+    if parsed is None:
+        return None
+    try:
+        weights = _read_weights(model_dir)
+    except Exception as exc:  # safetensors, OSError, a bad index...: all mean the directory is unusable
+        raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
+    model = ModernBertForMaskedLM(parsed)  # uninitialised: every tensor comes from the checkpoint
+    expected = model.state_dict()
+    if parsed.tie_word_embeddings:
+        expected.pop("decoder.weight")
+    report: dict[str, list[str]] = {
+        "missing_keys": sorted(set(expected) - set(weights)),
+        "mismatched_keys": sorted(
+            name for name in set(expected) & set(weights) if weights[name].shape != expected[name].shape
+        ),
+        "unexpected_keys": sorted(set(weights) - set(expected) - {"decoder.weight"}),
+    }
+    if report["missing_keys"] or report["mismatched_keys"]:
+        return model, report  # checked_model refuses it by name
+    model.load_state_dict({name: weights[name] for name in expected}, strict=False)
+    if parsed.tie_word_embeddings:
+        model.decoder.weight = model.model.embeddings.tok_embeddings.weight
+    return model.to(device=device, dtype=dtype), report
+
+
+def _read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the directory's safetensors (one file, or the shards its index names), on the CPU."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        files = sorted(set(weight_map.values()))
+    else:
+        files = ["model.safetensors"]
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        weights.update(load_file(str(model_dir / name), device="cpu"))
+    return weights
