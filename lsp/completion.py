@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from lsprotocol import types
 
@@ -67,6 +67,7 @@ def plan_completion(
     language: str | None,
     max_tokens: int,
     num_candidates: int,
+    trigger: Literal["automatic", "invoked"] = "invoked",
 ) -> CompletionPlan:
     if selection is not None:
         text, cursor = apply_selected_completion(text, selection.start, selection.end, selection.text)
@@ -77,6 +78,7 @@ def plan_completion(
         language=language,
         max_tokens=max_tokens,
         num_candidates=num_candidates,
+        trigger=trigger,
     )
     return CompletionPlan(job=job, slice_start=window.start, selection=selection)
 

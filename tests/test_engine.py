@@ -16,7 +16,7 @@ import torch
 from infill.engine import InfillEngine
 from infill.engine.candidates import rank_candidates, span_candidate
 from infill.engine.canvas import build_canvas, context_budget, trim_context
-from infill.engine.engine import check_config
+from infill.engine.engine import check_config, default_context_tokens
 from infill.engine.healing import MAX_HEALED_TOKENS, HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import canvas_lengths, estimate_span_length, length_ladder
 from infill.engine.types import DecodeConfig, FillRequest
@@ -117,7 +117,7 @@ def test_should_stop_cancels_between_steps(engines: dict[str, InfillEngine]) -> 
             DecodeConfig(steps=8),
             stop_on_third_check,
         )
-    assert len(recorder.inputs) == 2  # the estimation pass and one denoising step, then the stop
+    assert len(recorder.inputs) == 2  # two denoising steps, then the stop
 
 
 def test_line_mode_ends_after_the_first_newline(
@@ -140,7 +140,7 @@ def test_length_estimation_decodes_a_short_canvas_when_the_span_likely_ends(
     eos = plain.loaded.special.end_of_span_id
     ending = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {eos: 8.0}))
     request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=32)
-    config = DecodeConfig(strategy="confidence", steps=8)
+    config = DecodeConfig(strategy="confidence", steps=8, estimate_length=True)
 
     engine, recorder = recording(InfillEngine(ending))
     result = engine.fill([request], config)[0]
@@ -165,8 +165,10 @@ class OverflowingModel:
         self.end_of_span_id = loaded.special.end_of_span_id
         self.widths: list[int] = []
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits = self.model.logits(input_ids, attention_mask)
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = self.model.logits(input_ids, attention_mask, positions)
         logits[..., self.end_of_span_id] = 30.0 if not self.widths else -30.0
         self.widths.append(input_ids.shape[1])
         return logits
@@ -178,7 +180,8 @@ def test_a_span_that_overflows_its_estimated_canvas_is_decoded_again_on_the_full
     loaded = engines["modernbert"].loaded
     model = OverflowingModel(loaded)
     engine = InfillEngine(replace(loaded, model=model))
-    result = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)], DecodeConfig(steps=2))[0]
+    config = DecodeConfig(steps=2, estimate_length=True)
+    result = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)], config)[0]
     full = model.widths[0]
     assert model.widths == [full, full - 14, full, full]  # estimate, short canvas (1 step), full retry
     assert result.generated_tokens == 16 and result.forward_passes == 4
@@ -211,26 +214,31 @@ def test_healing_constraint_follows_a_chain_of_partial_tokens(engines: dict[str,
     mask = loaded.special.mask_id
     ids = torch.tensor([[*prefix_ids, mask, mask, mask]])
     constraint = HealingConstraint(texts, [HealedSpan(0, 1, 4, removed)], mask)
-    logits = torch.zeros(1, 4, len(texts.texts))
-    priority = torch.zeros(1, 4)
-    constraint(ids, logits, priority)
-    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 1] == 0).flatten().tolist()}
+    positions = torch.tensor([[1, 2, 3]])  # the sampler asks about the span only: column k is position k + 1
+    logits = torch.zeros(1, 3, len(texts.texts))
+    priority = torch.zeros(1, 3)
+    constraint(ids, positions, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 0] == 0).flatten().tolist()}
     assert (
         " add" in allowed
         and " a" in allowed
         and all(" ad".startswith(t) or t.startswith(" ad") for t in allowed)
     )
     # A proper prefix may be chosen, so that position is decided alone this step.
-    assert priority[0, 1] == float("inf") and (priority[0, 2:] == float("-inf")).all()
+    assert priority[0, 0] == float("inf") and (priority[0, 1:] == float("-inf")).all()
 
     (partial,) = loaded.tokenizer.encode(" a")
     ids[0, 1] = partial
     logits.zero_()
     priority.zero_()
-    constraint(ids, logits, priority)
-    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 2] == 0).flatten().tolist()}
+    constraint(ids, positions, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 1] == 0).flatten().tolist()}
     assert allowed and all(t.startswith("d") for t in allowed)
-    assert (logits[0, 3] == 0).all()
+    assert (logits[0, 2] == 0).all()
+    # A position the sampler does not ask about this step is left alone.
+    logits.zero_()
+    constraint(ids, torch.tensor([[3, 4, 0]]), logits, priority)
+    assert (logits == 0).all()
 
 
 def test_trimming_keeps_both_sides_at_line_boundaries(engines: dict[str, InfillEngine]) -> None:
@@ -274,7 +282,8 @@ def test_a_small_window_keeps_the_canvas_and_refuses_spans_that_cannot_fit(tmp_p
 def test_default_config_takes_the_model_defaults(engines: dict[str, InfillEngine]) -> None:
     loaded = engines["modernbert"].loaded
     engine = InfillEngine(replace(loaded, generation_defaults={"strategy": "blocks", "steps": 7, "other": 1}))
-    assert engine.default_config() == DecodeConfig(strategy="blocks", steps=7)
+    context = engine.context_tokens
+    assert engine.default_config() == DecodeConfig(strategy="blocks", steps=7, context_tokens=context)
     with pytest.raises(ModelLoadError):
         InfillEngine(replace(loaded, generation_defaults={"threshold": 3})).default_config()
     for bad in (DecodeConfig(steps=0), DecodeConfig(strategy="nope"), DecodeConfig(top_p=0.0)):  # type: ignore[arg-type]
@@ -318,3 +327,25 @@ def test_span_length_estimate_and_canvas_choices() -> None:
     # The last rung counts when the rung before expected the span to run past its end.
     assert canvas_lengths([(8, 8), (16, 16), (64, 20)], 64) == [32, 64]
     assert canvas_lengths([(8, 2), (16, 9), (64, 20)], 64) == [64, 5, 8, 16]  # neither neighbour agrees
+
+
+def test_the_context_cap_limits_what_the_model_sees_whatever_its_window(
+    engines: dict[str, InfillEngine],
+) -> None:
+    engine, recorder = recording(engines["modernbert"])
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(80))
+    request = FillRequest(prefix, prefix, max_tokens=8)
+    engine.fill([request], DecodeConfig(steps=2, context_tokens=40))
+    special = engine.loaded.special
+    fixed = len(special.prefix_ids) + len(special.suffix_ids) + 8
+    assert recorder.inputs and max(state.shape[1] for state in recorder.inputs) <= 40 + fixed
+    recorder.inputs.clear()
+    engine.fill([request], DecodeConfig(steps=2))  # the default for a tiny model: its whole window (512)
+    assert max(state.shape[1] for state in recorder.inputs) > 40 + fixed
+    # Defaults by size, and the one stored with the weights wins.
+    assert default_context_tokens(1_400_000) >= 4096 > default_context_tokens(7_000_000_000) == 2048
+    assert default_context_tokens(None) == 2048
+    stored = InfillEngine(replace(engine.loaded, generation_defaults={"context_tokens": 64}))
+    assert stored.default_config().context_tokens == 64
+    with pytest.raises(ModelLoadError):
+        InfillEngine(replace(engine.loaded, generation_defaults={"context_tokens": "all"})).default_config()

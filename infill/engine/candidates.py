@@ -47,8 +47,8 @@ def span_candidate(
         text = text[: text.index("\n") + 1]
         kept = _tokens_covering(token_texts, len(text))
     scored = list(confidences[:kept])
-    if kept == length and length < len(span_ids):
-        scored.append(confidences[length])  # the end_of_span that closed the span
+    if kept == length and length < len(span_ids) and not (line and text.endswith("\n")):
+        scored.append(confidences[length])  # the end_of_span that closed the span (a line's is its newline)
     score = sum(math.log(max(c, 1e-12)) for c in scored) / max(1, len(scored))
     tokens = tuple(
         TokenConfidence(text=t, confidence=float(c))
@@ -57,6 +57,12 @@ def span_candidate(
     )
     candidate = Candidate(text=text, score=score, tokens=tokens)
     return ScoredCandidate(candidate, generated_tokens=length, ended=ended)
+
+
+def newline_token_ids(token_texts: Sequence[str]) -> list[int]:
+    """Ids whose text holds a newline: the tokens that end a line fill (the sampler's line stop; the same
+    test span_candidate cuts a line at). ``token_texts[i]`` is the text of id i."""
+    return [token_id for token_id, text in enumerate(token_texts) if "\n" in text]
 
 
 def _tokens_covering(token_texts: list[str], chars: int) -> int:

@@ -99,7 +99,8 @@ class HealedSpan:
 
 
 class HealingConstraint:
-    """The sampler's ``constrain`` hook for healed rows (see sampler.Constraint).
+    """The sampler's ``constrain`` hook for healed rows (see sampler.Constraint: logits and priority are
+    given for the positions the sampler asks about this step).
 
     Walks each healed span from its start over committed tokens consuming the removed text, and restricts
     the first still-masked position to tokens consistent with what remains. When a proper prefix is
@@ -114,13 +115,18 @@ class HealingConstraint:
         self._whole: dict[str, list[int]] = {}
         self._partial: dict[str, list[int]] = {}
 
-    def __call__(self, ids: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor) -> None:
+    def __call__(
+        self, ids: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor
+    ) -> None:
         for span in self.spans:
             span_ids = ids[span.row, span.start : span.end].tolist()  # one device read per span
             offset, rest = self._pending(span_ids, span.removed)
             if not rest:
                 continue
-            position = span.start + offset
+            asked = positions[span.row].tolist()  # logits and priority are per asked position
+            if span.start + offset not in asked:
+                continue  # not decoded this step
+            column = asked.index(span.start + offset)
             next_masked = offset + 1 < len(span_ids) and span_ids[offset + 1] == self.mask_id
             whole = self._cached(self._whole, rest, self.texts.starting_with)
             partial = self._cached(self._partial, rest, self.texts.proper_prefixes_of) if next_masked else []
@@ -128,10 +134,11 @@ class HealingConstraint:
                 continue  # nothing can continue the removed text; the engine drops such candidates
             keep = torch.full((logits.shape[-1],), float("-inf"), device=logits.device)
             keep[torch.tensor(whole + partial, device=logits.device)] = 0.0
-            logits[span.row, position] += keep
+            logits[span.row, column] += keep
             if partial:
-                priority[span.row, position] = float("inf")
-                priority[span.row, position + 1 : span.end] = float("-inf")
+                priority[span.row, column] = float("inf")
+                later = [i for i, at in enumerate(asked) if span.start + offset < at < span.end]
+                priority[span.row, later] = float("-inf")
 
     def _pending(self, span_ids: list[int], removed: str) -> tuple[int, str]:
         """Offset in the span of the healing chain's first masked position, and the removed text still to

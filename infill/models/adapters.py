@@ -11,7 +11,7 @@ from transformers import PreTrainedModel
 
 
 class MaskedLMAdapter:
-    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted.
+    """``logits(input_ids (B, T), attention_mask (B, T), positions (B, K)) -> (B, K, V)`` float32, unshifted.
 
     Also serves remote-code models, which may return a plain tuple whose first item is the logits.
     """
@@ -19,7 +19,9 @@ class MaskedLMAdapter:
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.inference_mode():
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         logits = getattr(out, "logits", None)
@@ -27,24 +29,29 @@ class MaskedLMAdapter:
             logits = out[0]
         assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
         # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
-        return logits.float()
+        if positions is None:
+            return logits.float()
+        return gather_positions(logits, positions).float()
 
 
 class DecoderAdapter:
     """A decoder-shaped model (Qwen2, LLaMA...) run with bidirectional attention.
 
-    ``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32. With ``shift`` (Dream,
-    DiffuCoder: the hidden state at i-1 predicts the token at i) the rows are realigned so that
-    ``logits[:, i]`` is the distribution of the token AT i, taken from the previous attended position
-    (padding skipped); the first real position has no predecessor and gets its own raw logits (what Dream's
-    own sampler does). That row is not a real prediction: keep position 0 of a canvas non-editable.
+    ``logits(input_ids (B, T), attention_mask (B, T), positions (B, K)) -> (B, K, V)`` float32. With
+    ``shift`` (Dream, DiffuCoder: the hidden state at i-1 predicts the token at i) the rows are realigned
+    so that the logits for position i are the distribution of the token AT i, taken from the previous
+    attended position (padding skipped); the first real position has no predecessor and gets its own raw
+    logits (what Dream's own sampler does). That row is not a real prediction: keep position 0 of a canvas
+    non-editable.
     """
 
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # Positions count real tokens only, so left and right padding give the same logits.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
@@ -54,10 +61,30 @@ class DecoderAdapter:
                 position_ids=position_ids,
                 use_cache=False,
             ).logits  # (B, T, V): with shift, raw[:, i] predicts the next attended token
-        if not self.shift:
-            return raw.float()
-        source = predecessor_index(attention_mask)  # (B, T)
-        return torch.gather(raw, 1, source[..., None].expand_as(raw)).float()
+        if positions is None:
+            positions = every_position(input_ids)
+        if self.shift:
+            positions = predecessor_index(attention_mask).gather(1, positions)
+        return gather_positions(raw, positions).float()
+
+
+def every_position(input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) positions 0..T-1 of every row: what ``positions=None`` means (tests and tools, not requests)."""
+    return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+
+
+def gather_positions(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``values (B, T, D)`` at ``positions (B, K)`` -> (B, K, D)."""
+    return values.gather(1, positions.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
+def parameter_count(model: object) -> int | None:
+    """Parameters of the torch module behind an adapter (or a wrapper of one); None when there is none."""
+    for _ in range(4):  # adapter -> module, or a test's recording wrapper -> adapter -> module
+        if isinstance(model, torch.nn.Module):
+            return sum(parameter.numel() for parameter in model.parameters())
+        model = getattr(model, "model", None)
+    return None
 
 
 def predecessor_index(attention_mask: torch.Tensor) -> torch.Tensor:

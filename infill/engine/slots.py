@@ -1,0 +1,84 @@
+"""The sampler's view of a canvas: its editable positions as slots, and the slots a step asks logits for.
+
+A row's editable positions, left to right, fill its first slots; a canvas with T positions and at most K
+editable positions per row is worked on as (B, K) slots, so no per-step tensor is (B, T, V). Everything
+here is dense tensor arithmetic with shapes fixed for the whole decode: no host synchronisation per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Slots:
+    positions: torch.Tensor  # (B, K) canvas position of each slot; distinct within a row
+    valid: torch.Tensor  # (B, K) bool: the slot is an editable position (else it points at context)
+    block: torch.Tensor  # (B, K) long: which block of the row the slot is in (0 for one-block strategies)
+    block_width: int  # slots per block; a step asks for logits at one block of each row
+
+    @property
+    def count(self) -> int:
+        return self.positions.shape[1]
+
+    def spread(self, values: torch.Tensor, columns: torch.Tensor, fill: float | bool) -> torch.Tensor:
+        """Column values ``(B, W)`` at their slots ``columns (B, W)`` -> (B, K), ``fill`` elsewhere."""
+        out = torch.full(self.positions.shape, fill, dtype=values.dtype, device=values.device)
+        return out.scatter(1, columns, values)
+
+    def to_canvas(self, values: torch.Tensor, shape: torch.Size, fill: float) -> torch.Tensor:
+        """Slot values (B, K) laid out on the canvas (B, T), ``fill`` at every non-editable position."""
+        canvas = torch.full(shape, fill, dtype=values.dtype, device=values.device)
+        return canvas.scatter(1, self.positions, torch.where(self.valid, values, fill))
+
+    def steps_per_block(self, steps: torch.Tensor) -> torch.Tensor:
+        """(B,) steps each block of a row gets out of the row's ``steps (B,)`` (at least one)."""
+        blocks = torch.where(self.valid, self.block, -1).amax(dim=1) + 1
+        return (steps.to(self.block.device) // blocks.clamp_min(1)).clamp_min(1)
+
+
+@dataclass
+class SlotState:
+    """What the sampler has decided per slot, each (B, K)."""
+
+    tokens: torch.Tensor
+    confidences: torch.Tensor  # model probability of each token when it was committed
+    commit_step: torch.Tensor  # step that committed each slot; -1 while masked
+
+    def set(
+        self, where: torch.Tensor, tokens: torch.Tensor | int, confidences: torch.Tensor | float, step: int
+    ) -> None:
+        self.tokens = torch.where(where, tokens, self.tokens)
+        self.confidences = torch.where(where, confidences, self.confidences)
+        self.commit_step = torch.where(where, step, self.commit_step)
+
+
+def editable_slots(editable: torch.Tensor, block_size: int | None) -> Slots:
+    """Slots for ``editable (B, T)``; ``block_size`` None puts the whole span in one block.
+
+    Slots beyond a row's editable count point at distinct non-editable positions of that row (never
+    committed), so scattering slot values back into the canvas never writes one position twice.
+    """
+    counts = editable.sum(dim=1, keepdim=True)  # (B, 1)
+    width = int(counts.max())  # the one host read of a decode: it fixes every shape that follows
+    order = torch.sort((~editable).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    rank = torch.arange(width, device=editable.device).expand_as(order)
+    block_width = width if block_size is None else max(1, min(block_size, width))
+    return Slots(order, rank < counts, rank // block_width, block_width)
+
+
+def block_columns(slots: Slots, row_block: torch.Tensor) -> torch.Tensor:
+    """(B, W) slot indices of each row's current block ``row_block (B,)``, W = block_width.
+
+    A block that runs past the row's last slot wraps round to its first slots (committed or outside the
+    block, so never committed this step): the indices stay distinct and the shape fixed.
+    """
+    offsets = torch.arange(slots.block_width, device=row_block.device)
+    return (row_block.unsqueeze(1) * slots.block_width + offsets) % slots.count
+
+
+def gather(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``values (B, N)`` at ``columns (B, M)`` -> (B, M)."""
+    return values.gather(1, columns)
