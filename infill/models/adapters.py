@@ -1,13 +1,29 @@
-"""The forward pass the engine calls: per-position logits of a loaded transformers model, float32.
+"""The forward pass the engine calls: logits of a loaded transformers model at chosen positions, float32.
 
-Loading (which classes, which weights, which special ids) lives in the family loaders (masked_lm.py,
-dream.py, remote.py); this module only turns a loaded module into ``DenoisingModel.logits``.
+Loading (which classes, which weights, which special ids) lives in the family loaders; this module only turns
+a loaded module into ``DenoisingModel.logits``. The backbone runs over the whole canvas, the LM head only on
+the positions asked for: for a 152k vocabulary the head over every position would be the biggest tensor of a
+pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import PreTrainedModel
+
+# Masked-LM classes whose LM head can run on chosen positions: backbone attribute, then the head modules
+# applied in order. Any other class (remote code included) runs whole and its logits are gathered.
+_MASKED_LM_PARTS = {
+    "ModernBertForMaskedLM": ("model", ("head", "decoder")),
+    "RobertaForMaskedLM": ("roberta", ("lm_head",)),
+    "XLMRobertaForMaskedLM": ("roberta", ("lm_head",)),
+    "CamembertForMaskedLM": ("roberta", ("lm_head",)),
+    "BertForMaskedLM": ("bert", ("cls",)),
+}
+# Decoder classes: backbone ``model`` (embeddings, layers, final norm) and head ``lm_head``.
+_DECODER_CLASSES = ("Qwen2ForCausalLM", "LlamaForCausalLM")
 
 
 class MaskedLMAdapter:
@@ -18,20 +34,24 @@ class MaskedLMAdapter:
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
+        parts = _MASKED_LM_PARTS.get(type(model).__name__)
+        self._backbone = getattr(model, parts[0]) if parts else None
+        self._head = [getattr(model, name) for name in parts[1]] if parts else []
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         with torch.inference_mode():
+            if positions is not None and self._backbone is not None:
+                hidden = self._backbone(input_ids=input_ids, attention_mask=attention_mask)[0]  # (B, T, H)
+                return _apply(self._head, gather_positions(hidden, positions))
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         logits = getattr(out, "logits", None)
         if logits is None:
             logits = out[0]
         assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
         # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
-        if positions is None:
-            return logits.float()
-        return gather_positions(logits, positions).float()
+        return (logits if positions is None else gather_positions(logits, positions)).float()
 
 
 class DecoderAdapter:
@@ -48,24 +68,39 @@ class DecoderAdapter:
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
+        self._split = type(model).__name__ in _DECODER_CLASSES
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         # Positions count real tokens only, so left and right padding give the same logits.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        rows = self._hidden_rows(
+            attention_mask, every_position(input_ids) if positions is None else positions
+        )
         with torch.inference_mode():
+            if self._split:
+                hidden = self.model.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    use_cache=False,
+                ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
+                return self.model.lm_head(gather_positions(hidden, rows)).float()
             raw = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=False,
-            ).logits  # (B, T, V): with shift, raw[:, i] predicts the next attended token
-        if positions is None:
-            positions = every_position(input_ids)
-        if self.shift:
-            positions = predecessor_index(attention_mask).gather(1, positions)
-        return gather_positions(raw, positions).float()
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).logits
+        return gather_positions(raw, rows).float()
+
+    def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(B, K) positions whose hidden states give the logits of ``positions``."""
+        return predecessor_index(attention_mask).gather(1, positions) if self.shift else positions
+
+
+def _apply(modules: list[Callable[[torch.Tensor], torch.Tensor]], hidden: torch.Tensor) -> torch.Tensor:
+    for module in modules:
+        hidden = module(hidden)
+    return hidden.float()
 
 
 def every_position(input_ids: torch.Tensor) -> torch.Tensor:
