@@ -12,7 +12,8 @@ Invariants (stated here, tested in tests/test_sampler.py, asserted each step whe
   from the tokenizer via the engine): every later masked position becomes end_of_span in the same step, so
   nothing after the first newline is ever decoded;
 - each step asks the model for logits at one block of slots per row (slots.py), never at the whole canvas,
-  and commits at least one position. The only host read per step is the loop's own "anything left?".
+  and commits at least one position. The only host read per step is the loop's own "anything left, and
+  did a row start a new block?" (the second answer tells the context cache to refresh, step_logits.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from infill.engine.scoring import (
 )
 from infill.engine.slots import SlotState, block_columns, editable_slots, gather
 from infill.engine.spans import after_stop, before_content, span_segments
+from infill.engine.step_logits import StepLogits
 from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models.base import DenoisingModel, SpecialTokens
@@ -93,23 +95,26 @@ def denoise(
         torch.full((len(ids),), config.steps) if row_steps is None else row_steps
     )
     current_block = torch.full((len(ids),), -1, dtype=torch.long, device=device)
+    step_logits = StepLogits(model, config.cache_refresh)
     steps_left = torch.zeros_like(current_block)
     with torch.inference_mode():
         while slots.count > 0:
             masked = slots.valid & (state.tokens == mask_id)
-            if not bool(masked.any()):  # the loop's one host read per step
+            # Each row works on the block of its leftmost masked slot; a new block restarts its steps.
+            row_block = torch.where(masked, slots.block, slots.count).amin(dim=1)
+            new_block = row_block != current_block
+            left, moved = torch.stack([masked.any(), new_block.any()]).tolist()  # the one host read per step
+            if not left:
                 break
             if should_stop is not None and should_stop():
                 raise Cancelled("Cancelled")
-            # Each row works on the block of its leftmost masked slot; a new block restarts its steps.
-            row_block = torch.where(masked, slots.block, slots.count).amin(dim=1)
-            steps_left = torch.where(row_block != current_block, steps_per_block, steps_left).clamp_min(1)
+            steps_left = torch.where(new_block, steps_per_block, steps_left).clamp_min(1)
             current_block = row_block
             columns = block_columns(slots, row_block)  # (B, W) the slots asked about this step
             in_block = gather(masked, columns)
             positions = gather(slots.positions, columns)
 
-            logits = model.logits(ids, attention_mask, positions).float()  # (B, W, V)
+            logits = step_logits(ids, attention_mask, positions, new_block=moved).float()  # (B, W, V)
             passes += 1
             logits[..., banned] = float("-inf")
             content = slots.valid & ~masked & (state.tokens != eos)

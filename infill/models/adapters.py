@@ -3,7 +3,7 @@
 Loading (which classes, which weights, which special ids) lives in the family loaders; this module only turns
 a loaded module into ``DenoisingModel.logits``. The backbone runs over the whole canvas, the LM head only on
 the positions asked for: for a 152k vocabulary the head over every position would be the biggest tensor of a
-pass.
+pass. Adapters of the model classes context_cache.py covers also offer ``logits_with_cache``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedModel
+
+from infill.models.context_cache import ContextCache, cacheable, decoder_hidden, modernbert_hidden
 
 # Masked-LM classes whose LM head can run on chosen positions: backbone attribute, then the head modules
 # applied in order. Any other class (remote code included) runs whole and its logits are gathered.
@@ -37,6 +39,7 @@ class MaskedLMAdapter:
         parts = _MASKED_LM_PARTS.get(type(model).__name__)
         self._backbone = getattr(model, parts[0]) if parts else None
         self._head = [getattr(model, name) for name in parts[1]] if parts else []
+        self.caches_context = cacheable(model)
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -52,6 +55,23 @@ class MaskedLMAdapter:
         assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
         # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
         return (logits if positions is None else gather_positions(logits, positions)).float()
+
+    def logits_with_cache(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: ContextCache | None,
+    ) -> tuple[torch.Tensor, ContextCache]:
+        """Logits at ``positions`` and the context cache: a full pass building it when ``cache`` is None,
+        else only ``positions`` recomputed against it (see context_cache.py). Needs ``caches_context``."""
+        assert self.caches_context, "this model class has no cached forward pass"
+        with torch.inference_mode():
+            query = positions if cache is not None else every_position(input_ids)
+            hidden, cache = modernbert_hidden(self.model, input_ids, attention_mask, query, cache)
+            if query is not positions:
+                hidden = gather_positions(hidden, positions)
+            return _apply(self._head, hidden), cache
 
 
 class DecoderAdapter:
@@ -69,6 +89,7 @@ class DecoderAdapter:
         self.model = model
         self.shift = shift
         self._split = type(model).__name__ in _DECODER_CLASSES
+        self.caches_context = cacheable(model)
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -91,6 +112,26 @@ class DecoderAdapter:
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
             ).logits
         return gather_positions(raw, rows).float()
+
+    def logits_with_cache(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: ContextCache | None,
+    ) -> tuple[torch.Tensor, ContextCache]:
+        """As MaskedLMAdapter.logits_with_cache. With ``shift`` a cached pass recomputes each position's
+        predecessor too: its hidden state gives the logits, and its keys see the block's new tokens."""
+        assert self.caches_context, "this model class has no cached forward pass"
+        rows = self._hidden_rows(attention_mask, positions)  # (B, K) where the logits come from
+        with torch.inference_mode():
+            if cache is None:
+                query = every_position(input_ids)
+                hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, None)
+                return self.model.lm_head(gather_positions(hidden, rows)).float(), cache
+            query = torch.cat([rows, positions], dim=1) if self.shift else positions
+            hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, cache)
+            return self.model.lm_head(hidden[:, : rows.shape[1]]).float(), cache
 
     def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, K) positions whose hidden states give the logits of ``positions``."""
