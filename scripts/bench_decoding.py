@@ -50,6 +50,7 @@ class SweepRow:
     cache_refresh: int
     estimate_length: bool
     tasks: int
+    passes_per_completion: float
     passes_per_token: float | None
     pass_at_1: float | None
     pass_at_1_se: float | None
@@ -57,6 +58,7 @@ class SweepRow:
     edit_similarity: float
     edit_similarity_se: float
     tokens_per_second: float | None
+    per_task_edit_similarity: list[float]  # in task order, for paired comparisons of two settings
 
 
 def standard_error(values: list[float]) -> float:
@@ -119,6 +121,7 @@ def run_one(
         cache_refresh=config.cache_refresh,
         estimate_length=config.estimate_length,
         tasks=report.tasks,
+        passes_per_completion=generator.stats.forward_passes / max(1, generator.stats.rows),
         passes_per_token=report.forward_passes_per_token,
         pass_at_1=report.pass_at_1,
         pass_at_1_se=standard_error(passed) if passed else None,
@@ -126,6 +129,7 @@ def run_one(
         edit_similarity=report.edit_similarity,
         edit_similarity_se=standard_error([r.edit_similarity for r in report.results]),
         tokens_per_second=report.tokens_per_second,
+        per_task_edit_similarity=[r.edit_similarity for r in report.results],
     )
 
 
@@ -136,16 +140,17 @@ def table(rows: list[SweepRow]) -> str:
         return f"{100 * value:.1f}%" + ("" if se is None else f" ± {100 * se:.1f}")
 
     lines = [
-        "| bench | block | threshold | steps | cache refresh | length est. | passes/token | pass@1 "
-        "| exact match | edit sim. | tokens/s |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| bench | block | threshold | steps | cache refresh | length est. | passes/completion "
+        "| passes/token | pass@1 | exact match | edit sim. | tokens/s |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ppt = "n/a" if r.passes_per_token is None else f"{r.passes_per_token:.2f}"
         tps = "n/a" if r.tokens_per_second is None else f"{r.tokens_per_second:.1f}"
         lines.append(
             f"| {r.bench} | {r.block_size or 'one'} | {r.threshold:g} | {r.steps} "
-            f"| {r.cache_refresh or 'off'} | {'on' if r.estimate_length else 'off'} | {ppt} "
+            f"| {r.cache_refresh or 'off'} | {'on' if r.estimate_length else 'off'} "
+            f"| {r.passes_per_completion:.1f} | {ppt} "
             f"| {pct(r.pass_at_1, r.pass_at_1_se)} | {pct(r.exact_match)} "
             f"| {r.edit_similarity:.3f} ± {r.edit_similarity_se:.3f} | {tps} |"
         )

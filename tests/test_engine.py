@@ -349,3 +349,22 @@ def test_the_context_cap_limits_what_the_model_sees_whatever_its_window(
     assert stored.default_config().context_tokens == 64
     with pytest.raises(ModelLoadError):
         InfillEngine(replace(engine.loaded, generation_defaults={"context_tokens": "all"})).default_config()
+
+
+@pytest.mark.parametrize("kind", ["modernbert", "dream"])
+def test_the_context_cache_refreshed_every_step_changes_no_candidate(
+    engines: dict[str, InfillEngine], kind: str
+) -> None:
+    engine = engines[kind]
+    requests = [
+        FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=12),
+        FillRequest("def ad", "(a, b):\n", max_tokens=6, mode="line"),  # healed and a line stop
+        FillRequest("x = [1, 2", "]\n", max_tokens=5, mode="line"),
+    ]
+    config = DecodeConfig(strategy="blocks", steps=6, block_size=4, threshold=0.3, num_candidates=2)
+    plain = engine.fill(requests, config)
+    cached = engine.fill(requests, replace(config, cache_refresh=1))
+    assert [[c.text for c in r.candidates] for r in cached] == [[c.text for c in r.candidates] for r in plain]
+    # Refreshing once per block (stale context between refreshes) still fills every request.
+    per_block = engine.fill(requests, replace(config, cache_refresh=100))
+    assert all(result.best is not None for result in per_block)
