@@ -167,3 +167,25 @@ def test_the_cache_is_refreshed_at_each_new_block_and_every_n_steps(
     # A model without a cache, or cache_refresh 0, takes plain full passes.
     assert StepLogits(adapters["llama"], 0).cache_refresh == 0
     assert StepLogits(object(), 4).cache_refresh == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("release", ["llada", "dream-coder-v0"])
+def test_release_shaped_checkpoints_decode_the_same_with_the_cache(
+    release_dirs: dict[str, Path], release: str
+) -> None:
+    from infill.engine import InfillEngine
+    from infill.engine.types import FillRequest
+
+    loaded = load_model(release_dirs[release], device="cpu")
+    assert getattr(loaded.model, "caches_context", False), "LLaDA (LLaMA) and Dream (Qwen2) take the cache"
+    engine = InfillEngine(loaded)
+    requests = [
+        FillRequest("def add(a, b):\n    ", "\n\nprint(add(1, 2))\n", max_tokens=10),
+        FillRequest("x = [1, 2", "]\n", max_tokens=6, mode="line"),
+    ]
+    config = DecodeConfig(strategy="blocks", steps=6, block_size=4, threshold=0.3)
+    plain = engine.fill(requests, config)
+    cached = engine.fill(requests, replace(config, cache_refresh=1))
+    assert [r.best.text if r.best else None for r in cached] == [
+        r.best.text if r.best else None for r in plain
+    ]

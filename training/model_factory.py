@@ -1,4 +1,5 @@
-"""Models and tokenizers to train: from scratch (diffusion ModernBERT, AR Qwen2 peer) or a base to tune."""
+"""Models and tokenizers to train: from scratch (diffusion ModernBERT, AR Qwen2 peer) or a base to tune
+(a masked LM, or a Dream/DiffuCoder/LLaDA-shaped decoder: training/diffusion_decoder.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from infill.errors import TrainingError
+from infill.errors import InfillError, TrainingError
+from infill.models.families import detect_family
+from infill.models.locate import read_config
 from training.config import TrainConfig
 from training.corpus import SourceFile
+from training.diffusion_decoder import DiffusionDecoder, load_diffusion_decoder
 from training.tokenizer import load_code_tokenizer, train_code_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -91,11 +95,24 @@ def load_tokenizer_from(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """A masked LM to fine-tune: our ModernBERT dirs or any native HF masked LM (safetensors only)."""
+    """A diffusion model to fine-tune (safetensors only): our ModernBERT dirs or any native HF masked LM, or a
+    decoder-shaped family (Dream, DiffuCoder, LLaDA, our shifted decoder) through
+    training.diffusion_decoder."""
     if not (path / "config.json").is_file():
         raise TrainingError(f"base model {path} is not a model directory (no config.json)")
     if not list(path.glob("*.safetensors")):
         raise TrainingError(f"base model {path} has no safetensors weights")
+    try:
+        config = read_config(path)
+        family = detect_family(config, path)
+    except InfillError as exc:
+        raise TrainingError(f"cannot read base model {path}: {exc}") from exc
+    if family is not None and family.is_decoder:
+        return load_diffusion_decoder(path, family, config)
+    if family is None or family.backbone != "masked-lm":
+        raise TrainingError(
+            f"cannot fine-tune {path}: not a masked LM or a decoder family infill runs natively"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
@@ -110,17 +127,25 @@ def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBas
 
 
 def apply_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
-    """Wrap every linear layer with LoRA adapters; the head and embeddings stay frozen."""
+    """LoRA adapters on the family's target modules (every linear layer of a masked LM; the attention and MLP
+    projections of a decoder); the head and embeddings stay frozen."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
         raise TrainingError("--lora needs peft: pip install 'infill[lora]'") from exc
+    if isinstance(model, DiffusionDecoder):
+        targets = model.family.lora_targets
+        lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(targets))
+        model.model = get_peft_model(model.model, lora)
+        return model
     lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
     return get_peft_model(model, lora)
 
 
 def merged(model: torch.nn.Module) -> torch.nn.Module:
     """The plain model to save: LoRA adapters merged into the weights."""
+    if isinstance(model, DiffusionDecoder):
+        return model.with_merged_lora()
     if hasattr(model, "merge_and_unload"):
         import copy
 

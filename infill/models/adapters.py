@@ -14,18 +14,7 @@ import torch
 from transformers import PreTrainedModel
 
 from infill.models.context_cache import ContextCache, cacheable, decoder_hidden, modernbert_hidden
-
-# Masked-LM classes whose LM head can run on chosen positions: backbone attribute, then the head modules
-# applied in order. Any other class (remote code included) runs whole and its logits are gathered.
-_MASKED_LM_PARTS = {
-    "ModernBertForMaskedLM": ("model", ("head", "decoder")),
-    "RobertaForMaskedLM": ("roberta", ("lm_head",)),
-    "XLMRobertaForMaskedLM": ("roberta", ("lm_head",)),
-    "CamembertForMaskedLM": ("roberta", ("lm_head",)),
-    "BertForMaskedLM": ("bert", ("cls",)),
-}
-# Decoder classes: backbone ``model`` (embeddings, layers, final norm) and head ``lm_head``.
-_DECODER_CLASSES = ("Qwen2ForCausalLM", "LlamaForCausalLM")
+from infill.models.families import module_layout
 
 
 class MaskedLMAdapter:
@@ -36,9 +25,10 @@ class MaskedLMAdapter:
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
-        parts = _MASKED_LM_PARTS.get(type(model).__name__)
-        self._backbone = getattr(model, parts[0]) if parts else None
-        self._head = [getattr(model, name) for name in parts[1]] if parts else []
+        # Trunk and head modules of the class (families.MODULE_LAYOUTS); None: run whole and gather.
+        layout = module_layout(model)
+        self._backbone = getattr(model, layout.backbone) if layout else None
+        self._head = [getattr(model, name) for name in layout.head] if layout else []
         self.caches_context = cacheable(model)
 
     def logits(
@@ -88,7 +78,7 @@ class DecoderAdapter:
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
-        self._split = type(model).__name__ in _DECODER_CLASSES
+        self._layout = module_layout(model)
         self.caches_context = cacheable(model)
 
     def logits(
@@ -100,14 +90,14 @@ class DecoderAdapter:
             attention_mask, every_position(input_ids) if positions is None else positions
         )
         with torch.inference_mode():
-            if self._split:
-                hidden = self.model.model(
+            if self._layout is not None:
+                hidden = getattr(self.model, self._layout.backbone)(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     position_ids=position_ids,
                     use_cache=False,
                 ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
-                return self.model.lm_head(gather_positions(hidden, rows)).float()
+                return self._head(gather_positions(hidden, rows))
             raw = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
             ).logits
@@ -128,10 +118,14 @@ class DecoderAdapter:
             if cache is None:
                 query = every_position(input_ids)
                 hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, None)
-                return self.model.lm_head(gather_positions(hidden, rows)).float(), cache
+                return self._head(gather_positions(hidden, rows)), cache
             query = torch.cat([rows, positions], dim=1) if self.shift else positions
             hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, cache)
-            return self.model.lm_head(hidden[:, : rows.shape[1]]).float(), cache
+            return self._head(hidden[:, : rows.shape[1]]), cache
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        assert self._layout is not None
+        return _apply([getattr(self.model, name) for name in self._layout.head], hidden)
 
     def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, K) positions whose hidden states give the logits of ``positions``."""

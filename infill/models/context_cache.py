@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
-from transformers.models.modernbert import modeling_modernbert
-from transformers.models.qwen2 import modeling_qwen2
 
 
 @dataclass
@@ -70,6 +68,8 @@ def modernbert_hidden(
 ) -> tuple[torch.Tensor, ContextCache]:
     """Final hidden states (after final_norm) of a ModernBertForMaskedLM at ``query``; with ``cache`` None
     ``query`` must be every position in order (the full pass that builds the cache)."""
+    from transformers.models.modernbert import modeling_modernbert  # only where a cache is used
+
     backbone = model.model
     config = backbone.config
     # ModernBERT numbers positions 0..T-1 whatever the padding (its own forward does the same).
@@ -105,6 +105,8 @@ def decoder_hidden(
 ) -> tuple[torch.Tensor, ContextCache]:
     """Final hidden states (after the final norm) of a bidirectional Qwen2/LLaMA ForCausalLM at ``query``;
     with ``cache`` None ``query`` must be every position in order (the full pass that builds the cache)."""
+    from transformers.models.qwen2 import modeling_qwen2  # LLaMA's RoPE is the same function
+
     backbone = model.model
     # Positions count real tokens only, as in DecoderAdapter, so left and right padding agree.
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, query)
