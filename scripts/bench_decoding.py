@@ -1,8 +1,8 @@
 """Parallel decoding sweep: threshold and block size -> forward passes per token -> MBPP quality.
 
     python scripts/bench_decoding.py [--model DIR] [--single 200] [--multi 100]
-        [--thresholds 0.5 0.7 0.9 1.0] [--block-sizes 4 8 16] [--steps 32] [--cache-refresh 0]
-        [--estimate-length off] [--threads 1] [--out sweep.md] [--json sweep.json]
+        [--thresholds 0.5 0.7 0.9 1.0] [--block-sizes 4 8 16] [--steps 32] [--block-steps 0]
+        [--cache-refresh 0] [--estimate-length off] [--threads 1] [--out sweep.md] [--json sweep.json]
 
 For every combination of the listed settings (the rest from the model's generation_config.json) it decodes
 the same spread subsets of MBPP single-line (line mode, at most 32 tokens) and multi-line (block mode, at
@@ -47,6 +47,7 @@ class SweepRow:
     threshold: float
     block_size: int
     steps: int
+    block_steps: int
     cache_refresh: int
     estimate_length: bool
     tasks: int
@@ -68,8 +69,8 @@ def standard_error(values: list[float]) -> float:
 def sweep_configs(base: DecodeConfig, args: argparse.Namespace) -> list[DecodeConfig]:
     estimates = {"off": [False], "on": [True], "both": [False, True]}[args.estimate_length]
     configs = []
-    for threshold, block, steps, refresh, estimate in itertools.product(
-        args.thresholds, args.block_sizes, args.steps, args.cache_refresh, estimates
+    for threshold, block, steps, block_steps, refresh, estimate in itertools.product(
+        args.thresholds, args.block_sizes, args.steps, args.block_steps, args.cache_refresh, estimates
     ):
         strategy = "blocks" if block > 0 else "threshold"
         configs.append(
@@ -79,6 +80,7 @@ def sweep_configs(base: DecodeConfig, args: argparse.Namespace) -> list[DecodeCo
                 threshold=threshold,
                 block_size=block if block > 0 else base.block_size,
                 steps=steps,
+                block_steps=block_steps,
                 cache_refresh=refresh,
                 estimate_length=estimate,
                 temperature=0.0,
@@ -118,6 +120,7 @@ def run_one(
         threshold=config.threshold,
         block_size=config.block_size if config.strategy == "blocks" else 0,
         steps=config.steps,
+        block_steps=config.block_steps,
         cache_refresh=config.cache_refresh,
         estimate_length=config.estimate_length,
         tasks=report.tasks,
@@ -140,15 +143,16 @@ def table(rows: list[SweepRow]) -> str:
         return f"{100 * value:.1f}%" + ("" if se is None else f" ± {100 * se:.1f}")
 
     lines = [
-        "| bench | block | threshold | steps | cache refresh | length est. | passes/completion "
+        "| bench | block | threshold | steps | block steps | cache refresh | length est. | passes/completion "
         "| passes/token | pass@1 | exact match | edit sim. | tokens/s |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ppt = "n/a" if r.passes_per_token is None else f"{r.passes_per_token:.2f}"
         tps = "n/a" if r.tokens_per_second is None else f"{r.tokens_per_second:.1f}"
         lines.append(
             f"| {r.bench} | {r.block_size or 'one'} | {r.threshold:g} | {r.steps} "
+            f"| {r.block_steps or 'no cap'} "
             f"| {r.cache_refresh or 'off'} | {'on' if r.estimate_length else 'off'} "
             f"| {r.passes_per_completion:.1f} | {ppt} "
             f"| {pct(r.pass_at_1, r.pass_at_1_se)} | {pct(r.exact_match)} "
@@ -173,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9, 1.0])
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[4, 8, 16], help="0: one block")
     parser.add_argument("--steps", type=int, nargs="+", default=[32], help="steps for a full canvas")
+    parser.add_argument(
+        "--block-steps", type=int, nargs="+", default=[0], help="most steps per block (0: no cap)"
+    )
     parser.add_argument("--cache-refresh", type=int, nargs="+", default=[0], help="0: no context cache")
     parser.add_argument("--estimate-length", choices=("off", "on", "both"), default="off")
     parser.add_argument("--device", default=None)

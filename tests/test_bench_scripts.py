@@ -84,7 +84,7 @@ def test_bench_decoding_sweeps_every_combination(
     assert {(r["strategy"], r["block_size"]) for r in rows} == {("blocks", 4), ("threshold", 0)}
     assert {r["cache_refresh"] for r in rows} == {0, 4}
     assert all(r["passes_per_token"] is None or r["passes_per_token"] > 0 for r in rows)
-    assert "| single | 4 | 0.5 | 8 | off | off | " in capsys.readouterr().out
+    assert "| single | 4 | 0.5 | 8 | no cap | off | off | " in capsys.readouterr().out
 
 
 def test_bench_cache_times_full_and_cached_steps(capsys: pytest.CaptureFixture[str]) -> None:

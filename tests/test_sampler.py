@@ -362,3 +362,14 @@ def test_a_step_reads_the_device_only_to_ask_whether_anything_is_left(
     assert out.forward_passes > 1
     # One read fixes the slot shapes for the decode; then one per step, and one that finds nothing left.
     assert len(reads) == out.forward_passes + 2, reads
+
+
+def test_block_steps_caps_the_steps_a_block_gets(loaded: LoadedModel) -> None:
+    # The random model never reaches the threshold: every step commits the schedule's share only.
+    config = DecodeConfig(strategy="blocks", steps=16, block_size=4, threshold=1.0)
+    assert run(loaded, [16], config)[0].forward_passes == 16  # 4 blocks x 4 steps
+    out, _, editable = run(loaded, [16, 9], replace(config, block_steps=2))
+    assert out.forward_passes == 8  # 4 blocks x 2 steps, two commits each
+    assert sorted(out.commit_step[0][editable[0]].tolist()) == [i for i in range(8) for _ in range(2)]
+    # The cap never raises a share: 4 steps over 4 blocks is one step per block, cap or not.
+    assert run(loaded, [16], replace(config, steps=4, block_steps=2))[0].forward_passes == 4

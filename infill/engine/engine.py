@@ -324,6 +324,8 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"steps must be at least 1, not {config.steps}")
     if config.block_size < 1:
         problems.append(f"block_size must be at least 1, not {config.block_size}")
+    if config.block_steps < 0:
+        problems.append(f"block_steps must be >= 0, not {config.block_steps}")
     if not 0 < config.threshold <= 1:
         problems.append(f"threshold must be in (0, 1], not {config.threshold}")
     if not 0 <= config.remask < 1:

@@ -74,7 +74,8 @@ def denoise(
     """Fill every ``editable`` position of ``input_ids (B, T)`` by iterative unmasking (see module doc).
 
     Each step commits, per row, ``ceil(masked in block / steps left for the block)`` positions of the current
-    block, the highest-scoring by ``config.strategy``; "threshold" and "blocks" also commit every position
+    block (a block gets its share of the row's steps, at most ``config.block_steps``), the highest-scoring by
+    ``config.strategy``; "threshold" and "blocks" also commit every position
     of the block whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
     ``should_stop`` is checked before every forward pass and raises Cancelled. ``row_steps (B,)`` overrides
     config.steps per row; ``line_rows (B,)`` marks rows that end at their first newline.
@@ -92,7 +93,7 @@ def denoise(
     line = slots.valid & (False if line_rows is None else line_rows.to(device)[:, None])
     stop_ids = (torch.zeros(0, dtype=torch.long) if newline_ids is None else newline_ids).to(device)
     steps_per_block = slots.steps_per_block(
-        torch.full((len(ids),), config.steps) if row_steps is None else row_steps
+        torch.full((len(ids),), config.steps) if row_steps is None else row_steps, config.block_steps
     )
     current_block = torch.full((len(ids),), -1, dtype=torch.long, device=device)
     step_logits = StepLogits(model, config.cache_refresh)

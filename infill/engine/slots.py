@@ -33,10 +33,12 @@ class Slots:
         canvas = torch.full(shape, fill, dtype=values.dtype, device=values.device)
         return canvas.scatter(1, self.positions, torch.where(self.valid, values, fill))
 
-    def steps_per_block(self, steps: torch.Tensor) -> torch.Tensor:
-        """(B,) steps each block of a row gets out of the row's ``steps (B,)`` (at least one)."""
+    def steps_per_block(self, steps: torch.Tensor, most: int = 0) -> torch.Tensor:
+        """(B,) steps each block of a row gets: the row's ``steps (B,)`` shared out over its blocks (LLaDA's
+        rule), at most ``most`` (0: no cap), at least one."""
         blocks = torch.where(self.valid, self.block, -1).amax(dim=1) + 1
-        return (steps.to(self.block.device) // blocks.clamp_min(1)).clamp_min(1)
+        shared = steps.to(self.block.device) // blocks.clamp_min(1)
+        return (shared.clamp_max(most) if most > 0 else shared).clamp_min(1)
 
 
 @dataclass

@@ -17,9 +17,13 @@ class DecodeConfig:
         whose confidence is at least ``threshold`` (and at least the step schedule's share), so easy spans
         take few passes; "blocks" is semi-autoregressive: left-to-right blocks of ``block_size``, and within
         the current block the threshold rule (Fast-dLLM; confidence beyond the current block is -inf).
-    steps: number of denoising steps for a full canvas; an upper bound for "threshold" and "blocks" (a
-        step commits at least ``ceil(masked in block / steps left for it)``; steps >= block_size gives
-        Fast-dLLM's "at least one per step").
+    steps: number of denoising steps for a full canvas, shared out over its blocks; an upper bound for
+        "threshold" and "blocks" (a step commits at least ``ceil(masked in block / steps left for it)``;
+        steps >= block_size per block gives Fast-dLLM's "at least one per step").
+    block_steps: the most steps one block gets (0: no cap). ``steps`` is per canvas of ``max_tokens``, so its
+        share per block depends on the budget; a cap keeps the tokens committed per step the same for a
+        32-token line and a 96-token block (the bundled model is best at 2 steps per block of 8,
+        BENCHMARKS.md).
     threshold: the confidence at or above which "threshold" and "blocks" commit a position at once
         (1.0 turns the rule off for "blocks").
     remask: fraction of committed low-confidence tokens that may be remasked per step (0 = never).
@@ -40,6 +44,7 @@ class DecodeConfig:
     steps: int = 32
     threshold: float = 0.9
     block_size: int = 16
+    block_steps: int = 0
     remask: float = 0.0
     temperature: float = 0.0
     top_p: float = 0.95
