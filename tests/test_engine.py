@@ -368,3 +368,17 @@ def test_the_context_cache_refreshed_every_step_changes_no_candidate(
     # Refreshing once per block (stale context between refreshes) still fills every request.
     per_block = engine.fill(requests, replace(config, cache_refresh=100))
     assert all(result.best is not None for result in per_block)
+
+
+def test_alternative_canvases_are_not_retried_on_the_full_budget(engines: dict[str, InfillEngine]) -> None:
+    # The spare canvases of a request are shorter on purpose (unestimated_lengths): one that does not end
+    # is an alternative, not a bad estimate, and must not cost a decode of the full canvas again.
+    loaded = engines["modernbert"].loaded
+    model = OverflowingModel(loaded)
+    model.widths.append(0)  # skip the "estimation" answer: never end
+    engine = InfillEngine(replace(loaded, model=model))
+    request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16, num_candidates=2, skip_candidates=1)
+    (result,) = engine.fill([request], DecodeConfig(steps=2))
+    assert result.best is not None and result.generated_tokens == 8
+    full = len(build_canvas(engine._prepare(request, DecodeConfig()).context, 16, loaded.special).ids)
+    assert set(model.widths[1:]) == {full - 8}

@@ -71,6 +71,7 @@ class _Row:
     request: int
     span_length: int
     steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
+    estimated: bool = False  # the length came from the length estimate (so an overflow is retried)
 
 
 # Each decoded canvas with its candidate (None when it could not honour token healing).
@@ -231,17 +232,19 @@ class InfillEngine:
                 end = min(end, len(lengths))
             for k in range(skip, end):
                 length = lengths[k % len(lengths)]
-                rows.append(_Row(i, length, math.ceil(config.steps * length / budget)))
+                steps = math.ceil(config.steps * length / budget)
+                rows.append(_Row(i, length, steps, estimated=rungs is not None))
         return rows
 
     def _retries(self, job: _Job, decoded: _Decoded) -> list[_Row]:
         """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
         without ending was probably cut short by it (greedy: one retry per request, and none where a
-        full-budget canvas was decoded already)."""
+        full-budget canvas was decoded already). Shorter canvases planned without an estimate are
+        alternatives, not estimates: they are not retried."""
         done = {row.request for row, _ in decoded if row.span_length == job.prepared[row.request].span_budget}
         retries: list[_Row] = []
         for row, candidate in decoded:
-            if candidate is None or candidate.ended or row.request in done:
+            if candidate is None or candidate.ended or not row.estimated or row.request in done:
                 continue
             if job.config.temperature <= 0:
                 done.add(row.request)
