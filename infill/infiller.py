@@ -95,7 +95,8 @@ def _rows_for(request: CompletionRequest) -> int:
 
 
 def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[TokenConfidence, ...]:
-    """The leading tokens that make up ``text`` when finalisation cut the candidate short."""
+    """The leading tokens that make up ``text`` when finalisation cut the candidate short (or appended
+    closers); none when it changed the text otherwise (re-indented it), rather than misspelt ones."""
     kept: list[TokenConfidence] = []
     length = 0
     for token in tokens:
@@ -103,7 +104,8 @@ def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[To
             break
         kept.append(token)
         length += len(token.text)
-    return tuple(kept)
+    spelled = "".join(token.text for token in kept)
+    return tuple(kept) if spelled.startswith(text) or text.startswith(spelled) else ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class _Slot:
     end: int
     request: FillRequest
     kind: str  # Region kind passed to finalize_candidate
+    indent: str | None = None  # indentation of the region's first line: fills are re-indented to it
 
 
 class Infiller:
@@ -148,8 +151,9 @@ class Infiller:
         edits: list[Edit] = []
         seen: set[str] = set()
         for candidate in candidates:
+            request = slot.request
             text = regions.finalize_candidate(
-                slot.request.prefix, candidate.text, slot.request.suffix, language, slot.kind
+                request.prefix, candidate.text, request.suffix, language, slot.kind, slot.indent
             )
             # U+FFFD means the span decoded to invalid UTF-8 (stray byte tokens): never code anyone wants.
             if text is None or not text.strip() or text in seen or "\ufffd" in text:
@@ -167,7 +171,7 @@ class Infiller:
             max_tokens=region.max_tokens,
             mode=fill_mode_for(region.kind),
         )
-        return _Slot(region.start, region.end, request, region.kind)
+        return _Slot(region.start, region.end, request, region.kind, region.indent)
 
     def _regeneration_budget(self, old_code: str, at_least: int = 0) -> int:
         """Tokens for code that replaces ``old_code``: its length plus slack, within half the model's window
@@ -334,7 +338,7 @@ class Infiller:
                 budget = max_tokens or DEFAULT_HOLE_TOKENS
                 kind = "span"
             request = FillRequest(prefix=prefix, suffix=suffix, max_tokens=budget, mode=fill_mode_for(kind))
-            slots.append(_Slot(mark.start, mark.end, request, kind))
+            slots.append(_Slot(mark.start, mark.end, request, kind, mark.indent))
         results = self._run(slots, self._config(config, 1), should_stop)
         edits: list[Edit] = []
         for slot, result in zip(slots, results, strict=True):

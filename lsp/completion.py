@@ -1,5 +1,9 @@
 """Inline completion without the protocol: what the model is asked for a cursor, and how its edits become
-LSP 3.18 inline completion items (range on the cursor's line, text extending the selected completion)."""
+LSP 3.18 inline completion items (range on the cursor's line, text extending the selected completion).
+
+The model sees the LF view of the document (``infill.line_endings``), as with ``infill complete``: a CRLF
+document gets the same candidates as the CLI gives for the same file, and multi-line items come back with
+the document's own line endings."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from lsprotocol import types
 
+from infill.line_endings import LfView, lf_view
 from lsp.text_edits import (
     InlineInsertion,
     LineIndex,
@@ -37,13 +42,14 @@ class SelectedCompletion:
 class CompletionPlan:
     """The model's request plus what maps its edits back to the document.
 
-    ``job.text`` is a slice of the document (with the selected completion applied, if any) that starts at
-    ``slice_start`` of that applied text.
+    ``job.text`` is the LF view (``view``) of a slice of the document (with the selected completion applied,
+    if any) that starts at ``slice_start`` of that applied text.
     """
 
     job: CompletionJob
     slice_start: int
     selection: SelectedCompletion | None
+    view: LfView
 
 
 def selected_completion(
@@ -72,15 +78,16 @@ def plan_completion(
     if selection is not None:
         text, cursor = apply_selected_completion(text, selection.start, selection.end, selection.text)
     window = context_slice(text, cursor)
+    view = lf_view(text[window.start : window.end])
     job = CompletionJob(
-        text=text[window.start : window.end],
-        offset=cursor - window.start,
+        text=view.text,
+        offset=view.lf_offset(cursor - window.start),
         language=language,
         max_tokens=max_tokens,
         num_candidates=num_candidates,
         trigger=trigger,
     )
-    return CompletionPlan(job=job, slice_start=window.start, selection=selection)
+    return CompletionPlan(job=job, slice_start=window.start, selection=selection, view=view)
 
 
 def completion_items(
@@ -94,8 +101,12 @@ def completion_items(
         insertion = inline_insertion(model_text, plan.job.offset, edit.start, edit.end, edit.new_text)
         if insertion is None:
             continue
-        shift = plan.slice_start
-        insertion = InlineInsertion(insertion.start + shift, insertion.end + shift, insertion.insert_text)
+        view, shift = plan.view, plan.slice_start
+        insertion = InlineInsertion(
+            view.original_offset(insertion.start) + shift,
+            view.original_offset(insertion.end) + shift,
+            view.original_text(insertion.insert_text),
+        )
         if plan.selection is not None:
             insertion = extend_over_selection(
                 insertion, plan.selection.start, plan.selection.end, plan.selection.text

@@ -2,7 +2,9 @@
 
 pygls drops a request whose params fail to validate (the client would wait forever) and ignores valid JSON
 that is not a JSON-RPC message. Here such a request gets an InvalidParams / InvalidRequest error with its id,
-and a body that is not JSON gets a ParseError with id null, as JSON-RPC 2.0 asks.
+and a body that is not JSON gets a ParseError with id null, as JSON-RPC 2.0 asks. Requests after
+``shutdown`` get InvalidRequest (LSP), where pygls would drop them. A client that went away (an editor
+quit with ``:qa!``) costs one log line, not a traceback per message the server still had to send.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def _request_id(data: object) -> int | str | None:
 
 
 class InfillProtocol(LanguageServerProtocol):
+    client_gone = False  # writing to the client failed: it went away, nothing more is sent
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
@@ -95,6 +99,13 @@ class InfillProtocol(LanguageServerProtocol):
                 self.send_error(msg_id, error.code, error.message)
             return
         method = getattr(message, "method", None)
+        if self._shutdown and method != EXIT:
+            # LSP: after shutdown every request but exit is an InvalidRequest; notifications are dropped.
+            if isinstance(message, RPCRequest):
+                self.send_error(
+                    message.id, JsonRpcInvalidRequest.CODE, "Invalid Request: the server is shut down"
+                )
+            return
         if self._workspace is None and method not in (INITIALIZE, EXIT):
             # Before `initialize` there is no workspace: requests get ServerNotInitialized, notifications are
             # dropped (the LSP rule), instead of an internal error from deep inside a handler.
@@ -128,6 +139,17 @@ class InfillProtocol(LanguageServerProtocol):
         if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
             yield user_handler, (params,), None
 
+    def _send_data(self, data: Any) -> None:
+        if self.client_gone:
+            return
+        try:
+            super()._send_data(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # pygls logged it (dropped by ExpectedErrorsAreNotCrashes) and re-raised it into whatever handler
+            # was answering. The client closed the connection: say so once, and send nothing more.
+            self.client_gone = True
+            logger.info("the client closed the connection; nothing more will be sent")
+
     def send_parse_error(self, detail: str) -> None:
         self.send_error(None, JsonRpcParseError.CODE, f"Parse error: {detail}")
 
@@ -146,6 +168,8 @@ class ExpectedErrorsAreNotCrashes(logging.Filter):
         if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
             return False  # InfillProtocol answers with InvalidParams and logs "rejected request"
         error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BrokenPipeError | ConnectionResetError):
+            return False  # the client went away; InfillProtocol logs that once
         if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
             return False  # the server answers with ParseError and logs "unparsable message"
         if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):

@@ -8,12 +8,13 @@ Wire shape (camelCase): params ``{"textDocument": {"uri"}, "version"?: int, "ran
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from infill.line_endings import lf_view
 from lsp.text_edits import LineIndex, UnitCounter
 
 if TYPE_CHECKING:
@@ -86,20 +87,34 @@ RewriteCall = Callable[["Infiller", "DecodeConfig", Callable[[], bool]], "list[E
 
 
 def rewrite_call(target: Target, text: str, start: int, end: int, language: str | None) -> RewriteCall:
-    """The Infiller call for a target, with its offsets already converted from LSP positions."""
+    """The Infiller call for a target, with its offsets already converted from LSP positions. The model sees
+    the LF view of ``text`` (as in ``infill rewrite``); the edits come back in offsets of ``text`` and in its
+    own line endings."""
+    view = lf_view(text)
+    lf_text, lf_start, lf_end = view.text, view.lf_offset(start), view.lf_offset(end)
 
     def run(infiller: Infiller, config: DecodeConfig, should_stop: Callable[[], bool]) -> list[Edit]:
         if target == "holes":
-            return infiller.fill_document(text, language=language, config=config, should_stop=should_stop)
-        if target == "function":
-            edit = infiller.rewrite_function(
-                text, start, language=language, config=config, should_stop=should_stop
-            )
+            edits = infiller.fill_document(lf_text, language=language, config=config, should_stop=should_stop)
         else:
-            edit = infiller.rewrite(
-                text, start, end, language=language, config=config, should_stop=should_stop
+            if target == "function":
+                edit = infiller.rewrite_function(
+                    lf_text, lf_start, language=language, config=config, should_stop=should_stop
+                )
+            else:
+                edit = infiller.rewrite(
+                    lf_text, lf_start, lf_end, language=language, config=config, should_stop=should_stop
+                )
+            edits = [edit] if edit is not None else []
+        return [
+            replace(
+                edit,
+                start=view.original_offset(edit.start),
+                end=view.original_offset(edit.end),
+                new_text=view.original_text(edit.new_text),
             )
-        return [edit] if edit is not None else []
+            for edit in edits
+        ]
 
     return run
 

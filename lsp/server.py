@@ -8,6 +8,7 @@ always come from pygls' workspace; positions go through the document's position 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -145,8 +146,10 @@ class InfillLanguageServer(LanguageServer):
         return SamplerOverrides(steps=self.settings.steps, threshold=self.settings.threshold)
 
     def _on_worker_status(self, state: WorkerState, message: str | None) -> None:
-        if self.loop is not None:  # called on the worker thread: notify from the protocol thread
-            self.loop.call_soon_threadsafe(self._report_status, state, message)
+        # Called on the worker thread: notify from the protocol thread, unless the server already stopped.
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed just now
+                self.loop.call_soon_threadsafe(self._report_status, state, message)
 
     def _report_status(self, state: WorkerState, message: str | None) -> None:
         # Progress first: a client that sees "ready" may rely on the progress being over.
@@ -264,9 +267,13 @@ class InfillLanguageServer(LanguageServer):
 
     # -- errors outside requests -----------------------------------------------------------------------------
     def report_server_error(self, error: Exception, source: Any) -> None:
-        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+        assert isinstance(self.protocol, InfillProtocol)
+        if isinstance(error, ConnectionError):  # the client went away (a TCP reset)
+            if not self.protocol.client_gone:
+                self.protocol.client_gone = True
+                logger.info("the client closed the connection; nothing more will be sent")
+        elif isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
             logger.warning("unparsable message: %s", error)
-            assert isinstance(self.protocol, InfillProtocol)
             self.protocol.send_parse_error(str(error))
         elif source is not FeatureRequestError:
             # A failed notification (e.g. didChange for a document never opened) has nobody to answer: log it

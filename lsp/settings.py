@@ -25,6 +25,25 @@ WIRE_NAMES = {
 }
 
 
+# What each setting does, for `infill serve --help` and the editors' documentation.
+SETTING_HELP = {
+    "model": "model directory (default: `infill serve --model`, then INFILL_MODEL, then the bundled model)",
+    "device": '"auto" (default: `infill serve --device`, else cuda when available), "cpu", "cuda", "cuda:N"',
+    "maxTokens": "token budget of an inline completion, 1-1024 (default: 64)",
+    "steps": "denoising steps for a full span, 1-1024 (default: the model's generation_config.json)",
+    "threshold": "confidence to commit a token at, in (0, 1] (default: the model's generation_config.json)",
+    "debounceMs": "wait after a keystroke before an automatic completion, 0-5000 ms (default: 150)",
+    "disabledLanguages": 'LSP language ids to leave alone, e.g. ["markdown"] (default: none)',
+    "trustRemoteCode": "allow model directories that need their own Python code (default: false)",
+}
+
+
+def settings_help() -> str:
+    """The settings as a text block (one per line, camelCase as editors send them)."""
+    width = max(map(len, SETTING_HELP))
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in SETTING_HELP.items())
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """What a client may configure. ``None`` means "the model's own default" (or the server's CLI flag)."""

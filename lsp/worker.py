@@ -137,6 +137,8 @@ class ModelWorker:
         return task.future
 
     def close(self) -> None:
+        """Stop: the running task ends at its next denoising step (``should_stop``), queued ones are
+        cancelled, and the thread exits."""
         self._closing = True
         self._put(_CLOSE)
 
@@ -184,6 +186,9 @@ class ModelWorker:
             self._load(item.spec)
             return
         assert isinstance(item, _Task)
+        if self._closing:
+            _settle(item.future, error=Cancelled("the server is shutting down"))
+            return
         if item.stale():
             _settle(item.future, error=Cancelled("the document changed before the model got to this request"))
             return
@@ -258,6 +263,11 @@ class ModelWorker:
                 requests, config, should_stop=lambda: self._all_stale(live)
             )
         except Cancelled as error:
+            logger.info(
+                "completion id=%s cancelled after %.0f ms (stop flag)",
+                ",".join(task.label for task in live),
+                (time.perf_counter() - started) * 1000,
+            )
             for task in live:
                 _settle(task.future, error=error)
             return
@@ -297,7 +307,15 @@ class ModelWorker:
         assert self._infiller is not None and task.call is not None
         started = time.perf_counter()
         try:
-            result = task.call(self._infiller, self._config(task.overrides), task.stale)
+            result = task.call(self._infiller, self._config(task.overrides), lambda: self._all_stale([task]))
+        except Cancelled as error:
+            logger.info(
+                "rewrite id=%s cancelled after %.0f ms (stop flag)",
+                task.label,
+                (time.perf_counter() - started) * 1000,
+            )
+            _settle(task.future, error=error)
+            return
         except InfillError as error:
             _settle(task.future, error=error)
             return

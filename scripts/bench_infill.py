@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=100, help="single-line tasks (0 to skip)")
     parser.add_argument("--multi", type=int, default=50, help="multi-line tasks (0 to skip)")
     parser.add_argument(
-        "--bench-dir", default=None, help="where the MBPP files live (default: ../shared/bench)"
+        "--bench-dir", default=None, help="where the MBPP files live (default: training/eval/mbpp)"
     )
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=8)

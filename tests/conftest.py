@@ -41,21 +41,42 @@ def dream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def x_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny ModernBERT with its output bias pushed towards the token "x": it proposes "xxxx" wherever the
     rest of the stack lets it, so tests can tell valid from invalid fills deterministically."""
+    from tests import tiny_models  # torch/transformers only for tests that need a model
+
+    return tiny_models.build_x_model(tmp_path_factory.mktemp("x_model") / "model")
+
+
+@pytest.fixture(scope="session")
+def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny RoBERTa with its output bias pushed towards "x", and a little less towards " x" (like
+    ``x_model_dir``)."""
     import shutil
 
     from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer
 
-    out = tmp_path_factory.mktemp("x_model") / "model"
-    shutil.copytree(modernbert_dir, out)
-    (x_id,) = AutoTokenizer.from_pretrained(out).encode("x", add_special_tokens=False)
+    from tests.release_models import token_id_in_files
+
+    out = tmp_path_factory.mktemp("x_roberta") / "model"
+    shutil.copytree(roberta_dir, out)
     weights = load_file(out / "model.safetensors")
-    weights["decoder.bias"][x_id] += 30.0
+    weights["lm_head.bias"][token_id_in_files(out, "x")] += 30.0
+    weights["lm_head.bias"][token_id_in_files(out, "Ġx")] += 25.0
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
+
+
+@pytest.fixture(scope="session")
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random ModernBERT a hundred times the tiny one (tens of milliseconds per forward pass on one CPU
+    thread): with threshold 1.0 it commits one token per step, so a 128-token span decodes for seconds and a
+    cancel or a shutdown reliably lands while it is decoding."""
+    from tests import tiny_models
+
+    out = tmp_path_factory.mktemp("slow") / "model"
+    return tiny_models.build_modernbert(out, max_positions=1024, hidden_size=256, num_layers=6)
 
 
 # Release-shaped checkpoints (tests/release_models.py): the real file layouts with tiny random weights.

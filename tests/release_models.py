@@ -438,7 +438,9 @@ def bias_towards_x(src: Path, out: Path) -> Path:
 
     Every token embedding gets a large constant in hidden dimension 0, which survives the (random, small)
     layers and every RMSNorm as a large positive value; the LM head row of "x" reads that dimension. The rest
-    of the network is untouched, so the fill still goes through the whole real model and stack.
+    of the network is untouched, so the fill still goes through the whole real model and stack. " x" reads
+    it a little less: where only a token starting with a blank may come (after a healed trailing blank,
+    `x = |`), the fill still starts with "x".
     """
     import shutil
 
@@ -446,13 +448,14 @@ def bias_towards_x(src: Path, out: Path) -> Path:
 
     shutil.copytree(src, out)
     embedding, head = _EMBEDDING_AND_HEAD["llada" if (out / "modeling_llada.py").exists() else "qwen2"]
-    x_id = token_id_in_files(out, "x")
+    x_id, blank_x_id = token_id_in_files(out, "x"), token_id_in_files(out, "Ġx")
     for shard in sorted(out.glob("model-*.safetensors")):
         weights = load_file(str(shard))
         if embedding in weights:
             weights[embedding][:, 0] = 8.0
         if head in weights:
             weights[head][x_id, 0] = 12.0
+            weights[head][blank_x_id, 0] = 10.0
         save_file(weights, str(shard), metadata={"format": "pt"})
     return out
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from infill import regions
 from infill.cli.batch import read_rows
 from infill.cli.complete import json_report, plain_report
 from infill.cli.fileio import (
-    LfView,
     Position,
-    lf_view,
     line_column,
     offset_of,
     parse_position,
@@ -33,6 +32,7 @@ from infill.cli.fileio import (
 from infill.cli.main import build_parser, main
 from infill.cli.rewrite import unified_diff
 from infill.errors import InputError
+from infill.line_endings import LfView, lf_view
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Few steps and small budgets: these tests check plumbing, not quality.
@@ -245,6 +245,7 @@ def test_rewrite_diff_check_and_in_place(
     assert diff.returncode == 0, diff.stderr
     assert "Traceback" not in diff.stderr
     assert "plain.py: no <|fill|> holes" in diff.stderr
+    assert 'notes.xyz: no grammar for ".xyz": only line and bracket heuristics apply' in diff.stderr
     assert diff.stdout.startswith("--- a/code.py\n+++ b/code.py\n")
     assert "--- a/notes.xyz\n+++ b/notes.xyz\n" in diff.stdout
     assert {name: (marked_files / name).read_bytes() for name in files} == before
@@ -299,7 +300,57 @@ def test_rewrite_leaves_a_gap_no_valid_candidate_fills_unless_asked(
     assert main(["rewrite", "--in-place", "--keep-invalid", "bad.py", *model]) == 0
     written = path.read_text()
     assert "<|fill|>" not in written and written.startswith("def f(a, b):\n    return (a ")
-    assert "kept the best-scoring one" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "kept the best-scoring one" in err
+    assert "WARNING: bad.py: --keep-invalid: the result does not parse (unchecked code at line 2)" in err
+    assert not regions.document_parses(written, "python")
+
+
+def test_fills_that_are_valid_alone_but_not_together_are_not_both_written(
+    tmp_path: Path, x_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each hole is judged with the other one empty: `print(xxxx )` parses, `print(xxxx xxxx)` does not.
+    path = tmp_path / "two.py"
+    path.write_text("print(<|fill|> <|fill|>)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["rewrite", "--in-place", "two.py", "--model", str(x_model_dir), *FAST]) == 0
+    written = path.read_text()
+    assert written.count("<|fill|>") == 1, written  # one hole filled, the other kept and named
+    assert regions.document_parses(written.replace("<|fill|>", ""), "python")
+    assert "two.py:1: no candidate passed the syntax check; left it unchanged" in capsys.readouterr().err
+
+
+def test_a_regenerated_go_region_keeps_the_files_tab_indentation(
+    tmp_path: Path, x_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "package main\n\nfunc sum(xs []int) int {\n\ttotal := 0\n\t// infill:begin\n"
+        "\tfor _, x := range xs {\n\t\ttotal += x\n\t}\n\t// infill:end\n\treturn total\n}\n"
+    )
+    (tmp_path / "sum.go").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    assert main(["rewrite", "--in-place", "sum.go", "--model", str(x_model_dir), *FAST]) == 0
+    written = (tmp_path / "sum.go").read_text()
+    assert "infill:" not in written and written != source
+    head, tail = "func sum(xs []int) int {\n\ttotal := 0\n", "\treturn total\n}\n"
+    region = written[written.index(head) + len(head) : written.index(tail)]
+    lines = [line for line in region.split("\n") if line]
+    assert lines and all(line.startswith("\t") for line in lines), region
+
+
+def test_the_readme_example_points_inside_its_own_file(
+    tmp_path: Path, x_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    usage = readme[readme.index("## Use from the command line") :]
+    example = re.search(r"```python\n(.*?)```", usage, re.DOTALL)
+    command = re.search(r"^infill complete (stats\.py:\d+:\d+)", usage, re.MULTILINE)
+    assert example is not None and command is not None
+    (tmp_path / "stats.py").write_text(example.group(1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["complete", command.group(1), "--model", str(x_model_dir), *FAST]) == 0
+    captured = capsys.readouterr()
+    assert "out of range" not in captured.err and captured.out.strip(), captured.err
 
 
 def test_rewrite_without_markers_does_not_load_a_model(tmp_path: Path) -> None:
@@ -316,31 +367,35 @@ def test_rewrite_without_markers_does_not_load_a_model(tmp_path: Path) -> None:
 
 
 def test_complete_json_and_plain(
-    tmp_path: Path, modernbert_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, x_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "code.py").write_text("def add(a, b):\n    return \n\nprint(add(1, 2))\n")
     (tmp_path / "notes.xyz").write_text("total = \n")
-    model = ("--model", str(modernbert_dir), *FAST)
+    model = ("--model", str(x_model_dir), *FAST)
 
-    # Unknown language (line heuristics), JSON, through a real process.
+    # Unknown language (line heuristics, and a notice saying so), JSON, through a real process.
     result = run_infill("complete", "notes.xyz:1:9", "-n", "3", "--json", *model, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert 'no grammar for ".xyz"' in result.stderr and "heuristics" in result.stderr
     payload = json.loads(result.stdout)
     where = (payload["path"], payload["line"], payload["column"], payload["language"])
     assert where == ("notes.xyz", 1, 9, None)
-    assert len(payload["candidates"]) <= 3
+    assert 1 <= len(payload["candidates"]) <= 3
     for candidate in payload["candidates"]:
         assert isinstance(candidate["text"], str) and candidate["text"].strip()
-        assert (candidate["start"]["line"], candidate["start"]["column"]) <= (1, 9)
+        assert (candidate["start"]["line"], candidate["start"]["column"]) == (1, 9)
 
     # Python, plain output, several candidates (in-process: the same main()).
     monkeypatch.chdir(tmp_path)
     assert main(["complete", "code.py:2:12", "--mode", "line", "-n", "2", *model]) == 0
     plain = capsys.readouterr()
+    assert plain.out.startswith("--- candidate 1 of ")
     headers = [line for line in plain.out.splitlines() if line.startswith("--- candidate ")]
-    assert len(headers) <= 2
-    assert plain.out == "" or plain.out.startswith("--- candidate 1 of ")
-    assert plain.out or "no completion passed the syntax check" in plain.err
+    assert 1 <= len(headers) <= 2
+    completions = [line for line in plain.out.splitlines() if not line.startswith("--- candidate ")]
+    source = (tmp_path / "code.py").read_text()
+    for completion in completions:
+        assert regions.document_parses(source.replace("return \n", f"return {completion}\n"), "python")
 
 
 # --------------------------------------------------------------------------------------- end to end: batch
@@ -397,6 +452,23 @@ def test_every_command_module_is_registered() -> None:
     }
     assert {"rewrite", "complete", "batch", "doctor"} <= modules
     assert set(registered_commands()) == modules
+
+
+def test_serve_help_lists_every_setting_and_serve_accepts_stdio() -> None:
+    from lsp.settings import WIRE_NAMES
+
+    text = registered_commands()["serve"].format_help()
+    for name in WIRE_NAMES:
+        assert f"  {name}  " in text, name
+    # vscode-languageclient appends --stdio to the server command.
+    args = build_parser().parse_args(["serve", "--stdio", "--device", "cpu"])
+    assert args.stdio and not args.tcp
+
+
+def test_train_help_prints_no_default_of_none() -> None:
+    text = registered_commands()["train"].format_help()
+    assert "(default: None)" not in " ".join(text.split())
+    assert "(default: 2e-3 from scratch" in " ".join(text.split())
 
 
 @pytest.mark.parametrize("command", ["rewrite", "complete", "batch", "doctor"])

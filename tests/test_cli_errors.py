@@ -64,7 +64,8 @@ EARLY_FAILURES = [
     (["complete", "missing.py:1:1"], ["missing.py", "no such file"]),
     (["complete", "adir:1:1"], ["is a directory"]),
     (["complete", "binary.py:1:1"], ["binary"]),
-    (["complete", "code.py:4:1"], ["code.py:4:1", "line 4 is out of range", "3 lines"]),
+    # code.py holds 2 lines (and a final newline): an editor says 2, so does the message.
+    (["complete", "code.py:4:1"], ["code.py:4:1", "line 4 is out of range", "has 2 lines"]),
     (["complete", "code.py:9:1"], ["line 9 is out of range"]),
     (["complete", "code.py:1:11"], ["column 11 is out of range"]),
     (["complete", "code.py:0:1"], ["positive integers"]),
@@ -157,3 +158,89 @@ def test_interrupt_exits_130_and_writes_no_output(tmp_path: Path, modernbert_dir
     assert "Traceback" not in stderr
     assert "infill: interrupted" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, no temp file
+
+
+@pytest.fixture()
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command gets as far as loading a model: these errors must come first."""
+    from infill.infiller import Infiller
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(Infiller, "load", classmethod(refuse))
+
+
+def test_a_read_only_file_is_refused_before_the_model_runs(
+    workdir: Path, modernbert_dir: Path, no_model_load: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = workdir / "locked.py"
+    path.write_text("x = <|fill|>\n")
+    path.chmod(0o444)
+    before = path.read_bytes()
+    assert main(["rewrite", "--in-place", str(path), "--model", str(modernbert_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "locked.py: is read-only" in err, err
+    assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o444
+    # Without --in-place nothing is written, so a read-only file is fine to diff (the model runs).
+    path.chmod(0o644)
+
+
+def test_a_read_only_directory_is_refused_naming_the_users_file(
+    workdir: Path, modernbert_dir: Path, no_model_load: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = workdir / "locked"
+    folder.mkdir()
+    (folder / "hole.py").write_text("x = <|fill|>\n")
+    folder.chmod(0o555)
+    try:
+        assert main(["rewrite", "-i", str(folder / "hole.py"), "--model", str(modernbert_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "hole.py" in err and "read-only" in err, err
+        assert ".infill-tmp" not in err
+        assert sorted(p.name for p in folder.iterdir()) == ["hole.py"]
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["rewrite", "complete", "batch"])
+def test_a_bad_model_directory_is_reported_before_loading(
+    workdir: Path,
+    modernbert_dir: Path,
+    no_model_load: None,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broken = workdir / "no-weights"
+    broken.mkdir()
+    for item in modernbert_dir.iterdir():
+        if not item.name.endswith(".safetensors"):
+            (broken / item.name).write_bytes(item.read_bytes())
+    (workdir / "hole.py").write_text("x = <|fill|>\n")
+    argv = {
+        "rewrite": ["rewrite", "--in-place", "hole.py"],
+        "complete": ["complete", "code.py:2:5"],
+        "batch": ["batch", "good.jsonl", "-o", "out.jsonl"],
+    }[command]
+    monkeypatch.chdir(workdir)
+    for model, expected in ((broken, "safetensors"), (workdir / "missing", "not found")):
+        assert main([*argv, "--model", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("infill: error: ") and expected in err and err.count("\n") == 1, err
+    assert not (workdir / "out.jsonl").exists()
+
+
+def test_a_bad_model_directory_is_reported_without_importing_torch(workdir: Path) -> None:
+    """Importing torch alone takes seconds (tens on a busy machine): a typo in --model is told before it."""
+    code = (
+        "import sys; from infill.cli.main import main; "
+        "rc = main(['complete', 'code.py:2:5', '--model', 'no-such-model']); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "Model directory not found: no-such-model" in result.stderr

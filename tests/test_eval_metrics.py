@@ -90,3 +90,15 @@ def test_resolve_bench_names_and_paths(tmp_path: Path) -> None:
         resolve_bench("multi", tmp_path)
     with pytest.raises(InputError, match="benchmark file not found"):
         resolve_bench(str(tmp_path / "nope.jsonl"))
+
+
+def test_the_mbpp_sets_ship_with_the_project() -> None:
+    """`infill eval` works from a plain clone: the named benchmarks live inside the repository."""
+    repo = Path(__file__).resolve().parents[1]
+    for name, rows in (("single", 5254), ("multi", 2687)):
+        path = resolve_bench(name)
+        assert path.is_relative_to(repo) and path.stat().st_size < 1_000_000
+        tasks = load_tasks(path)
+        assert len(tasks) == rows and all(task.executable for task in tasks[:20])
+    licence = (resolve_bench("single").parent / "README.md").read_text()
+    assert "CC BY 4.0" in licence and "Austin et al." in licence

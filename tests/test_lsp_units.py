@@ -131,6 +131,35 @@ def test_items_extend_the_selected_completion() -> None:
     assert item.range == info.range  # covers the selected range exactly, on one line
 
 
+def test_crlf_documents_are_planned_in_lf_and_items_come_back_in_crlf() -> None:
+    text = "def scale(values):\r\n    \r\n\r\nprint(scale([1]))\r\n"
+    index = LineIndex.of(text)
+    cursor = text.index("\r\n    ") + len("\r\n    ")
+    plan = plan_completion(text, cursor, None, language="python", max_tokens=8, num_candidates=1)
+    assert plan.job.text == text.replace("\r\n", "\n")  # what `infill complete` shows the model too
+    assert plan.job.offset == cursor - 1
+
+    class FakeEdit:  # the shape of infill.infiller.Edit (offsets into the planned LF text)
+        start = end = plan.job.offset
+        new_text = "total = 0\n    for v in values:\n        total += v\n    return total"
+        tokens = ()
+
+    (item,) = completion_items(plan, [FakeEdit()], index, UTF16)
+    assert item.insert_text == FakeEdit.new_text.replace("\n", "\r\n")
+    assert item.range == index.range(cursor, cursor, UTF16)
+
+
+def test_lf_offsets_map_both_ways() -> None:
+    from infill.line_endings import lf_view
+
+    text = "a\r\nbc\r\n\r\nd\ne\r\n"
+    view = lf_view(text)
+    for offset in range(len(text) + 1):
+        if text[offset - 1 : offset] != "\r":  # not between a "\r" and its "\n"
+            assert view.original_offset(view.lf_offset(offset)) == offset
+    assert view.lf_offset(text.index("bc")) == view.text.index("bc")
+
+
 def test_context_slice_cuts_big_documents_at_line_starts() -> None:
     text = "".join(f"line_{i} = {i}\n" for i in range(50_000))
     cursor = len(text) // 2
@@ -162,6 +191,13 @@ def test_settings_fall_back_per_value_and_report_each_problem() -> None:
             "trustRemoteCode",
         ]
     )
+
+
+def test_every_setting_is_described_for_serve_help() -> None:
+    from lsp.settings import SETTING_HELP, WIRE_NAMES, settings_help
+
+    assert list(SETTING_HELP) == list(WIRE_NAMES)
+    assert all(name in settings_help() for name in WIRE_NAMES)
 
 
 def test_model_spec_prefers_client_then_cli_flags() -> None:

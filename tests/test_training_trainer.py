@@ -178,10 +178,14 @@ def test_cli_fine_tunes_and_prints_numbers(scratch_run: Path, repo: Path, tmp_pa
             "--no-compare-base",
         ]
     )
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0
     assert f"model written to {out.resolve()}" in printed
     assert "held-out span exact match" in printed
+    # Never silent outside the progress bar: each phase after it says what it is doing.
+    for phase in ("reading the corpus", "training done; final evaluation", "writing the model", "scoring"):
+        assert phase in captured.err, captured.err
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:

@@ -43,16 +43,19 @@ def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, out: Path)
     return out
 
 
-def build_modernbert(out: Path, seed: int = 0, max_positions: int = 512) -> Path:
-    """Our default architecture: ModernBERT masked LM with the project's code tokenizer."""
+def build_modernbert(
+    out: Path, seed: int = 0, max_positions: int = 512, hidden_size: int = 32, num_layers: int = 2
+) -> Path:
+    """Our default architecture: ModernBERT masked LM with the project's code tokenizer (tiny by default;
+    larger sizes make decoding slow on purpose)."""
     torch.manual_seed(seed)
     tokenizer = train_code_tokenizer(CODE_SAMPLES, vocab_size=400)
     config = ModernBertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(2, hidden_size // 64),
         max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -149,4 +152,23 @@ def build_dream(out: Path, seed: int = 0) -> Path:
         }
     )
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def build_x_model(out: Path, seed: int = 0) -> Path:
+    """The tiny ModernBERT with its output bias pushed to the token "x": wherever the rest of the stack lets
+    it, it fills "xxxx", so `value = ` completes to an identifier (valid) and `value = 1 <|fill|>` can only be
+    filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time.
+    " x" is favoured a little less: where only a token starting with a blank may come (after a healed trailing
+    blank, `value = |`), the fill still starts with "x"."""
+    from safetensors.torch import load_file, save_file
+
+    build_modernbert(out, seed=seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out))
+    (x_id,) = tokenizer.encode("x", add_special_tokens=False)
+    (blank_x_id,) = tokenizer.encode(" x", add_special_tokens=False)
+    weights = load_file(out / "model.safetensors")
+    weights["decoder.bias"][x_id] += 30.0
+    weights["decoder.bias"][blank_x_id] += 25.0
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out

@@ -23,6 +23,7 @@ class TrainConfig:
     # What to train on and where the model goes.
     repo: str | None = None  # a git repository (files git tracks)
     from_python_packages: bool = False  # permissively licensed installed distributions instead of a repo
+    corpus_archive: str | None = None  # recipe: a corpus archive dir (python -m training.archive) instead
     out: str = "infill-model"
     objective: Objective = "diffusion"  # "ar-fim": the autoregressive fill-in-the-middle peer
     # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
@@ -55,6 +56,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    data_workers: int = 0  # recipe: processes drawing batches ahead (a GPU outruns one Python process)
     # Evaluation and checkpoints.
     eval_every: int = 100
     eval_batches: int = 4
@@ -72,10 +74,15 @@ class TrainConfig:
         return 1e-3 if self.lora else 5e-4
 
     def validate(self) -> None:
-        if self.repo is None and not self.from_python_packages:
-            raise TrainingError("nothing to train on: pass --repo PATH or --from-python-packages")
-        if self.repo is not None and self.from_python_packages:
-            raise TrainingError("pass either --repo or --from-python-packages, not both")
+        sources = (self.repo is not None, self.from_python_packages, self.corpus_archive is not None)
+        if not any(sources):
+            raise TrainingError(
+                "nothing to train on: pass --repo PATH, --from-python-packages or --corpus-archive DIR"
+            )
+        if sum(sources) > 1:
+            raise TrainingError(
+                "pass one of --repo, --from-python-packages and --corpus-archive, not several"
+            )
         if self.objective == "ar-fim" and not self.from_scratch:
             raise TrainingError("the ar-fim peer is trained from scratch: add --from-scratch")
         if self.seq_len < 32 or self.seq_len > self.max_positions:
@@ -96,6 +103,7 @@ class TrainConfig:
 HELP = {
     "repo": "git repository to train on, only files git tracks are read (infill train: current directory)",
     "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
+    "corpus_archive": "train on a corpus archive (python -m training.archive build/merge) instead of a repo",
     "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
     "objective": "diffusion (masked diffusion, the default) or ar-fim (the autoregressive FIM peer)",
     "base": "model directory to fine-tune (default: the bundled model)",
@@ -103,8 +111,11 @@ HELP = {
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
     "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
-    "max_minutes": "stop and save after this much wall time even if steps remain",
-    "threads": "torch CPU threads",
+    "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
+    "threads": "torch CPU threads (default: torch's choice)",
+    "heldout_fraction": "share of files held out (default: 0.1 for a repo, 0.05 for python packages)",
+    "lr": "peak learning rate (default: 2e-3 from scratch, 5e-4 fine-tuning, 1e-3 with LoRA)",
+    "data_workers": "processes that draw batches ahead of the optimizer and index the corpus (0: none)",
     "eval_spans": "held-out gaps scored for exact match at each evaluation",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
 }
@@ -112,6 +123,14 @@ HELP = {
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The option's help: its description, then its default unless it has none (None) or says its own."""
+    text = HELP.get(field.name, "")
+    if field.default is None or "default:" in text:
+        return text
+    return f"{text} (default: {field.default})".strip()
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +148,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
         elif get_origin(kind) is Literal:
             parser.add_argument(
@@ -137,7 +156,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 choices=get_args(kind),
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
         else:
             parser.add_argument(
@@ -145,7 +164,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=field.name,
                 type=kind,
                 default=None,
-                help=f"{HELP.get(field.name, '')} (default: {field.default})".strip(),
+                help=_help(field),
             )
 
 

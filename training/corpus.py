@@ -11,7 +11,9 @@ import hashlib
 import json
 import logging
 import subprocess
+import sysconfig
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +22,8 @@ from infill.errors import TrainingError
 from infill.regions import language_for_path
 from training.dedupe import duplicate_indices
 from training.filters import content_reason, path_reason, secret_reason
-from training.licenses import DistributionLicense, installed_distribution_licenses
+from training.licenses import DistributionLicense, installed_distribution_licenses, license_text_verdict
+from training.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,17 @@ def _split(files: list[SourceFile], heldout_fraction: float, seed: int) -> tuple
     return [f for f in files if f.path not in held], heldout
 
 
-def _accept(path: str, read_text: callable, skipped: Counter) -> SourceFile | None:
+def _accept(path: str, read_text: Callable[[], str | None], skipped: Counter) -> SourceFile | None:
     """Apply path, secret and content filters to one candidate file; count the reason when it is skipped."""
+    accepted, reason = _screen(path, read_text)
+    if reason is not None:
+        skipped[reason] += 1
+        logger.debug("skip %s: %s", path, reason)
+    return accepted
+
+
+def _screen(path: str, read_text: Callable[[], str | None]) -> tuple[SourceFile | None, str | None]:
+    """(the file, None) when it is training material, else (None, why not)."""
     # Secret-looking names are counted first, so the manifest says why a .env or key file was skipped.
     reason = secret_reason(path, None)
     language = language_for_path(path)
@@ -78,17 +90,43 @@ def _accept(path: str, read_text: callable, skipped: Counter) -> SourceFile | No
     if reason is None:
         reason = content_reason(text) or secret_reason(path, text)
     if reason is not None:
-        skipped[reason] += 1
-        logger.debug("skip %s: %s", path, reason)
-        return None
-    return SourceFile(path, text, language)
+        return None, reason
+    return SourceFile(path, text, language), None
+
+
+def _screen_item(item: tuple[str, str | Path]) -> tuple[SourceFile | None, str | None]:
+    path, source = item
+    if isinstance(source, Path):
+        return _screen(path, lambda: _read_utf8(source))
+    return _screen(path, lambda: source)
+
+
+def accept_many(
+    items: Sequence[tuple[str, str | Path]], workers: int = 1
+) -> tuple[list[SourceFile], Counter]:
+    """Screen (corpus path, text or file to read) candidates in ``workers`` processes, keeping their order."""
+    skipped: Counter = Counter()
+    files: list[SourceFile] = []
+    chunk = max(1, min(256, len(items) // (workers * 8) or 1))
+    for accepted, reason in parallel_map(_screen_item, items, workers, chunk):
+        if accepted is not None:
+            files.append(accepted)
+        else:
+            skipped[reason] += 1
+    return files, skipped
 
 
 def _finish(
-    files: list[SourceFile], skipped: Counter, source: dict[str, object], heldout_fraction: float, seed: int
+    files: list[SourceFile],
+    skipped: Counter,
+    source: dict[str, object],
+    heldout_fraction: float,
+    seed: int,
+    deduplicate: bool = True,
 ) -> Corpus:
-    duplicates = duplicate_indices([f.text for f in files])
-    skipped["duplicate"] += len(duplicates)
+    duplicates = duplicate_indices([f.text for f in files]) if deduplicate else {}
+    if duplicates:
+        skipped["duplicate"] += len(duplicates)
     unique = [f for i, f in enumerate(files) if i not in duplicates]
     train, heldout = _split(unique, heldout_fraction, seed)
     manifest = {
@@ -177,16 +215,10 @@ def corpus_from_python_packages(
     total = 0
     contributed: dict[str, int] = {}
     for licence in used:
-        dist = metadata.distribution(licence.name)
-        candidates = sorted(
-            (f for f in dist.files or [] if str(f).endswith(".py") and not str(f).startswith("..")),
-            key=lambda f: heldout_score(str(f), seed + 1),
-        )
         budget = max_chars_per_distribution
-        for rel in candidates:
+        for rel, full in distribution_python_files(licence.name, seed):
             if budget <= 0 or total >= max_total_chars:
                 break
-            full = Path(dist.locate_file(rel))
             accepted = _accept(f"{licence.name}/{rel}", lambda full=full: _read_utf8(full), skipped)
             if accepted is None:
                 continue
@@ -207,3 +239,67 @@ def corpus_from_python_packages(
         ],
     }
     return _finish(files, skipped, source, heldout_fraction, seed)
+
+
+def distribution_python_files(name: str, seed: int = 0) -> list[tuple[str, Path]]:
+    """(path inside the distribution, file) of its Python files, in a stable pseudo-random order."""
+    dist = metadata.distribution(name)
+    files = [f for f in dist.files or [] if str(f).endswith(".py") and not str(f).startswith("..")]
+    files.sort(key=lambda f: heldout_score(str(f), seed + 1))
+    return [(str(rel), Path(dist.locate_file(rel))) for rel in files]
+
+
+def stdlib_python_files(seed: int = 0) -> tuple[str, list[tuple[str, Path]]]:
+    """(licence evidence, [(path, file)]) of this interpreter's standard library, in a stable pseudo-random
+    order. Evidence is "" when the library's LICENSE.txt is missing or not the PSF licence (then it is not
+    used: Debian-style layouts keep the licence elsewhere and the files may be patched)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    license_file = root / "LICENSE.txt"
+    text = _read_utf8(license_file) if license_file.is_file() else None
+    evidence = ""
+    if text is not None and license_text_verdict(text) == ("PSF-2.0", True):
+        evidence = f"PSF-2.0 ({license_file})"
+    skip = {"site-packages", "dist-packages", "__pycache__"}
+    files = [
+        (str(path.relative_to(root)), path)
+        for path in root.rglob("*.py")
+        if not skip.intersection(path.relative_to(root).parts) and path.is_file()
+    ]
+    files.sort(key=lambda item: heldout_score(item[0], seed + 1))
+    return evidence, files
+
+
+def corpus_from_archive(
+    path: str | Path, *, heldout_fraction: float = 0.05, seed: int = 0, max_total_chars: int | None = None
+) -> Corpus:
+    """The files of a corpus archive (``python -m training.archive``: already filtered and de-duplicated).
+
+    The training files come in a stable pseudo-random order, so a prefix of them (what the tokenizer is
+    trained on) is a sample of every package rather than the first few.
+    """
+    from training.corpus_archive import read_manifest, read_records
+
+    archive_manifest = read_manifest(Path(path))
+    files: list[SourceFile] = []
+    total = 0
+    for record in read_records(Path(path)):
+        if max_total_chars is not None and total >= max_total_chars:
+            break
+        files.append(SourceFile(record.path, record.text, record.language))
+        total += len(record.text)
+    if not files:
+        raise TrainingError(f"the corpus archive {path} holds no files")
+    skipped = Counter(archive_manifest.get("skipped", {}))
+    source = {"kind": "archive", "archive": str(path), **archive_summary(archive_manifest)}
+    corpus = _finish(files, skipped, source, heldout_fraction, seed, deduplicate=False)
+    corpus.train.sort(key=lambda f: heldout_score(f.path, seed + 2))
+    return corpus
+
+
+def archive_summary(manifest: dict) -> dict[str, object]:
+    """What a model card needs from an archive manifest: its origins with licences and sizes."""
+    return {
+        "records_sha256": manifest.get("records_sha256"),
+        "origins": manifest.get("origins", []),
+        "rejected": manifest.get("rejected", []),
+    }

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.parallel import parallel_map
+
 NUM_PERMUTATIONS = 64
 BANDS = 16  # 16 bands x 4 rows: pairs with Jaccard >= 0.75 collide in some band with high probability
 SHINGLE_LINES = 3
@@ -45,23 +47,27 @@ def minhash(text: str, seed: int = 0) -> np.ndarray:
     return permuted.min(axis=0)
 
 
-def duplicate_indices(texts: Sequence[str], threshold: float = 0.75) -> dict[int, int]:
+def _fingerprint(text: str) -> tuple[str, np.ndarray]:
+    return exact_key(text), minhash(text)
+
+
+def duplicate_indices(texts: Sequence[str], threshold: float = 0.75, workers: int = 1) -> dict[int, int]:
     """{index of a duplicate: index of the earlier text it duplicates}.
 
-    Exact after normalisation, or estimated Jaccard similarity of line shingles >= threshold.
+    Exact after normalisation, or estimated Jaccard similarity of line shingles >= threshold. The
+    fingerprints (the expensive part) are computed in ``workers`` processes; the matching is sequential, so
+    the result does not depend on ``workers``.
     """
     duplicates: dict[int, int] = {}
     first_by_key: dict[str, int] = {}
     signatures: dict[int, np.ndarray] = {}
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
     rows = NUM_PERMUTATIONS // BANDS
-    for i, text in enumerate(texts):
-        key = exact_key(text)
+    for i, (key, signature) in enumerate(parallel_map(_fingerprint, texts, workers, chunksize=32)):
         if key in first_by_key:
             duplicates[i] = first_by_key[key]
             continue
         first_by_key[key] = i
-        signature = minhash(text)
         match = None
         for band in range(BANDS):
             bucket = buckets[(band, signature[band * rows : (band + 1) * rows].tobytes())]

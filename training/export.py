@@ -137,6 +137,8 @@ def write_model_card(
             f"Files tracked by git in `{source['repo']}` at commit `{source['commit']}` (ignored files are "
             "never read; likely secrets, generated, minified, vendored and duplicate files skipped)."
         ]
+    elif source["kind"] == "archive":
+        lines += _archive_data_lines(source)
     else:
         lines += [
             "Python files of installed distributions whose licence metadata is permissive "
@@ -169,3 +171,20 @@ def write_model_card(
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def _archive_data_lines(source: dict) -> list[str]:
+    """The data section for a corpus archive: every origin with its licence, files and characters."""
+    origins = [o for o in source["origins"] if o.get("chars")]
+    lines = [
+        "A corpus archive (`python -m training.archive`): permissively licensed packages from PyPI and npm "
+        "(licence metadata and shipped licence files both checked), and the installed distributions and "
+        "standard library of the machine that trained it (licence metadata), filtered and de-duplicated "
+        f"across all of them. Records file sha256 `{source.get('records_sha256')}`. Origins used:",
+        "",
+        "| origin | licence | files | characters |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [f"| {o['origin']} | {o['license']} | {o['files']:,} | {o['chars']:,} |" for o in origins]
+    rejected = "; ".join(f"{r['origin']} ({r['reason']})" for r in source.get("rejected", []))
+    return [*lines, "", f"Rejected: {rejected or 'none'}."]

@@ -105,3 +105,52 @@ def installed_distribution_licenses(exclude: frozenset[str] = frozenset()) -> li
         evidence, permissive = classify_license(dist.metadata)
         seen[key] = DistributionLicense(name, dist.version, evidence, permissive)
     return sorted(seen.values(), key=lambda d: d.name.lower())
+
+
+# Licence texts (LICENSE / COPYING files shipped in a package), recognised by a phrase each licence's text
+# has. Copyleft markers are checked first: a package whose licence files carry any of them is rejected
+# even when its metadata says MIT (dual licences, bundled copyleft code).
+_COPYLEFT_TEXT = re.compile(
+    # The headers of the licence texts themselves (upper case), or the standard notices that point to them.
+    # A permissive text may mention the GPL in passing (CPython's history section does): not enough.
+    r"GNU (LESSER |LIBRARY |AFFERO )?GENERAL PUBLIC LICEN[CS]E|MOZILLA PUBLIC LICEN[CS]E"
+    r"|(?i:terms of the GNU (Lesser |Library |Affero )?General Public Licen[cs]e)"
+    r"|(?i:Mozilla Public License,? (Version|v\.?) ?[12])|(?i:Eclipse Public License)"
+    r"|(?i:European Union Public Licen[cs]e)|(?i:Business Source License)|(?i:Server Side Public License)"
+    r"|(?i:Elastic License)|(?i:Commons Clause)|(?i:Attribution-ShareAlike)"
+)
+UNRECOGNISED_LICENSE_TEXT = "unrecognised licence text"
+_PERMISSIVE_TEXT = (  # most specific first: the PSF text quotes ISC-like CWI terms
+    ("PSF-2.0", re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE", re.IGNORECASE)),
+    ("Apache-2.0", re.compile(r"Apache License,?\s+Version 2\.0", re.IGNORECASE)),
+    ("MIT", re.compile(r"Permission is hereby granted,? free of charge,? to any person", re.IGNORECASE)),
+    ("BSD", re.compile(r"Redistribution and use in source and binary forms", re.IGNORECASE)),
+    ("ISC", re.compile(r"Permission to use, copy, modify,? and(/or)? distribute this software", re.I)),
+    ("Unlicense", re.compile(r"free and unencumbered software released into the public domain", re.I)),
+    ("CC0-1.0", re.compile(r"CC0 1\.0 Universal", re.IGNORECASE)),
+    ("BSL-1.0", re.compile(r"Boost Software License", re.IGNORECASE)),
+    ("Zlib", re.compile(r"provided ['‘]as-is['’], without any express or implied warranty", re.I)),
+)
+
+
+def license_text_verdict(text: str) -> tuple[str, bool]:
+    """(what the licence file is, permissive) for the text of one LICENSE/COPYING file."""
+    flat = " ".join(text.split())
+    copyleft = _COPYLEFT_TEXT.search(flat)
+    if copyleft:
+        return copyleft.group(0), False
+    for name, pattern in _PERMISSIVE_TEXT:
+        if pattern.search(flat):
+            return name, True
+    return UNRECOGNISED_LICENSE_TEXT, False
+
+
+def npm_license_expression(package_json: dict) -> str:
+    """The licence an npm package.json declares: the SPDX ``license`` string, or the legacy object/list."""
+    declared = package_json.get("license")
+    if isinstance(declared, dict):
+        declared = declared.get("type")
+    if not declared and isinstance(package_json.get("licenses"), list):
+        types = [entry.get("type") for entry in package_json["licenses"] if isinstance(entry, dict)]
+        declared = " OR ".join(t for t in types if isinstance(t, str))
+    return declared.strip() if isinstance(declared, str) else ""

@@ -12,6 +12,7 @@ any data-loader state.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infill.errors import TrainingError
 from training.corpus import SourceFile
+from training.parallel import parallel_map
 from training.spans import Span, SpanIndex, index_spans, sample_span
 from training.tokenizer import (
     END_OF_SPAN_TOKEN,
@@ -95,6 +97,10 @@ class Batch:
         )
 
 
+def _index_file(file: SourceFile) -> SpanIndex:
+    return index_spans(file.text, file.language)
+
+
 def example_rng(seed: int, step: int, rank: int, stream: str) -> random.Random:
     return random.Random(f"{seed}:{step}:{rank}:{stream}")
 
@@ -108,6 +114,7 @@ class ExampleSource:
         tokenizer: PreTrainedTokenizerBase,
         seq_len: int,
         span_fraction: float = 0.6,
+        workers: int = 1,
     ) -> None:
         if not files:
             raise ValueError("ExampleSource needs at least one file")
@@ -116,13 +123,14 @@ class ExampleSource:
         self.seq_len = seq_len
         self.span_fraction = span_fraction
         self.files = list(files)
-        self.indexes: list[SpanIndex] = [index_spans(f.text, f.language) for f in self.files]
+        # recipe: a GPU run's corpus is hundreds of MB; parsing it for spans is spread over ``workers``.
+        self.indexes: list[SpanIndex] = list(parallel_map(_index_file, self.files, workers, chunksize=16))
         encoded = tokenizer([f.text for f in self.files], add_special_tokens=False)["input_ids"]
         pieces = []
         for ids in encoded:
             pieces.extend((ids, [self.ids.end_of_text]))
         # One packed stream of every file, separated by <|endoftext|>: plain examples are windows of it.
-        self.stream = np.array([i for piece in pieces for i in piece], dtype=np.int64)
+        self.stream = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64)
         self.tokens = int(self.stream.size)
         lengths = np.array([len(f.text) for f in self.files], dtype=np.float64)
         self.file_weights = (lengths / lengths.sum()).tolist()

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from infill.errors import TrainingError
 from training.config import TrainConfig
-from training.corpus import Corpus, corpus_from_git, corpus_from_python_packages
+from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
 from training.model_factory import (
     apply_lora,
@@ -33,11 +34,18 @@ from training.model_factory import (
     new_tokenizer,
 )
 from training.objective import ExampleSource, ar_loss, diffusion_loss
+from training.prefetch import batch_stream
 from training.repo_eval import evaluate_model_dir, heldout_rows
 
 logger = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out batches use their own fixed seeds, never the training stream's
+
+
+def _say(accelerator: Accelerator, message: str) -> None:
+    """One line on stderr for each phase outside the progress bar, so a long run is never silent."""
+    if accelerator.is_main_process:
+        tqdm.write(f"infill train: {message}", file=sys.stderr)  # above the progress bar, if one is shown
 
 
 @dataclass
@@ -51,6 +59,14 @@ class TrainResult:
 
 
 def load_corpus(config: TrainConfig) -> Corpus:
+    if config.corpus_archive:  # recipe: the archive built here and merged on the GPU machine
+        fraction = 0.05 if config.heldout_fraction is None else config.heldout_fraction
+        return corpus_from_archive(
+            config.corpus_archive,
+            heldout_fraction=fraction,
+            seed=config.seed,
+            max_total_chars=config.max_corpus_chars,
+        )
     if config.from_python_packages:
         fraction = 0.05 if config.heldout_fraction is None else config.heldout_fraction
         return corpus_from_python_packages(
@@ -116,14 +132,18 @@ def train(config: TrainConfig) -> TrainResult:
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=config.grad_accum,
     )
+    _say(accelerator, f"reading the corpus ({config.repo or 'installed Python packages'})")
     corpus = load_corpus(config)
+    _say(accelerator, f"{len(corpus.train)} files to train on, {len(corpus.heldout)} held out; loading")
     if not corpus.heldout:
         raise TrainingError("the corpus has a single file: nothing to hold out for evaluation")
     with accelerator.main_process_first():
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
     is_ar = config.objective == "ar-fim"
     seq_len = min(config.seq_len, getattr(model.config, "max_position_embeddings", config.seq_len))
-    train_source = ExampleSource(corpus.train, tokenizer, seq_len, config.span_fraction)
+    train_source = ExampleSource(
+        corpus.train, tokenizer, seq_len, config.span_fraction, workers=max(1, config.data_workers)
+    )
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction)
     loss_fn = ar_loss if is_ar else diffusion_loss
     draw = "ar_batch" if is_ar else "diffusion_batch"
@@ -152,15 +172,20 @@ def train(config: TrainConfig) -> TrainResult:
     log_path = out / "train_log.jsonl"
     rank, started = accelerator.process_index, time.perf_counter() - state["elapsed_s"]
     heldout_loss, span_eval = None, {}
+    if base_dir and config.compare_base:
+        _say(accelerator, f"scoring the base model on {len(eval_rows)} held-out gaps")
     base_eval = _base_eval(out, base_dir, eval_rows) if base_dir and config.compare_base else {}
 
     def evaluate() -> None:
         nonlocal heldout_loss, span_eval
+        _say(accelerator, f"step {state['step']}: held-out loss")
         heldout_loss = _heldout_loss(model, heldout_source, draw, loss_fn, config, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
+            _say(accelerator, f"step {state['step']}: writing the model to {out}")
             export_model_dir(unwrapped, tokenizer, out, config)
+            _say(accelerator, f"step {state['step']}: scoring {len(eval_rows)} held-out gaps")
             span_eval = evaluate_model_dir(out, eval_rows) if eval_rows else {}
             record = {"step": state["step"], "heldout_loss": heldout_loss, **span_eval}
             _append_log(log_path, {"eval": record})
@@ -180,14 +205,21 @@ def train(config: TrainConfig) -> TrainResult:
         unit="step",
     )
     window_tokens, window_start = 0, time.perf_counter()
+    batches = batch_stream(  # recipe: drawn ahead by config.data_workers processes, same stream as inline
+        train_source,
+        draw,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rank=rank,
+        start=state["step"] * config.grad_accum,
+        workers=config.data_workers,
+    )
     model.train()
     while state["step"] < config.max_steps:
         step = state["step"]
         loss_sum = 0.0
-        for micro in range(config.grad_accum):
-            batch = getattr(train_source, draw)(
-                config.batch_size, config.seed, step * config.grad_accum + micro, rank
-            ).to(accelerator.device)
+        for _micro in range(config.grad_accum):
+            batch = next(batches).to(accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 loss = loss_fn(model, batch)
                 accelerator.backward(loss)
@@ -227,6 +259,7 @@ def train(config: TrainConfig) -> TrainResult:
             logger.info("stopping at step %d: --max-minutes %.1f reached", state["step"], config.max_minutes)
             break
     bar.close()
+    _say(accelerator, "training done; final evaluation")
     evaluate()
     return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval)
 

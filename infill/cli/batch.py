@@ -16,11 +16,12 @@ from pathlib import Path
 from infill.cli.common import (
     add_decode_options,
     add_model_options,
+    check_model,
     decode_config,
     load_infiller,
     positive_int,
 )
-from infill.cli.fileio import read_source, read_source_bytes, write_atomic
+from infill.cli.fileio import check_writable, read_source, read_source_bytes, write_atomic
 from infill.errors import InputError
 
 DEFAULT_MAX_TOKENS = 64
@@ -117,6 +118,8 @@ def batch_command(args: argparse.Namespace) -> int:
         raise InputError(f"{output}: is a directory")
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
+    check_writable(output)
+    check_model(args)
 
     infiller = load_infiller(args)
     config = decode_config(args, infiller)

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -103,6 +104,27 @@ def configure_logging(verbose: int) -> None:
     except ValueError:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
         logging.getLogger(__name__).warning("ignoring unknown INFILL_LOG_LEVEL %r", level)
+
+
+def check_model(args: argparse.Namespace) -> Path:
+    """The model directory the command will load, checked (it exists, holds config.json, a tokenizer and
+    safetensors weights) before anything is loaded or decoded: a bad ``--model`` fails in a blink."""
+    from infill.models.locate import check_model_files, read_config, resolve_model_dir
+
+    model_dir = resolve_model_dir(args.model)
+    read_config(model_dir)
+    check_model_files(model_dir)
+    return model_dir
+
+
+def unknown_language_notice(path: Path) -> None:
+    """One stderr line: without a grammar, only line and bracket heuristics judge the fills."""
+    what = f'"{path.suffix}"' if path.suffix else "files without an extension"
+    print(
+        f"infill: note: {path}: no grammar for {what}: only line and bracket heuristics apply "
+        "(regions by indentation, fills checked by bracket balance, markers in #, // or -- comments)",
+        file=sys.stderr,
+    )
 
 
 def load_infiller(args: argparse.Namespace) -> Infiller:

@@ -2,7 +2,7 @@
 
 Plain output is the completion text (a newline is added when it does not end with one); with `-n N` each
 alternative gets a header line; `--json` gives exact texts, scores and the replaced range. Files in
-languages without a grammar are completed with line heuristics.
+languages without a grammar are completed with line heuristics (and a notice saying so).
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 from infill.cli.common import (
     add_decode_options,
     add_model_options,
+    check_model,
     decode_config,
     load_infiller,
     positive_int,
+    unknown_language_notice,
 )
-from infill.cli.fileio import Position, lf_view, line_column, offset_of, parse_position, read_source
+from infill.cli.fileio import Position, line_column, offset_of, parse_position, read_source
+from infill.line_endings import lf_view
 
 if TYPE_CHECKING:
     from infill.infiller import Edit
@@ -58,9 +61,13 @@ def complete_command(args: argparse.Namespace) -> int:
     offset = offset_of(text, position)
 
     from infill import regions
-    from infill.infiller import CompletionRequest
 
     language = regions.language_for_path(source.path)
+    check_model(args)
+    if language is None:
+        unknown_language_notice(source.path)
+
+    from infill.infiller import CompletionRequest
 
     infiller = load_infiller(args)
     request = CompletionRequest(

@@ -51,7 +51,10 @@ def eval_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         help="MBPP single-line or multi-line set, or a .jsonl(.gz) file of rows (default: single)",
     )
     parser.add_argument(
-        "--bench-dir", metavar="DIR", default=None, help="where single/multi live (default: ../shared/bench)"
+        "--bench-dir",
+        metavar="DIR",
+        default=None,
+        help="where single/multi live (default: the copies shipped in training/eval/mbpp)",
     )
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate N tasks")
     parser.add_argument(
@@ -109,7 +112,7 @@ def _print_report(report: EvalReport) -> None:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from infill.cli.fileio import write_atomic
+    from infill.cli.fileio import check_writable, write_atomic
     from training.eval.bench import DEFAULT_MODES, load_tasks, resolve_bench
     from training.eval.environment import describe
     from training.eval.harness import score_completions
@@ -118,6 +121,8 @@ def eval_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         raise InputError(f"{out}: cannot write the report there (a directory, or its folder is missing)")
+    if out is not None:
+        check_writable(out)
     if args.timeout <= 0:
         raise InputError("--timeout must be more than 0 seconds")
     path = resolve_bench(args.bench, args.bench_dir)

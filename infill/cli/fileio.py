@@ -1,16 +1,14 @@
 """Reading and writing user files without ever losing or half-writing them.
 
 Files are read as bytes and decoded strictly, so the exact original bytes are known; edits are computed on
-an LF view of the text (models are trained on LF) and mapped back to the original offsets, so line endings
-and a missing final newline outside the edited spans survive byte for byte.
+an LF view of the text (``infill.line_endings``: models are trained on LF) and mapped back to the original
+offsets, so line endings and a missing final newline outside the edited spans survive byte for byte.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -62,45 +60,49 @@ def read_source(path: str | Path) -> SourceFile:
     return SourceFile(path, data, text, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
 
 
-@dataclass(frozen=True)
-class LfView:
-    """``text`` with every CRLF turned into LF, and the way back to offsets in the original."""
+def check_writable(path: Path) -> None:
+    """Refuse (one InputError line) to replace ``path`` when it or its directory is read-only: checked before
+    the model runs, so a refusal costs nothing. The permission bits are honoured even for root, who could
+    replace the file anyway (a file is replaced by renaming a temporary file over it, so what matters is the
+    directory, but a read-only file says "do not change me")."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{path}: no such directory: {directory}")
+    if path.exists():
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory")
+        if not _writable(path):
+            raise InputError(f"{path}: is read-only; not rewritten (make it writable first)")
+    if not _writable(directory):
+        raise InputError(
+            f"{path}: cannot write it: its directory {directory} is read-only "
+            "(the file is replaced through a temporary file beside it)"
+        )
 
-    text: str
-    newline: str  # the original's dominant line ending, used for generated text
-    # LF-view offsets of the "\n" of every CRLF that was collapsed, ascending.
-    collapsed: tuple[int, ...]
 
-    def original_offset(self, offset: int) -> int:
-        # An offset AT a collapsed "\n" maps to before its "\r", so a span ending at a line end stops before
-        # the whole line ending, and one starting there takes it whole.
-        return offset + bisect.bisect_left(self.collapsed, offset)
-
-    def original_text(self, generated: str) -> str:
-        """Generated (LF) text in the file's own line-ending style."""
-        return generated.replace("\n", self.newline) if self.newline != "\n" else generated
-
-
-def lf_view(text: str) -> LfView:
-    collapsed: list[int] = []
-    for count, match in enumerate(re.finditer("\r\n", text)):
-        collapsed.append(match.start() - count)
-    lone_lf = text.count("\n") - len(collapsed)
-    newline = "\r\n" if len(collapsed) > lone_lf else "\n"
-    return LfView(text.replace("\r\n", "\n"), newline, tuple(collapsed))
+def _writable(path: Path) -> bool:
+    try:
+        bits = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return False
+    return bool(bits & 0o222) and os.access(path, os.W_OK)
 
 
 def write_atomic(path: Path, data: bytes, *, unchanged_since: SourceFile | None = None) -> None:
     """Replace ``path`` with ``data`` all at once (temp file in the same directory, fsync, os.replace).
 
     With ``unchanged_since``, refuse (InputError, nothing written) when the file on disk no longer matches
-    what was read: an editor or another tool changed it while the model was running.
+    what was read: an editor or another tool changed it while the model was running. Any failure is one
+    InputError naming ``path`` (never the temporary file), and leaves ``path`` as it was.
     """
     directory = path.parent if str(path.parent) else Path(".")
     mode = unchanged_since.mode if unchanged_since is not None else None
     if mode is None and path.exists():
         mode = stat.S_IMODE(path.stat().st_mode)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".infill-tmp", dir=directory)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".infill-tmp", dir=directory)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write it in {directory}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -110,9 +112,11 @@ def write_atomic(path: Path, data: bytes, *, unchanged_since: SourceFile | None 
         if unchanged_since is not None:
             _check_unchanged(unchanged_since)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
+        if isinstance(error, OSError):
+            raise InputError(f"{path}: cannot write it: {error.strerror or error}") from None
         raise
     _fsync_directory(directory)
 
@@ -160,10 +164,13 @@ def parse_position(spec: str) -> Position:
 def offset_of(text: str, position: Position) -> int:
     """Character offset of a 1-based line/column in LF text; the column may be one past the line's end."""
     lines = text.split("\n")
+    # A final newline ends the last line; it does not start another (editors show "3 lines" for "a\nb\nc\n").
+    # The cursor may still sit on the empty line after it, as at the end of any line.
+    count = len(lines) - 1 if len(lines) > 1 and lines[-1] == "" else len(lines)
     if position.line > len(lines):
         raise InputError(
             f"{position.path}:{position.line}:{position.column}: line {position.line} is out of range "
-            f"(the file has {len(lines)} line{'s' if len(lines) != 1 else ''})"
+            f"(the file has {count} line{'s' if count != 1 else ''})"
         )
     line_text = lines[position.line - 1]
     if position.column > len(line_text) + 1:

@@ -4,8 +4,12 @@ Default output is a unified diff on stdout; `--in-place` writes each file atomic
 anything would change. Bytes outside holes and regions never change: the model works on an LF view of the
 file and its edits are mapped back to the original offsets (CRLF, missing final newline and all).
 
-Files in languages without a grammar (e.g. `.xyz`) are still processed: markers are found with `#` and `//`
-comments and candidates are checked with line/bracket heuristics instead of a parser.
+Files in languages without a grammar (e.g. `.xyz`) are still processed, with a notice: markers are found with
+`#`, `//` and `--` comments and candidates are checked with bracket balance instead of a parser.
+
+Never writes code that does not parse: a gap no valid candidate fills keeps its markers and old code (with a
+warning naming its line), fills are checked again together once all are in, and a file that parsed before is
+never left unparseable. `--keep-invalid` writes the best raw candidate anyway, and says so loudly.
 """
 
 from __future__ import annotations
@@ -15,16 +19,24 @@ import difflib
 import logging
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from infill.cli.common import add_decode_options, add_model_options, decode_config, load_infiller
-from infill.cli.fileio import SourceFile, lf_view, line_column, read_source, write_atomic
+from infill.cli.common import (
+    add_decode_options,
+    add_model_options,
+    check_model,
+    decode_config,
+    load_infiller,
+    unknown_language_notice,
+)
+from infill.cli.fileio import SourceFile, check_writable, line_column, read_source, write_atomic
 from infill.errors import MarkerError
+from infill.line_endings import lf_view
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
-    from infill.infiller import Infiller
+    from infill.infiller import Edit, Infiller
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +65,8 @@ def rewrite_command_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     parser.add_argument(
         "--keep-invalid",
         action="store_true",
-        help="where no candidate passes the syntax check, write the best-scoring one anyway "
-        "(default: leave that hole or region as it is and warn)",
+        help="where no candidate passes the syntax check, write the best-scoring one anyway, leaving code "
+        "that does not parse (default: leave that hole or region as it is and warn)",
     )
     add_model_options(parser)
     add_decode_options(
@@ -71,24 +83,26 @@ class _Rewritten:
     source: SourceFile
     new_text: str
     unvalidated_lines: tuple[int, ...]  # 1-based lines of gaps no candidate filled with valid syntax
+    broken: bool  # new_text does not parse (only ever with --keep-invalid)
 
 
 def rewrite_command(args: argparse.Namespace) -> int:
     from infill import regions
 
-    # Read and validate every file before loading the model: bad input fails fast and nothing is written.
+    # Read and validate every file (and where it will be written, and the model directory) before loading
+    # the model: bad input fails fast and nothing is written.
     pending: list[tuple[SourceFile, str | None]] = []
     nothing_to_do: list[SourceFile] = []
     for path in args.paths:
         source = read_source(path)
         language = regions.language_for_path(source.path)
-        if language is None:
-            logger.info("%s: no grammar for this extension; using line heuristics", source.path)
         try:
             marks = regions.find_fill_markers(lf_view(source.text).text, language)
         except MarkerError as error:
             raise MarkerError(f"{source.path}: {error}") from None
         if marks:
+            if args.in_place:
+                check_writable(source.path)
             pending.append((source, language))
         else:
             nothing_to_do.append(source)
@@ -99,6 +113,10 @@ def rewrite_command(args: argparse.Namespace) -> int:
         )
     if not pending:
         return 0
+    check_model(args)
+    for source, language in pending:
+        if language is None:
+            unknown_language_notice(source.path)
 
     infiller = load_infiller(args)
     config = decode_config(args, infiller)
@@ -109,6 +127,13 @@ def rewrite_command(args: argparse.Namespace) -> int:
         for line in result.unvalidated_lines:
             print(
                 f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; {outcome}",
+                file=sys.stderr,
+            )
+        if result.broken:
+            print(
+                f"infill: WARNING: {source.path}: --keep-invalid: the result does not parse "
+                f"(unchecked code at line{'s' if len(result.unvalidated_lines) > 1 else ''} "
+                f"{', '.join(map(str, result.unvalidated_lines))})",
                 file=sys.stderr,
             )
         if result.new_text == source.text:
@@ -133,14 +158,24 @@ def _rewrite_source(
     max_tokens: int | None,
     keep_invalid: bool,
 ) -> _Rewritten:
+    from infill import regions
     from infill.infiller import Edit, apply_edits
 
     view = lf_view(source.text)
     edits = infiller.fill_document(view.text, language=language, config=config, max_tokens=max_tokens)
-    unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
     if not keep_invalid:
-        # Never write code that adds parse errors: such a gap keeps its markers and its old code.
-        edits = [edit for edit in edits if edit.validated]
+        # Never write code that does not parse: such a gap keeps its markers and its old code. Each fill was
+        # judged with the other gaps empty, so judge them again side by side.
+        valid = _valid_together(view.text, [edit for edit in edits if edit.validated], language)
+        edits = [edit if edit in valid else replace(edit, validated=False) for edit in edits]
+    unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
+    written = edits if keep_invalid else [edit for edit in edits if edit.validated]
+    new_view = apply_edits(view.text, written)
+    broken = not regions.document_parses(new_view, language)
+    if broken and not keep_invalid and regions.document_parses(view.text, language):
+        # The file parsed before (regions only, no holes): whatever broke it, it stays as it was.
+        unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits)
+        written, broken = [], False
     # Map LF-view edits back onto the original text; generated newlines follow the file's own style.
     original_edits = [
         Edit(
@@ -151,9 +186,38 @@ def _rewrite_source(
             edit.tokens,
             edit.validated,
         )
-        for edit in edits
+        for edit in written
     ]
-    return _Rewritten(source, apply_edits(source.text, original_edits), unvalidated)
+    return _Rewritten(source, apply_edits(source.text, original_edits), unvalidated, broken and keep_invalid)
+
+
+def _valid_together(text: str, edits: list[Edit], language: str | None) -> list[Edit]:
+    """The edits that are still valid code with all the others applied. An edit that is not is dropped
+    (dropping one may mend another, so this repeats); its hole is judged as empty, as when it was filled."""
+    from infill import regions
+    from infill.infiller import apply_edits
+
+    kept = sorted(edits, key=lambda edit: edit.start)
+    blanked: list[Edit] = []  # dropped holes, seen empty by the others (their markers stay in the file)
+    while kept:
+        applied_edits = sorted(kept + blanked, key=lambda edit: edit.start)
+        applied = apply_edits(text, applied_edits)
+        shift, failing = 0, None
+        for edit in applied_edits:
+            start = edit.start + shift
+            end = start + len(edit.new_text)
+            if edit in kept and not regions.fill_is_valid(
+                applied[:start], edit.new_text, applied[end:], language
+            ):
+                failing = edit
+                break
+            shift += len(edit.new_text) - (edit.end - edit.start)
+        if failing is None:
+            return kept
+        kept.remove(failing)
+        if text[failing.start : failing.end] == regions.HOLE:
+            blanked.append(replace(failing, new_text=""))
+    return kept
 
 
 def unified_diff(old: str, new: str, path: str) -> Iterable[str]:

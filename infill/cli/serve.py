@@ -17,10 +17,22 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from lsp.settings import settings_help  # no torch: plain dataclasses
+
     parser = subparsers.add_parser(
         "serve",
         help="run the language server (stdio by default)",
         description="Run the infill language server: inline completions, infill/rewrite and code actions.",
+        epilog=(
+            "settings (initializationOptions or workspace/didChangeConfiguration, all optional;\n"
+            "an invalid value falls back to its default with one warning):\n" + settings_help()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="speak LSP over stdin/stdout (the default; accepted because editors' LSP clients pass it)",
     )
     parser.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio (loopback only)")
     parser.add_argument("--host", default="127.0.0.1", help="TCP host; must be a loopback address")
@@ -69,6 +81,8 @@ def _configure_logging(log_file: str | None) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    if args.tcp and args.stdio:
+        raise InputError("--stdio and --tcp exclude each other")
     if args.tcp:
         _check_loopback(args.host)
         if args.port is None or not 0 < args.port < 65536:

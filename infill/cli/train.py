@@ -36,7 +36,7 @@ def train_command(args: argparse.Namespace) -> int:
     from training.trainer import train
 
     config = config_from_args(args)
-    if config.repo is None and not config.from_python_packages:
+    if config.repo is None and not config.from_python_packages and not config.corpus_archive:
         config.repo = "."
     result = train(config)
     print(f"model written to {result.out.resolve()}")

@@ -1,4 +1,5 @@
-"""Token healing: a cursor inside a word (``def fo|``) must not force the model to continue a broken token.
+"""Token healing: a cursor inside a word (``def fo|``) or after a blank (``x = |``, the most common cursor
+position) must not force the model to continue a broken token.
 
 The prefix's trailing word-like tokens are taken off the canvas and their text ("removed") becomes a
 constraint on the first span positions: a token there must either start with the removed text, or be a
@@ -17,8 +18,11 @@ import torch
 
 from infill.models.base import SpecialTokens, TextTokenizer
 
-# A token that may be the start of a longer word: optional leading blank, then word characters.
-_WORDISH = re.compile(r"[ \t]?\w+")
+# A token that may be the start of a longer one: optional leading blank, then word characters; or one blank
+# alone (``x = `` ends in a lone " " token, which code tokenizers glue to the next word: " 42", " foo").
+# Longer runs of blanks (indentation) stay: a blank has no shorter token to stand for it, so healing a single
+# one costs no forward pass, while an indentation run would be decided piece by piece.
+_WORDISH = re.compile(r"[ \t]?\w+|[ \t]")
 # Each healed token may cost a forward pass (a token that is a proper prefix is decided alone); a word
 # is rarely split into more pieces than this.
 MAX_HEALED_TOKENS = 3
@@ -121,9 +125,14 @@ class HealingConstraint:
         for span in self.spans:
             span_ids = ids[span.row, span.start : span.end].tolist()  # one device read per span
             offset, rest = self._pending(span_ids, span.removed)
+            # The committed tokens of the chain are held: remasking one would let a new token there disagree
+            # with the later ones, which were chosen to continue it.
+            chain_end = min(span.end, span.start + offset + (0 if rest else 1))
+            asked = positions[span.row].tolist()  # logits and priority are per asked position
+            held = [i for i, at in enumerate(asked) if span.start <= at < chain_end]
+            priority[span.row, held] = float("-inf")
             if not rest:
                 continue
-            asked = positions[span.row].tolist()  # logits and priority are per asked position
             if span.start + offset not in asked:
                 continue  # not decoded this step
             column = asked.index(span.start + offset)

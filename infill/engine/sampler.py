@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 # constrain(ids (B, T), positions (B, W), logits (B, W, V), priority (B, W)) edits logits and priority of the
 # positions asked about this step, in place, before tokens are chosen: -inf logits forbid tokens, +inf
-# priority forces a position this step, -inf priority holds it.
+# priority forces a position this step, -inf priority holds it (a masked position stays masked this step; a
+# committed one is never remasked this step).
 Constraint = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
@@ -151,6 +152,7 @@ def denoise(
             if config.remask > 0:
                 earlier = gather(slots.valid & ~masked & (slots.block == row_block[:, None]), columns)
                 earlier &= gather(state.tokens != eos, columns) & (steps_left > 0)[:, None]
+                earlier &= priority > float("-inf")  # held by the constraint (e.g. a healed chain)
                 again = least_likely(
                     probs.view(*positions.shape, -1), gather(state.tokens, columns), earlier, config.remask
                 )

@@ -1,14 +1,16 @@
 """Make a model's raw fill fit its gap: cut it at the end of its syntactic unit, never repeat the
-suffix, and reject it when it makes the file parse worse than leaving the gap empty."""
+suffix, keep the surrounding indentation, and reject it when it is not valid code there (validity.py)."""
 
 from __future__ import annotations
 
 import logging
+import math
 
 from infill.regions.heuristics import (
     CLOSERS,
     blank_comments,
     bracket_depths,
+    detect_indent_unit,
     first_excess_closer,
     indent_width,
     leading_ws,
@@ -18,7 +20,7 @@ from infill.regions.heuristics import (
     unclosed_openers,
 )
 from infill.regions.languages import check_language
-from infill.regions.syntax import gap_error_counts
+from infill.regions.validity import first_valid_fill
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +30,23 @@ MULTI_LINE_KINDS = frozenset({"block", "function", "selection", "region"})
 _CLOSING_PUNCTUATION = frozenset(CLOSERS + ";,\"'`> \t\r\n")
 # ...or whole lines, or at least this many characters.
 _LONG_REPEAT = 8
+# Text either side of a gap that tells whether the file indents with tabs or spaces.
+_STYLE_CHARS = 8_000
 
 
 def finalize_candidate(
-    prefix: str, candidate: str, suffix: str, language: str | None, kind: str
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None = None
 ) -> str | None:
-    """The part of ``candidate`` to insert between ``prefix`` and ``suffix``, or None when it adds parse
-    errors (ERROR + MISSING nodes; bracket errors for unknown languages) compared to the empty gap.
+    """The part of ``candidate`` to insert between ``prefix`` and ``suffix``, or None when no variant of it
+    is valid there (``validity.first_valid_fill``: no syntax error on or around its lines, none added
+    elsewhere, compiled by Python for Python; bracket balance for unknown languages).
 
     "line": ends at the first newline (kept only when the gap is whole lines). Multi-line kinds ("block",
     "function", "selection", "region"): end where a line dedents below the fill's indentation or a
-    bracket closes what the fill did not open. Any kind: a tail that repeats the start of the suffix
-    (closing punctuation, or whole lines) is dropped when that parses no worse. May return "".
+    bracket closes what the fill did not open; with the region's ``indent``, a fill that starts a line is
+    re-indented like the code around it (``keep_indentation``), the model's own indentation kept only as a
+    fallback. Any kind: a tail that repeats the start of the suffix (closing punctuation, or whole lines) is
+    dropped when that is valid too. May return "".
     """
     check_language(language)
     if kind == "line":
@@ -58,20 +65,18 @@ def finalize_candidate(
     else:
         cut = _cut_block(prefix, candidate, language) if kind in MULTI_LINE_KINDS else candidate
         variants = [_fit_line_ends(prefix, cut, suffix, kind)]
+        if kind in MULTI_LINE_KINDS and indent is not None and _at_line_start(prefix):
+            variants.insert(0, keep_indentation(prefix, variants[0], suffix, language, indent))
     options: list[str] = []
     for variant in variants:
         options.extend(_without_repeated_suffix(variant, suffix))
         options.append(variant)
     options = list(dict.fromkeys(options))  # preference order, duplicates removed
-    baseline, counts = gap_error_counts(prefix, options, suffix, language)
-    best_errors = min(counts)
-    best = options[counts.index(best_errors)]  # the first (most preferred) of the least broken
-    if best_errors > baseline:
-        logger.debug(
-            "rejected candidate %r: %d parse errors > %d without it", candidate, best_errors, baseline
-        )
+    chosen = first_valid_fill(prefix, options, suffix, language)
+    if chosen is None:
+        logger.debug("rejected candidate %r: no variant of it is valid code there", candidate)
         return None
-    return best
+    return options[chosen]
 
 
 def _at_line_start(prefix: str) -> bool:
@@ -163,3 +168,43 @@ def _without_repeated_suffix(candidate: str, suffix: str) -> list[str]:
         if whole_lines or long_repeat or set(overlap) <= _CLOSING_PUNCTUATION:
             shortened.append(candidate[:-size])
     return shortened
+
+
+def keep_indentation(prefix: str, fill: str, suffix: str, language: str | None, indent: str) -> str:
+    """``fill`` (whole lines) indented like the code around it: its first code line at ``indent``, each later
+    line as many levels deeper as it was in the fill, in the file's own indentation (tabs or spaces), and
+    whitespace-only lines emptied. Lines that start inside a string literal or a comment are left alone, as
+    are lines indented less than the fill's first line."""
+    literals = literal_spans(fill, language)
+    lines = fill.split("\n")
+    free: list[bool] = []  # the line starts outside every literal
+    start = 0
+    for line in lines:
+        free.append(not any(a < start < b for a, b in literals))
+        start += len(line) + 1
+    code = [number for number, line in enumerate(lines) if free[number] and line.strip()]
+    if not code:
+        return "\n".join("" if ok else line for line, ok in zip(lines, free, strict=True))
+    base = indent_width(leading_ws(lines[code[0]]))
+    depths = {number: indent_width(leading_ws(lines[number])) - base for number in code}
+    step = math.gcd(*depths.values())
+    step = step if step >= 2 else 4  # the fill's own indentation step
+    file_unit = detect_indent_unit(_near(prefix, suffix), language)
+    tabs = "\t" in indent if indent else file_unit == "\t"
+    unit = "\t" if tabs else file_unit if file_unit != "\t" else "    "
+    for number, line in enumerate(lines):
+        if not free[number]:
+            continue
+        if number not in depths:
+            lines[number] = ""  # whitespace only
+        elif depths[number] >= 0:
+            levels, rest = divmod(depths[number], step)
+            lines[number] = indent + unit * levels + " " * rest + line.lstrip(" \t")
+    return "\n".join(lines)
+
+
+def _near(prefix: str, suffix: str) -> str:
+    """Whole lines either side of a gap, enough to see the file's indentation style."""
+    start = prefix.find("\n", max(0, len(prefix) - _STYLE_CHARS)) + 1 if len(prefix) > _STYLE_CHARS else 0
+    end = suffix.rfind("\n", 0, _STYLE_CHARS) if len(suffix) > _STYLE_CHARS else len(suffix)
+    return prefix[start:] + suffix[: max(end, 0)]

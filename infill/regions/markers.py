@@ -26,7 +26,8 @@ class MarkedRegion:
     """``text[start:end]`` is the whole marked thing, markers included (they are removed by the fill);
     ``text[fill_start:fill_end]`` is what lies between the markers (old code; empty for a hole, where
     fill_start == fill_end == start). A region spans whole lines from the ``infill:begin`` line to the
-    end of the ``infill:end`` line, its newline excluded."""
+    end of the ``infill:end`` line, its newline excluded. ``indent``: a hole's line's indentation; a
+    region's old code's first line's (the begin marker's when it holds no code)."""
 
     start: int
     end: int
@@ -75,7 +76,9 @@ def find_fill_markers(text: str, language: str | None) -> list[MarkedRegion]:
             # Whole lines, the end marker's newline outside (like every multi-line region).
             fill_start = next_line_start(text, opened.start)
             fill_end = max(fill_start, previous_line_end(text, position))
-            found.append(MarkedRegion(opened.start, end, fill_start, fill_end, "region", opened.indent))
+            old_code = (line for line in text[fill_start:fill_end].split("\n") if line.strip())
+            indent = leading_ws(next(old_code, opened.indent))  # the old code's, else the marker's
+            found.append(MarkedRegion(opened.start, end, fill_start, fill_end, "region", indent))
             opened = None
         for hole in holes:
             if opened is not None:

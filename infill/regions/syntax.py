@@ -29,7 +29,7 @@ _STRING_TYPES = ("string", "text_block")
 _INTERPOLATIONS = frozenset({"template_substitution", "interpolation"})
 
 
-def _encode(text: str) -> bytes:
+def encode(text: str) -> bytes:
     # surrogatepass: editor buffers can hold lone surrogates; they must not make parsing fail.
     return text.encode("utf-8", "surrogatepass")
 
@@ -40,7 +40,7 @@ class SyntaxTree:
     def __init__(self, text: str, language: str) -> None:
         self.text = text
         self.language = language
-        self.data = _encode(text)
+        self.data = encode(text)
         self._ascii = len(self.data) == len(text)
         self.tree = parser_for(language).parse(self.data)
 
@@ -52,7 +52,7 @@ class SyntaxTree:
         """UTF-8 byte offset of the str index ``offset``."""
         if self._ascii:
             return offset
-        return len(_encode(self.text[:offset]))
+        return len(encode(self.text[:offset]))
 
     def char_of(self, byte: int) -> int:
         """str index of the UTF-8 byte offset ``byte`` (node boundaries always fall between characters)."""
@@ -122,17 +122,8 @@ def parse(text: str, language: str) -> SyntaxTree:
 
 
 def _count_errors(root: tree_sitter.Node) -> int:
-    """ERROR and MISSING nodes; only subtrees flagged has_error are visited."""
-    if not root.has_error:
-        return 0
-    count = 0
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node.is_error or node.is_missing:
-            count += 1
-        stack.extend(child for child in node.children if child.has_error or child.is_missing)
-    return count
+    """ERROR and MISSING nodes."""
+    return len(error_nodes(root))
 
 
 def _base_tree(language: str, prefix: str, suffix: str) -> tree_sitter.Tree:
@@ -142,7 +133,7 @@ def _base_tree(language: str, prefix: str, suffix: str) -> tree_sitter.Tree:
     key = (language, prefix, suffix)
     tree = cache.get(key)
     if tree is None:
-        tree = cache[key] = parser_for(language).parse(_encode(prefix + suffix))
+        tree = cache[key] = parser_for(language).parse(encode(prefix + suffix))
         if len(cache) > _BASE_CACHE_SIZE:
             cache.popitem(last=False)
     else:
@@ -154,46 +145,70 @@ def _point_after(text: str, start: tuple[int, int]) -> tuple[int, int]:
     """The tree-sitter point (row, byte column) reached by writing ``text`` from point ``start``."""
     newlines = text.count("\n")
     if not newlines:
-        return start[0], start[1] + len(_encode(text))
-    return start[0] + newlines, len(_encode(text[text.rfind("\n") + 1 :]))
+        return start[0], start[1] + len(encode(text))
+    return start[0] + newlines, len(encode(text[text.rfind("\n") + 1 :]))
 
 
 def gap_error_counts(
     prefix: str, fills: Sequence[str], suffix: str, language: str | None
 ) -> tuple[int, list[int]]:
-    """Parse errors of ``prefix + suffix`` and of ``prefix + fill + suffix`` for every fill.
-
-    The gap's document is parsed once; each fill is an edit of that tree followed by an incremental
-    re-parse, which gives the same tree as a full parse at a fraction of its cost on large files.
-    """
+    """Parse errors of ``prefix + suffix`` and of ``prefix + fill + suffix`` for every fill."""
     if check_language(language) is None:
-        # Bracket balance is local: a window of whole lines around the gap judges a fill as well as
-        # the whole file would, and keeps every check cheap.
-        cut = prefix.rfind("\n", 0, max(0, len(prefix) - _BRACKET_WINDOW)) + 1
-        near_prefix = prefix[cut:]
-        cut = suffix.find("\n", _BRACKET_WINDOW)
-        near_suffix = suffix if cut < 0 else suffix[:cut]
+        near_prefix, near_suffix = bracket_window(prefix, suffix)
         baseline = bracket_errors(near_prefix + near_suffix)
         return baseline, [bracket_errors(near_prefix + fill + near_suffix) for fill in fills]
-    base = _base_tree(language, prefix, suffix)
-    prefix_data, suffix_data = _encode(prefix), _encode(suffix)
-    at = len(prefix_data)
-    start_point = _point_after(prefix, (0, 0))
-    counts = []
-    for fill in fills:
-        fill_data = _encode(fill)
-        edited = base.copy()
+    gap = GapParses(prefix, suffix, language)
+    return _count_errors(gap.base.root_node), [_count_errors(gap.filled(fill).root_node) for fill in fills]
+
+
+def bracket_window(prefix: str, suffix: str) -> tuple[str, str]:
+    """Whole lines of ``prefix`` and ``suffix`` near the gap. Bracket balance is local: this window judges
+    a fill as well as the whole file would, and keeps every check cheap."""
+    cut = prefix.rfind("\n", 0, max(0, len(prefix) - _BRACKET_WINDOW)) + 1
+    cut_suffix = suffix.find("\n", _BRACKET_WINDOW)
+    return prefix[cut:], suffix if cut_suffix < 0 else suffix[:cut_suffix]
+
+
+class GapParses:
+    """One gap between ``prefix`` and ``suffix``: its document (the gap empty) is parsed once, and each fill
+    is an edit of that tree followed by an incremental re-parse, which gives the same tree as a full parse at
+    a fraction of its cost on large files."""
+
+    def __init__(self, prefix: str, suffix: str, language: str) -> None:
+        self.language = language
+        self.base = _base_tree(language, prefix, suffix)
+        self.prefix_data, self.suffix_data = encode(prefix), encode(suffix)
+        self._start_point = _point_after(prefix, (0, 0))
+
+    def filled(self, fill: str) -> tree_sitter.Tree:
+        """The tree of ``prefix + fill + suffix``."""
+        fill_data = encode(fill)
+        at = len(self.prefix_data)
+        edited = self.base.copy()
         edited.edit(
             start_byte=at,
             old_end_byte=at,
             new_end_byte=at + len(fill_data),
-            start_point=start_point,
-            old_end_point=start_point,
-            new_end_point=_point_after(fill, start_point),
+            start_point=self._start_point,
+            old_end_point=self._start_point,
+            new_end_point=_point_after(fill, self._start_point),
         )
-        tree = parser_for(language).parse(prefix_data + fill_data + suffix_data, edited)
-        counts.append(_count_errors(tree.root_node))
-    return _count_errors(base.root_node), counts
+        return parser_for(self.language).parse(self.prefix_data + fill_data + self.suffix_data, edited)
+
+
+def error_nodes(root: tree_sitter.Node) -> list[tree_sitter.Node]:
+    """Every ERROR and MISSING node under ``root`` (nested ones too); only subtrees flagged has_error are
+    visited."""
+    found: list[tree_sitter.Node] = []
+    if not root.has_error:
+        return found
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            found.append(node)
+        stack.extend(child for child in node.children if child.has_error or child.is_missing)
+    return found
 
 
 def parse_error_count(text: str, language: str | None) -> int:

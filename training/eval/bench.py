@@ -4,8 +4,8 @@ A row is ``{task_id, prompt, suffix, canonical_solution, test, entry_point}``; a
 running ``prompt + completion + suffix + "\\n" + test + "\\n" + f"check({entry_point})"``. Rows with an empty
 ``test`` (held-out repository infilling) are scored by exact match and edit similarity only.
 
-The MBPP-derived sets live outside the repository, in ``<repo>/../shared/bench/`` (CI clones the repo beside
-``shared/``); ``--bench-dir`` points elsewhere.
+The MBPP-derived sets (CC BY 4.0, under 0.5 MB) ship with the project in ``training/eval/mbpp/`` (see its
+README for source and licence); ``--bench-dir`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 
 from infill.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BENCH_DIR = REPO_ROOT.parent / "shared" / "bench"
+DEFAULT_BENCH_DIR = Path(__file__).resolve().parent / "mbpp"
 NAMED_BENCHES = {
     "single": "MBPP-SingleLineInfilling.jsonl.gz",
     "multi": "MBPP-MultiLineInfilling.jsonl.gz",
@@ -56,7 +55,10 @@ def resolve_bench(bench: str, bench_dir: str | Path | None = None) -> Path:
         directory = Path(bench_dir) if bench_dir is not None else DEFAULT_BENCH_DIR
         path = directory / NAMED_BENCHES[bench]
         if not path.is_file():
-            raise InputError(f"benchmark {bench!r} not found at {path} (pass --bench-dir DIR or a file path)")
+            raise InputError(
+                f"benchmark {bench!r} not found at {path} (the MBPP sets ship in {DEFAULT_BENCH_DIR}; "
+                "--bench-dir DIR names another folder holding them, or pass a .jsonl(.gz) file)"
+            )
         return path
     path = Path(bench)
     if not path.is_file():

@@ -1,10 +1,11 @@
 -- The plugin against the REAL server (`python -m infill.cli.main serve` on a tiny ModernBERT): start through
 -- vim.lsp, ghost text from textDocument/inlineCompletion, accepting it, and rewrites through the preview.
--- Needs INFILL_TEST_MODEL (a model directory) and the repository root on PYTHONPATH (or infill installed).
+-- Needs INFILL_TEST_X_MODEL (tests/tiny_models.py build_x_model: it fills "xxxx" wherever that parses, so each
+-- request has a known answer) and the repository root on PYTHONPATH (or infill installed).
 local h = dofile(vim.g.infill_test_root .. "/tests/harness.lua")
 local test, eq, truthy, wait_for = h.test, h.eq, h.truthy, h.wait_for
 
-local model = assert(vim.env.INFILL_TEST_MODEL, "set INFILL_TEST_MODEL to a model directory")
+local model = assert(vim.env.INFILL_TEST_X_MODEL, "set INFILL_TEST_X_MODEL to the x model's directory")
 local python = vim.env.INFILL_PYTHON or "python"
 local READY_MS = 120000
 local REQUEST_MS = 60000
@@ -76,44 +77,23 @@ test("opening a python file starts the server through vim.lsp and the model load
   truthy(require("infill").status():find("^ready"), "statusline text: " .. require("infill").status())
 end)
 
--- The tiny model is untrained: at some positions everything it fills is rejected as invalid code (inside a
--- comment anything goes). Typing positions are tried in turn until the server offers a suggestion; each try
--- goes through the real autocmd, debounce, request and render path.
-local ATTEMPTS = {
-  { lines = { "def add(a, b):", "    # add the two numbers ", "    return a + b" }, row = 1, col = 26 },
-  { lines = { "def add(a, b):", "    return a" }, row = 1, col = 12 },
-  { lines = { "numbers = [1, 2, 3]", "total = " }, row = 1, col = 8 },
-  { lines = { "# compute", "value = 1", "print(" }, row = 2, col = 6 },
-  { lines = { "import os", "", "path = os." }, row = 2, col = 10 },
-  { lines = { "for i in range(10):", "    " }, row = 1, col = 4 },
-}
-
 local shown -- { bufnr, row, col, text, before }
 
 test("typing triggers a request and the suggestion is shown as ghost text", function()
-  local bufnr = open("complete.py", { "" })
-  for index, attempt in ipairs(ATTEMPTS) do
-    vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, attempt.lines)
-    vim.api.nvim_win_set_cursor(0, { attempt.row + 1, attempt.col })
-    vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
-    truthy(suggest._pending(bufnr), "a request is scheduled")
-    wait_for("the completion request to be answered", function()
-      return not suggest._pending(bufnr)
-    end, REQUEST_MS)
-    local current = suggest.current(bufnr)
-    if current ~= nil then
-      local marks = ghost_marks(bufnr)
-      eq(1, #marks, "one ghost-text extmark")
-      eq({ attempt.row, attempt.col }, { marks[1][2], marks[1][3] }, "extmark at the cursor")
-      local first_line = vim.split(current.text, "\n", { plain = true })[1]
-      eq(first_line, marks[1][4].virt_text[1][1], "ghost text is the suggestion")
-      h.note(("suggestion at attempt %d: %q"):format(index, current.text))
-      shown = { bufnr = bufnr, row = attempt.row, col = attempt.col, text = current.text, before = lines_of(bufnr) }
-      return
-    end
-    eq(0, #ghost_marks(bufnr), "no ghost text without a suggestion")
-  end
-  error("the server offered no suggestion at any of " .. #ATTEMPTS .. " positions")
+  local bufnr = open("complete.py", { "import os", "", "value = " })
+  vim.api.nvim_win_set_cursor(0, { 3, 8 })
+  vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
+  truthy(suggest._pending(bufnr), "a request is scheduled")
+  wait_for("the completion request to be answered", function()
+    return not suggest._pending(bufnr)
+  end, REQUEST_MS)
+  local current = truthy(suggest.current(bufnr), "no suggestion shown after `value = `")
+  truthy(current.text:find("^x+$"), "the x model's identifier: " .. current.text)
+  local marks = ghost_marks(bufnr)
+  eq(1, #marks, "one ghost-text extmark")
+  eq({ 2, 8 }, { marks[1][2], marks[1][3] }, "extmark at the cursor")
+  eq(current.text, marks[1][4].virt_text[1][1], "ghost text is the suggestion")
+  shown = { bufnr = bufnr, row = 2, col = 8, text = current.text, before = lines_of(bufnr) }
 end)
 
 test("the accept key inserts the suggestion at the cursor", function()
@@ -143,7 +123,7 @@ test(":InfillFillHoles previews the fill and :InfillAccept applies it", function
   eq(false, vim.api.nvim_win_is_valid(pending.win), "preview closed")
   local after = table.concat(lines_of(bufnr), "\n")
   eq(nil, after:find("<|fill|>", 1, true), "marker removed")
-  truthy(after:find("^def double%(x%):\n    return "), "code before the hole kept")
+  truthy(after:find("^def double%(x%):\n    return x+\n"), "the hole filled, code before it kept: " .. after)
   truthy(after:find("print%(double%(2%)%)$"), "code after the hole kept")
   eq({}, errors())
 end)
@@ -157,38 +137,40 @@ test(":InfillReject leaves the buffer as it was", function()
   eq({ "value = <|fill|>" }, lines_of(bufnr))
 end)
 
-test(":InfillRewrite on a line range answers with a preview or says why not", function()
-  local bufnr = open("range.py", { "def mul(a, b):", "    result = a * b", "    return result" })
-  notified = {}
-  vim.cmd("2,2InfillRewrite")
-  wait_for("the rewrite answer", function()
-    return rewrite.pending ~= nil or #notified > 0
-  end, REQUEST_MS)
-  eq({}, errors())
-  if rewrite.pending ~= nil then
-    eq(bufnr, rewrite.pending.bufnr)
-    vim.cmd("InfillReject")
-  else
-    truthy(notified[1].message:find("no rewrite found"), notified[1].message)
-  end
+test(":InfillFillHoles flags a fill that did not pass the syntax check; only :InfillAccept! applies it", function()
+  local bufnr = open("unchecked.py", { "value = 1 <|fill|>" })
+  vim.cmd("InfillFillHoles")
+  local pending = wait_preview()
+  truthy(notified[1] and notified[1].level == vim.log.levels.WARN, "a warning: " .. vim.inspect(notified))
+  local preview = table.concat(vim.api.nvim_buf_get_lines(pending.preview_buf, 0, -1, false), "\n")
+  truthy(preview:find("WARNING: the fill at line 1 did not pass the syntax check", 1, true), preview)
+  eq(false, rewrite.accept(), ":InfillAccept applied an unchecked fill")
+  eq({ "value = 1 <|fill|>" }, lines_of(bufnr))
+  truthy(rewrite.accept(true), ":InfillAccept! applies it")
+  truthy(lines_of(bufnr)[1]:find("^value = 1 x+$"), lines_of(bufnr)[1])
 end)
 
-test(":InfillRewriteFunction sends the cursor and answers with a preview or says why not", function()
+test(":InfillRewrite on a line range previews the rewritten line", function()
+  local bufnr = open("range.py", { "def mul(a, b):", "    result = a * b", "    return result" })
+  vim.cmd("2,2InfillRewrite")
+  local pending = wait_preview()
+  eq(bufnr, pending.bufnr)
+  eq("range", pending.target)
+  local preview = vim.api.nvim_buf_get_lines(pending.preview_buf, 0, -1, false)
+  truthy(vim.tbl_contains(preview, "-    result = a * b"), "the old line goes: " .. vim.inspect(preview))
+  vim.cmd("InfillReject")
+  eq({}, errors())
+end)
+
+test(":InfillRewriteFunction sends the cursor and previews the rewritten body", function()
   local bufnr = open("function.py", { "def mul(a, b):", "    result = a * b", "    return result", "" })
   vim.api.nvim_win_set_cursor(0, { 2, 6 })
-  notified = {}
   vim.cmd("InfillRewriteFunction")
-  wait_for("the rewrite answer", function()
-    return rewrite.pending ~= nil or #notified > 0
-  end, REQUEST_MS)
+  local pending = wait_preview()
+  eq(bufnr, pending.bufnr)
+  eq("function", pending.target)
+  vim.cmd("InfillReject")
   eq({}, errors())
-  if rewrite.pending ~= nil then
-    eq(bufnr, rewrite.pending.bufnr)
-    eq("function", rewrite.pending.target)
-    vim.cmd("InfillReject")
-  else
-    truthy(notified[1].message:find("no rewrite found for this function"), notified[1].message)
-  end
   eq({ "def mul(a, b):", "    result = a * b", "    return result", "" }, lines_of(bufnr))
 end)
 

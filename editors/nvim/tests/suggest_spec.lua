@@ -172,4 +172,72 @@ test("accepting a preview applies it; a changed buffer refuses it", function()
   truthy(notified[1] and notified[1]:find("changed"), "the user is told why")
 end)
 
+-- Captures vim.notify while fn runs; returns the messages.
+local function notifications(fn)
+  local notified = {}
+  local notify = vim.notify
+  vim.notify = function(message, level)
+    table.insert(notified, { message = message, level = level })
+  end
+  local ok, err = pcall(fn)
+  vim.notify = notify
+  assert(ok, err)
+  return notified
+end
+
+local function preview_text()
+  return table.concat(vim.api.nvim_buf_get_lines(rewrite.pending.preview_buf, 0, -1, false), "\n")
+end
+
+test("an unchecked fill is flagged and :InfillAccept refuses it; :InfillAccept! applies it", function()
+  rewrite.setup()
+  local bufnr = buffer({ "value = 1 <|fill|>" }, 0, 0)
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  local edits = { { range = range(0, 10, 18), newText = "xxxx", validated = false } }
+  local shown = notifications(function()
+    rewrite.preview(bufnr, "holes", edits, tick, "utf-16")
+  end)
+  truthy(rewrite.pending, "preview open")
+  truthy(shown[1] and shown[1].level == vim.log.levels.WARN, "a warning: " .. vim.inspect(shown))
+  truthy(shown[1].message:find("the fill at line 1 did not pass the syntax check", 1, true), shown[1].message)
+  local text = preview_text()
+  truthy(text:find("WARNING: the fill at line 1 did not pass the syntax check", 1, true), text)
+  truthy(text:find("A / :InfillAccept! apply anyway", 1, true), text)
+  local title = vim.api.nvim_win_get_config(rewrite.pending.win).title
+  truthy(vim.inspect(title):find("NOT syntax%-checked"), "title says so: " .. vim.inspect(title))
+
+  local refused = notifications(function()
+    vim.cmd("InfillAccept")
+  end)
+  eq({ "value = 1 <|fill|>" }, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "not applied")
+  truthy(refused[1].message:find("not applied", 1, true), vim.inspect(refused))
+  truthy(rewrite.pending and vim.api.nvim_win_is_valid(rewrite.pending.win), "the preview stays open")
+  -- `a` in the preview window does the same as :InfillAccept; `A` applies anyway.
+  notifications(function()
+    eq(false, rewrite.accept())
+  end)
+  vim.api.nvim_set_current_win(rewrite.pending.win)
+  vim.fn.maparg("A", "n", false, true).callback()
+  eq(nil, rewrite.pending, "preview closed")
+  eq({ "value = 1 xxxx" }, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false))
+end)
+
+test("with checked and unchecked fills, :InfillAccept applies only the checked ones", function()
+  local bufnr = buffer({ "a = <|fill|>", "b = 1 <|fill|>" }, 0, 0)
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  local edits = {
+    { range = range(0, 4, 12), newText = "2", validated = true },
+    { range = range(1, 6, 14), newText = "xxxx", validated = false },
+  }
+  notifications(function()
+    rewrite.preview(bufnr, "holes", edits, tick, "utf-16")
+  end)
+  truthy(preview_text():find("apply the checked fills only", 1, true), preview_text())
+  local said = notifications(function()
+    truthy(rewrite.accept(), "applied")
+  end)
+  eq({ "a = 2", "b = 1 <|fill|>" }, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false))
+  truthy(said[1].message:find("line 2 did not pass the syntax check and was left as it is", 1, true), vim.inspect(said))
+end)
+
 h.run("nvim-suggest")

@@ -1,26 +1,26 @@
 // Builds the vscode-languageclient client that runs `infill serve` over stdio. Inline completions, code
 // actions (with codeAction/resolve) and work-done progress come from the library's built-in features; this
-// module only adds the enable/disabled-languages gate, the `infill/status` handler and settings pushes.
+// module only adds the enable/disabled-languages gate, the `infill/status` handler, settings pushes and
+// sends the server's "Fill holes" code action through the Fill holes command (which confirms unchecked fills).
 
+import type { CodeAction } from "vscode";
 import {
   DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from "vscode-languageclient/node";
 
+import { FILL_HOLES_COMMAND, isFillHolesAction } from "./rewrite";
 import { ClientFactory, ServerClient } from "./session";
 
 export const STATUS_NOTIFICATION = "infill/status";
 
 export const createLanguageClient: ClientFactory = (launch, initial, hooks): ServerClient => {
-  const serverOptions: ServerOptions = {
-    command: launch.command,
-    args: launch.args,
-    transport: TransportKind.stdio,
-  };
+  // No `transport`: with TransportKind.stdio vscode-languageclient appends `--stdio` to the command line, which
+  // `infill serve` did not accept. Without it the library still speaks over the process's stdin/stdout.
+  const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
   const clientOptions: LanguageClientOptions = {
     // Every file and unsaved buffer; the server decides what it can fill (unknown languages use line rules).
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
@@ -28,6 +28,19 @@ export const createLanguageClient: ClientFactory = (launch, initial, hooks): Ser
     middleware: {
       provideInlineCompletionItems: (document, position, context, token, next) =>
         hooks.completionsWanted(document.languageId) ? next(document, position, context, token) : null,
+      // The server's "Fill holes" action runs the Fill holes command, which asks before applying a fill that
+      // did not pass the syntax check (the action's own edit would apply it silently).
+      provideCodeActions: async (document, range, context, token, next) => {
+        const actions = await next(document, range, context, token);
+        for (const action of actions ?? []) {
+          // (A plain Command has a string `command`; only a CodeAction can carry a command to run.)
+          if (isFillHolesAction(action) && typeof action.command !== "string") {
+            (action as CodeAction).command = { title: action.title, command: FILL_HOLES_COMMAND };
+          }
+        }
+        return actions;
+      },
+      resolveCodeAction: (item, token, next) => (isFillHolesAction(item) ? item : next(item, token)),
     },
   };
   const client = new LanguageClient("infill", "Infill", serverOptions, clientOptions);

@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 
 import { createLanguageClient } from "./client";
-import { runRewrite } from "./rewrite";
+import { FILL_HOLES_COMMAND, runRewrite } from "./rewrite";
 import { InfillSession } from "./session";
 import { StatusController } from "./status";
 import { createStatusItem, onSettingsChanged, registerCommand, rewriteHost, sessionHost } from "./vscodeApi";
@@ -23,7 +23,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     onSettingsChanged(() => void current.onSettingsChanged()),
     registerCommand("infill.rewriteSelection", () => runRewrite(rewrites, "range")),
     registerCommand("infill.rewriteFunction", () => runRewrite(rewrites, "function")),
-    registerCommand("infill.fillHoles", () => runRewrite(rewrites, "holes")),
+    registerCommand(FILL_HOLES_COMMAND, () => runRewrite(rewrites, "holes")),
     registerCommand("infill.toggle", () => current.toggle()),
     registerCommand("infill.restartServer", () => current.restart()),
     { dispose: () => void current.dispose() },

@@ -1,6 +1,7 @@
 // The rewrite commands ("Rewrite selection", "Rewrite function", "Fill holes"): send `infill/rewrite` for the
 // active document and apply the returned edits, unless the document changed meanwhile (the user's newer text
-// always wins). Pure over `RewriteHost` so it can be unit tested with a fake editor.
+// always wins). An edit the server marks `validated: false` (no candidate passed its syntax check) is never
+// applied without the user's explicit confirmation. Pure over `RewriteHost` so it can be unit tested.
 
 export interface Position {
   line: number; // 0-based
@@ -22,6 +23,8 @@ export interface TextEdit {
 /** One edit of an `infill/rewrite` result; `confidence` holds per-token confidences for display. */
 export interface RewriteEdit extends TextEdit {
   confidence: { text: string; confidence: number }[];
+  /** False when no candidate passed the server's syntax check and the best raw one was sent. */
+  validated: boolean;
 }
 
 export interface RewriteParams {
@@ -46,11 +49,31 @@ export interface RewriteHost {
   applyEdits(uri: string, edits: TextEdit[]): Promise<boolean>;
   showInfo(message: string): void;
   showError(message: string): void;
+  /** A modal warning with these choices; resolves to the chosen one, undefined when dismissed. */
+  confirm(message: string, choices: string[]): Promise<string | undefined>;
 }
 
-export type RewriteOutcome = "applied" | "nothing" | "stale" | "failed" | "no-editor" | "no-selection";
+export type RewriteOutcome =
+  | "applied"
+  | "nothing"
+  | "stale"
+  | "failed"
+  | "declined"
+  | "no-editor"
+  | "no-selection";
 
 export const REWRITE_METHOD = "infill/rewrite";
+export const FILL_HOLES_COMMAND = "infill.fillHoles";
+
+/**
+ * Whether a code action from the server is its "Fill holes" action (its `data` holds the `infill/rewrite`
+ * params). Applying that action's edit would skip the confirmation of unchecked fills, so the client runs the
+ * Fill holes command for it instead.
+ */
+export function isFillHolesAction(action: unknown): boolean {
+  const data = (action as { data?: unknown } | null)?.data;
+  return typeof data === "object" && data !== null && (data as { target?: unknown }).target === "holes";
+}
 // LSP ErrorCodes.ContentModified: the server saw a newer version than the one we sent.
 const CONTENT_MODIFIED = -32801;
 // LSP ErrorCodes.RequestCancelled.
@@ -79,7 +102,13 @@ export function parseRewriteResult(result: unknown): RewriteEdit[] {
     if (e === null || typeof e !== "object" || !isRange(e.range) || typeof e.newText !== "string") {
       throw new Error("malformed infill/rewrite result: edit without range/newText");
     }
-    return { range: e.range, newText: e.newText, confidence: Array.isArray(e.confidence) ? e.confidence : [] };
+    return {
+      range: e.range,
+      newText: e.newText,
+      confidence: Array.isArray(e.confidence) ? e.confidence : [],
+      // Only an explicit `false` marks an unchecked fill (range and function rewrites are always checked).
+      validated: e.validated !== false,
+    };
   });
 }
 
@@ -114,6 +143,33 @@ const NOTHING_MESSAGES: Record<RewriteTarget, string> = {
 
 const STALE_MESSAGE = "Infill: the document changed while rewriting; the result was discarded.";
 
+export const APPLY_ANYWAY = "Apply anyway";
+export const APPLY_CHECKED = "Apply checked fills only";
+
+function lineList(edits: RewriteEdit[]): string {
+  const lines = edits.map((e) => e.range.start.line + 1);
+  return lines.length === 1 ? `line ${lines[0]}` : `lines ${lines.join(", ")}`;
+}
+
+/**
+ * The edits to apply when some failed the syntax check: the user picks all of them or only the checked ones
+ * in a modal warning; dismissing it applies nothing.
+ */
+async function confirmUnchecked(host: RewriteHost, edits: RewriteEdit[]): Promise<RewriteEdit[]> {
+  const unchecked = edits.filter((e) => !e.validated);
+  const checked = edits.filter((e) => e.validated);
+  const what = unchecked.length === 1 ? "the fill" : `${unchecked.length} fills`;
+  const message =
+    `Infill: ${what} at ${lineList(unchecked)} did not pass the syntax check (no candidate parsed), ` +
+    "so the code may no longer parse. Apply anyway?";
+  const choices = checked.length > 0 ? [APPLY_CHECKED, APPLY_ANYWAY] : [APPLY_ANYWAY];
+  const choice = await host.confirm(message, choices);
+  if (choice === APPLY_ANYWAY) {
+    return edits;
+  }
+  return choice === APPLY_CHECKED ? checked : [];
+}
+
 export async function runRewrite(host: RewriteHost, target: RewriteTarget): Promise<RewriteOutcome> {
   const doc = host.activeDocument();
   if (doc === undefined) {
@@ -143,6 +199,13 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
   if (edits.length === 0) {
     host.showInfo(NOTHING_MESSAGES[target]);
     return "nothing";
+  }
+  if (edits.some((e) => !e.validated)) {
+    edits = await confirmUnchecked(host, edits);
+    if (edits.length === 0) {
+      host.showInfo("Infill: nothing was applied.");
+      return "declined";
+    }
   }
   // Edits are offsets into the version we sent; applying them to newer text could corrupt it.
   if (host.documentVersion(doc.uri) !== doc.version) {

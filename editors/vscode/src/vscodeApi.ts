@@ -90,5 +90,6 @@ export function rewriteHost(send: (method: string, params: RewriteParams) => Pro
     },
     showInfo: (message) => void vscode.window.showInformationMessage(message),
     showError: (message) => void vscode.window.showErrorMessage(message),
+    confirm: (message, choices) => Promise.resolve(vscode.window.showWarningMessage(message, { modal: true }, ...choices)),
   };
 }

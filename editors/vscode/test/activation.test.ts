@@ -26,6 +26,9 @@ test("activate wires commands, status item and client; disposing the context und
   assert.equal(client.started, true);
   assert.deepEqual(client.serverOptions.command, "infill");
   assert.deepEqual(client.serverOptions.args, ["serve"]);
+  // With a `transport` on an Executable, vscode-languageclient appends `--stdio` (or `--pipe=`) to these args
+  // (lib/node/main.js), so the server would not get the command line we built.
+  assert.equal(client.serverOptions.transport, undefined, "a transport makes the library change the args");
   assert.deepEqual(client.clientOptions.initializationOptions, { ...SERVER_DEFAULTS });
 
   const [item] = recorded.statusItems;
@@ -45,12 +48,39 @@ test("activate wires commands, status item and client; disposing the context und
   assert.equal(provide("python"), null);
   assert.match(item.text, /\(off\)/);
 
+  // The server's "Fill holes" code action runs the confirming command instead of applying its edit unasked.
+  const fromServer = [
+    { title: "Fill holes", kind: "refactor.rewrite", data: { target: "holes", textDocument: { uri: "file:///a.py" } } },
+    { title: "Rewrite selection", kind: "refactor.rewrite", data: { target: "range" } },
+  ];
+  const middleware = client.clientOptions.middleware;
+  const actions = (await middleware.provideCodeActions({}, {}, {}, {}, async () => fromServer)) as {
+    command?: { command: string };
+  }[];
+  assert.deepEqual(actions[0].command, { title: "Fill holes", command: "infill.fillHoles" });
+  assert.equal(actions[1].command, undefined);
+  const resolved: unknown[] = [];
+  const resolve = (item: unknown) => resolved.push(item);
+  assert.equal(middleware.resolveCodeAction(actions[0], {}, resolve), actions[0], "holes action resolved unasked");
+  middleware.resolveCodeAction(actions[1], {}, resolve);
+  assert.deepEqual(resolved, [actions[1]], "other actions resolve through the server");
+
   // A changed server setting is pushed with didChangeConfiguration.
   await fakeSettingChange("infill.maxTokens", 24);
   assert.deepEqual(client.sentNotifications.at(-1), {
     method: "workspace/didChangeConfiguration",
     params: { settings: { infill: { ...SERVER_DEFAULTS, maxTokens: 24 } } },
   });
+
+  // infill.pythonPath restarts the server as `<python> -m infill.cli.main serve`, again without a transport.
+  await fakeSettingChange("infill.pythonPath", "/venv/bin/python");
+  assert.equal(recorded.clients.length, 2, "a new launch line starts a new client");
+  assert.equal(client.disposed, true, "the old client is stopped");
+  const restarted = recorded.clients[1];
+  assert.equal(restarted.started, true);
+  assert.equal(restarted.serverOptions.command, "/venv/bin/python");
+  assert.deepEqual(restarted.serverOptions.args, ["-m", "infill.cli.main", "serve"]);
+  assert.equal(restarted.serverOptions.transport, undefined);
 
   // Rewrites without an editor say so instead of failing.
   await recorded.commands.get("infill.rewriteSelection")?.();
@@ -67,7 +97,7 @@ test("activate wires commands, status item and client; disposing the context und
   assert.ok(recorded.disposed.includes("onDidChangeConfiguration"));
   assert.ok(recorded.disposed.includes("notification:infill/status"));
   assert.equal(item.disposed, true);
-  assert.equal(client.disposed, true);
+  assert.equal(restarted.disposed, true);
 });
 
 async function fakeSettingChange(key: string, value: unknown): Promise<void> {

@@ -79,6 +79,7 @@ const fakeVscode = {
 };
 
 type Handler = (params: unknown) => void;
+type Next = (...args: unknown[]) => unknown;
 
 export class FakeLanguageClient {
   notificationHandlers = new Map<string, Handler>();
@@ -88,11 +89,13 @@ export class FakeLanguageClient {
   constructor(
     readonly id: string,
     readonly name: string,
-    readonly serverOptions: { command: string; args: string[] },
+    readonly serverOptions: { command: string; args: string[]; transport?: number },
     readonly clientOptions: {
       initializationOptions: Record<string, unknown>;
       middleware: {
         provideInlineCompletionItems: (doc: { languageId: string }, ...rest: unknown[]) => unknown;
+        provideCodeActions: (doc: unknown, range: unknown, context: unknown, token: unknown, next: Next) => Promise<unknown>;
+        resolveCodeAction: (item: unknown, token: unknown, next: Next) => unknown;
       };
     },
   ) {

@@ -3,6 +3,8 @@ import { test } from "node:test";
 
 import {
   ActiveDocument,
+  APPLY_ANYWAY,
+  APPLY_CHECKED,
   parseRewriteResult,
   RewriteHost,
   RewriteParams,
@@ -18,12 +20,14 @@ class FakeEditor implements RewriteHost {
   applied: { uri: string; edits: TextEdit[] }[] = [];
   infos: string[] = [];
   errors: string[] = [];
+  confirms: { message: string; choices: string[] }[] = [];
   version: number;
 
   constructor(
     public doc: ActiveDocument | undefined,
     private readonly reply: (params: RewriteParams) => Promise<unknown>,
     private readonly accept = true,
+    private readonly choose: (choices: string[]) => string | undefined = () => undefined,
   ) {
     this.version = doc?.version ?? 0;
   }
@@ -46,6 +50,10 @@ class FakeEditor implements RewriteHost {
   }
   showError(message: string) {
     this.errors.push(message);
+  }
+  async confirm(message: string, choices: string[]) {
+    this.confirms.push({ message, choices });
+    return this.choose(choices);
   }
 }
 
@@ -70,6 +78,7 @@ test("rewrite selection sends the selection and version, then applies the edits"
     { uri: "file:///w/a.py", edits: [{ range: SELECTION, newText: "    return a + b\n" }] },
   ]);
   assert.deepEqual(editor.errors, []);
+  assert.deepEqual(editor.confirms, [], "checked edits need no confirmation");
 });
 
 test("rewrite function sends the cursor; fill holes sends no range", async () => {
@@ -131,4 +140,54 @@ test("an edit the editor refuses is reported", async () => {
   const editor = new FakeEditor(doc(), async () => ONE_EDIT, false);
   assert.equal(await runRewrite(editor, "range"), "failed");
   assert.match(editor.errors[0], /refused/);
+});
+
+// Two holes, at lines 2 and 5 (0-based 1 and 4); the server says whether each fill passed its syntax check.
+const HOLE_1 = { start: { line: 1, character: 11 }, end: { line: 1, character: 19 } };
+const HOLE_2 = { start: { line: 4, character: 8 }, end: { line: 4, character: 16 } };
+function holes(validated1: boolean, validated2: boolean) {
+  return {
+    edits: [
+      { range: HOLE_1, newText: "a + b", confidence: [], validated: validated1 },
+      { range: HOLE_2, newText: "xxxx )", confidence: [], validated: validated2 },
+    ],
+  };
+}
+
+test("an unchecked fill is not applied when the warning is dismissed", async () => {
+  const editor = new FakeEditor(doc(CURSOR), async () => holes(false, false));
+  assert.equal(await runRewrite(editor, "holes"), "declined");
+  assert.equal(editor.applied.length, 0, "applied without confirmation");
+  assert.equal(editor.confirms.length, 1);
+  assert.match(editor.confirms[0].message, /2 fills at lines 2, 5 did not pass the syntax check/);
+  assert.deepEqual(editor.confirms[0].choices, [APPLY_ANYWAY]);
+  assert.match(editor.infos.at(-1) ?? "", /nothing was applied/);
+});
+
+test("'Apply anyway' applies unchecked fills", async () => {
+  const editor = new FakeEditor(doc(CURSOR), async () => holes(true, false), true, () => APPLY_ANYWAY);
+  assert.equal(await runRewrite(editor, "holes"), "applied");
+  assert.match(editor.confirms[0].message, /^Infill: the fill at line 5 did not pass the syntax check/);
+  assert.deepEqual(editor.confirms[0].choices, [APPLY_CHECKED, APPLY_ANYWAY]);
+  assert.deepEqual(
+    editor.applied[0].edits.map((e) => e.newText),
+    ["a + b", "xxxx )"],
+  );
+});
+
+test("'Apply checked fills only' leaves the unchecked hole as it is", async () => {
+  const editor = new FakeEditor(doc(CURSOR), async () => holes(true, false), true, () => APPLY_CHECKED);
+  assert.equal(await runRewrite(editor, "holes"), "applied");
+  assert.deepEqual(editor.applied, [{ uri: "file:///w/a.py", edits: [{ range: HOLE_1, newText: "a + b" }] }]);
+});
+
+test("an edit without `validated` counts as checked; only an explicit false is unchecked", () => {
+  const [plain, unchecked] = parseRewriteResult({
+    edits: [
+      { range: SELECTION, newText: "x" },
+      { range: SELECTION, newText: "y", validated: false },
+    ],
+  });
+  assert.equal(plain.validated, true);
+  assert.equal(unchecked.validated, false);
 });

@@ -54,8 +54,10 @@ M.defaults = {
   },
   rewrite = {
     border = "rounded",
-    -- Keys in the preview window.
+    -- Keys in the preview window. accept_keys leave out fills that did not pass the server's syntax check;
+    -- force_accept_keys (like :InfillAccept!) apply them too.
     accept_keys = { "a", "<CR>" },
+    force_accept_keys = { "A" },
     reject_keys = { "q", "<Esc>" },
   },
 }

@@ -1,6 +1,8 @@
 -- Rewrites through `infill/rewrite`: :InfillRewrite (a line range), :InfillRewriteFunction (around the cursor),
 -- :InfillFillHoles (`<|fill|>` holes and infill:begin/infill:end regions). The result is previewed as a diff in
 -- a floating window and applied only on :InfillAccept (or `a` / <CR> there), and only to the unchanged buffer.
+-- A fill the server marks `validated = false` (no candidate passed its syntax check) is flagged in the preview
+-- and left out by :InfillAccept; only :InfillAccept! (or `A`) applies it.
 local client = require("infill.client")
 local config = require("infill.config")
 
@@ -8,6 +10,7 @@ local M = {}
 
 M.setup_done = false
 M.METHOD = "infill/rewrite"
+M.ns = vim.api.nvim_create_namespace("infill.rewrite")
 
 -- The preview waiting for a decision: { bufnr, edits, tick, encoding, win, preview_buf, target }.
 M.pending = nil
@@ -49,6 +52,47 @@ function M.preview_lines(bufnr, edits, encoding)
   return vim.split(unified:gsub("\n$", ""), "\n", { plain = true })
 end
 
+--- The edits the server could not syntax-check (`validated = false`), and the 1-based lines they start on.
+local function unchecked_of(edits)
+  local unchecked, lines = {}, {}
+  for _, edit in ipairs(edits) do
+    if edit.validated == false then
+      table.insert(unchecked, edit)
+      table.insert(lines, edit.range.start.line + 1)
+    end
+  end
+  return unchecked, lines
+end
+
+local function describe_unchecked(lines)
+  if #lines == 1 then
+    return "the fill at line " .. lines[1]
+  end
+  return #lines .. " fills (lines " .. table.concat(lines, ", ") .. ")"
+end
+
+local function key_names(keys)
+  return table.concat(keys, " / ")
+end
+
+--- The preview's closing lines: a warning about unchecked fills first, then the keys.
+local function footer(edits, unchecked_lines)
+  local keys = config.options.rewrite
+  local accept = key_names(keys.accept_keys) .. " / :InfillAccept"
+  local force = key_names(keys.force_accept_keys) .. " / :InfillAccept!"
+  local reject = key_names(keys.reject_keys) .. " / :InfillReject discard"
+  if #unchecked_lines == 0 then
+    return { "", accept .. " apply    " .. reject }
+  end
+  local warning = "WARNING: "
+    .. describe_unchecked(unchecked_lines)
+    .. " did not pass the syntax check; the code may not parse."
+  if #unchecked_lines == #edits then
+    return { "", warning, force .. " apply anyway    " .. reject }
+  end
+  return { "", warning, accept .. " apply the checked fills only    " .. force .. " apply all    " .. reject }
+end
+
 local function open_preview(lines, title)
   local buf = vim.api.nvim_create_buf(false, true)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
@@ -76,8 +120,18 @@ local function open_preview(lines, title)
   for _, key in ipairs(keys.accept_keys) do
     vim.keymap.set("n", key, M.accept, { buffer = buf, nowait = true, desc = "infill: apply the rewrite" })
   end
+  for _, key in ipairs(keys.force_accept_keys) do
+    vim.keymap.set("n", key, function()
+      M.accept(true)
+    end, { buffer = buf, nowait = true, desc = "infill: apply the rewrite, unchecked fills included" })
+  end
   for _, key in ipairs(keys.reject_keys) do
     vim.keymap.set("n", key, M.reject, { buffer = buf, nowait = true, desc = "infill: discard the rewrite" })
+  end
+  for i, line in ipairs(lines) do
+    if line:find("^WARNING: ") then
+      vim.api.nvim_buf_set_extmark(buf, M.ns, i - 1, 0, { line_hl_group = "WarningMsg" })
+    end
   end
   return buf, win
 end
@@ -129,25 +183,57 @@ function M.request(bufnr, target, range)
       notify("the buffer changed while rewriting; the result was discarded")
       return
     end
-    local lines = M.preview_lines(bufnr, edits, encoding)
-    if lines == nil then
-      notify("the rewrite changes nothing")
-      return
-    end
-    table.insert(lines, "")
-    table.insert(lines, "a / <CR> / :InfillAccept apply    q / <Esc> / :InfillReject discard")
-    M.pending = { bufnr = bufnr, edits = edits, tick = tick, encoding = encoding, target = target }
-    M.pending.preview_buf, M.pending.win = open_preview(lines, " infill: " .. target .. " ")
+    M.preview(bufnr, target, edits, tick, encoding)
   end, bufnr)
 end
 
---- Applies the previewed edits; refuses when the buffer changed since the request.
+--- Opens the preview of an `infill/rewrite` result for the buffer as it was at `tick`; unchecked fills are
+--- flagged in the title, in the preview and with a warning message.
+function M.preview(bufnr, target, edits, tick, encoding)
+  local lines = M.preview_lines(bufnr, edits, encoding)
+  if lines == nil then
+    notify("the rewrite changes nothing")
+    return
+  end
+  local _, unchecked_lines = unchecked_of(edits)
+  vim.list_extend(lines, footer(edits, unchecked_lines))
+  local title = " infill: " .. target .. " "
+  if #unchecked_lines > 0 then
+    title = title .. "(NOT syntax-checked) "
+    notify(describe_unchecked(unchecked_lines) .. " did not pass the syntax check; review it", vim.log.levels.WARN)
+  end
+  close_preview()
+  M.pending = { bufnr = bufnr, edits = edits, tick = tick, encoding = encoding, target = target }
+  M.pending.preview_buf, M.pending.win = open_preview(lines, title)
+end
+
+--- Applies the previewed edits; refuses when the buffer changed since the request. Fills that did not pass
+--- the syntax check are left out unless `force` (:InfillAccept!); when nothing else is left, the preview stays
+--- open and nothing is applied.
+---@param force boolean|nil also apply unchecked fills
 ---@return boolean applied
-function M.accept()
+function M.accept(force)
   local pending = M.pending
   if pending == nil then
     notify("no rewrite to apply")
     return false
+  end
+  local edits = pending.edits
+  local unchecked, unchecked_lines = unchecked_of(edits)
+  if #unchecked > 0 and not force then
+    edits = vim.tbl_filter(function(edit)
+      return edit.validated ~= false
+    end, edits)
+    if #edits == 0 then
+      notify(
+        ("not applied: %s did not pass the syntax check; %s or :InfillAccept! applies it anyway"):format(
+          describe_unchecked(unchecked_lines),
+          key_names(config.options.rewrite.force_accept_keys)
+        ),
+        vim.log.levels.WARN
+      )
+      return false
+    end
   end
   close_preview()
   if
@@ -156,7 +242,11 @@ function M.accept()
     notify("the buffer changed since the preview; the rewrite was discarded", vim.log.levels.WARN)
     return false
   end
-  vim.lsp.util.apply_text_edits(pending.edits, pending.bufnr, pending.encoding)
+  vim.lsp.util.apply_text_edits(edits, pending.bufnr, pending.encoding)
+  if #edits < #pending.edits then
+    local verb = #unchecked_lines == 1 and "was" or "were"
+    notify(("%s did not pass the syntax check and %s left as it is"):format(describe_unchecked(unchecked_lines), verb))
+  end
   return true
 end
 
@@ -199,9 +289,9 @@ function M.setup()
   vim.api.nvim_create_user_command("InfillFillHoles", function()
     M.request(0, "holes", nil)
   end, { desc = "infill: fill <|fill|> holes and infill:begin/end regions" })
-  vim.api.nvim_create_user_command("InfillAccept", function()
-    M.accept()
-  end, { desc = "infill: apply the previewed rewrite" })
+  vim.api.nvim_create_user_command("InfillAccept", function(opts)
+    M.accept(opts.bang)
+  end, { bang = true, desc = "infill: apply the previewed rewrite (!: unchecked fills too)" })
   vim.api.nvim_create_user_command("InfillReject", function()
     M.reject()
   end, { desc = "infill: discard the previewed rewrite" })
