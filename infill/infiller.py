@@ -28,6 +28,10 @@ StopCallback = Callable[[], bool]
 # forward passes of one batch and give the syntax check something to fall back on. An automatic completion
 # decodes one row (the editor asks on every pause in typing) and these only when that one fails the check.
 MIN_ENGINE_CANDIDATES = 2
+# Canvases an invoked completion decodes however many it shows: the editors show up to three, and decoding as
+# many for `infill complete`'s one keeps its best the top of the editor's list (a further canvas can only add
+# a better-scoring candidate).
+INVOKED_CANDIDATES = 3
 # Budget for a `<|fill|>` hole when the caller gives none.
 DEFAULT_HOLE_TOKENS = 64
 # A regenerated region may come out somewhat longer than the code it replaces.
@@ -43,7 +47,7 @@ class CompletionRequest:
     max_tokens: int | None = None
     num_candidates: int = 1
     # "automatic": the editor asked on its own (one canvas, more only when it fails the syntax check);
-    # "invoked": the user asked (at least MIN_ENGINE_CANDIDATES canvases at once).
+    # "invoked": the user asked (at least INVOKED_CANDIDATES canvases at once).
     trigger: Literal["automatic", "invoked"] = "invoked"
 
 
@@ -91,7 +95,7 @@ def _rows_for(request: CompletionRequest) -> int:
     """Canvases decoded at first for a completion request (see CompletionRequest.trigger)."""
     if request.trigger == "automatic":
         return max(1, request.num_candidates)
-    return max(MIN_ENGINE_CANDIDATES, request.num_candidates)
+    return max(INVOKED_CANDIDATES, request.num_candidates)
 
 
 def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[TokenConfidence, ...]:

@@ -29,6 +29,7 @@ from tests.test_sampler import RecordingModel, biased_model_dir
 PYTHON_PREFIX = "import os\n\n\ndef add(a, b):\n    "
 PYTHON_SUFFIX = "\n\n\nprint(add(1, 2))\n"
 STRATEGIES = ["confidence", "margin", "entropy", "threshold", "blocks"]
+KINDS = ["modernbert", "roberta", "dream"]
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,26 @@ def test_every_strategy_fills_on_every_model_kind(
     assert "\n" not in results[1].best.text[:-1]
 
 
-@pytest.mark.parametrize("kind", ["modernbert", "roberta", "dream"])
-def test_batched_fill_equals_one_by_one_for_greedy(engines: dict[str, InfillEngine], kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        *[(kind, DecodeConfig(strategy="confidence", steps=4, num_candidates=2)) for kind in KINDS],
+        # With the context cache each row is refreshed on its own schedule, whatever its batch-mates do.
+        *[
+            (kind, DecodeConfig(strategy="blocks", steps=12, block_size=4, block_steps=2, cache_refresh=8))
+            for kind in ("modernbert", "dream")
+        ],
+    ],
+)
+def test_batched_fill_equals_one_by_one_for_greedy(
+    engines: dict[str, InfillEngine], kind: str, config: DecodeConfig
+) -> None:
     engine = engines[kind]
     requests = [
         FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=10),
         FillRequest("for i in range(10):\n    if i % 2 == 0:\n        pri", "\n", max_tokens=6),
         FillRequest("", "", max_tokens=12),
     ]
-    config = DecodeConfig(strategy="confidence", steps=4, num_candidates=2)
     batched = engine.fill(requests, config)
     single = [engine.fill([request], config)[0] for request in requests]
     for together, alone in zip(batched, single, strict=True):
@@ -213,31 +225,26 @@ def test_healing_constraint_follows_a_chain_of_partial_tokens(engines: dict[str,
     mask = loaded.special.mask_id
     ids = torch.tensor([[*prefix_ids, mask, mask, mask]])
     constraint = HealingConstraint(texts, [HealedSpan(0, 1, 4, removed)], mask)
-    positions = torch.tensor([[1, 2, 3]])  # the sampler asks about the span only: column k is position k + 1
-    logits = torch.zeros(1, 3, len(texts.texts))
-    priority = torch.zeros(1, 3)
-    constraint(ids, positions, logits, priority)
-    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 0] == 0).flatten().tolist()}
+    logits = torch.zeros(1, 4, len(texts.texts))
+    priority = torch.zeros(1, 4)
+    constraint(ids, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 1] == 0).flatten().tolist()}
     assert (
         " add" in allowed
         and " a" in allowed
         and all(" ad".startswith(t) or t.startswith(" ad") for t in allowed)
     )
     # A proper prefix may be chosen, so that position is decided alone this step.
-    assert priority[0, 0] == float("inf") and (priority[0, 1:] == float("-inf")).all()
+    assert priority[0, 1] == float("inf") and (priority[0, 2:] == float("-inf")).all()
 
     (partial,) = loaded.tokenizer.encode(" a")
     ids[0, 1] = partial
     logits.zero_()
     priority.zero_()
-    constraint(ids, positions, logits, priority)
-    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 1] == 0).flatten().tolist()}
+    constraint(ids, logits, priority)
+    allowed = {texts.texts[i] for i in torch.nonzero(logits[0, 2] == 0).flatten().tolist()}
     assert allowed and all(t.startswith("d") for t in allowed)
-    assert (logits[0, 2] == 0).all()
-    # A position the sampler does not ask about this step is left alone.
-    logits.zero_()
-    constraint(ids, torch.tensor([[3, 4, 0]]), logits, priority)
-    assert (logits == 0).all()
+    assert (logits[0, 3] == 0).all()
 
 
 def test_trimming_keeps_both_sides_at_line_boundaries(engines: dict[str, InfillEngine]) -> None:
@@ -320,6 +327,13 @@ def test_span_candidates_stop_at_end_of_span_and_rank_by_mean_log_probability(
     assert span_candidate(ids, confidences, tokenizer, eos, removed="xyz") is None
     ranked = rank_candidates([span, line, span], limit=5)
     assert [r.candidate.text for r in ranked] == ["return a\n", "return a\nb"]
+    # A span cut short by its canvas ranks below any that ended, however well it scores.
+    cut = span_candidate(tokenizer.encode("return a + b"), [0.99] * 5, tokenizer, eos)
+    assert cut is not None and not cut.ended and cut.candidate.score > span.candidate.score
+    assert [r.candidate.text for r in rank_candidates([cut, span], limit=2)] == [
+        "return a\nb",
+        "return a + b",
+    ]
 
 
 def test_span_length_estimate_and_canvas_choices() -> None:

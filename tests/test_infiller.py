@@ -19,7 +19,14 @@ from infill import regions
 from infill.engine import InfillEngine
 from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult, TokenConfidence
 from infill.errors import Cancelled, InputError
-from infill.infiller import MIN_ENGINE_CANDIDATES, CompletionRequest, Edit, Infiller, apply_edits
+from infill.infiller import (
+    INVOKED_CANDIDATES,
+    MIN_ENGINE_CANDIDATES,
+    CompletionRequest,
+    Edit,
+    Infiller,
+    apply_edits,
+)
 from infill.models import load_model
 from infill.models.base import LoadedModel
 
@@ -123,7 +130,7 @@ def test_complete_edits_the_picked_region_with_checked_candidates(infiller: Infi
 def test_complete_asks_for_spare_candidates_and_honours_should_stop(infiller: Infiller) -> None:
     infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST)  # user-invoked by default
     ((sent,),) = infiller.engine.calls
-    assert sent.num_candidates is not None and sent.num_candidates >= MIN_ENGINE_CANDIDATES
+    assert sent.num_candidates == INVOKED_CANDIDATES
     assert infiller.engine.configs[0].steps == FAST.steps
     with pytest.raises(Cancelled):
         infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST, should_stop=lambda: True)
@@ -354,7 +361,7 @@ def test_an_automatic_completion_decodes_one_canvas_and_the_spares_only_when_it_
     invoked = SequencedEngine(engine.loaded, [[invalid]])
     assert Infiller(invoked).complete(replace(request, trigger="invoked")) == []
     ((sent,),) = invoked.calls
-    assert sent.num_candidates == MIN_ENGINE_CANDIDATES
+    assert sent.num_candidates == INVOKED_CANDIDATES
 
 
 def test_an_automatic_completion_runs_the_model_on_one_row(x_model_dir: Path) -> None:
@@ -370,7 +377,7 @@ def test_an_automatic_completion_runs_the_model_on_one_row(x_model_dir: Path) ->
     assert recorder.inputs and {state.shape[0] for state in recorder.inputs} == {1}
     recorder.inputs.clear()
     infiller.complete(replace(request, trigger="invoked"), FAST)
-    assert recorder.inputs and {state.shape[0] for state in recorder.inputs} == {MIN_ENGINE_CANDIDATES}
+    assert recorder.inputs and {state.shape[0] for state in recorder.inputs} == {INVOKED_CANDIDATES}
 
 
 def confident(*pieces: str) -> tuple[TokenConfidence, ...]:

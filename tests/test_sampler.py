@@ -373,3 +373,18 @@ def test_block_steps_caps_the_steps_a_block_gets(loaded: LoadedModel) -> None:
     assert sorted(out.commit_step[0][editable[0]].tolist()) == [i for i in range(8) for _ in range(2)]
     # The cap never raises a share: 4 steps over 4 blocks is one step per block, cap or not.
     assert run(loaded, [16], replace(config, steps=4, block_steps=2))[0].forward_passes == 4
+
+
+def test_a_constraint_sees_the_asked_positions_in_canvas_coordinates() -> None:
+    from infill.engine.slots import CanvasLogits
+
+    logits = torch.zeros(2, 3, 5)  # a step that asks about 3 positions per row
+    view = CanvasLogits(logits, torch.tensor([[4, 5, 6], [9, 10, 11]]), canvas_width=12)
+    assert view.shape == (2, 12, 5)
+    view[1, 10] += torch.arange(5.0)  # an asked position: lands in the step's logits
+    view[0, 7] += torch.ones(5)  # not asked this step: dropped
+    view[0, 4] = torch.full((5,), -1.0)
+    assert torch.equal(logits[1, 1], torch.arange(5.0)) and (logits[0, 0] == -1).all()
+    assert logits[0, 1:].abs().sum() == 0 and logits[1, [0, 2]].abs().sum() == 0
+    with pytest.raises(TypeError):
+        view[0]

@@ -76,10 +76,14 @@ def _tokens_covering(token_texts: list[str], chars: int) -> int:
 
 
 def rank_candidates(scored: Sequence[ScoredCandidate], limit: int) -> list[ScoredCandidate]:
-    """Best score first, one candidate per distinct text, at most ``limit``."""
+    """Best score first, one candidate per distinct text, at most ``limit``.
+
+    A candidate that filled its canvas without ending (a spare canvas shorter than the budget cut it short)
+    ranks below every one that ended: it is unfinished, and its score never paid for stopping.
+    """
     ranked: list[ScoredCandidate] = []
     seen: set[str] = set()
-    for item in sorted(scored, key=lambda s: s.candidate.score, reverse=True):
+    for item in sorted(scored, key=lambda s: (s.ended, s.candidate.score), reverse=True):
         if item.candidate.text not in seen:
             seen.add(item.candidate.text)
             ranked.append(item)

@@ -103,8 +103,7 @@ class HealedSpan:
 
 
 class HealingConstraint:
-    """The sampler's ``constrain`` hook for healed rows (see sampler.Constraint: logits and priority are
-    given for the positions the sampler asks about this step).
+    """The sampler's ``constrain`` hook for healed rows (see sampler.Constraint).
 
     Walks each healed span from its start over committed tokens consuming the removed text, and restricts
     the first still-masked position to tokens consistent with what remains. When a proper prefix is
@@ -119,23 +118,17 @@ class HealingConstraint:
         self._whole: dict[str, list[int]] = {}
         self._partial: dict[str, list[int]] = {}
 
-    def __call__(
-        self, ids: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor
-    ) -> None:
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor) -> None:
         for span in self.spans:
             span_ids = ids[span.row, span.start : span.end].tolist()  # one device read per span
             offset, rest = self._pending(span_ids, span.removed)
             # The committed tokens of the chain are held: remasking one would let a new token there disagree
             # with the later ones, which were chosen to continue it.
             chain_end = min(span.end, span.start + offset + (0 if rest else 1))
-            asked = positions[span.row].tolist()  # logits and priority are per asked position
-            held = [i for i, at in enumerate(asked) if span.start <= at < chain_end]
-            priority[span.row, held] = float("-inf")
+            priority[span.row, span.start : chain_end] = float("-inf")
             if not rest:
                 continue
-            if span.start + offset not in asked:
-                continue  # not decoded this step
-            column = asked.index(span.start + offset)
+            position = span.start + offset
             next_masked = offset + 1 < len(span_ids) and span_ids[offset + 1] == self.mask_id
             whole = self._cached(self._whole, rest, self.texts.starting_with)
             partial = self._cached(self._partial, rest, self.texts.proper_prefixes_of) if next_masked else []
@@ -143,11 +136,10 @@ class HealingConstraint:
                 continue  # nothing can continue the removed text; the engine drops such candidates
             keep = torch.full((logits.shape[-1],), float("-inf"), device=logits.device)
             keep[torch.tensor(whole + partial, device=logits.device)] = 0.0
-            logits[span.row, column] += keep
+            logits[span.row, position] += keep
             if partial:
-                priority[span.row, column] = float("inf")
-                later = [i for i, at in enumerate(asked) if span.start + offset < at < span.end]
-                priority[span.row, later] = float("-inf")
+                priority[span.row, position] = float("inf")
+                priority[span.row, position + 1 : span.end] = float("-inf")
 
     def _pending(self, span_ids: list[int], removed: str) -> tuple[int, str]:
         """Offset in the span of the healing chain's first masked position, and the removed text still to

@@ -13,7 +13,7 @@ Invariants (stated here, tested in tests/test_sampler.py, asserted each step whe
   nothing after the first newline is ever decoded;
 - each step asks the model for logits at one block of slots per row (slots.py), never at the whole canvas,
   and commits at least one position. The only host read per step is the loop's own "anything left, and
-  did a row start a new block?" (the second answer tells the context cache to refresh, step_logits.py).
+  which rows started a new block?" (the second answer tells the context cache to refresh, step_logits.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ from infill.engine.scoring import (
     take_top,
     token_confidence,
 )
-from infill.engine.slots import SlotState, block_columns, editable_slots, gather
+from infill.engine.slots import CanvasLogits, SlotState, block_columns, editable_slots, gather
 from infill.engine.spans import after_stop, before_content, span_segments
 from infill.engine.step_logits import StepLogits
 from infill.engine.types import DecodeConfig
@@ -43,11 +44,11 @@ from infill.models.base import DenoisingModel, SpecialTokens
 
 logger = logging.getLogger(__name__)
 
-# constrain(ids (B, T), positions (B, W), logits (B, W, V), priority (B, W)) edits logits and priority of the
-# positions asked about this step, in place, before tokens are chosen: -inf logits forbid tokens, +inf
-# priority forces a position this step, -inf priority holds it (a masked position stays masked this step; a
-# committed one is never remasked this step).
-Constraint = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+# constrain(ids (B, T), logits (B, T, V), priority (B, T)) edits logits and priority in place before tokens
+# are chosen: -inf logits forbid tokens, +inf priority forces a position this step, -inf priority holds it
+# (a masked position stays masked this step; a committed one is never remasked this step). ``logits`` is a
+# slots.CanvasLogits: only the positions asked about this step hold logits (edits elsewhere are dropped).
+Constraint = Callable[[torch.Tensor, Any, torch.Tensor], None]
 
 
 @dataclass
@@ -105,7 +106,7 @@ def denoise(
             # Each row works on the block of its leftmost masked slot; a new block restarts its steps.
             row_block = torch.where(masked, slots.block, slots.count).amin(dim=1)
             new_block = row_block != current_block
-            left, moved = torch.stack([masked.any(), new_block.any()]).tolist()  # the one host read per step
+            left, *moved = torch.cat([masked.any()[None], new_block]).tolist()  # the one host read per step
             if not left:
                 break
             if should_stop is not None and should_stop():
@@ -122,9 +123,10 @@ def denoise(
             content = slots.valid & ~masked & (state.tokens != eos)
             early = gather(before_content(content, segment), columns)
             logits[..., eos] = logits[..., eos].masked_fill(early, float("-inf"))
-            priority = torch.zeros(positions.shape, device=device)
+            priority = torch.zeros(ids.shape, device=device)  # (B, T)
             if constrain is not None:
-                constrain(ids, positions, logits, priority)
+                constrain(ids, CanvasLogits(logits, positions, ids.shape[1]), priority)
+            priority = priority.gather(1, positions)  # (B, W)
 
             flat, probs = choose_tokens(logits.flatten(0, 1), config.temperature, config.top_p, generator)
             chosen = flat.view(positions.shape)

@@ -84,3 +84,35 @@ def block_columns(slots: Slots, row_block: torch.Tensor) -> torch.Tensor:
 def gather(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """``values (B, N)`` at ``columns (B, M)`` -> (B, M)."""
     return values.gather(1, columns)
+
+
+class CanvasLogits:
+    """A step's logits ``(B, W, V)`` as a constraint sees them: indexed ``[row, canvas position]`` like a
+    (B, T, V) tensor. A position the step asks about gives its row of logits (a view: in-place edits land in
+    the step's logits); any other gives a scratch row whose edits are dropped (it is not decoded this step).
+    """
+
+    def __init__(self, logits: torch.Tensor, positions: torch.Tensor, canvas_width: int) -> None:
+        self._logits = logits
+        self._positions = positions
+        self._columns: list[dict[int, int]] | None = None
+        self.shape = torch.Size((logits.shape[0], canvas_width, logits.shape[2]))
+        self.device = logits.device
+
+    def _column(self, key: tuple[int, int]) -> int | None:
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, int) for k in key)):
+            raise TypeError("index the step's logits as [row, position] with two ints")
+        if self._columns is None:  # one device read, only when a constraint looks at the logits
+            self._columns = [{p: c for c, p in enumerate(row)} for row in self._positions.tolist()]
+        return self._columns[key[0]].get(key[1])
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        column = self._column(key)
+        if column is None:
+            return torch.zeros(self.shape[2], device=self.device)
+        return self._logits[key[0], column]
+
+    def __setitem__(self, key: tuple[int, int], value: torch.Tensor) -> None:
+        column = self._column(key)
+        if column is not None:
+            self._logits[key[0], column] = value

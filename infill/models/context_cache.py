@@ -26,6 +26,15 @@ class ContextCache:
     keys: list[torch.Tensor]  # per layer (B, Hkv, T, D), RoPE applied
     values: list[torch.Tensor]  # per layer (B, Hkv, T, D)
 
+    def rows(self, index: torch.Tensor) -> ContextCache:
+        """A copy of the cache of the batch rows ``index`` (for decoding some rows on their own)."""
+        return ContextCache([k[index] for k in self.keys], [v[index] for v in self.values])
+
+    def put_rows(self, index: torch.Tensor, part: ContextCache) -> None:
+        """Write ``part`` (the cache of rows ``index``) back into this one."""
+        for mine, theirs in zip(self.keys + self.values, part.keys + part.values, strict=True):
+            mine[index] = theirs
+
 
 def _attend(
     query: torch.Tensor,
