@@ -8,7 +8,6 @@ refreshes only the block's positions go through the layers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,17 +21,9 @@ from infill.engine.types import DecodeConfig
 from infill.models import load_model
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import SpecialTokens
-from tests.test_forward import llama_adapter, padded_batch
+from tests.test_forward import llama_adapter, one_thread, padded_batch  # noqa: F401 (autouse fixture)
 
 VOCAB = 300
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def local_modernbert(seed: int = 0) -> MaskedLMAdapter:
