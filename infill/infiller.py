@@ -24,9 +24,14 @@ logger = logging.getLogger(__name__)
 FillMode = Literal["line", "block", "span"]
 StopCallback = Callable[[], bool]
 
-# Extra candidates are nearly free (they share the forward passes of one batch) and give the syntax check
-# something to fall back on when the best-scoring candidate does not parse.
+# Candidates decoded for a user-invoked completion, a rewrite or a marker fill: the extra ones share the
+# forward passes of one batch and give the syntax check something to fall back on. An automatic completion
+# decodes one row (the editor asks on every pause in typing) and these only when that one fails the check.
 MIN_ENGINE_CANDIDATES = 2
+# Canvases an invoked completion decodes however many it shows: the editors show up to three, and decoding as
+# many for `infill complete`'s one keeps its best the top of the editor's list (a further canvas can only add
+# a better-scoring candidate).
+INVOKED_CANDIDATES = 3
 # Budget for a `<|fill|>` hole when the caller gives none.
 DEFAULT_HOLE_TOKENS = 64
 # A regenerated region may come out somewhat longer than the code it replaces.
@@ -41,6 +46,9 @@ class CompletionRequest:
     mode: Literal["auto", "line", "block", "function"] = "auto"
     max_tokens: int | None = None
     num_candidates: int = 1
+    # "automatic": the editor asked on its own (one canvas, more only when it fails the syntax check);
+    # "invoked": the user asked (at least INVOKED_CANDIDATES canvases at once).
+    trigger: Literal["automatic", "invoked"] = "invoked"
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,13 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
         cursor = edit.end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def _rows_for(request: CompletionRequest) -> int:
+    """Canvases decoded at first for a completion request (see CompletionRequest.trigger)."""
+    if request.trigger == "automatic":
+        return max(1, request.num_candidates)
+    return max(INVOKED_CANDIDATES, request.num_candidates)
 
 
 def _tokens_for_text(tokens: tuple[TokenConfidence, ...], text: str) -> tuple[TokenConfidence, ...]:
@@ -192,7 +207,8 @@ class Infiller:
         config: DecodeConfig | None = None,
         should_stop: StopCallback | None = None,
     ) -> list[list[Edit]]:
-        """complete() for many cursors in one batched engine call."""
+        """complete() for many cursors in one batched engine call (and a second one for the automatic
+        requests whose one canvas gave nothing that passes the syntax check)."""
         if not requests:
             return []
         for request in requests:
@@ -206,20 +222,38 @@ class Infiller:
             )
             for r in requests
         ]
-        wanted = max(r.num_candidates for r in requests)
-        results = self._run(slots, self._config(config, wanted), should_stop)
-        kept = [
-            self._valid_edits(slot, result.candidates, r.language)[: r.num_candidates]
-            for slot, result, r in zip(slots, results, requests, strict=True)
-        ]
+        config = config if config is not None else self.engine.default_config()
+        rows = [_rows_for(r) for r in requests]
+        first = [replace(slot.request, num_candidates=count) for slot, count in zip(slots, rows, strict=True)]
+        kept = self._checked(requests, slots, self.engine.fill(first, config, should_stop=should_stop))
+        # An automatic completion whose one canvas failed the check gets the spare ones after all.
+        again = [i for i, r in enumerate(requests) if r.trigger == "automatic" and not kept[i]]
+        if again:
+            retried = [
+                replace(slots[i].request, num_candidates=MIN_ENGINE_CANDIDATES, skip_candidates=rows[i])
+                for i in again
+            ]
+            results = self.engine.fill(retried, config, should_stop=should_stop)
+            checked = self._checked([requests[i] for i in again], [slots[i] for i in again], results)
+            for i, edits in zip(again, checked, strict=True):
+                kept[i] = edits
         logger.info(
-            "complete: %d request(s), regions %s, candidates kept %s of %s",
+            "complete: %d request(s), regions %s, candidates kept %s, %d retried",
             len(requests),
             [slot.kind for slot in slots],
             [len(edits) for edits in kept],
-            [len(result.candidates) for result in results],
+            len(again),
         )
         return kept
+
+    def _checked(
+        self, requests: Sequence[CompletionRequest], slots: Sequence[_Slot], results: Sequence[FillResult]
+    ) -> list[list[Edit]]:
+        assert len(results) == len(slots), "the engine returns one FillResult per request"
+        return [
+            self._valid_edits(slot, result.candidates, r.language)[: r.num_candidates]
+            for slot, result, r in zip(slots, results, requests, strict=True)
+        ]
 
     # --------------------------------------------------------------------------------------- rewrites
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from lsprotocol import types
 
@@ -73,6 +73,7 @@ def plan_completion(
     language: str | None,
     max_tokens: int,
     num_candidates: int,
+    trigger: Literal["automatic", "invoked"] = "invoked",
 ) -> CompletionPlan:
     if selection is not None:
         text, cursor = apply_selected_completion(text, selection.start, selection.end, selection.text)
@@ -84,6 +85,7 @@ def plan_completion(
         language=language,
         max_tokens=max_tokens,
         num_candidates=num_candidates,
+        trigger=trigger,
     )
     return CompletionPlan(job=job, slice_start=window.start, selection=selection, view=view)
 

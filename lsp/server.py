@@ -354,6 +354,7 @@ async def inline_completion(
         language=snapshot.language,
         max_tokens=ls.settings.max_tokens,
         num_candidates=1 if automatic else 3,
+        trigger="automatic" if automatic else "invoked",
     )
     if "\x00" in plan.job.text:
         return empty

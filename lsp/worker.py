@@ -56,6 +56,7 @@ class CompletionJob:
     mode: Literal["auto", "line", "block", "function"] = "auto"
     max_tokens: int | None = None
     num_candidates: int = 1
+    trigger: Literal["automatic", "invoked"] = "invoked"
 
 
 @dataclass

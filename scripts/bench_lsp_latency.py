@@ -1,11 +1,20 @@
 """End-to-end latency of inline completion over LSP: what an editor user waits for.
 
-Spawns the real `infill serve` over stdio, opens a generated 2,000-line Python file, then repeatedly edits
-it (didChange: a partial statement typed on a random line) and asks for an inline completion at the end of
-the edit.
-Prints p50/p95 and appends a Markdown row (date, command, hardware, model, numbers) to --out.
+Starts the server as the editors do (the ``infill serve`` command next to this Python, over stdio, bundled
+model unless --model is given, server settings at their defaults except the debounce, which is 0 so that
+only work is timed), opens a generated 2,000-line Python file, then repeatedly edits it (didChange) and asks
+for an automatic-trigger inline completion:
 
-    python scripts/bench_lsp_latency.py --model path/to/model --requests 100 --out docs/bench_lsp.md
+- ``--scenario line`` (default): a partial statement typed into a random line, the cursor mid-line before
+  the line's closing text (``    result = compute_|(values)``): the rest of the line is filled;
+- ``--scenario block``: a block opener typed on a random line, the cursor on the empty indented line after
+  it: a block (up to maxTokens, 64 by default) is filled.
+
+Prints p50/p95, the server's resident memory (current and peak) and the load average, and appends a
+Markdown row (date, command, hardware, model, numbers) to --out.
+
+    python scripts/bench_lsp_latency.py --requests 100 --out bench_lsp.md
+    OMP_NUM_THREADS=1 python scripts/bench_lsp_latency.py --scenario block --requests 100
 """
 
 from __future__ import annotations
@@ -39,16 +48,25 @@ TRIGGERS = {
     "automatic": types.InlineCompletionTriggerKind.Automatic,  # 1 item; the server's debounce is set to 0
     "invoked": types.InlineCompletionTriggerKind.Invoked,  # up to 3 items
 }
-# What a user might just have typed on a fresh line: the completion finishes it.
+# What a user might be typing inside a line: the text before the cursor, and the line's text after it.
 PARTIAL_LINES = [
-    "    result = compute_",
-    "    if value is ",
-    "    for item in ",
-    "    return self.",
-    "    total += ",
-    "    logger.info(",
-    "    data = {",
-    "    while count < ",
+    ("    result = compute_", "(values)"),
+    ("    if value is ", ":"),
+    ("    for item in ", ":"),
+    ("    return self.", "()"),
+    ("    total += ", " * scale"),
+    ("    logger.info(", ")"),
+    ("    data = {", "}"),
+    ("    while count < ", ":"),
+]
+# Block openers: the cursor goes on the empty indented line after one.
+OPENERS = [
+    "    for value in values:",
+    "    if total > 0:",
+    "def helper(values, scale=2):",
+    "    while index < len(values):",
+    "    try:",
+    "    with open(path) as handle:",
 ]
 
 
@@ -123,6 +141,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def server_command(args: argparse.Namespace, log_file: Path) -> list[str]:
+    """``infill serve`` as an editor runs it (the console script of this environment), plus a log file."""
+    installed = Path(sys.executable).with_name("infill")
+    command = [str(installed)] if installed.is_file() else [sys.executable, "-m", "infill.cli.main"]
+    command += ["serve", "--log-file", str(log_file)]
+    if args.model is not None:
+        command += ["--model", str(args.model)]
+    if args.device:
+        command += ["--device", args.device]
+    return command
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set size of a process in KiB, from /proc (0, 0 where unavailable)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0, 0
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return tuple(int(fields.get(key, "0 kB").split()[0]) for key in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+
+def edit(line_count: int, rng: random.Random, scenario: str) -> tuple[types.Position, str, types.Position]:
+    """A random edit: where the typed text goes (new lines before a random line), the text, and the cursor."""
+    line = rng.randrange(10, line_count - 10)
+    if scenario == "line":
+        before, after = rng.choice(PARTIAL_LINES)
+        return types.Position(line, 0), before + after + "\n", types.Position(line, len(before))
+    opener = rng.choice(OPENERS)
+    indent = " " * (len(opener) - len(opener.lstrip()) + 4)
+    return types.Position(line, 0), opener + "\n" + indent + "\n", types.Position(line + 1, len(indent))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = BaseLanguageClient("infill-bench", "0", converter_factory=plain_json_converter)
     ready = asyncio.Event()
@@ -135,13 +186,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ready.set()
 
     log_file = Path(tempfile.mkdtemp(prefix="infill-bench-")) / "server.log"
-    serve = ["-m", "infill.cli.main", "serve", "--model", str(args.model), "--log-file", str(log_file)]
-    if args.device:
-        serve += ["--device", args.device]
-    await client.start_io(sys.executable, *serve, cwd=str(REPO_ROOT))
-    stderr = client._server.stderr if client._server else None
+    command = server_command(args, log_file)
+    # The server runs this checkout's code, as the benchmark does (an editable install gives the same).
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    await client.start_io(command[0], *command[1:], cwd=str(REPO_ROOT), env=env)
+    server = client._server
+    stderr = server.stderr if server else None
     drain = asyncio.create_task(_drain(stderr))  # logs go to --log-file; keep the pipe from filling up
-    options = {"maxTokens": args.max_tokens, "debounceMs": 0}
+    options: dict[str, Any] = {"debounceMs": 0}
+    if args.max_tokens is not None:
+        options["maxTokens"] = args.max_tokens
     started = time.perf_counter()
     await client.initialize_async(
         types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options)
@@ -164,20 +221,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with_items = 0
     for request in range(args.warmup + args.requests):
         version = request + 2
-        line = rng.randrange(10, line_count - 10)
-        typed = rng.choice(PARTIAL_LINES)
-        # Type a partial statement on a new line before `line`, then ask for its completion.
-        at = types.Position(line=line, character=0)
-        change = types.TextDocumentContentChangePartial(
-            range=types.Range(start=at, end=at), text=typed + "\n"
-        )
+        at, typed, cursor = edit(line_count, rng, args.scenario)
+        line_count += typed.count("\n")
+        change = types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=typed)
         client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 types.VersionedTextDocumentIdentifier(version=version, uri=URI), [change]
             )
         )
         context = types.InlineCompletionContext(trigger_kind=TRIGGERS[args.trigger])
-        cursor = types.Position(line=line, character=len(typed))
         params = types.InlineCompletionParams(
             context=context, text_document=types.TextDocumentIdentifier(uri=URI), position=cursor
         )
@@ -188,6 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             latencies_ms.append(elapsed_ms)
             items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
             with_items += bool(items)
+    rss_kib, peak_kib = memory_kib(server.pid) if server else (0, 0)
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
@@ -202,29 +255,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "p95": percentile(latencies_ms, 0.95),
         "mean": statistics.fmean(latencies_ms),
         "with_items": with_items / len(latencies_ms),
+        "rss_mb": rss_kib / 1024,
+        "peak_rss_mb": peak_kib / 1024,
         "log_file": log_file,
+        "command": command,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_model = BUNDLED_MODEL if BUNDLED_MODEL.is_dir() else None
-    parser.add_argument("--model", type=Path, default=default_model, help="default: the bundled model")
+    parser.add_argument("--model", type=Path, default=None, help="default: the server's (the bundled model)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--scenario", choices=("line", "block"), default="line")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--lines", type=int, default=2000)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=None, help="default: the server's (64)")
     parser.add_argument("--trigger", choices=sorted(TRIGGERS), default="automatic")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="append a Markdown row to this file")
     args = parser.parse_args(argv)
-    if args.model is None:
-        parser.error("no bundled model at infill/default_model: pass --model")
     if args.requests < 1 or args.lines < 50:
         parser.error("--requests must be >= 1 and --lines >= 50")
 
+    load_before = os.getloadavg()[0]
     stats = asyncio.run(run(args))
+    load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     # Thread settings change CPU latency a lot on a shared machine: keep them in the recorded command.
     env = [
         f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS", "INFILL_DEVICE") if name in os.environ
@@ -232,22 +288,26 @@ def main(argv: list[str] | None = None) -> int:
     script = ["python", "scripts/bench_lsp_latency.py", *(argv if argv is not None else sys.argv[1:])]
     command = " ".join([*env, shlex.join(script)])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    model = args.model.name if args.model is not None else BUNDLED_MODEL.name
     row = (
-        f"| {date} | `{command}` | {hardware()} | {args.model.name} | {args.requests} | {stats['p50']:.0f} "
-        f"({stats['model_p50']:.0f} in the model) | "
-        f"{stats['p95']:.0f} | {stats['mean']:.0f} | {stats['with_items']:.0%} | {stats['load_s']:.1f} |"
+        f"| {date} | `{command}` | {hardware()}, load {load} | {model} | {args.scenario} | {args.requests} "
+        f"| {stats['p50']:.0f} ({stats['model_p50']:.0f} in the model) | {stats['p95']:.0f} "
+        f"| {stats['mean']:.0f} | {stats['with_items']:.0%} "
+        f"| {stats['rss_mb']:.0f} ({stats['peak_rss_mb']:.0f}) | {stats['load_s']:.1f} |"
     )
     print(
-        f"inline completion over LSP: p50 {stats['p50']:.0f} ms ({stats['model_p50']:.0f} ms of it in the "
-        f"model), p95 {stats['p95']:.0f} ms, "
-        f"mean {stats['mean']:.0f} ms over {args.requests} requests ({stats['with_items']:.0%} with items); "
-        f"server ready after {stats['load_s']:.1f} s; server log: {stats['log_file']}"
+        f"inline completion over LSP ({args.scenario}): p50 {stats['p50']:.0f} ms "
+        f"({stats['model_p50']:.0f} ms of it in the model), p95 {stats['p95']:.0f} ms, "
+        f"mean {stats['mean']:.0f} ms over {args.requests} requests "
+        f"({stats['with_items']:.0%} with items); server RSS {stats['rss_mb']:.0f} MB "
+        f"(peak {stats['peak_rss_mb']:.0f} MB); ready after {stats['load_s']:.1f} s; load {load}; "
+        f"server: {shlex.join(stats['command'])}"
     )
     print(row)
     if args.out is not None:
         header = (
-            "| date | command | hardware | model | requests | p50 ms | p95 ms | mean ms | with items "
-            "| ready s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            "| date | command | hardware | model | scenario | requests | p50 ms | p95 ms | mean ms "
+            "| with items | RSS MB (peak) | ready s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
         new = not args.out.exists() or not args.out.read_text().strip()
         with args.out.open("a", encoding="utf-8") as out:

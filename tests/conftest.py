@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# The sampler's per-step invariant checks (infill/engine/invariants.py) read tensors back to the host, so
+# they are off in normal use; every test runs with them on, child processes (servers, CLI) included.
+os.environ.setdefault("INFILL_CHECK_INVARIANTS", "1")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("INFILL_SLOW") == "1":

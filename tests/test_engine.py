@@ -17,7 +17,7 @@ import torch
 from infill.engine import InfillEngine
 from infill.engine.candidates import rank_candidates, span_candidate
 from infill.engine.canvas import build_canvas, context_budget, trim_context
-from infill.engine.engine import check_config
+from infill.engine.engine import check_config, default_context_tokens
 from infill.engine.healing import MAX_HEALED_TOKENS, HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import canvas_lengths, estimate_span_length, length_ladder
 from infill.engine.types import DecodeConfig, FillRequest
@@ -29,6 +29,7 @@ from tests.test_sampler import RecordingModel, biased_model_dir
 PYTHON_PREFIX = "import os\n\n\ndef add(a, b):\n    "
 PYTHON_SUFFIX = "\n\n\nprint(add(1, 2))\n"
 STRATEGIES = ["confidence", "margin", "entropy", "threshold", "blocks"]
+KINDS = ["modernbert", "roberta", "dream"]
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,26 @@ def test_every_strategy_fills_on_every_model_kind(
     assert "\n" not in results[1].best.text[:-1]
 
 
-@pytest.mark.parametrize("kind", ["modernbert", "roberta", "dream"])
-def test_batched_fill_equals_one_by_one_for_greedy(engines: dict[str, InfillEngine], kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        *[(kind, DecodeConfig(strategy="confidence", steps=4, num_candidates=2)) for kind in KINDS],
+        # With the context cache each row is refreshed on its own schedule, whatever its batch-mates do.
+        *[
+            (kind, DecodeConfig(strategy="blocks", steps=12, block_size=4, block_steps=2, cache_refresh=8))
+            for kind in ("modernbert", "dream")
+        ],
+    ],
+)
+def test_batched_fill_equals_one_by_one_for_greedy(
+    engines: dict[str, InfillEngine], kind: str, config: DecodeConfig
+) -> None:
     engine = engines[kind]
     requests = [
         FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=10),
         FillRequest("for i in range(10):\n    if i % 2 == 0:\n        pri", "\n", max_tokens=6),
         FillRequest("", "", max_tokens=12),
     ]
-    config = DecodeConfig(strategy="confidence", steps=4, num_candidates=2)
     batched = engine.fill(requests, config)
     single = [engine.fill([request], config)[0] for request in requests]
     for together, alone in zip(batched, single, strict=True):
@@ -116,7 +128,7 @@ def test_should_stop_cancels_between_steps(engines: dict[str, InfillEngine]) -> 
             DecodeConfig(steps=8),
             stop_on_third_check,
         )
-    assert len(recorder.inputs) == 2  # the estimation pass and one denoising step, then the stop
+    assert len(recorder.inputs) == 2  # two denoising steps, then the stop
 
 
 def test_line_mode_ends_after_the_first_newline(
@@ -139,7 +151,7 @@ def test_length_estimation_decodes_a_short_canvas_when_the_span_likely_ends(
     eos = plain.loaded.special.end_of_span_id
     ending = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {eos: 8.0}))
     request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=32)
-    config = DecodeConfig(strategy="confidence", steps=8)
+    config = DecodeConfig(strategy="confidence", steps=8, estimate_length=True)
 
     engine, recorder = recording(InfillEngine(ending))
     result = engine.fill([request], config)[0]
@@ -164,8 +176,10 @@ class OverflowingModel:
         self.end_of_span_id = loaded.special.end_of_span_id
         self.widths: list[int] = []
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits = self.model.logits(input_ids, attention_mask)
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = self.model.logits(input_ids, attention_mask, positions)
         logits[..., self.end_of_span_id] = 30.0 if not self.widths else -30.0
         self.widths.append(input_ids.shape[1])
         return logits
@@ -177,7 +191,8 @@ def test_a_span_that_overflows_its_estimated_canvas_is_decoded_again_on_the_full
     loaded = engines["modernbert"].loaded
     model = OverflowingModel(loaded)
     engine = InfillEngine(replace(loaded, model=model))
-    result = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)], DecodeConfig(steps=2))[0]
+    config = DecodeConfig(steps=2, estimate_length=True)
+    result = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16)], config)[0]
     full = model.widths[0]
     assert model.widths == [full, full - 14, full, full]  # estimate, short canvas (1 step), full retry
     assert result.generated_tokens == 16 and result.forward_passes == 4
@@ -273,7 +288,8 @@ def test_a_small_window_keeps_the_canvas_and_refuses_spans_that_cannot_fit(tmp_p
 def test_default_config_takes_the_model_defaults(engines: dict[str, InfillEngine]) -> None:
     loaded = engines["modernbert"].loaded
     engine = InfillEngine(replace(loaded, generation_defaults={"strategy": "blocks", "steps": 7, "other": 1}))
-    assert engine.default_config() == DecodeConfig(strategy="blocks", steps=7)
+    context = engine.context_tokens
+    assert engine.default_config() == DecodeConfig(strategy="blocks", steps=7, context_tokens=context)
     with pytest.raises(ModelLoadError):
         InfillEngine(replace(loaded, generation_defaults={"threshold": 3})).default_config()
     for bad in (DecodeConfig(steps=0), DecodeConfig(strategy="nope"), DecodeConfig(top_p=0.0)):  # type: ignore[arg-type]
@@ -311,6 +327,13 @@ def test_span_candidates_stop_at_end_of_span_and_rank_by_mean_log_probability(
     assert span_candidate(ids, confidences, tokenizer, eos, removed="xyz") is None
     ranked = rank_candidates([span, line, span], limit=5)
     assert [r.candidate.text for r in ranked] == ["return a\n", "return a\nb"]
+    # A span cut short by its canvas ranks below any that ended, however well it scores.
+    cut = span_candidate(tokenizer.encode("return a + b"), [0.99] * 5, tokenizer, eos)
+    assert cut is not None and not cut.ended and cut.candidate.score > span.candidate.score
+    assert [r.candidate.text for r in rank_candidates([cut, span], limit=2)] == [
+        "return a\nb",
+        "return a + b",
+    ]
 
 
 def test_span_length_estimate_and_canvas_choices() -> None:
@@ -331,3 +354,58 @@ def test_span_length_estimate_and_canvas_choices() -> None:
     # The last rung counts when the rung before expected the span to run past its end.
     assert canvas_lengths([(8, 8), (16, 16), (64, 20)], 64) == [32, 64]
     assert canvas_lengths([(8, 2), (16, 9), (64, 20)], 64) == [64, 5, 8, 16]  # neither neighbour agrees
+
+
+def test_the_context_cap_limits_what_the_model_sees_whatever_its_window(
+    engines: dict[str, InfillEngine],
+) -> None:
+    engine, recorder = recording(engines["modernbert"])
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(80))
+    request = FillRequest(prefix, prefix, max_tokens=8)
+    engine.fill([request], DecodeConfig(steps=2, context_tokens=40))
+    special = engine.loaded.special
+    fixed = len(special.prefix_ids) + len(special.suffix_ids) + 8
+    assert recorder.inputs and max(state.shape[1] for state in recorder.inputs) <= 40 + fixed
+    recorder.inputs.clear()
+    engine.fill([request], DecodeConfig(steps=2))  # the default for a tiny model: its whole window (512)
+    assert max(state.shape[1] for state in recorder.inputs) > 40 + fixed
+    # Defaults by size, and the one stored with the weights wins.
+    assert default_context_tokens(1_400_000) >= 4096 > default_context_tokens(7_000_000_000) == 2048
+    assert default_context_tokens(None) == 2048
+    stored = InfillEngine(replace(engine.loaded, generation_defaults={"context_tokens": 64}))
+    assert stored.default_config().context_tokens == 64
+    with pytest.raises(ModelLoadError):
+        InfillEngine(replace(engine.loaded, generation_defaults={"context_tokens": "all"})).default_config()
+
+
+@pytest.mark.parametrize("kind", ["modernbert", "dream"])
+def test_the_context_cache_refreshed_every_step_changes_no_candidate(
+    engines: dict[str, InfillEngine], kind: str
+) -> None:
+    engine = engines[kind]
+    requests = [
+        FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=12),
+        FillRequest("def ad", "(a, b):\n", max_tokens=6, mode="line"),  # healed and a line stop
+        FillRequest("x = [1, 2", "]\n", max_tokens=5, mode="line"),
+    ]
+    config = DecodeConfig(strategy="blocks", steps=6, block_size=4, threshold=0.3, num_candidates=2)
+    plain = engine.fill(requests, config)
+    cached = engine.fill(requests, replace(config, cache_refresh=1))
+    assert [[c.text for c in r.candidates] for r in cached] == [[c.text for c in r.candidates] for r in plain]
+    # Refreshing once per block (stale context between refreshes) still fills every request.
+    per_block = engine.fill(requests, replace(config, cache_refresh=100))
+    assert all(result.best is not None for result in per_block)
+
+
+def test_alternative_canvases_are_not_retried_on_the_full_budget(engines: dict[str, InfillEngine]) -> None:
+    # The spare canvases of a request are shorter on purpose (unestimated_lengths): one that does not end
+    # is an alternative, not a bad estimate, and must not cost a decode of the full canvas again.
+    loaded = engines["modernbert"].loaded
+    model = OverflowingModel(loaded)
+    model.widths.append(0)  # skip the "estimation" answer: never end
+    engine = InfillEngine(replace(loaded, model=model))
+    request = FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=16, num_candidates=2, skip_candidates=1)
+    (result,) = engine.fill([request], DecodeConfig(steps=2))
+    assert result.best is not None and result.generated_tokens == 8
+    full = len(build_canvas(engine._prepare(request, DecodeConfig()).context, 16, loaded.special).ids)
+    assert set(model.widths[1:]) == {full - 8}

@@ -19,7 +19,14 @@ from infill import regions
 from infill.engine import InfillEngine
 from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult, TokenConfidence
 from infill.errors import Cancelled, InputError
-from infill.infiller import CompletionRequest, Edit, Infiller, apply_edits
+from infill.infiller import (
+    INVOKED_CANDIDATES,
+    MIN_ENGINE_CANDIDATES,
+    CompletionRequest,
+    Edit,
+    Infiller,
+    apply_edits,
+)
 from infill.models import load_model
 from infill.models.base import LoadedModel
 
@@ -121,8 +128,9 @@ def test_complete_edits_the_picked_region_with_checked_candidates(infiller: Infi
 
 
 def test_complete_asks_for_spare_candidates_and_honours_should_stop(infiller: Infiller) -> None:
-    infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST)
-    assert infiller.engine.configs[0].num_candidates >= 2
+    infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST)  # user-invoked by default
+    ((sent,),) = infiller.engine.calls
+    assert sent.num_candidates == INVOKED_CANDIDATES
     assert infiller.engine.configs[0].steps == FAST.steps
     with pytest.raises(Cancelled):
         infiller.complete(CompletionRequest(PYTHON, 10, "python"), FAST, should_stop=lambda: True)
@@ -309,6 +317,67 @@ class ScriptedEngine(InfillEngine):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[FillResult]:
         return [FillResult(candidates=list(self.candidates)) for _ in requests]
+
+
+class SequencedEngine(InfillEngine):
+    """Fixed candidates per call (the first call gets ``script[0]``...), remembering every request."""
+
+    def __init__(self, loaded: LoadedModel, script: list[list[Candidate]]) -> None:
+        super().__init__(loaded)
+        self.script = script
+        self.calls: list[list[FillRequest]] = []
+
+    def fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[FillResult]:
+        candidates = self.script[len(self.calls)]
+        self.calls.append(list(requests))
+        return [FillResult(candidates=list(candidates)) for _ in requests]
+
+
+def test_an_automatic_completion_decodes_one_canvas_and_the_spares_only_when_it_fails(
+    engine: RecordingEngine,
+) -> None:
+    text = "def add(a, b):\n    \n    return a\n"
+    request = CompletionRequest(text, text.index("\n    \n") + 5, "python", mode="line", trigger="automatic")
+    invalid, valid = Candidate("total = = 1", -0.1), Candidate("total = a + b", -0.5)
+
+    passing = SequencedEngine(engine.loaded, [[valid]])
+    assert [e.new_text for e in Infiller(passing).complete(request)] == ["total = a + b"]
+    ((sent,),) = passing.calls
+    assert (sent.num_candidates, sent.skip_candidates) == (1, 0)
+
+    failing = SequencedEngine(engine.loaded, [[invalid], [valid]])
+    assert [e.new_text for e in Infiller(failing).complete(request)] == ["total = a + b"]
+    (first,), (spare,) = failing.calls
+    assert (first.num_candidates, first.skip_candidates) == (1, 0)
+    # The spares leave out the canvas decoded already.
+    assert (spare.num_candidates, spare.skip_candidates) == (MIN_ENGINE_CANDIDATES, 1)
+
+    # A user-invoked completion decodes the spares at once and is not retried.
+    invoked = SequencedEngine(engine.loaded, [[invalid]])
+    assert Infiller(invoked).complete(replace(request, trigger="invoked")) == []
+    ((sent,),) = invoked.calls
+    assert sent.num_candidates == INVOKED_CANDIDATES
+
+
+def test_an_automatic_completion_runs_the_model_on_one_row(x_model_dir: Path) -> None:
+    from tests.test_sampler import RecordingModel
+
+    loaded = load_model(x_model_dir)
+    recorder = RecordingModel(loaded.model)
+    infiller = Infiller(InfillEngine(replace(loaded, model=recorder)))
+    text = "def add(a, b):\n    total = \n    return total\n"
+    request = CompletionRequest(text, text.index("total = ") + 8, "python", trigger="automatic")
+    (edit,) = infiller.complete(request, FAST)
+    assert edit.new_text.startswith("x")
+    assert recorder.inputs and {state.shape[0] for state in recorder.inputs} == {1}
+    recorder.inputs.clear()
+    infiller.complete(replace(request, trigger="invoked"), FAST)
+    assert recorder.inputs and {state.shape[0] for state in recorder.inputs} == {INVOKED_CANDIDATES}
 
 
 def confident(*pieces: str) -> tuple[TokenConfidence, ...]:

@@ -39,10 +39,14 @@ class RecordingModel:
     def __init__(self, model: object) -> None:
         self.model = model
         self.inputs: list[torch.Tensor] = []
+        self.positions: list[torch.Tensor | None] = []
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         self.inputs.append(input_ids.clone())
-        return self.model.logits(input_ids, attention_mask)  # type: ignore[attr-defined]
+        self.positions.append(None if positions is None else positions.clone())
+        return self.model.logits(input_ids, attention_mask, positions)  # type: ignore[attr-defined]
 
 
 def make_batch(loaded: LoadedModel, spans: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -208,7 +212,7 @@ def test_should_stop_is_honoured_before_the_next_forward_pass(loaded: LoadedMode
     recorder = RecordingModel(loaded.model)
     ids, editable, attention = make_batch(loaded, [12])
     with pytest.raises(Cancelled):
-        denoise(recorder, ids, editable, attention, loaded.special, DecodeConfig(), lambda: True)  # type: ignore[arg-type]
+        denoise(recorder, ids, editable, attention, loaded.special, DecodeConfig(), should_stop=lambda: True)  # type: ignore[arg-type]
     assert recorder.inputs == []
 
 
@@ -237,3 +241,150 @@ def test_take_top_picks_per_row_counts_and_skips_minus_inf() -> None:
     scores = torch.tensor([[0.1, 0.9, -inf, 0.5], [inf, 0.2, 0.3, -inf]])
     chosen = take_top(scores, torch.tensor([2, 5]))
     assert chosen.tolist() == [[False, True, False, True], [True, True, True, False]]
+
+
+def newline_ids(loaded: LoadedModel) -> torch.Tensor:
+    texts = [loaded.tokenizer.token_text(i) for i in range(loaded.tokenizer.vocab_size)]
+    return torch.tensor([i for i, text in enumerate(texts) if "\n" in text])
+
+
+def test_a_line_row_stops_decoding_at_its_first_newline(modernbert_dir: Path, tmp_path: Path) -> None:
+    plain = load_model(modernbert_dir)
+    (newline,) = plain.tokenizer.encode("\n")
+    confident = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {newline: 50.0}))
+    eos = confident.special.end_of_span_id
+    config = DecodeConfig(strategy="confidence", steps=12)  # one commit per step
+    lines = torch.tensor([True, False])
+    out, _, editable = run(confident, [12, 12], config, line_rows=lines, newline_ids=newline_ids(plain))
+    line_span, free_span = out.ids[0][editable[0]].tolist(), out.ids[1][editable[1]].tolist()
+    # The line row commits its newline first, and everything after it is end_of_span in that same step.
+    assert line_span == [newline] + [eos] * 11
+    assert set(out.commit_step[0][editable[0]].tolist()) == {0}
+    # The other row (same canvas) decodes its whole span, one position per pass: the batch ran 12 passes.
+    assert free_span == [newline] * 12 and out.forward_passes == 12
+    alone, _, _ = run(confident, [12], config, line_rows=lines[:1], newline_ids=newline_ids(plain))
+    assert alone.forward_passes == 1
+
+
+def test_no_masked_position_is_ever_left_after_a_line_rows_newline(
+    loaded: LoadedModel, modernbert_dir: Path, tmp_path: Path
+) -> None:
+    # A model that writes newlines now and then: whatever order it commits in, once a line row holds a
+    # newline, nothing after it is still masked when the next pass starts.
+    nl = newline_ids(loaded)
+    (newline,) = loaded.tokenizer.encode("\n")
+    sometimes = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {newline: 4.5}))
+    mask = loaded.special.mask_id
+    seen_newline = 0
+    for seed in range(6):
+        config = DecodeConfig(strategy="confidence", steps=12, temperature=1.0, top_p=1.0, seed=seed)
+        out, inputs, editable = run(
+            sometimes, [12, 12], config, line_rows=torch.tensor([True, True]), newline_ids=nl
+        )
+        for state in [*inputs, out.ids]:
+            for row in range(2):
+                span = state[row][editable[row]]
+                is_newline = torch.isin(span, nl)
+                if is_newline.any():
+                    seen_newline += 1
+                    first = int(is_newline.nonzero()[0])
+                    assert not (span[first + 1 :] == mask).any()
+    assert seen_newline > 0, "the random model should write some newlines"
+
+
+def test_threshold_acts_inside_blocks(loaded: LoadedModel, modernbert_dir: Path, tmp_path: Path) -> None:
+    token = loaded.tokenizer.encode(" return")[0]
+    confident = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", {token: 50.0}))
+    blocks = DecodeConfig(strategy="blocks", steps=12, block_size=4, threshold=0.9)
+    out, _, editable = run(confident, [12], blocks)
+    assert out.forward_passes == 3  # one pass per block: every position is above the threshold
+    assert out.commit_step[0][editable[0]].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    # Without the rule (a threshold nothing reaches below certainty) the schedule commits one per step.
+    out, _, _ = run(loaded, [12], replace(blocks, threshold=1.0))
+    assert out.forward_passes == 12
+
+
+def test_each_step_asks_for_logits_at_its_block_only(loaded: LoadedModel) -> None:
+    out, _, _ = run(loaded, [12, 7], DecodeConfig(strategy="blocks", steps=6, block_size=4))
+    recorder = RecordingModel(loaded.model)
+    ids, editable, attention = make_batch(loaded, [12, 7])
+    denoise(
+        recorder,
+        ids,
+        editable,
+        attention,
+        loaded.special,
+        DecodeConfig(strategy="blocks", steps=6, block_size=4),
+    )  # type: ignore[arg-type]
+    assert len(recorder.positions) == out.forward_passes > 0
+    for positions, state in zip(recorder.positions, recorder.inputs, strict=True):
+        assert positions is not None and positions.shape == (2, 4)
+        for row in range(2):
+            asked = positions[row].tolist()
+            span = editable[row].nonzero().flatten()
+            masked = (state[row, span] == loaded.special.mask_id).nonzero().flatten()
+            assert len(set(asked)) == 4
+            if len(masked):  # the block of the leftmost masked position is asked about
+                block = int(masked[0]) // 4
+                assert set(span[block * 4 : block * 4 + 4].tolist()) <= set(asked)
+
+
+def test_a_step_reads_the_device_only_to_ask_whether_anything_is_left(
+    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On CUDA every read of a tensor's value by the host stalls the device. Count the reads the sampler makes
+    # itself (not the model's forward pass) with the debug checks off, as in normal use.
+    monkeypatch.setenv("INFILL_CHECK_INVARIANTS", "0")
+    reads: list[str] = []
+    in_model = [False]
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self: torch.Tensor, *args: object, _name: str = name, _original=original) -> object:  # type: ignore[no-untyped-def]
+            if not in_model[0]:
+                reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+
+    class Quiet(RecordingModel):
+        def logits(self, input_ids, attention_mask, positions=None):  # type: ignore[no-untyped-def]
+            in_model[0] = True
+            try:
+                return super().logits(input_ids, attention_mask, positions)
+            finally:
+                in_model[0] = False
+
+    ids, editable, attention = make_batch(loaded, [12, 7])
+    config = DecodeConfig(strategy="blocks", steps=6, block_size=4, remask=0.25)
+    lines = torch.tensor([True, False])
+    out = denoise(Quiet(loaded.model), ids, editable, attention, loaded.special, config, line_rows=lines)  # type: ignore[arg-type]
+    assert out.forward_passes > 1
+    # One read fixes the slot shapes for the decode; then one per step, and one that finds nothing left.
+    assert len(reads) == out.forward_passes + 2, reads
+
+
+def test_block_steps_caps_the_steps_a_block_gets(loaded: LoadedModel) -> None:
+    # The random model never reaches the threshold: every step commits the schedule's share only.
+    config = DecodeConfig(strategy="blocks", steps=16, block_size=4, threshold=1.0)
+    assert run(loaded, [16], config)[0].forward_passes == 16  # 4 blocks x 4 steps
+    out, _, editable = run(loaded, [16, 9], replace(config, block_steps=2))
+    assert out.forward_passes == 8  # 4 blocks x 2 steps, two commits each
+    assert sorted(out.commit_step[0][editable[0]].tolist()) == [i for i in range(8) for _ in range(2)]
+    # The cap never raises a share: 4 steps over 4 blocks is one step per block, cap or not.
+    assert run(loaded, [16], replace(config, steps=4, block_steps=2))[0].forward_passes == 4
+
+
+def test_a_constraint_sees_the_asked_positions_in_canvas_coordinates() -> None:
+    from infill.engine.slots import CanvasLogits
+
+    logits = torch.zeros(2, 3, 5)  # a step that asks about 3 positions per row
+    view = CanvasLogits(logits, torch.tensor([[4, 5, 6], [9, 10, 11]]), canvas_width=12)
+    assert view.shape == (2, 12, 5)
+    view[1, 10] += torch.arange(5.0)  # an asked position: lands in the step's logits
+    view[0, 7] += torch.ones(5)  # not asked this step: dropped
+    view[0, 4] = torch.full((5,), -1.0)
+    assert torch.equal(logits[1, 1], torch.arange(5.0)) and (logits[0, 0] == -1).all()
+    assert logits[0, 1:].abs().sum() == 0 and logits[1, [0, 2]].abs().sum() == 0
+    with pytest.raises(TypeError):
+        view[0]

@@ -47,8 +47,8 @@ def span_candidate(
         text = text[: text.index("\n") + 1]
         kept = _tokens_covering(token_texts, len(text))
     scored = list(confidences[:kept])
-    if kept == length and length < len(span_ids):
-        scored.append(confidences[length])  # the end_of_span that closed the span
+    if kept == length and length < len(span_ids) and not (line and text.endswith("\n")):
+        scored.append(confidences[length])  # the end_of_span that closed the span (a line's is its newline)
     score = sum(math.log(max(c, 1e-12)) for c in scored) / max(1, len(scored))
     tokens = tuple(
         TokenConfidence(text=t, confidence=float(c))
@@ -57,6 +57,12 @@ def span_candidate(
     )
     candidate = Candidate(text=text, score=score, tokens=tokens)
     return ScoredCandidate(candidate, generated_tokens=length, ended=ended)
+
+
+def newline_token_ids(token_texts: Sequence[str]) -> list[int]:
+    """Ids whose text holds a newline: the tokens that end a line fill (the sampler's line stop; the same
+    test span_candidate cuts a line at). ``token_texts[i]`` is the text of id i."""
+    return [token_id for token_id, text in enumerate(token_texts) if "\n" in text]
 
 
 def _tokens_covering(token_texts: list[str], chars: int) -> int:
@@ -70,10 +76,14 @@ def _tokens_covering(token_texts: list[str], chars: int) -> int:
 
 
 def rank_candidates(scored: Sequence[ScoredCandidate], limit: int) -> list[ScoredCandidate]:
-    """Best score first, one candidate per distinct text, at most ``limit``."""
+    """Best score first, one candidate per distinct text, at most ``limit``.
+
+    A candidate that filled its canvas without ending (a spare canvas shorter than the budget cut it short)
+    ranks below every one that ended: it is unfinished, and its score never paid for stopping.
+    """
     ranked: list[ScoredCandidate] = []
     seen: set[str] = set()
-    for item in sorted(scored, key=lambda s: s.candidate.score, reverse=True):
+    for item in sorted(scored, key=lambda s: (s.ended, s.candidate.score), reverse=True):
         if item.candidate.text not in seen:
             seen.add(item.candidate.text)
             ranked.append(item)

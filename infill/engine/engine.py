@@ -1,8 +1,8 @@
 """InfillEngine: text in, text out for gaps between a prefix and a suffix.
 
-Per request: trim the context to the model's window, heal a word cut by the cursor, estimate the span
-length with one forward pass, then decode one or more canvases (batched across requests) with the pure
-sampler and rank the resulting texts.
+Per request: trim the context to the context cap, heal a word cut by the cursor, optionally estimate the
+span length with one forward pass (DecodeConfig.estimate_length; never for line fills), then decode one or
+more canvases (batched across requests) with the pure sampler and rank the resulting texts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TypeVar, get_args
 
 import torch
 
-from infill.engine.candidates import ScoredCandidate, rank_candidates, span_candidate
+from infill.engine.candidates import ScoredCandidate, newline_token_ids, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
 from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import (
@@ -26,15 +26,31 @@ from infill.engine.length import (
     end_of_span_probabilities,
     estimate_span_length,
     length_ladder,
+    unestimated_lengths,
 )
 from infill.engine.sampler import denoise
 from infill.engine.types import DecodeConfig, FillRequest, FillResult, Strategy
 from infill.errors import Cancelled, InputError, ModelLoadError
 from infill.models import LoadedModel, load_model
+from infill.models.adapters import parameter_count
 
 logger = logging.getLogger(__name__)
 
 _Item = TypeVar("_Item")
+
+# Context (prefix + suffix tokens) shown to the model when neither the caller nor generation_config.json
+# sets context_tokens: every pass attends over all of it, so bigger models get less (a 7B model with
+# 2,000 tokens of context is what Fast-dLLM's numbers are for); small models take their whole window.
+CONTEXT_TOKENS_BY_SIZE = ((100_000_000, 8192), (2_000_000_000, 4096))
+LARGE_MODEL_CONTEXT_TOKENS = 2048
+
+
+def default_context_tokens(parameters: int | None) -> int:
+    """The context cap for a model of ``parameters`` (unknown: treated as large)."""
+    for below, tokens in CONTEXT_TOKENS_BY_SIZE:
+        if parameters is not None and parameters < below:
+            return tokens
+    return LARGE_MODEL_CONTEXT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ class _Row:
     request: int
     span_length: int
     steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
+    estimated: bool = False  # the length came from the length estimate (so an overflow is retried)
 
 
 # Each decoded canvas with its candidate (None when it could not honour token healing).
@@ -90,6 +107,9 @@ class InfillEngine:
         self.max_batch_rows = max_batch_rows
         # Built with the engine, not on the first completion: for a 150k vocabulary it takes a moment.
         self.token_texts = TokenTexts(loaded.tokenizer, loaded.special)
+        # The tokens that end a line fill (the sampler's line stop), from the tokenizer, in one place.
+        self.newline_ids = torch.tensor(newline_token_ids(self.token_texts.texts), dtype=torch.long)
+        self.context_tokens = default_context_tokens(parameter_count(loaded.model))
 
     @classmethod
     def from_pretrained(
@@ -104,7 +124,7 @@ class InfillEngine:
         for key in sorted(set(defaults) - known):
             logger.warning("Ignoring unknown generation default %r of model %s", key, self.loaded.name)
             del defaults[key]
-        config = replace(DecodeConfig(), **defaults)
+        config = replace(DecodeConfig(context_tokens=self.context_tokens), **defaults)
         try:
             check_config(config)
         except InputError as exc:
@@ -125,7 +145,7 @@ class InfillEngine:
         config = config if config is not None else self.default_config()
         check_config(config)
         started = time.perf_counter()
-        job = _Job([self._prepare(request) for request in requests], config, should_stop)
+        job = _Job([self._prepare(request, config) for request in requests], config, should_stop)
         rows = self._plan_rows(job, self._estimate_lengths(job))
         decoded = self._decode_rows(job, rows, seed_offset=0)
         retries = self._retries(job, decoded)
@@ -136,7 +156,8 @@ class InfillEngine:
         elapsed_ms = (time.perf_counter() - started) * 1000
         for index, result in enumerate(job.results):
             mine = [candidate for row, candidate in decoded if row.request == index and candidate]
-            ranked = rank_candidates(mine, config.num_candidates)
+            wanted = job.prepared[index].request.num_candidates or config.num_candidates
+            ranked = rank_candidates(mine, wanted)
             result.candidates = [item.candidate for item in ranked]
             result.generated_tokens = ranked[0].generated_tokens if ranked else 0
             result.elapsed_ms = elapsed_ms
@@ -150,11 +171,14 @@ class InfillEngine:
         )
         return job.results
 
-    def _prepare(self, request: FillRequest) -> _Prepared:
+    def _prepare(self, request: FillRequest, config: DecodeConfig) -> _Prepared:
         if request.max_tokens < 1:
             raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        if (request.num_candidates is not None and request.num_candidates < 1) or request.skip_candidates < 0:
+            raise InputError("a request needs num_candidates >= 1 and skip_candidates >= 0")
         loaded = self.loaded
-        budget = context_budget(loaded.special, request.max_tokens, loaded.max_positions)
+        cap = config.context_tokens if config.context_tokens is not None else self.context_tokens
+        budget = min(cap, context_budget(loaded.special, request.max_tokens, loaded.max_positions))
         context = trim_context(request.prefix, request.suffix, loaded.tokenizer.encode, budget)
         prefix_ids, removed = heal_prefix(context.prefix_ids, self.token_texts)
         healed_tokens = len(context.prefix_ids) - len(prefix_ids)
@@ -162,56 +186,65 @@ class InfillEngine:
             request, replace(context, prefix_ids=prefix_ids), removed, request.max_tokens + healed_tokens
         )
 
-    def _estimate_lengths(self, job: _Job) -> list[list[tuple[int, int]]]:
+    def _estimate_lengths(self, job: _Job) -> list[list[tuple[int, int]] | None]:
         """Per request, ``(canvas length, estimated span length)`` for each rung of its length ladder, from
-        one batched forward pass over fully masked canvases (see length.py). Short canvases are not
-        estimated: their one entry is the whole budget."""
+        one batched forward pass over fully masked canvases (see length.py); None where not estimated
+        (estimate_length off, line fills, canvases too short to be worth it)."""
         probes = [
             (i, length)
             for i, item in enumerate(job.prepared)
-            if item.span_budget > CHEAP_CANVAS
+            if job.config.estimate_length and item.request.mode != "line" and item.span_budget > CHEAP_CANVAS
             for length in length_ladder(item.span_budget)
         ]
         probed = {i for i, _ in probes}
-        estimates: list[list[tuple[int, int]]] = [
-            [] if i in probed else [(p.span_budget, p.span_budget)] for i, p in enumerate(job.prepared)
+        estimates: list[list[tuple[int, int]] | None] = [
+            [] if i in probed else None for i in range(len(job.prepared))
         ]
         special = self.loaded.special
         for chunk in _chunks(probes, self.max_batch_rows):
             job.check_stop()
             canvases = [self._canvas(job.prepared[i], length) for i, length in chunk]
-            ids, attention_mask, _ = stack_canvases(canvases, special, self.loaded.device)
-            end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, special)
-            for row, ((i, length), canvas) in enumerate(zip(chunk, canvases, strict=True)):
-                span = end_probs[row, canvas.span_start : canvas.span_start + length].tolist()
+            ids, attention_mask, editable = stack_canvases(canvases, special, self.loaded.device)
+            end_probs = end_of_span_probabilities(self.loaded.model, ids, attention_mask, editable, special)
+            for row, (i, length) in enumerate(chunk):
+                span = end_probs[row, :length].tolist()
                 minimum = 1 if job.prepared[i].removed else 0  # a healed span holds at least the healed text
-                estimates[i].append((length, estimate_span_length(span, minimum)))
+                rungs = estimates[i]
+                assert rungs is not None
+                rungs.append((length, estimate_span_length(span, minimum)))
             job.count_passes({i for i, _ in chunk}, 1)
         return estimates
 
-    def _plan_rows(self, job: _Job, estimates: list[list[tuple[int, int]]]) -> list[_Row]:
-        """The canvases to decode: greedy decodes distinct lengths, sampling draws every candidate."""
+    def _plan_rows(self, job: _Job, estimates: list[list[tuple[int, int]] | None]) -> list[_Row]:
+        """The canvases to decode: greedy decodes distinct lengths (the estimate's, else the full budget
+        then shorter ones), sampling draws every candidate; a request's first ``skip_candidates`` are left
+        out."""
         config = job.config
         rows: list[_Row] = []
         for i, item in enumerate(job.prepared):
-            lengths = canvas_lengths(estimates[i], item.span_budget)
+            rungs = estimates[i]
+            budget = item.span_budget
+            lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
+            skip = item.request.skip_candidates
+            end = skip + (item.request.num_candidates or config.num_candidates)
             # Greedy decoding of one length always gives the same text: only distinct lengths add candidates.
-            count = config.num_candidates
             if config.temperature <= 0:
-                count = min(count, len(lengths))
-            for k in range(count):
+                end = min(end, len(lengths))
+            for k in range(skip, end):
                 length = lengths[k % len(lengths)]
-                rows.append(_Row(i, length, math.ceil(config.steps * length / item.span_budget)))
+                steps = math.ceil(config.steps * length / budget)
+                rows.append(_Row(i, length, steps, estimated=rungs is not None))
         return rows
 
     def _retries(self, job: _Job, decoded: _Decoded) -> list[_Row]:
         """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
         without ending was probably cut short by it (greedy: one retry per request, and none where a
-        full-budget canvas was decoded already)."""
+        full-budget canvas was decoded already). Shorter canvases planned without an estimate are
+        alternatives, not estimates: they are not retried."""
         done = {row.request for row, _ in decoded if row.span_length == job.prepared[row.request].span_budget}
         retries: list[_Row] = []
         for row, candidate in decoded:
-            if candidate is None or candidate.ended or row.request in done:
+            if candidate is None or candidate.ended or not row.estimated or row.request in done:
                 continue
             if job.config.temperature <= 0:
                 done.add(row.request)
@@ -241,9 +274,19 @@ class InfillEngine:
             if item.removed
         ]
         constraint = HealingConstraint(self.token_texts, healed, special.mask_id) if healed else None
-        steps = torch.tensor([row.steps for row in rows])
-        model, stop = self.loaded.model, job.should_stop
-        out = denoise(model, ids, editable, attention_mask, special, config, stop, constraint, steps)
+        out = denoise(
+            self.loaded.model,
+            ids,
+            editable,
+            attention_mask,
+            special,
+            config,
+            should_stop=job.should_stop,
+            constrain=constraint,
+            row_steps=torch.tensor([row.steps for row in rows]),
+            line_rows=torch.tensor([item.request.mode == "line" for item in items]),
+            newline_ids=self.newline_ids,
+        )
         job.count_passes({row.request for row in rows}, out.forward_passes)
         decoded: _Decoded = []
         for index, (row, item, canvas) in enumerate(zip(rows, items, canvases, strict=True)):
@@ -265,18 +308,27 @@ class InfillEngine:
 def check_config(config: DecodeConfig) -> None:
     """Raise InputError for a DecodeConfig the sampler cannot honour."""
     problems: list[str] = []
-    numbers = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in ("strategy", "seed")}
+    not_numbers = ("strategy", "seed", "estimate_length", "context_tokens")
+    numbers = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in not_numbers}
     for name, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"Bad decoding settings: {name} must be a number, not {value!r}")
-    if config.seed is not None and (isinstance(config.seed, bool) or not isinstance(config.seed, int)):
-        raise InputError(f"Bad decoding settings: seed must be an integer, not {config.seed!r}")
+    for name in ("seed", "context_tokens"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"Bad decoding settings: {name} must be an integer, not {value!r}")
+    if not isinstance(config.estimate_length, bool):
+        raise InputError(
+            f"Bad decoding settings: estimate_length must be true or false, not {config.estimate_length!r}"
+        )
     if config.strategy not in get_args(Strategy):
         problems.append(f"unknown strategy {config.strategy!r} (choose from {', '.join(get_args(Strategy))})")
     if config.steps < 1:
         problems.append(f"steps must be at least 1, not {config.steps}")
     if config.block_size < 1:
         problems.append(f"block_size must be at least 1, not {config.block_size}")
+    if config.block_steps < 0:
+        problems.append(f"block_steps must be >= 0, not {config.block_steps}")
     if not 0 < config.threshold <= 1:
         problems.append(f"threshold must be in (0, 1], not {config.threshold}")
     if not 0 <= config.remask < 1:
@@ -287,6 +339,10 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"top_p must be in (0, 1], not {config.top_p}")
     if config.num_candidates < 1:
         problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
+    if config.cache_refresh < 0 or not isinstance(config.cache_refresh, int):
+        problems.append(f"cache_refresh must be a whole number >= 0, not {config.cache_refresh}")
+    if config.context_tokens is not None and config.context_tokens < 0:
+        problems.append(f"context_tokens must be >= 0, not {config.context_tokens}")
     if problems:
         raise InputError("Bad decoding settings: " + "; ".join(problems))
 

@@ -5,7 +5,7 @@ at most about as many as the middle is long, plus 4), so a canvas much longer th
 distribution, and one shorter than the span truncates it. Decoding on the full ``max_tokens`` canvas lets
 confidence-first unmasking fill it with easy tail tokens and squeeze or stretch the middle.
 
-So the engine first runs one batched forward pass over fully masked canvases of a doubling ladder of
+So the engine can first run one batched forward pass over fully masked canvases of a doubling ladder of
 lengths up to the budget (the full canvas included) and reads, for each, where end_of_span becomes likely.
 The shortest canvas the span is expected to end inside is the one whose length is in the training range
 for that span; the span is then decoded on the estimated length plus a margin.
@@ -14,6 +14,9 @@ An estimate counts only when the next rung confirms it: a model that knows the s
 the same place when the canvas doubles, while a weak one puts it about halfway along whatever canvas it gets
 (its prior over the end_of_span tail), and trusting the first rung would then cut every span to a couple of
 tokens. With no confirmed rung the span is decoded on the full budget, where the tail rule ends it.
+
+The pass is off unless DecodeConfig.estimate_length is set, and never spent on line fills (their newline
+ends them): for a model whose estimates do not confirm it only costs time (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import torch
 
 from infill.engine.scoring import banned_token_ids
+from infill.engine.slots import editable_slots
 from infill.models.base import DenoisingModel, SpecialTokens
 
 # Canvases this short are decoded whole: the span tail rule ends them early, and an estimation pass would
@@ -46,13 +50,23 @@ def end_of_span_probabilities(
     model: DenoisingModel,
     ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    editable: torch.Tensor,
     special: SpecialTokens,
 ) -> torch.Tensor:
-    """P(end_of_span) at every position of ``ids (B, T)`` -> (B, T), banned ids excluded as when decoding."""
+    """P(end_of_span) at the editable positions of ``ids (B, T)``, left to right -> (B, K) (K: the most
+    editable positions of any row; a shorter row's extra columns are meaningless), banned ids excluded as
+    when decoding. Logits are computed at those positions only."""
+    slots = editable_slots(editable, None)
     with torch.inference_mode():
-        logits = model.logits(ids, attention_mask).float()  # (B, T, V)
+        logits = model.logits(ids, attention_mask, slots.positions).float()  # (B, K, V)
         logits[..., banned_token_ids(special, ids.device)] = float("-inf")
         return torch.softmax(logits, dim=-1)[..., special.end_of_span_id]
+
+
+def unestimated_lengths(budget: int) -> list[int]:
+    """Canvas lengths without an estimate, most promising first: the full budget (the span's tail rule or
+    line stop ends it), then the shorter rungs of the ladder, longest first, for more greedy candidates."""
+    return [budget, *reversed(length_ladder(budget)[:-1])]
 
 
 def estimate_span_length(end_probabilities: list[float], minimum: int = 0) -> int:

@@ -1,12 +1,19 @@
 """The pure denoising loop: token ids in, token ids out (no tokenizer, no text), after LLaDA's generate.py.
 
-Invariants, checked in the loop:
+Invariants (stated here, tested in tests/test_sampler.py, asserted each step when invariants.enabled()):
 - a committed token is carried over unchanged, except by remasking (config.remask > 0), which only returns
   the lowest-probability non-end-of-span tokens of the current block to the mask before the block's last step;
 - the mask token and every id in ``special.banned_ids`` (pad, cls/bos, unk...) can never be committed (their
   logits are -inf); end_of_span never is banned, even where it doubles as pad (Dream);
-- span tail: once a position holds end_of_span, every later editable position of the same span is
-  end_of_span too (committed in the same step), and end_of_span is never committed before committed content.
+- span tail: end_of_span is never committed at or before committed content of its span, and once a position
+  holds end_of_span every later position of the span that was masked at the start of the step is
+  end_of_span after it (content proposed in the same step included);
+- line stop: in a ``line_rows`` row the same holds after the first newline-bearing token (``newline_ids``,
+  from the tokenizer via the engine): every later masked position becomes end_of_span in the same step, so
+  nothing after the first newline is ever decoded;
+- each step asks the model for logits at one block of slots per row (slots.py), never at the whole canvas,
+  and commits at least one position. The only host read per step is the loop's own "anything left, and
+  which rows started a new block?" (the second answer tells the context cache to refresh, step_logits.py).
 """
 
 from __future__ import annotations
@@ -14,18 +21,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from infill.engine import invariants
 from infill.engine.scoring import (
     banned_token_ids,
     choose_tokens,
+    least_likely,
     make_generator,
     position_scores,
     take_top,
     token_confidence,
 )
-from infill.engine.spans import after_end_of_span, before_content, span_segments
+from infill.engine.slots import CanvasLogits, SlotState, block_columns, editable_slots, gather
+from infill.engine.spans import after_stop, before_content, span_segments
+from infill.engine.step_logits import StepLogits
 from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models.base import DenoisingModel, SpecialTokens
@@ -34,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 # constrain(ids (B, T), logits (B, T, V), priority (B, T)) edits logits and priority in place before tokens
 # are chosen: -inf logits forbid tokens, +inf priority forces a position this step, -inf priority holds it
-# (a masked position stays masked this step; a committed one is never remasked this step).
-Constraint = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+# (a masked position stays masked this step; a committed one is never remasked this step). ``logits`` is a
+# slots.CanvasLogits: only the positions asked about this step hold logits (edits elsewhere are dropped).
+Constraint = Callable[[torch.Tensor, Any, torch.Tensor], None]
 
 
 @dataclass
@@ -53,104 +66,114 @@ def denoise(
     attention_mask: torch.Tensor,
     special: SpecialTokens,
     config: DecodeConfig,
+    *,
     should_stop: Callable[[], bool] | None = None,
     constrain: Constraint | None = None,
     row_steps: torch.Tensor | None = None,
+    line_rows: torch.Tensor | None = None,
+    newline_ids: torch.Tensor | None = None,
 ) -> DenoiseOutput:
     """Fill every ``editable`` position of ``input_ids (B, T)`` by iterative unmasking (see module doc).
 
-    Each step commits, per row, ``num_transfer_tokens`` positions of the current block, the highest-scoring
-    ones by ``config.strategy``; "threshold" commits at least that many and
-    every position whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
+    Each step commits, per row, ``ceil(masked in block / steps left for the block)`` positions of the current
+    block (a block gets its share of the row's steps, at most ``config.block_steps``), the highest-scoring by
+    ``config.strategy``; "threshold" and "blocks" also commit every position
+    of the block whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
     ``should_stop`` is checked before every forward pass and raises Cancelled. ``row_steps (B,)`` overrides
-    config.steps per row (the engine scales steps to each row's canvas length).
+    config.steps per row; ``line_rows (B,)`` marks rows that end at their first newline.
     """
-    ids = input_ids.clone()
-    ids[editable] = special.mask_id
-    batch, _ = ids.shape
-    device = ids.device
-    eos = special.end_of_span_id
+    device = input_ids.device
+    mask_id, eos = special.mask_id, special.end_of_span_id
+    ids = torch.where(editable, mask_id, input_ids)
+    slots = editable_slots(editable, config.block_size if config.strategy == "blocks" else None)
+    tokens = gather(ids, slots.positions)  # (B, K): the slots' tokens; ids is their image on the canvas
+    state = SlotState(tokens, torch.ones(tokens.shape, device=device), torch.full_like(tokens, -1))
+    passes = 0
     banned = banned_token_ids(special, device)
     generator = make_generator(config.seed, device)
-    segment = span_segments(editable)
-    rank = editable.long().cumsum(dim=1) - 1
-    steps = torch.full((batch,), config.steps, device=device) if row_steps is None else row_steps.to(device)
-    if config.strategy == "blocks":
-        block = torch.where(editable, rank // max(1, config.block_size), 0)
-        blocks_per_row = (editable.sum(dim=1) + config.block_size - 1) // max(1, config.block_size)
-        steps_per_block = (steps // blocks_per_row.clamp_min(1)).clamp_min(1)
-    else:
-        block = torch.zeros_like(rank)
-        steps_per_block = steps.clamp_min(1)
-    confidences = torch.ones(ids.shape, device=device)
-    commit_step = torch.full(ids.shape, -1, dtype=torch.long, device=device)
-    current_block = torch.full((batch,), -1, dtype=torch.long, device=device)
-    steps_left = torch.zeros(batch, dtype=torch.long, device=device)
-    passes = 0
+    segment = gather(span_segments(editable), slots.positions) * slots.valid
+    line = slots.valid & (False if line_rows is None else line_rows.to(device)[:, None])
+    stop_ids = (torch.zeros(0, dtype=torch.long) if newline_ids is None else newline_ids).to(device)
+    steps_per_block = slots.steps_per_block(
+        torch.full((len(ids),), config.steps) if row_steps is None else row_steps, config.block_steps
+    )
+    current_block = torch.full((len(ids),), -1, dtype=torch.long, device=device)
+    step_logits = StepLogits(model, config.cache_refresh)
+    steps_left = torch.zeros_like(current_block)
     with torch.inference_mode():
-        while True:
-            masked = editable & (ids == special.mask_id)
-            if not masked.any():
+        while slots.count > 0:
+            masked = slots.valid & (state.tokens == mask_id)
+            # Each row works on the block of its leftmost masked slot; a new block restarts its steps.
+            row_block = torch.where(masked, slots.block, slots.count).amin(dim=1)
+            new_block = row_block != current_block
+            left, *moved = torch.cat([masked.any()[None], new_block]).tolist()  # the one host read per step
+            if not left:
                 break
             if should_stop is not None and should_stop():
                 raise Cancelled("Cancelled")
-            # Each row works on the block of its leftmost masked position; a new block restarts its steps.
-            row_block = torch.where(masked, block, block.max() + 1).min(dim=1).values
-            steps_left = torch.where(row_block != current_block, steps_per_block, steps_left).clamp_min(1)
+            steps_left = torch.where(new_block, steps_per_block, steps_left).clamp_min(1)
             current_block = row_block
-            in_block = masked & (block == row_block.unsqueeze(1))
+            columns = block_columns(slots, row_block)  # (B, W) the slots asked about this step
+            in_block = gather(masked, columns)
+            positions = gather(slots.positions, columns)
 
-            logits = model.logits(ids, attention_mask).float()  # (B, T, V); a no-op for float32 adapters
+            logits = step_logits(ids, attention_mask, positions, new_block=moved).float()  # (B, W, V)
             passes += 1
             logits[..., banned] = float("-inf")
-            content = editable & ~masked & (ids != eos)
-            logits[..., eos] = logits[..., eos].masked_fill(before_content(content, segment), float("-inf"))
-            priority = torch.zeros(ids.shape, device=device)
+            content = slots.valid & ~masked & (state.tokens != eos)
+            early = gather(before_content(content, segment), columns)
+            logits[..., eos] = logits[..., eos].masked_fill(early, float("-inf"))
+            priority = torch.zeros(ids.shape, device=device)  # (B, T)
             if constrain is not None:
-                constrain(ids, logits, priority)
+                constrain(ids, CanvasLogits(logits, positions, ids.shape[1]), priority)
+            priority = priority.gather(1, positions)  # (B, W)
 
-            tokens, probs = choose_tokens(logits[masked], config.temperature, config.top_p, generator)
-            proposal = torch.full_like(ids, special.mask_id)
-            proposal[masked] = tokens
-            proposal_conf = torch.zeros(ids.shape, device=device)
-            proposal_conf[masked] = token_confidence(probs, tokens)
-            eos_prob = torch.zeros(ids.shape, device=device)
-            eos_prob[masked] = probs[:, eos]
-            score = torch.full(ids.shape, float("-inf"), device=device)
-            score[masked] = position_scores(probs, tokens, config.strategy)
+            flat, probs = choose_tokens(logits.flatten(0, 1), config.temperature, config.top_p, generator)
+            chosen = flat.view(positions.shape)
+            confidence = token_confidence(probs, flat).view(positions.shape)
+            score = position_scores(probs, flat, config.strategy).view(positions.shape)
             score = torch.where(in_block, score + priority, float("-inf"))
-
             count = num_transfer_tokens(in_block.sum(dim=1), steps_left)
-            if config.strategy == "threshold":
-                confident = in_block & (proposal_conf >= config.threshold) & (priority >= 0)
+            if config.strategy in ("threshold", "blocks"):
+                confident = in_block & (confidence >= config.threshold) & (priority >= 0)
                 count = torch.maximum(count, confident.sum(dim=1))
-            commit = take_top(score, count)
-            assert commit.any(), "a denoising step must commit at least one position"
-            previous = ids.clone()
-            ids[commit] = proposal[commit]
-            confidences[commit] = proposal_conf[commit]
-            commit_step[commit] = passes - 1
-
-            # The span tail: everything after an end_of_span committed now becomes end_of_span, content
-            # proposed this step included (earlier content is protected by the logit ban above).
-            tail = masked & (ids != eos) & after_end_of_span(ids == eos, segment)
-            ids[tail] = eos
-            confidences[tail] = eos_prob[tail]
-            commit_step[tail] = passes - 1
+            commit = take_top(score, count)  # (B, W)
+            previous = state.tokens
+            state.set(
+                slots.spread(commit, columns, False),
+                slots.spread(chosen, columns, mask_id),
+                slots.spread(confidence, columns, 0.0),
+                passes - 1,
+            )
+            # Span tail and line stop: masked slots after a stop token become end_of_span.
+            stops = (state.tokens == eos) | (line & torch.isin(state.tokens, stop_ids))
+            state.set(masked & (state.tokens != eos) & after_stop(stops, segment), eos, 1.0, passes - 1)
 
             steps_left = steps_left - 1
-            remasked = torch.zeros_like(editable)
+            remasked = torch.zeros_like(masked)
             if config.remask > 0:
-                in_current = (
-                    editable & ~masked & (block == row_block.unsqueeze(1)) & (priority > float("-inf"))
+                earlier = gather(slots.valid & ~masked & (slots.block == row_block[:, None]), columns)
+                earlier &= gather(state.tokens != eos, columns) & (steps_left > 0)[:, None]
+                earlier &= priority > float("-inf")  # held by the constraint (e.g. a healed chain)
+                again = least_likely(
+                    probs.view(*positions.shape, -1), gather(state.tokens, columns), earlier, config.remask
                 )
-                remasked = _remask(logits, ids, in_current, steps_left, eos, config.remask)
-                ids[remasked] = special.mask_id
-                commit_step[remasked] = -1
-            kept = ~masked & ~remasked
-            assert torch.equal(ids[kept], previous[kept]), "committed tokens must be carried over unchanged"
-    assert not (editable & (ids == special.mask_id)).any() and not torch.isin(ids[editable], banned).any()
-    return DenoiseOutput(ids=ids, confidences=confidences, commit_step=commit_step, forward_passes=passes)
+                remasked = slots.spread(again, columns, False)
+                state.set(remasked, mask_id, 1.0, -1)
+            ids = ids.scatter(1, slots.positions, state.tokens)
+            if invariants.enabled():
+                kept = ~masked & ~remasked
+                assert commit.any(), "a denoising step must commit at least one position"
+                assert torch.equal(state.tokens[kept], previous[kept]), "committed tokens are carried over"
+    if invariants.enabled():
+        assert not (editable & (ids == mask_id)).any(), "every editable position is committed"
+        assert not torch.isin(ids[editable], banned).any(), "no banned id is committed"
+    return DenoiseOutput(
+        ids=ids,
+        confidences=slots.to_canvas(state.confidences, ids.shape, 1.0),
+        commit_step=slots.to_canvas(state.commit_step, ids.shape, -1),
+        forward_passes=passes,
+    )
 
 
 def num_transfer_tokens(masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:
@@ -162,21 +185,3 @@ def num_transfer_tokens(masked: torch.Tensor, steps_left: torch.Tensor) -> torch
     commits everything that remains.
     """
     return (masked + steps_left - 1) // steps_left
-
-
-def _remask(
-    logits: torch.Tensor,
-    ids: torch.Tensor,
-    committed: torch.Tensor,
-    steps_left: torch.Tensor,
-    eos: int,
-    fraction: float,
-) -> torch.Tensor:
-    """Positions to return to the mask (B, T): per row, ``floor(fraction * candidates)`` of the tokens
-    ``committed`` in earlier steps of the current block (end_of_span excluded: the span tail stays put)
-    that the model now finds least likely, and only while the block has steps left to re-predict them."""
-    candidates = committed & (ids != eos) & (steps_left > 0).unsqueeze(1)
-    current = torch.full(ids.shape, float("-inf"), device=ids.device)
-    probs = torch.softmax(logits[candidates], dim=-1)
-    current[candidates] = -token_confidence(probs, ids[candidates])
-    return take_top(current, (candidates.sum(dim=1) * fraction).floor().long())

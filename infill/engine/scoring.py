@@ -80,3 +80,13 @@ def take_top(scores: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
     ranks = torch.empty_like(order).scatter_(1, order, positions)
     return (ranks < count.unsqueeze(1)) & (scores > float("-inf"))
+
+
+def least_likely(
+    probs: torch.Tensor, tokens: torch.Tensor, candidates: torch.Tensor, fraction: float
+) -> torch.Tensor:
+    """Remasking: per row, ``floor(fraction * candidates)`` of the ``candidates (B, W)`` whose ``tokens
+    (B, W)`` the model now finds least likely by ``probs (B, W, V)``, as a (B, W) bool."""
+    likelihood = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    scores = torch.where(candidates, -likelihood, float("-inf"))
+    return take_top(scores, (candidates.sum(dim=1) * fraction).floor().long())

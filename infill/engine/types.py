@@ -14,25 +14,45 @@ class DecodeConfig:
 
     strategy: which masked positions to commit first: highest probability ("confidence"), largest
         top-1 minus top-2 gap ("margin"), lowest entropy ("entropy"); "threshold" commits every position
-        whose confidence is above ``threshold`` (at least one per step), so easy spans take few passes;
-        "blocks" is semi-autoregressive: left-to-right blocks of ``block_size``, confidence within a block
-        (confidence beyond the current block is -inf).
-    steps: number of denoising steps for a full canvas (upper bound for "threshold").
+        whose confidence is at least ``threshold`` (and at least the step schedule's share), so easy spans
+        take few passes; "blocks" is semi-autoregressive: left-to-right blocks of ``block_size``, and within
+        the current block the threshold rule (Fast-dLLM; confidence beyond the current block is -inf).
+    steps: number of denoising steps for a full canvas, shared out over its blocks; an upper bound for
+        "threshold" and "blocks" (a step commits at least ``ceil(masked in block / steps left for it)``;
+        steps >= block_size per block gives Fast-dLLM's "at least one per step").
+    block_steps: the most steps one block gets (0: no cap). ``steps`` is per canvas of ``max_tokens``, so its
+        share per block depends on the budget; a cap keeps the tokens committed per step the same for a
+        32-token line and a 96-token block (the bundled model is best at 2 steps per block of 8,
+        BENCHMARKS.md).
+    threshold: the confidence at or above which "threshold" and "blocks" commit a position at once
+        (1.0 turns the rule off for "blocks").
     remask: fraction of committed low-confidence tokens that may be remasked per step (0 = never).
     temperature 0 is greedy and deterministic; >0 samples with ``top_p``.
     num_candidates: distinct candidates to return per request (sampling, or several canvas lengths).
     seed: makes sampling reproducible.
+    estimate_length: run the length-estimation pass (length.py) before decoding block and span fills
+        (line fills never: their newline ends them); off, a span is decoded on its full budget and its
+        end-of-span tail ends it.
+    cache_refresh: 0 decodes every step with a full forward pass; N > 0 uses the context key/value cache
+        (Fast-dLLM's DualCache) where the model has one: a full pass when a row starts a new block and
+        at least every N steps, in between only the current block is recomputed.
+    context_tokens: most prefix + suffix tokens shown to the model (None: a default for the model's size,
+        see engine.default_context_tokens); never more than the model's window allows.
     """
 
     strategy: Strategy = "threshold"
     steps: int = 32
     threshold: float = 0.9
     block_size: int = 16
+    block_steps: int = 0
     remask: float = 0.0
     temperature: float = 0.0
     top_p: float = 0.95
     num_candidates: int = 1
     seed: int | None = None
+    estimate_length: bool = False
+    cache_refresh: int = 0
+    context_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,10 @@ class FillRequest:
     max_tokens: int = 64
     # "line": the span ends at the first newline (newline kept); "block"/"span": free length.
     mode: Literal["line", "block", "span"] = "span"
+    # Canvases to decode for this request: None takes DecodeConfig.num_candidates. ``skip_candidates``
+    # leaves out the first ones of the plan (decoded already by an earlier call that found none usable).
+    num_candidates: int | None = None
+    skip_candidates: int = 0
 
 
 @dataclass(frozen=True)

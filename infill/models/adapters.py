@@ -1,11 +1,14 @@
-"""The forward pass the engine calls: per-position logits of a loaded transformers model, float32.
+"""The forward pass the engine calls: logits of a loaded transformers model at chosen positions, float32.
 
-Loading (which classes, which weights, which special ids) lives in the family loaders (masked_lm.py,
-dream.py, remote.py); this module only turns a loaded module into ``DenoisingModel.logits``.
+Loading (which classes, which weights, which special ids) lives in the family loaders; this module only turns
+a loaded module into ``DenoisingModel.logits``. The backbone runs over the whole canvas, the LM head only on
+the positions asked for: for a 152k vocabulary the head over every position would be the biggest tensor of a
+pass. Adapters of the model classes context_cache.py covers also offer ``logits_with_cache``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -13,55 +16,148 @@ import torch
 if TYPE_CHECKING:  # importing any transformers model class costs seconds: only types here
     from transformers import PreTrainedModel
 
+from infill.models.context_cache import ContextCache, cacheable, decoder_hidden, modernbert_hidden
+from infill.models.families import module_layout
+
 
 class MaskedLMAdapter:
-    """``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32, unshifted.
+    """``logits(input_ids (B, T), attention_mask (B, T), positions (B, K)) -> (B, K, V)`` float32, unshifted.
 
     Also serves remote-code models, which may return a plain tuple whose first item is the logits.
     """
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
+        # Trunk and head modules of the class (families.MODULE_LAYOUTS); None: run whole and gather.
+        layout = module_layout(model)
+        self._backbone = getattr(model, layout.backbone) if layout else None
+        self._head = [getattr(model, name) for name in layout.head] if layout else []
+        self.caches_context = cacheable(model)
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.inference_mode():
+            if positions is not None and self._backbone is not None:
+                hidden = self._backbone(input_ids=input_ids, attention_mask=attention_mask)[0]  # (B, T, H)
+                return _apply(self._head, gather_positions(hidden, positions))
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         logits = getattr(out, "logits", None)
         if logits is None:
             logits = out[0]
         assert logits.shape[:2] == input_ids.shape, "the model must give one row of logits per position"
         # float32 so that softmax confidences are comparable across dtypes (bf16 rounds them coarsely).
-        return logits.float()
+        return (logits if positions is None else gather_positions(logits, positions)).float()
+
+    def logits_with_cache(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: ContextCache | None,
+    ) -> tuple[torch.Tensor, ContextCache]:
+        """Logits at ``positions`` and the context cache: a full pass building it when ``cache`` is None,
+        else only ``positions`` recomputed against it (see context_cache.py). Needs ``caches_context``."""
+        assert self.caches_context, "this model class has no cached forward pass"
+        with torch.inference_mode():
+            query = positions if cache is not None else every_position(input_ids)
+            hidden, cache = modernbert_hidden(self.model, input_ids, attention_mask, query, cache)
+            if query is not positions:
+                hidden = gather_positions(hidden, positions)
+            return _apply(self._head, hidden), cache
 
 
 class DecoderAdapter:
     """A decoder-shaped model (Qwen2, LLaMA...) run with bidirectional attention.
 
-    ``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` float32. With ``shift`` (Dream,
-    DiffuCoder: the hidden state at i-1 predicts the token at i) the rows are realigned so that
-    ``logits[:, i]`` is the distribution of the token AT i, taken from the previous attended position
-    (padding skipped); the first real position has no predecessor and gets its own raw logits (what Dream's
-    own sampler does). That row is not a real prediction: keep position 0 of a canvas non-editable.
+    ``logits(input_ids (B, T), attention_mask (B, T), positions (B, K)) -> (B, K, V)`` float32. With
+    ``shift`` (Dream, DiffuCoder: the hidden state at i-1 predicts the token at i) the rows are realigned
+    so that the logits for position i are the distribution of the token AT i, taken from the previous
+    attended position (padding skipped); the first real position has no predecessor and gets its own raw
+    logits (what Dream's own sampler does). That row is not a real prediction: keep position 0 of a canvas
+    non-editable.
     """
 
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
+        self._layout = module_layout(model)
+        self.caches_context = cacheable(model)
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # Positions count real tokens only, so left and right padding give the same logits.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        rows = self._hidden_rows(
+            attention_mask, every_position(input_ids) if positions is None else positions
+        )
         with torch.inference_mode():
+            if self._layout is not None:
+                hidden = getattr(self.model, self._layout.backbone)(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    use_cache=False,
+                ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
+                return self._head(gather_positions(hidden, rows))
             raw = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=False,
-            ).logits  # (B, T, V): with shift, raw[:, i] predicts the next attended token
-        if not self.shift:
-            return raw.float()
-        source = predecessor_index(attention_mask)  # (B, T)
-        return torch.gather(raw, 1, source[..., None].expand_as(raw)).float()
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).logits
+        return gather_positions(raw, rows).float()
+
+    def logits_with_cache(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: ContextCache | None,
+    ) -> tuple[torch.Tensor, ContextCache]:
+        """As MaskedLMAdapter.logits_with_cache. With ``shift`` a cached pass recomputes each position's
+        predecessor too: its hidden state gives the logits, and its keys see the block's new tokens."""
+        assert self.caches_context, "this model class has no cached forward pass"
+        rows = self._hidden_rows(attention_mask, positions)  # (B, K) where the logits come from
+        with torch.inference_mode():
+            if cache is None:
+                query = every_position(input_ids)
+                hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, None)
+                return self._head(gather_positions(hidden, rows)), cache
+            query = torch.cat([rows, positions], dim=1) if self.shift else positions
+            hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, cache)
+            return self._head(hidden[:, : rows.shape[1]]), cache
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        assert self._layout is not None
+        return _apply([getattr(self.model, name) for name in self._layout.head], hidden)
+
+    def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(B, K) positions whose hidden states give the logits of ``positions``."""
+        return predecessor_index(attention_mask).gather(1, positions) if self.shift else positions
+
+
+def _apply(modules: list[Callable[[torch.Tensor], torch.Tensor]], hidden: torch.Tensor) -> torch.Tensor:
+    for module in modules:
+        hidden = module(hidden)
+    return hidden.float()
+
+
+def every_position(input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) positions 0..T-1 of every row: what ``positions=None`` means (tests and tools, not requests)."""
+    return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+
+
+def gather_positions(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``values (B, T, D)`` at ``positions (B, K)`` -> (B, K, D)."""
+    return values.gather(1, positions.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
+def parameter_count(model: object) -> int | None:
+    """Parameters of the torch module behind an adapter (or a wrapper of one); None when there is none."""
+    for _ in range(4):  # adapter -> module, or a test's recording wrapper -> adapter -> module
+        if isinstance(model, torch.nn.Module):
+            return sum(parameter.numel() for parameter in model.parameters())
+        model = getattr(model, "model", None)
+    return None
 
 
 def predecessor_index(attention_mask: torch.Tensor) -> torch.Tensor:

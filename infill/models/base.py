@@ -54,13 +54,18 @@ class TextTokenizer(Protocol):
 
 
 class DenoisingModel(Protocol):
-    """Per-position logits over the vocabulary for a (partly masked) sequence.
+    """Logits over the vocabulary at chosen positions of a (partly masked) sequence.
 
-    ``logits(input_ids (B, T), attention_mask (B, T)) -> (B, T, V)`` where ``[:, i]`` is the distribution
-    of the token AT position i (adapters of shifted models such as Dream realign inside).
+    ``logits(input_ids (B, T), attention_mask (B, T), positions (B, K)) -> (B, K, V)`` float32, where
+    ``[:, k]`` is the distribution of the token AT position ``positions[:, k]`` (adapters of shifted models
+    such as Dream realign inside). The engine asks only for the positions it decodes, so no (B, T, V)
+    tensor is needed on the request path. ``positions`` None means every position (B, T, V): for tests
+    and tools.
     """
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
 
 @dataclass

@@ -68,17 +68,10 @@ def use_threads(requested: int | None, model: object) -> int:
 
     torch keeps the count per OS thread once set: call this on the thread that runs the model.
     """
-    threads = requested if requested is not None else auto_threads(parameter_count(model))
+    from infill.models.adapters import parameter_count
+
+    threads = requested if requested is not None else auto_threads(parameter_count(model) or 0)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     logger.info("torch threads: %d%s", threads, "" if requested is not None else " (auto)")
     return threads
-
-
-def parameter_count(model: object) -> int:
-    """Parameters of the torch module behind an adapter (``.model`` attributes followed); 0 if none."""
-    for _ in range(4):
-        if isinstance(model, torch.nn.Module):
-            return sum(parameter.numel() for parameter in model.parameters())
-        model = getattr(model, "model", None)
-    return 0

@@ -1,0 +1,97 @@
+"""The decoding benchmarks in scripts/ run end to end at toy scale: real tiny models, real MBPP-shaped rows
+run in the sandbox, the printed tables. (The numbers themselves come from full runs, see BENCHMARKS.md.)"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from tests.test_eval_ar_generate import _psm_model, _save_psm
+from tests.test_eval_harness import ROWS
+from tests.tiny_models import CODE_SAMPLES
+from training.eval.bench import NAMED_BENCHES
+from training.tokenizer import train_code_tokenizer
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the scripts set their own thread count
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both MBPP files, three rows each (single-line gaps and a two-line gap), under their real names."""
+    directory = tmp_path_factory.mktemp("bench")
+    for name in NAMED_BENCHES.values():
+        with gzip.open(directory / name, "wt", encoding="utf-8") as out:
+            out.writelines(json.dumps(row) + "\n" for row in ROWS[:3])
+    return directory
+
+
+@pytest.fixture(scope="module")
+def ar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    tokenizer = train_code_tokenizer(CODE_SAMPLES, vocab_size=400)
+    return _save_psm(_psm_model(tokenizer), tokenizer, tmp_path_factory.mktemp("ar") / "tiny-ar")
+
+
+def test_bench_vs_ar_prints_the_latency_ratio_for_both_lengths(
+    modernbert_dir: Path, ar_dir: Path, bench_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = script("bench_vs_ar")
+    argv = ["--model", str(modernbert_dir), "--ar-model", str(ar_dir), "--bench-dir", str(bench_dir)]
+    assert bench.main([*argv, "--tasks", "2", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| 24 tokens", "| 64 tokens"))]
+    assert [row.split("|")[2].strip() for row in rows] == [modernbert_dir.name, "tiny-ar"] * 2
+    ratios = [row.split("|")[-2].strip() for row in rows]
+    assert float(ratios[0]) > 0 and ratios[1] == "" and float(ratios[2]) > 0
+    with pytest.raises(SystemExit):  # the peer is required
+        bench.main(["--model", str(modernbert_dir)])
+
+
+def test_bench_decoding_sweeps_every_combination(
+    modernbert_dir: Path, bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = script("bench_decoding")
+    out = tmp_path / "sweep.json"
+    argv = ["--model", str(modernbert_dir), "--bench-dir", str(bench_dir), "--single", "2", "--multi", "1"]
+    argv += ["--thresholds", "0.5", "1.0", "--block-sizes", "4", "0", "--steps", "8", "--workers", "1"]
+    assert sweep.main([*argv, "--cache-refresh", "0", "4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 * 2 * 2 * 2  # benches x thresholds x block sizes x cache settings
+    assert {(r["strategy"], r["block_size"]) for r in rows} == {("blocks", 4), ("threshold", 0)}
+    assert {r["cache_refresh"] for r in rows} == {0, 4}
+    assert all(r["passes_per_token"] is None or r["passes_per_token"] > 0 for r in rows)
+    assert "| single | 4 | 0.5 | 8 | no cap | off | off | " in capsys.readouterr().out
+
+
+def test_bench_cache_times_full_and_cached_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = script("bench_cache")
+    tiny = ["--layers", "1", "--hidden", "32", "--heads", "2", "--kv-heads", "1", "--intermediate", "64"]
+    assert bench.main([*tiny, "--context", "40", "--canvas", "16", "--block", "8", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "vocabulary 152,064" in out
+    for step in ("full forward pass (no cache)", "refresh (full pass building the cache)", "cached step"):
+        assert f"| {step}" in out
