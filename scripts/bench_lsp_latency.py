@@ -185,6 +185,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             failure.extend([params.get("message", "")] if params["state"] == "error" else [])
             ready.set()
 
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def on_log(params: types.LogMessageParams) -> None:  # the server's log lines; its log file has them too
+        pass
+
     log_file = Path(tempfile.mkdtemp(prefix="infill-bench-")) / "server.log"
     command = server_command(args, log_file)
     # The server runs this checkout's code, as the benchmark does (an editable install gives the same).
