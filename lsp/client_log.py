@@ -4,7 +4,8 @@ Editors show a server's stderr as errors (VS Code's output channel prefixes ever
 ``[error]``; Neovim logs it as "rpc stderr" at ERROR), so an INFO line about a finished completion looked like
 a failure. Once the client has sent ``initialize``, records go to it as logMessage with the matching
 MessageType, as other Python language servers do; before that (startup) and after the client went away they
-go to a fallback handler (stderr), or only to the log file when ``--log-file`` is given.
+go to a fallback handler (stderr, warnings and errors only), or only to the log file when ``--log-file`` is
+given.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`infill serve`: the language server over stdio (default) or TCP on loopback only.
 
 stdout is the protocol, so nothing is printed while serving: logs go to the client (window/logMessage), to
-``--log-file`` when given, and to stderr before a client is connected.
+``--log-file`` when given, and (warnings and errors only) to stderr before a client is connected.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "--log-file",
         default=None,
         help="also write every log line here (the client gets them as window/logMessage; without a log "
-        "file, lines logged before a client connects go to stderr)",
+        "file, warnings and errors logged before a client connects go to stderr)",
     )
     parser.set_defaults(func=serve_command)
     return parser
@@ -64,7 +64,8 @@ def _check_loopback(host: str) -> None:
 
 def _configure_logging(log_file: str | None) -> None:
     """Everything to ``--log-file`` when given; to the client as window/logMessage once it has initialized;
-    to stderr only while there is no client to tell (startup, a client gone) and no log file."""
+    warnings and errors to stderr while there is no client to tell (startup, a client gone) and no log
+    file."""
     from lsp.client_log import ClientLogHandler
     from lsp.protocol import PYGLS_LOGGERS, ExpectedErrorsAreNotCrashes
     from lsp.server import SERVER
@@ -78,6 +79,8 @@ def _configure_logging(log_file: str | None) -> None:
         root.removeHandler(old)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    # Editors show a server's stderr as errors: only real problems go there (before a client is connected).
+    stderr.setLevel(logging.WARNING)
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
