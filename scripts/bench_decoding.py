@@ -20,19 +20,20 @@ import json
 import logging
 import math
 import os
-import shlex
 import statistics
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
+
+from mbpp_bench_cli import add_run_options, run_header, set_threads
 
 from infill.engine.types import DecodeConfig
 from infill.errors import InfillError
 from training.eval.bench import DEFAULT_MAX_TOKENS, DEFAULT_MODES, BenchTask, load_tasks, resolve_bench
 from training.eval.diffusion import DiffusionGenerator
-from training.eval.environment import describe
 from training.eval.generation import GenerationStats
 from training.eval.harness import EvalReport, evaluate
 from training.sandbox import SandboxLimits
@@ -166,14 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--model", default=None, help="diffusion model dir (default: $INFILL_MODEL or bundled)"
-    )
+    add_run_options(parser, threads=1)
     parser.add_argument("--single", type=int, default=200, help="single-line tasks (0 to skip)")
     parser.add_argument("--multi", type=int, default=100, help="multi-line tasks (0 to skip)")
-    parser.add_argument(
-        "--bench-dir", default=None, help="where the MBPP files live (default: ../shared/bench)"
-    )
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9, 1.0])
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[4, 8, 16], help="0: one block")
     parser.add_argument("--steps", type=int, nargs="+", default=[32], help="steps for a full canvas")
@@ -182,18 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache-refresh", type=int, nargs="+", default=[0], help="0: no context cache")
     parser.add_argument("--estimate-length", choices=("off", "on", "both"), default="off")
-    parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--workers", type=int, default=2, help="programs run in parallel")
-    parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", default=None, help="also write the Markdown section here")
     parser.add_argument("--json", default=None, help="also write every row as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    load_before = os.getloadavg()[0]
     try:
         from infill.models import resolve_model_dir
 
@@ -212,15 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except InfillError as error:
         print(f"bench_decoding: error: {error}", file=sys.stderr)
         return 2
-    env = describe()
-    load = os.getloadavg()[0]
     text = "\n".join(
         [
-            f"Command: `{shlex.join(['python', 'scripts/bench_decoding.py', *argv])}`",
-            "",
-            f"- Date: {env['date']}; load average at the end {load:.1f}",
-            f"- Hardware: {env['cpu']}, {env['cores']} cores (torch threads {args.threads}), "
-            f"GPU: {env['gpu']}",
+            *run_header("bench_decoding.py", argv, load_before),
             f"- Model: `{model_dir.name}`; other sampler settings from its generation_config.json: {base}",
             "- Decoding: greedy, one canvas per task; single: line mode, at most 32 tokens; multi: block "
             "mode, at most 96 tokens. ± is the standard error over the tasks.",

@@ -14,11 +14,13 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
+
+from mbpp_bench_cli import add_run_options, run_header, set_threads
 
 from infill.errors import InfillError
 from training.eval.bench import DEFAULT_MAX_TOKENS, DEFAULT_MODES, load_tasks, resolve_bench
@@ -111,9 +113,13 @@ def run_bench(
     return reports
 
 
-def markdown(reports: list[EvalReport], models: list[Path], args: argparse.Namespace, argv: list[str]) -> str:
-    env = describe()
-    command = shlex.join(["python", "scripts/bench_infill.py", *argv])
+def markdown(
+    reports: list[EvalReport],
+    models: list[Path],
+    args: argparse.Namespace,
+    argv: list[str],
+    load_before: float,
+) -> str:
     settings = ", ".join(
         f"{bench}: {DEFAULT_MODES[bench]} mode, at most {DEFAULT_MAX_TOKENS[bench]} tokens"
         for bench in ("single", "multi")
@@ -121,12 +127,7 @@ def markdown(reports: list[EvalReport], models: list[Path], args: argparse.Names
     lines = [
         "## Functional infilling: diffusion model vs autoregressive FIM peer (MBPP)",
         "",
-        f"Command: `{command}`",
-        "",
-        f"- Date: {env['date']}",
-        f"- Hardware: {env['cpu']}, {env['cores']} cores (torch threads {env['torch_threads']}), "
-        f"GPU: {env['gpu']}",
-        f"- Software: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}",
+        *run_header("bench_infill.py", argv, load_before),
         *[f"- Model: {describe_model(m)}" for m in models],
         f"- Subsets: {args.single} single-line and {args.multi} multi-line tasks spread evenly over each "
         "file (several rows share one MBPP problem, so the first N would cover few problems)",
@@ -151,29 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--model", default=None, help="diffusion model dir (default: $INFILL_MODEL or bundled)"
-    )
+    add_run_options(parser, threads=None)
     parser.add_argument("--ar-model", required=True, help="the AR FIM peer dir (config infill_format psm)")
     # ~6 minutes on the shared 2-core CPU with --threads 1 for the default model size.
     parser.add_argument("--single", type=int, default=100, help="single-line tasks (0 to skip)")
     parser.add_argument("--multi", type=int, default=50, help="multi-line tasks (0 to skip)")
-    parser.add_argument(
-        "--bench-dir", default=None, help="where the MBPP files live (default: training/eval/mbpp)"
-    )
-    parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", default="bench_infill.md", help="Markdown section for BENCHMARKS.md")
     parser.add_argument("--json", default=None, help="also write every report (with per-task results)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    load_before = os.getloadavg()[0]
     try:
         from infill.models import resolve_model_dir
 
@@ -186,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except InfillError as error:
         print(f"bench_infill: error: {error}", file=sys.stderr)
         return 2
-    text = markdown(reports, models, args, argv)
+    text = markdown(reports, models, args, argv, load_before)
     Path(args.out).write_text(text, encoding="utf-8")
     if args.json:
         payload = {"command": argv, "environment": describe(), "reports": [r.to_dict() for r in reports]}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -27,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
+
+from mbpp_bench_cli import add_run_options, run_header, set_threads
 
 from infill.errors import InfillError
 from training.eval.bench import BenchTask, load_tasks, resolve_bench
-from training.eval.environment import describe
 from training.eval.generation import GenerateFn, load_generator
 from training.eval.harness import close_last_line, score_completions
 from training.sandbox import SandboxLimits
@@ -136,26 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--model", default=None, help="diffusion model dir (default: $INFILL_MODEL or bundled)"
-    )
+    add_run_options(parser, threads=1)
     parser.add_argument("--ar-model", required=True, help="the AR FIM peer dir (config infill_format psm)")
     parser.add_argument("--tasks", type=int, default=50, help="tasks per completion length")
-    parser.add_argument(
-        "--bench-dir", default=None, help="where the MBPP files live (default: ../shared/bench)"
-    )
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--workers", type=int, default=2, help="programs run in parallel")
-    parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", default=None, help="also write the Markdown section here")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     load_before = os.getloadavg()[0]
     try:
         from infill.models import resolve_model_dir
@@ -172,14 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except InfillError as error:
         print(f"bench_vs_ar: error: {error}", file=sys.stderr)
         return 2
-    env = describe()
     text = "\n".join(
         [
-            f"Command: `{shlex.join(['python', 'scripts/bench_vs_ar.py', *argv])}`",
-            "",
-            f"- Date: {env['date']}; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
-            f"- Hardware: {env['cpu']}, {env['cores']} cores (torch threads {args.threads}), "
-            f"GPU: {env['gpu']}",
+            *run_header("bench_vs_ar.py", argv, load_before),
             "- One completion at a time (batch 1), models alternating per task; greedy decoding; tokens: "
             "mean generated tokens per completion; pass@1 and edit similarity on the same tasks.",
             "",

@@ -17,7 +17,7 @@ import torch
 from tests.test_eval_ar_generate import _psm_model, _save_psm
 from tests.test_eval_harness import ROWS
 from tests.tiny_models import CODE_SAMPLES
-from training.eval.bench import NAMED_BENCHES
+from training.eval.bench import DEFAULT_BENCH_DIR, NAMED_BENCHES
 from training.tokenizer import train_code_tokenizer
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -95,3 +95,29 @@ def test_bench_cache_times_full_and_cached_steps(capsys: pytest.CaptureFixture[s
     assert "vocabulary 152,064" in out
     for step in ("full forward pass (no cache)", "refresh (full pass building the cache)", "cached step"):
         assert f"| {step}" in out
+
+
+def test_bench_infill_writes_the_benchmarks_section(
+    modernbert_dir: Path, ar_dir: Path, bench_dir: Path, tmp_path: Path
+) -> None:
+    bench = script("bench_infill")
+    out = tmp_path / "bench_infill.md"
+    argv = ["--model", str(modernbert_dir), "--ar-model", str(ar_dir), "--bench-dir", str(bench_dir)]
+    assert bench.main([*argv, "--single", "2", "--multi", "1", "--workers", "1", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    # scripts/train_default.sh drops the heading (sed 1d) and appends the rest to the model card.
+    assert lines[0].startswith("## Functional infilling")
+    assert lines[2].startswith("Command: `python scripts/bench_infill.py --model ")
+    assert any(line.startswith("- Date: ") and "load average" in line for line in lines)
+    assert sum(line.startswith("- Model: ") for line in lines) == 2
+
+
+@pytest.mark.parametrize("name", ["bench_infill", "bench_decoding", "bench_vs_ar"])
+def test_mbpp_benches_name_the_folder_their_tasks_ship_in(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        script(name).main(["--help"])
+    shown = capsys.readouterr().out.split("where the MBPP files live (default:", 1)[1].split(")", 1)[0]
+    # The folder resolve_bench reads when --bench-dir is not given.
+    assert (SCRIPTS.parent / " ".join(shown.split())).resolve() == DEFAULT_BENCH_DIR
