@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
 from infill.errors import ModelLoadError
 from infill.models import LoadedModel, load_model
 from infill.models.families import family_named
+from infill.models.weights import read_safetensors
 from tests.release_models import (
     DREAM_REMOTE_FILES,
     LLADA_BLOCK_NAMES,
@@ -48,13 +48,6 @@ def _token(loaded_model: LoadedModel, token: str) -> int:
     return loaded_model.tokenizer.hf.convert_tokens_to_ids(token)  # type: ignore[attr-defined]
 
 
-def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    weights: dict[str, torch.Tensor] = {}
-    for shard in sorted(model_dir.glob("*.safetensors")):
-        weights.update(load_file(str(shard)))
-    return weights
-
-
 # --- detection and "no remote code" ---
 
 
@@ -79,7 +72,9 @@ def test_release_layouts_are_the_released_ones(release_dirs: dict[str, Path]) ->
         "special_tokens_map.json",
         *LLADA_REMOTE_FILES,
     } <= llada_files
-    assert any(k.startswith("model.transformer.blocks.0.ff_proj") for k in _weights(release_dirs["llada"]))
+    assert any(
+        k.startswith("model.transformer.blocks.0.ff_proj") for k in read_safetensors(release_dirs["llada"])
+    )
 
 
 @pytest.mark.parametrize("trust_remote_code", [False, True])
@@ -160,7 +155,7 @@ def test_dream_tokenizer_gives_the_ids_of_transformers_qwen2_tokenizer(
 def _reference_decoder(model_dir: Path) -> tuple[torch.nn.Module, bool]:
     """(the checkpoint's weights in a plain transformers module built from config.json by hand, shifted?)"""
     config = json.loads((model_dir / "config.json").read_text())
-    weights = _weights(model_dir)
+    weights = read_safetensors(model_dir)
     if config["model_type"] == "llada":
         reference: torch.nn.Module = LlamaForCausalLM(
             LlamaConfig(
@@ -234,7 +229,7 @@ def _llada_reference_forward(model_dir: Path, ids: torch.Tensor) -> torch.Tensor
     RotaryEmbedding with rotate_half over two halves, non-causal sdpa, silu(ff_proj(x)) * up_proj(x)), in
     plain torch."""
     config = json.loads((model_dir / "config.json").read_text())
-    w = _weights(model_dir)
+    w = read_safetensors(model_dir)
     heads, kv_heads, d_model = config["n_heads"], config["n_kv_heads"], config["d_model"]
     head_dim = d_model // heads
     eps, theta = config["rms_norm_eps"], config["rope_theta"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from infill.models import load_model
+from infill.models.weights import read_safetensors
 from tests.test_training_fixtures import SOURCES, make_repo
 from training.config import TrainConfig
 from training.corpus import SourceFile
@@ -34,13 +34,6 @@ TINY_RUN = {
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_repo(tmp_path_factory.mktemp("lora") / "repo", SOURCES)
-
-
-def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    weights: dict[str, torch.Tensor] = {}
-    for shard in sorted(model_dir.glob("*.safetensors")):
-        weights.update(load_file(str(shard)))
-    return weights
 
 
 @pytest.mark.parametrize("release", ["dream-coder-v0", "llada"])
@@ -87,7 +80,7 @@ def test_lora_fine_tune_keeps_the_release_layout_and_family(
     assert set(result.base_eval) == set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
     assert not list(out.glob("adapter_*"))  # LoRA merged into plain weights
 
-    before, after = _weights(base), _weights(out)
+    before, after = read_safetensors(base), read_safetensors(out)
     assert set(after) == set(before)  # the release's own tensor names (LLaDA: model.transformer.*)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(("proj" in name or "attn_out" in name or "ff_out" in name) for name in changed)

@@ -19,9 +19,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from infill.errors import ModelLoadError, TrainingError
+from infill.models.weights import read_safetensors
 from training.eval.generation import model_family
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "infill" / "default_model"
@@ -61,14 +62,13 @@ def bundle_model(
         raise TrainingError(str(exc)) from None
     if family == "psm":
         raise TrainingError(f"{run_dir} is not a diffusion model dir (the AR peer is never bundled)")
-    shards = sorted(run_dir.glob("model*.safetensors"))
-    if not shards:
+    if not any(run_dir.glob("model*.safetensors")):
         raise TrainingError(f"{run_dir} has no safetensors weights")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}-") as staging_dir:
         staging = Path(staging_dir) / dest.name
         staging.mkdir()
-        write_shards(_load_weights(shards, bfloat16), staging, min(shard_bytes, MAX_SHARD_BYTES))
+        write_shards(_load_weights(run_dir, bfloat16), staging, min(shard_bytes, MAX_SHARD_BYTES))
         for name in BUNDLED_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, staging / name)
@@ -85,10 +85,8 @@ def bundle_model(
     return sorted(dest.iterdir())
 
 
-def _load_weights(shards: list[Path], bfloat16: bool) -> dict[str, torch.Tensor]:
-    tensors: dict[str, torch.Tensor] = {}
-    for path in shards:
-        tensors.update(load_file(str(path)))
+def _load_weights(run_dir: Path, bfloat16: bool) -> dict[str, torch.Tensor]:
+    tensors = read_safetensors(run_dir)
     if bfloat16:
         tensors = {k: t.to(torch.bfloat16) if t.is_floating_point() else t for k, t in tensors.items()}
     return tensors

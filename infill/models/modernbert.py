@@ -14,7 +14,6 @@ Shapes: ids, attention_mask (B, T); hidden (B, T, H); q, k, v (B, heads, T, D).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from infill.errors import ModelLoadError
 from infill.models.locate import describe_error
+from infill.models.weights import read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +321,7 @@ def load_modernbert(
     if parsed is None:
         return None
     try:
-        weights = _read_weights(model_dir)
+        weights = read_safetensors(model_dir)
     except Exception as exc:  # safetensors, OSError, a bad index...: all mean the directory is unusable
         raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
     model = ModernBertForMaskedLM(parsed)  # uninitialised: every tensor comes from the checkpoint
@@ -342,17 +341,3 @@ def load_modernbert(
     if parsed.tie_word_embeddings:
         model.decoder.weight = model.model.embeddings.tok_embeddings.weight
     return model.to(device=device, dtype=dtype), report
-
-
-def _read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the directory's safetensors (one file, or the shards its index names), on the CPU."""
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        files = sorted(set(weight_map.values()))
-    else:
-        files = ["model.safetensors"]
-    weights: dict[str, torch.Tensor] = {}
-    for name in files:
-        weights.update(load_file(str(model_dir / name), device="cpu"))
-    return weights

@@ -1,7 +1,9 @@
-"""from_pretrained settings every model kind shares, and the check that the weights fit the architecture."""
+"""from_pretrained settings every model kind shares, the check that the weights fit the architecture, and
+reading a directory's safetensors weights."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors.torch import load_file
 
 from infill.errors import ModelLoadError
 
@@ -66,3 +69,18 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def read_safetensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the directory's safetensors weights (``model.safetensors``, or the shards its
+    ``model.safetensors.index.json`` names), on the CPU."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        files = sorted(set(weight_map.values()))
+    else:
+        files = ["model.safetensors"]
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        weights.update(load_file(str(model_dir / name), device="cpu"))
+    return weights
