@@ -16,7 +16,13 @@ import torch
 if TYPE_CHECKING:  # importing any transformers model class costs seconds: only types here
     from transformers import PreTrainedModel
 
-from infill.models.context_cache import ContextCache, cacheable, decoder_hidden, modernbert_hidden
+from infill.models.context_cache import (
+    ContextCache,
+    cacheable,
+    decoder_hidden,
+    modernbert_hidden,
+    real_token_positions,
+)
 from infill.models.families import module_layout
 
 
@@ -87,8 +93,7 @@ class DecoderAdapter:
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        # Positions count real tokens only, so left and right padding give the same logits.
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = real_token_positions(attention_mask)
         rows = self._hidden_rows(
             attention_mask, every_position(input_ids) if positions is None else positions
         )

@@ -57,16 +57,30 @@ def _attend(
 
 
 def _store(
-    cache: ContextCache | None, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    cache: ContextCache,
+    building: bool,
+    layer: int,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's keys and values for all positions: the fresh ones (a full pass: ``query`` is every
-    position, in order) or the cache's with the fresh ones written in at ``query (B, M)``."""
-    if cache is None:
+    """The layer's keys and values for all positions. ``building`` (a full pass: ``query`` is every position,
+    in order): the fresh ones, appended to ``cache`` as the layer's; else the cache's, with the fresh ones
+    written in at ``query (B, M)``."""
+    if building:
+        cache.keys.append(key)
+        cache.values.append(value)
         return key, value
     index = query[:, None, :, None].expand_as(key)
     cache.keys[layer].scatter_(2, index, key)
     cache.values[layer].scatter_(2, index, value)
     return cache.keys[layer], cache.values[layer]
+
+
+def real_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) position ids that count real tokens only (left padding gets 0, right padding the last real
+    token's), so that left and right padding give a decoder the same positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _key_padding(attention_mask: torch.Tensor, rows: int) -> torch.Tensor:
@@ -91,7 +105,8 @@ def modernbert_hidden(
     keys = torch.arange(input_ids.shape[1], device=query.device)
     near = padding & ((query[:, None, :, None] - keys).abs() <= config.sliding_window)  # local layers
     rotary = {kind: backbone.rotary_emb(hidden, query, kind) for kind in set(config.layer_types)}
-    built = ContextCache([], []) if cache is None else cache
+    building = cache is None  # the full pass: this call builds the cache
+    cache = ContextCache([], []) if cache is None else cache
     head_dim = config.hidden_size // config.num_attention_heads
     for index, layer in enumerate(backbone.layers):
         attn = layer.attn
@@ -99,14 +114,11 @@ def modernbert_hidden(
         q, k, v = (part.transpose(1, 2) for part in qkv.unbind(dim=2))  # (B, H, M, D)
         cos, sin = rotary[layer.attention_type]
         q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
-        k, v = _store(cache, index, query, k, v)
+        k, v = _store(cache, building, index, query, k, v)
         allowed = near if layer.attention_type == "sliding_attention" else padding
         hidden = hidden + attn.Wo(_attend(q, k, v, allowed, head_dim**-0.5))
         hidden = hidden + layer.mlp(layer.mlp_norm(hidden))
-        if cache is None:
-            built.keys.append(k)
-            built.values.append(v)
-    return backbone.final_norm(hidden), built
+    return backbone.final_norm(hidden), cache
 
 
 def decoder_hidden(
@@ -121,12 +133,12 @@ def decoder_hidden(
     from transformers.models.qwen2 import modeling_qwen2  # LLaMA's RoPE is the same function
 
     backbone = model.model
-    # Positions count real tokens only, as in DecoderAdapter, so left and right padding agree.
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, query)
+    position_ids = real_token_positions(attention_mask).gather(1, query)
     hidden = backbone.embed_tokens(input_ids.gather(1, query))
     cos, sin = backbone.rotary_emb(hidden, position_ids)
     padding = _key_padding(attention_mask, query.shape[1])
-    built = ContextCache([], []) if cache is None else cache
+    building = cache is None  # the full pass: this call builds the cache
+    cache = ContextCache([], []) if cache is None else cache
     for index, layer in enumerate(backbone.layers):
         attn = layer.self_attn
         normed = layer.input_layernorm(hidden)
@@ -135,13 +147,10 @@ def decoder_hidden(
         k = attn.k_proj(normed).view(shape).transpose(1, 2)
         v = attn.v_proj(normed).view(shape).transpose(1, 2)
         q, k = modeling_qwen2.apply_rotary_pos_emb(q, k, cos, sin)
-        k, v = _store(cache, index, query, k, v)
+        k, v = _store(cache, building, index, query, k, v)
         hidden = hidden + attn.o_proj(_attend(q, k, v, padding, attn.scaling))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        if cache is None:
-            built.keys.append(k)
-            built.values.append(v)
-    return backbone.norm(hidden), built
+    return backbone.norm(hidden), cache
 
 
 def cacheable(model: PreTrainedModel) -> bool:
@@ -152,9 +161,6 @@ def cacheable(model: PreTrainedModel) -> bool:
         return True
     if name in ("Qwen2ForCausalLM", "LlamaForCausalLM"):
         # Sliding-window decoders and Qwen3-style per-head norms would need more than this loop does.
-        layers = model.model.layers
-        plain = not getattr(config, "use_sliding_window", False) and not hasattr(
-            layers[0].self_attn, "q_norm"
-        )
-        return plain
+        sliding = getattr(config, "use_sliding_window", False)
+        return not sliding and not hasattr(model.model.layers[0].self_attn, "q_norm")
     return False
