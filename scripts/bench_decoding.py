@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import statistics
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
 
-from mbpp_bench_cli import add_run_options, run_header, set_threads
+from mbpp_bench_cli import bench_parser, run_header, start_run
 
 from infill.engine.types import DecodeConfig
 from infill.errors import InfillError
@@ -164,10 +163,7 @@ def table(rows: list[SweepRow]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_options(parser, threads=1)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--single", type=int, default=200, help="single-line tasks (0 to skip)")
     parser.add_argument("--multi", type=int, default=100, help="multi-line tasks (0 to skip)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9, 1.0])
@@ -183,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write every row as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    set_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    load_before = start_run(args.threads)
     try:
         from infill.models import resolve_model_dir
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
 
-from mbpp_bench_cli import add_run_options, run_header, set_threads
+from mbpp_bench_cli import bench_parser, run_header, start_run
 
 from infill.errors import InfillError
 from training.eval.bench import DEFAULT_MAX_TOKENS, DEFAULT_MODES, load_tasks, resolve_bench
@@ -149,10 +149,7 @@ def markdown(
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_options(parser, threads=None)
+    parser = bench_parser(__doc__, threads=None)
     parser.add_argument("--ar-model", required=True, help="the AR FIM peer dir (config infill_format psm)")
     # ~6 minutes on the shared 2-core CPU with --threads 1 for the default model size.
     parser.add_argument("--single", type=int, default=100, help="single-line tasks (0 to skip)")
@@ -162,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write every report (with per-task results)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    set_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    load_before = start_run(args.threads)
     try:
         from infill.models import resolve_model_dir
 

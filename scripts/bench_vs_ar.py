@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # mbpp_bench_cli, also when loaded by path
 
-from mbpp_bench_cli import add_run_options, run_header, set_threads
+from mbpp_bench_cli import bench_parser, run_header, start_run
 
 from infill.errors import InfillError
 from training.eval.bench import BenchTask, load_tasks, resolve_bench
@@ -134,10 +133,7 @@ def table(timings: list[Timing]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_options(parser, threads=1)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--ar-model", required=True, help="the AR FIM peer dir (config infill_format psm)")
     parser.add_argument("--tasks", type=int, default=50, help="tasks per completion length")
     parser.add_argument("--out", default=None, help="also write the Markdown section here")
@@ -145,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    set_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    load_before = start_run(args.threads)
     try:
         from infill.models import resolve_model_dir
 

@@ -15,9 +15,12 @@ from training.eval.environment import describe
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def add_run_options(parser: argparse.ArgumentParser, *, threads: int | None) -> None:
-    """--model, --bench-dir, --device, --threads (``threads`` by default; None: torch's), --workers and
-    --timeout."""
+def bench_parser(description: str | None, *, threads: int | None) -> argparse.ArgumentParser:
+    """A parser with --model, --bench-dir, --device, --threads (``threads`` by default; None: torch's),
+    --workers and --timeout; each script adds its own options."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--model", default=None, help="diffusion model dir (default: $INFILL_MODEL or bundled)"
     )
@@ -32,14 +35,16 @@ def add_run_options(parser: argparse.ArgumentParser, *, threads: int | None) -> 
     )
     parser.add_argument("--workers", type=int, default=2, help="programs run in parallel")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program")
+    return parser
 
 
-def set_threads(threads: int | None) -> None:
-    """torch's CPU threads, when the command line names a number."""
+def start_run(threads: int | None) -> float:
+    """Set torch's CPU threads (when a number is given); the load average now, for ``run_header``."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    return os.getloadavg()[0]
 
 
 def run_header(script: str, argv: list[str], load_before: float) -> list[str]:
