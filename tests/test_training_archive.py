@@ -90,30 +90,17 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     good["goodpkg/license.py"] = '"""Get the Elastic License status."""\n' + MODULE.format(k=8)
     good["goodpkg/settings.py"] = 'API_KEY = "aK9x2Lm4Qz7Rt1Yv8Bn3Cd6Fg5Hj0Kp2"\n' + MODULE.format(k=7)
     wheel(cache, "goodpkg", "1.0", good, license_expression="MIT", license_text=MIT)
-    wheel(
-        cache,
-        "gplpkg",
-        "2.0",
-        {"gplpkg/a.py": MODULE.format(k=11)},
-        license_expression="GPL-3.0-only",
-        license_text=GPL,
-    )
-    wheel(
-        cache,
-        "liarpkg",
-        "1.0",
-        {"liarpkg/a.py": MODULE.format(k=12)},
-        license_expression="MIT",
-        license_text=GPL,
-    )
-    wheel(
-        cache,
-        "barepkg",
-        "1.0",
-        {"barepkg/a.py": MODULE.format(k=13)},
-        license_expression="Apache-2.0",
-        license_text=None,
-    )
+    # To reject: a GPL package, one whose metadata says MIT but ships the GPL, one with no licence file.
+    for k, (name, version, expression, text) in enumerate(
+        (
+            ("gplpkg", "2.0", "GPL-3.0-only", GPL),
+            ("liarpkg", "1.0", "MIT", GPL),
+            ("barepkg", "1.0", "Apache-2.0", None),
+        ),
+        start=11,
+    ):
+        files = {f"{name}/a.py": MODULE.format(k=k)}
+        wheel(cache, name, version, files, license_expression=expression, license_text=text)
     js = {
         "index.js": "function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n",
         "lib/util.ts": "export function scale(xs: number[], k: number): number[] {\n"
