@@ -29,6 +29,7 @@ from tests.release_models import (
     build_dream_release,
     build_infill_shifted_decoder,
 )
+from tests.test_models import REMOTE_MODEL_CODE, remote_code_dir
 
 CODE = "def add(a, b):\n    return a + b\n\nclass Point:\n    x = 1  # note é\n"
 FAMILY_OF = {"dream-v0": "dream", "dream-coder-v0": "dream", "diffucoder": "diffucoder", "llada": "llada"}
@@ -455,66 +456,15 @@ def test_every_family_entry_is_reachable() -> None:
         assert family_named(name).name == name
 
 
-_OLD_CONFIG_CODE = """
-from transformers import PretrainedConfig
-
-
-class OldConfig(PretrainedConfig):
-    model_type = "olddiff"
-
-    def __init__(self, vocab_size=448, hidden_size=16, **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        super().__init__(**kwargs)
-"""
-# Written as for transformers 4 (as LLaDA's modeling_llada.py is): no post_init() call.
-_OLD_MODEL_CODE = """
-import torch
-from transformers import PreTrainedModel
-
-from .configuration_old import OldConfig
-
-
-class OldModel(PreTrainedModel):
-    config_class = OldConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.embed = torch.nn.Embedding(config.vocab_size, config.hidden_size)
-        self.head = torch.nn.Linear(config.hidden_size, config.vocab_size)
-
-    def forward(self, input_ids, attention_mask=None, **kwargs):
-        return (self.head(self.embed(input_ids)),)
-"""
-
-
 def test_remote_code_written_for_transformers_4_fails_with_one_line_naming_the_change(
-    release_dirs: dict[str, Path], tmp_path: Path
+    modernbert_dir: Path, tmp_path: Path
 ) -> None:
-    from safetensors.torch import save_file
-
-    model_dir = tmp_path / "old"
-    model_dir.mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(release_dirs["llada"] / name, model_dir / name)
-    config = {
-        "model_type": "olddiff",
-        "architectures": ["OldModel"],
-        "auto_map": {"AutoConfig": "configuration_old.OldConfig", "AutoModel": "modeling_old.OldModel"},
-        "vocab_size": 448,
-        "hidden_size": 16,
-        "max_sequence_length": 128,
-        "transformers_version": "4.46.3",
-    }
-    (model_dir / "config.json").write_text(json.dumps(config))
-    (model_dir / "configuration_old.py").write_text(_OLD_CONFIG_CODE)
-    (model_dir / "modeling_old.py").write_text(_OLD_MODEL_CODE)
-    weights = {
-        "embed.weight": torch.randn(448, 16),
-        "head.weight": torch.randn(448, 16),
-        "head.bias": torch.zeros(448),
-    }
-    save_file(weights, str(model_dir / "model.safetensors"))
+    # Written as for transformers 4 (as LLaDA's modeling_llada.py is): no post_init() call.
+    old_code = REMOTE_MODEL_CODE.replace("        self.post_init()\n", "")
+    assert old_code != REMOTE_MODEL_CODE
+    model_dir = remote_code_dir(
+        modernbert_dir, tmp_path / "old", model_code=old_code, transformers_version="4.46.3"
+    )
     with pytest.raises(ModelLoadError, match="--trust-remote-code"):
         load_model(model_dir, device="cpu")
     with pytest.raises(ModelLoadError) as info:

@@ -205,7 +205,7 @@ def test_dream_loads_without_running_its_remote_code(dream_dir: Path) -> None:
 
 # --- remote code ---
 
-_REMOTE_CONFIG_CODE = """
+REMOTE_CONFIG_CODE = """
 from transformers import PretrainedConfig
 
 
@@ -219,7 +219,7 @@ class TinyDiffConfig(PretrainedConfig):
         super().__init__(**kwargs)
 """
 
-_REMOTE_MODEL_CODE = """
+REMOTE_MODEL_CODE = """
 import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
@@ -243,8 +243,16 @@ class TinyDiffModel(PreTrainedModel):
 """
 
 
-def _remote_dir(modernbert_dir: Path, out: Path, with_code: bool) -> Path:
-    """A LLaDA-style directory: unknown model_type, auto_map to code shipped beside the weights."""
+def remote_code_dir(
+    modernbert_dir: Path,
+    out: Path,
+    *,
+    with_code: bool = True,
+    model_code: str = REMOTE_MODEL_CODE,
+    transformers_version: str | None = None,
+) -> Path:
+    """A LLaDA-style directory: unknown model_type, auto_map to code shipped beside the weights (the tiny
+    ModernBERT's tokenizer, ``model_code`` as modeling_tinydiff.py)."""
     out.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(modernbert_dir / name, out / name)
@@ -261,6 +269,8 @@ def _remote_dir(modernbert_dir: Path, out: Path, with_code: bool) -> Path:
         "max_sequence_length": 128,
         "mask_token_id": json.loads((modernbert_dir / "tokenizer.json").read_text())["added_tokens"][1]["id"],
     }
+    if transformers_version is not None:
+        config["transformers_version"] = transformers_version
     (out / "config.json").write_text(json.dumps(config))
     torch.manual_seed(0)
     weights = {
@@ -270,19 +280,19 @@ def _remote_dir(modernbert_dir: Path, out: Path, with_code: bool) -> Path:
     }
     save_file(weights, str(out / "model.safetensors"))
     if with_code:
-        (out / "configuration_tinydiff.py").write_text(_REMOTE_CONFIG_CODE)
-        (out / "modeling_tinydiff.py").write_text(_REMOTE_MODEL_CODE)
+        (out / "configuration_tinydiff.py").write_text(REMOTE_CONFIG_CODE)
+        (out / "modeling_tinydiff.py").write_text(model_code)
     return out
 
 
 def test_unknown_architecture_needs_trust_remote_code(modernbert_dir: Path, tmp_path: Path) -> None:
-    remote = _remote_dir(modernbert_dir, tmp_path / "remote", with_code=False)
+    remote = remote_code_dir(modernbert_dir, tmp_path / "remote", with_code=False)
     with pytest.raises(ModelLoadError, match="--trust-remote-code"):
         load_model(remote, device="cpu")
 
 
 def test_remote_code_runs_when_the_caller_opts_in(modernbert_dir: Path, tmp_path: Path) -> None:
-    remote = _remote_dir(modernbert_dir, tmp_path / "remote", with_code=True)
+    remote = remote_code_dir(modernbert_dir, tmp_path / "remote", with_code=True)
     loaded = load_model(remote, device="cpu", trust_remote_code=True)
     ids, mask = _batch(loaded, [CODE])
     assert loaded.kind == "remote"
