@@ -46,6 +46,15 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def without_weights(model_dir: Path, out: Path) -> Path:
+    """A copy of ``model_dir`` with every file but its safetensors weights."""
+    out.mkdir()
+    for item in model_dir.iterdir():
+        if not item.name.endswith(".safetensors"):
+            (out / item.name).write_bytes(item.read_bytes())
+    return out
+
+
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
@@ -94,11 +103,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
 
 
 def test_model_dir_without_weights(workdir: Path, modernbert_dir: Path) -> None:
-    broken = workdir / "broken-model"
-    broken.mkdir()
-    for item in modernbert_dir.iterdir():
-        if not item.name.endswith(".safetensors"):
-            (broken / item.name).write_bytes(item.read_bytes())
+    broken = without_weights(modernbert_dir, workdir / "broken-model")
     (workdir / "hole.py").write_text("x = <|fill|>\n")
     before = snapshot(workdir)
     result = run_infill("rewrite", "--in-place", "hole.py", "--model", str(broken), cwd=workdir)
@@ -212,11 +217,7 @@ def test_a_bad_model_directory_is_reported_before_loading(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    broken = workdir / "no-weights"
-    broken.mkdir()
-    for item in modernbert_dir.iterdir():
-        if not item.name.endswith(".safetensors"):
-            (broken / item.name).write_bytes(item.read_bytes())
+    broken = without_weights(modernbert_dir, workdir / "no-weights")
     (workdir / "hole.py").write_text("x = <|fill|>\n")
     argv = {
         "rewrite": ["rewrite", "--in-place", "hole.py"],
