@@ -21,8 +21,9 @@ from infill.engine.types import DecodeConfig
 from infill.models import load_model
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import SpecialTokens
-from tests.test_forward import llama_adapter, one_thread, padded_batch  # noqa: F401 (autouse fixture)
+from tests.test_forward import llama_adapter, padded_batch
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 VOCAB = 300
 
 

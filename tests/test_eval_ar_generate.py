@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ from training.tokenizer import (
 PREFIX = "def add(a, b):\n"
 SUFFIX = "\nprint(add(1, 2))\n"
 MIDDLE = "    return a + b\n    pass\n"
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine run faster on one thread than fighting over two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _psm_model(tokenizer: PreTrainedTokenizerFast, window: int = 256) -> Qwen2ForCausalLM:

@@ -4,7 +4,6 @@ batch > 1, and the shifted (Dream) and unshifted (LLaDA-style) decoder layouts."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from infill.models import LoadedModel, load_model
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter, predecessor_index
 from infill.models.base import DenoisingModel
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def llama_adapter(vocab: int = 300, seed: int = 0) -> DecoderAdapter:
