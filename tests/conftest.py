@@ -68,17 +68,13 @@ def x_roberta_dir(roberta_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     ``x_model_dir``)."""
     import shutil
 
-    from safetensors.torch import load_file, save_file
-
     from tests.release_models import token_id_in_files
+    from tests.tiny_models import push_bias_towards_x
 
     out = tmp_path_factory.mktemp("x_roberta") / "model"
     shutil.copytree(roberta_dir, out)
-    weights = load_file(out / "model.safetensors")
-    weights["lm_head.bias"][token_id_in_files(out, "x")] += 30.0
-    weights["lm_head.bias"][token_id_in_files(out, "Ġx")] += 25.0
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
+    x_id, blank_x_id = token_id_in_files(out, "x"), token_id_in_files(out, "Ġx")
+    return push_bias_towards_x(out, "lm_head.bias", x_id, blank_x_id)
 
 
 @pytest.fixture(scope="session")

@@ -161,14 +161,20 @@ def build_x_model(out: Path, seed: int = 0) -> Path:
     filled with invalid code. Deterministic, for tests that must see a valid or an invalid fill every time.
     " x" is favoured a little less: where only a token starting with a blank may come (after a healed trailing
     blank, `value = |`), the fill still starts with "x"."""
-    from safetensors.torch import load_file, save_file
-
     build_modernbert(out, seed=seed)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out))
     (x_id,) = tokenizer.encode("x", add_special_tokens=False)
     (blank_x_id,) = tokenizer.encode(" x", add_special_tokens=False)
-    weights = load_file(out / "model.safetensors")
-    weights["decoder.bias"][x_id] += 30.0
-    weights["decoder.bias"][blank_x_id] += 25.0
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
+    return push_bias_towards_x(out, "decoder.bias", x_id, blank_x_id)
+
+
+def push_bias_towards_x(model_dir: Path, bias: str, x_id: int, blank_x_id: int) -> Path:
+    """The output bias tensor ``bias`` of ``model_dir/model.safetensors`` raised for "x" (+30) and a little
+    less for " x" (+25), in place."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(model_dir / "model.safetensors")
+    weights[bias][x_id] += 30.0
+    weights[bias][blank_x_id] += 25.0
+    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
+    return model_dir
