@@ -29,7 +29,7 @@ from tests.release_models import (
     build_dream_release,
     build_infill_shifted_decoder,
 )
-from tests.test_models import REMOTE_MODEL_CODE, remote_code_dir
+from tests.test_models import REMOTE_MODEL_CODE, assert_left_padding_changes_nothing, remote_code_dir
 
 CODE = "def add(a, b):\n    return a + b\n\nclass Point:\n    x = 1  # note é\n"
 FAMILY_OF = {"dream-v0": "dream", "dream-coder-v0": "dream", "diffucoder": "diffucoder", "llada": "llada"}
@@ -281,14 +281,7 @@ def test_llada_logits_follow_modeling_llada(
 
 @pytest.mark.parametrize("release", ["dream-coder-v0", "llada"])
 def test_left_padding_gives_the_same_logits(release: str, loaded: dict[str, LoadedModel]) -> None:
-    loaded_model = loaded[release]
-    row = _ids(loaded_model)[0]
-    ids = torch.full((1, len(row) + 3), loaded_model.special.pad_id)
-    ids[0, 3:] = row
-    mask = torch.zeros_like(ids)
-    mask[0, 3:] = 1
-    alone = loaded_model.model.logits(row[None], torch.ones_like(row[None]))
-    assert torch.allclose(loaded_model.model.logits(ids, mask)[0, 3:], alone[0], atol=1e-4)
+    assert_left_padding_changes_nothing(loaded[release], _ids(loaded[release])[0], padding=3)
 
 
 # --- special tokens, framing, stops ---

@@ -94,15 +94,19 @@ def test_padded_batch_matches_unpadded_runs(fixture: str, loaded_models: dict[st
         assert torch.allclose(batched[i, : alone.shape[0]], alone, atol=1e-4), fixture
 
 
+def assert_left_padding_changes_nothing(loaded: LoadedModel, row: torch.Tensor, padding: int) -> None:
+    """``row (T,)`` behind ``padding`` pad tokens (attention mask 0) gets the logits it gets alone."""
+    ids = torch.full((1, len(row) + padding), loaded.special.pad_id)
+    ids[0, padding:] = row
+    mask = torch.zeros_like(ids)
+    mask[0, padding:] = 1
+    alone = loaded.model.logits(row[None], torch.ones_like(row[None]))
+    assert torch.allclose(loaded.model.logits(ids, mask)[0, padding:], alone[0], atol=1e-4)
+
+
 def test_left_padding_gives_the_same_dream_logits(loaded_models: dict[str, LoadedModel]) -> None:
     loaded = loaded_models["dream_dir"]
-    row = torch.tensor(loaded.tokenizer.encode(CODE))
-    ids = torch.full((1, len(row) + 4), loaded.special.pad_id)
-    ids[0, 4:] = row
-    mask = torch.zeros_like(ids)
-    mask[0, 4:] = 1
-    alone = loaded.model.logits(row[None], torch.ones_like(row[None]))
-    assert torch.allclose(loaded.model.logits(ids, mask)[0, 4:], alone[0], atol=1e-4)
+    assert_left_padding_changes_nothing(loaded, torch.tensor(loaded.tokenizer.encode(CODE)), padding=4)
 
 
 # --- special tokens ---
