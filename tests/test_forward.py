@@ -13,13 +13,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from infill.models import LoadedModel, load_model
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter, predecessor_index
 from infill.models.base import DenoisingModel
+from infill.models.decoders import make_bidirectional
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def llama_adapter(vocab: int = 300, seed: int = 0) -> DecoderAdapter:
-    """A tiny LLaMA run bidirectionally and unshifted, as LLaDA is (the models helper's loader does the
-    same through the family registry)."""
+    """A tiny LLaMA run bidirectionally and unshifted, as the loader runs LLaDA (decoders.py)."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab,
@@ -32,9 +32,7 @@ def llama_adapter(vocab: int = 300, seed: int = 0) -> DecoderAdapter:
     )
     config.is_causal = False
     model = LlamaForCausalLM(config).eval()
-    for module in model.modules():
-        if hasattr(module, "is_causal"):
-            module.is_causal = False
+    make_bidirectional(model)
     return DecoderAdapter(model, shift=False)
 
 
