@@ -299,6 +299,20 @@ def test_default_config_takes_the_model_defaults(engines: dict[str, InfillEngine
         engines["modernbert"].fill([FillRequest("a", "b", max_tokens=0)])
 
 
+@pytest.mark.parametrize("name", ["steps", "block_size", "block_steps", "num_candidates", "cache_refresh"])
+def test_counts_and_sizes_must_be_integers(name: str, engines: dict[str, InfillEngine]) -> None:
+    """A fractional block size used to reach the sampler and fail there with a torch error (a traceback at
+    the edges); from generation_config.json it is a bad model, from a caller bad input."""
+    engine = engines["modernbert"]
+    config = replace(engine.default_config(), strategy="blocks", **{name: 2.5})
+    with pytest.raises(InputError, match=f"{name} must be an integer, not 2.5"):
+        engine.fill([FillRequest("def f(a):\n    return ", "\n", max_tokens=8)], config)
+    defaults = InfillEngine(replace(engine.loaded, generation_defaults={name: 2.5}))
+    with pytest.raises(ModelLoadError, match=f"{name} must be an integer"):
+        defaults.default_config()
+    check_config(replace(engine.default_config(), **{name: 2}))  # a whole number is fine
+
+
 def test_scores_and_confidences_are_the_models_probabilities(
     engines: dict[str, InfillEngine], x_model_dir: Path
 ) -> None:

@@ -305,6 +305,11 @@ class InfillEngine:
         return decoded
 
 
+# Counts and sizes that shape or index tensors (a block size of 8.5 would fail deep inside the sampler).
+_INTEGER_SETTINGS = ("steps", "block_size", "block_steps", "num_candidates", "cache_refresh")
+_OPTIONAL_INTEGER_SETTINGS = ("seed", "context_tokens")
+
+
 def check_config(config: DecodeConfig) -> None:
     """Raise InputError for a DecodeConfig the sampler cannot honour."""
     problems: list[str] = []
@@ -313,9 +318,11 @@ def check_config(config: DecodeConfig) -> None:
     for name, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"Bad decoding settings: {name} must be a number, not {value!r}")
-    for name in ("seed", "context_tokens"):
+    for name in (*_INTEGER_SETTINGS, *_OPTIONAL_INTEGER_SETTINGS):
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is None and name in _OPTIONAL_INTEGER_SETTINGS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"Bad decoding settings: {name} must be an integer, not {value!r}")
     if not isinstance(config.estimate_length, bool):
         raise InputError(
@@ -339,8 +346,8 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"top_p must be in (0, 1], not {config.top_p}")
     if config.num_candidates < 1:
         problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
-    if config.cache_refresh < 0 or not isinstance(config.cache_refresh, int):
-        problems.append(f"cache_refresh must be a whole number >= 0, not {config.cache_refresh}")
+    if config.cache_refresh < 0:
+        problems.append(f"cache_refresh must be >= 0, not {config.cache_refresh}")
     if config.context_tokens is not None and config.context_tokens < 0:
         problems.append(f"context_tokens must be >= 0, not {config.context_tokens}")
     if problems:
