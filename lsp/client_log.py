@@ -44,15 +44,18 @@ class ClientLogHandler(logging.Handler):
         loop = self.server.loop
         client_gone = getattr(self.server.protocol, "client_gone", False)
         if loop is None or loop.is_closed() or client_gone:
-            if self.fallback is not None and record.levelno >= self.fallback.level:
-                self.fallback.handle(record)
+            self._fall_back(record)
             return
         params = types.LogMessageParams(type=message_type(record.levelno), message=self.format(record))
         try:
             loop.call_soon_threadsafe(self._send, params)  # records come from any thread
         except RuntimeError:  # the loop closed just now
-            if self.fallback is not None:
-                self.fallback.handle(record)
+            self._fall_back(record)
+
+    def _fall_back(self, record: logging.LogRecord) -> None:
+        # Handler.handle does not look at the handler's level (the logger does, before emit): check it here.
+        if self.fallback is not None and record.levelno >= self.fallback.level:
+            self.fallback.handle(record)
 
     def _send(self, params: types.LogMessageParams) -> None:
         if not getattr(self.server.protocol, "client_gone", False):

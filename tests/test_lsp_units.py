@@ -336,3 +336,31 @@ def test_serve_rejects_unusable_options_in_one_line(args: list[str], expected: s
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and out.stdout == ""
     assert len(lines) == 1 and expected in lines[0]
+
+
+@pytest.mark.parametrize("loop_state", ["no loop yet", "closed while logging"])
+def test_client_log_fallback_gets_only_what_its_level_lets_through(
+    loop_state: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a client, INFO lines must not reach stderr (editors show it as errors): also when the loop
+    closes between the handler's check and its call."""
+    import asyncio
+    import io
+    import logging
+
+    from lsp.client_log import ClientLogHandler
+    from lsp.server import InfillLanguageServer
+
+    server = InfillLanguageServer()
+    if loop_state == "closed while logging":
+        loop = asyncio.new_event_loop()
+        loop.close()
+        monkeypatch.setattr(loop, "is_closed", lambda: False)  # still open when the handler looked
+        server.loop = loop
+    stderr = io.StringIO()
+    fallback = logging.StreamHandler(stderr)
+    fallback.setLevel(logging.WARNING)
+    handler = ClientLogHandler(server, fallback)
+    for level, message in ((logging.INFO, "completion id=1"), (logging.WARNING, "model slow")):
+        handler.emit(logging.makeLogRecord({"name": "lsp.worker", "levelno": level, "msg": message}))
+    assert "model slow" in stderr.getvalue() and "completion id=1" not in stderr.getvalue()
