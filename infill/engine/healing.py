@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from infill.engine.slots import CanvasLogits
 from infill.models.base import SpecialTokens, TextTokenizer
 
 # A token that may be the start of a longer one: optional leading blank, then word characters; or one blank
@@ -118,7 +119,10 @@ class HealingConstraint:
         self._whole: dict[str, list[int]] = {}
         self._partial: dict[str, list[int]] = {}
 
-    def __call__(self, ids: torch.Tensor, logits: torch.Tensor, priority: torch.Tensor) -> None:
+    def __call__(
+        self, ids: torch.Tensor, logits: CanvasLogits | torch.Tensor, priority: torch.Tensor
+    ) -> None:
+        """``logits`` indexed [row, canvas position] (the sampler's CanvasLogits, or a (B, T, V) tensor)."""
         for span in self.spans:
             span_ids = ids[span.row, span.start : span.end].tolist()  # one device read per span
             offset, rest = self._pending(span_ids, span.removed)

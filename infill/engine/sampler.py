@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -48,7 +47,7 @@ logger = logging.getLogger(__name__)
 # are chosen: -inf logits forbid tokens, +inf priority forces a position this step, -inf priority holds it
 # (a masked position stays masked this step; a committed one is never remasked this step). ``logits`` is a
 # slots.CanvasLogits: only the positions asked about this step hold logits (edits elsewhere are dropped).
-Constraint = Callable[[torch.Tensor, Any, torch.Tensor], None]
+Constraint = Callable[[torch.Tensor, CanvasLogits, torch.Tensor], None]
 
 
 @dataclass
