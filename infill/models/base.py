@@ -25,8 +25,8 @@ class SpecialTokens:
     banned_ids: ids never committed on the canvas (mask, pad, bos/cls, unk, other specials, the family's
         control tokens such as Qwen2.5's FIM tokens, and the stop ids).
     stop_ids: ids that end a span as end_of_span does (DiffuCoder's <|dlm_pad|>, instruct models' end of
-    turn);     the loader adds their probability to end_of_span's logit and they are banned, so the engine
-    only ever     sees end_of_span.
+        turn); the loader adds their probability to end_of_span's logit and they are banned, so the engine
+        only ever sees end_of_span.
     """
 
     mask_id: int

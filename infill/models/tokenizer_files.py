@@ -18,7 +18,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from infill.errors import ModelLoadError
 from infill.models.families import Family
 from infill.models.locate import describe_error, read_json_object
-from infill.models.tokenizer_json import ROLES, FastTokenizer, read_tokenizer_json, token_content
+from infill.models.tokenizer_json import FastTokenizer, read_tokenizer_json, role_tokens, token_content
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -105,11 +105,10 @@ def qwen2_bpe_from_files(model_dir: Path) -> PreTrainedTokenizerFast:
             backend.add_special_tokens([token])
         else:
             backend.add_tokens([token])
-    roles = {role: token_content(config.get(role, special_map.get(role))) for role in ROLES}
     extra = config.get("additional_special_tokens", special_map.get("additional_special_tokens")) or []
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        **{role: value for role, value in roles.items() if value is not None},
+        **role_tokens(config, special_map),
         additional_special_tokens=[token_content(t) for t in extra],
         clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
         model_max_length=config.get("model_max_length", 1_000_000_000),

@@ -125,8 +125,7 @@ def read_tokenizer_json(model_dir: Path) -> TokenizerJson | None:
     if any(config.get(key) for key in _REWRITING_KEYS) or config.get("clean_up_tokenization_spaces"):
         return None
     backend = Tokenizer.from_file(str(path))
-    roles = {role: token_content(config.get(role, special_map.get(role))) for role in ROLES}
-    present = {role: token for role, token in roles.items() if token is not None}
+    present = role_tokens(config, special_map)
     extra = [
         token_content(token)
         for key in ("additional_special_tokens", "extra_special_tokens")
@@ -138,6 +137,13 @@ def read_tokenizer_json(model_dir: Path) -> TokenizerJson | None:
         return None
     max_length = config.get("model_max_length", VERY_LARGE_INTEGER)
     return TokenizerJson(backend, present, max_length if isinstance(max_length, int) else VERY_LARGE_INTEGER)
+
+
+def role_tokens(config: dict[str, Any], special_map: dict[str, Any]) -> dict[str, str]:
+    """The roles (bos, eos, pad, mask...) tokenizer_config.json names, else special_tokens_map.json: role ->
+    token; roles neither names are left out."""
+    roles = {role: token_content(config.get(role, special_map.get(role))) for role in ROLES}
+    return {role: token for role, token in roles.items() if token is not None}
 
 
 def token_content(value: object) -> str | None:
