@@ -92,7 +92,7 @@ def denoise(
     generator = make_generator(config.seed, device)
     segment = gather(span_segments(editable), slots.positions) * slots.valid
     line = slots.valid & (False if line_rows is None else line_rows.to(device)[:, None])
-    stop_ids = (torch.zeros(0, dtype=torch.long) if newline_ids is None else newline_ids).to(device)
+    newlines = (torch.zeros(0, dtype=torch.long) if newline_ids is None else newline_ids).to(device)
     steps_per_block = slots.steps_per_block(
         torch.full((len(ids),), config.steps) if row_steps is None else row_steps, config.block_steps
     )
@@ -145,7 +145,7 @@ def denoise(
                 passes - 1,
             )
             # Span tail and line stop: masked slots after a stop token become end_of_span.
-            stops = (state.tokens == eos) | (line & torch.isin(state.tokens, stop_ids))
+            stops = (state.tokens == eos) | (line & torch.isin(state.tokens, newlines))
             state.set(masked & (state.tokens != eos) & after_stop(stops, segment), eos, 1.0, passes - 1)
 
             steps_left = steps_left - 1

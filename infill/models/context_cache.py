@@ -1,5 +1,6 @@
 """A context key/value cache across denoising steps (Fast-dLLM's DualCache), as manual layer loops over the
-weights of transformers' own modules: ModernBERT masked LMs and Qwen2/LLaMA decoders made bidirectional.
+weights of transformers' own modules: ModernBERT masked LMs (transformers' or modernbert.py's, which has the
+same modules) and Qwen2/LLaMA decoders made bidirectional.
 
 A full pass computes every position and keeps each layer's keys and values (after RoPE). A cached pass
 recomputes only the query positions (the block being decoded) layer by layer: their new keys and values are
