@@ -453,10 +453,19 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
   await press("End"); // after the opening brace
   await page.keyboard.type(`"infill.pythonPath": ${JSON.stringify(venvPython)},`);
   await press("Control", "s");
-  await waitFor("the server to restart", async () => ((await status())?.icon !== "sparkle" ? true : null), 30_000);
+  // The status item can be hidden while settings.json is the active editor, and the old server's `ready` stays on
+  // screen until the restart begins, so the status alone cannot say the restart happened: wait for the processes.
+  const expected = [`${venvPython} -m infill.cli.main serve`];
+  await waitFor(
+    "the old server to be replaced by `python -m infill.cli.main serve`",
+    async () => (JSON.stringify(infillServers()) === JSON.stringify(expected) ? true : null),
+    READY_MS,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\nservers now: ${JSON.stringify(infillServers())}`);
+  });
   await waitReady();
   log(`server: ${JSON.stringify(infillServers())}`);
-  assert.deepEqual(infillServers(), [`${venvPython} -m infill.cli.main serve`], "the old server is gone");
+  assert.deepEqual(infillServers(), expected, "the old server is gone");
   assert.doesNotMatch(outputChannel(), /unrecognized arguments/);
 });
 
