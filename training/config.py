@@ -28,6 +28,8 @@ class TrainConfig:
     # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
     base: str | None = None
     from_scratch: bool = False
+    # AR-initialised diffusion (Dream / DiffuCoder): start from this AR FIM peer's weights, bidirectional.
+    from_ar: str | None = None
     tokenizer: str | None = None  # from scratch: reuse this dir's tokenizer (the AR peer shares it)
     lora: bool = False
     lora_rank: int = 16
@@ -49,16 +51,19 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 150
     max_minutes: float | None = None  # stop (and save) after this much wall time even if steps remain
+    max_cpu_minutes: float | None = None  # the same in CPU time of this process (equal-compute comparisons)
     lr: float | None = None  # None: 2e-3 from scratch, 5e-4 fine-tuning (1e-3 with LoRA)
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    compile: bool = False  # torch.compile the encoder stack (~10% faster steps after a minute or two)
     # Evaluation and checkpoints.
-    eval_every: int = 100
+    eval_every: int = 100  # held-out loss
     eval_batches: int = 4
     eval_spans: int = 32
+    span_eval_every: int = 0  # decode the held-out gaps every N steps too (0: only at the end; slow)
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = True
@@ -67,6 +72,8 @@ class TrainConfig:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
+        if self.from_ar:
+            return 1e-3
         if self.from_scratch:
             return 2e-3
         return 1e-3 if self.lora else 5e-4
@@ -78,6 +85,9 @@ class TrainConfig:
             raise TrainingError("pass either --repo or --from-python-packages, not both")
         if self.objective == "ar-fim" and not self.from_scratch:
             raise TrainingError("the ar-fim peer is trained from scratch: add --from-scratch")
+        conflicting = self.objective != "diffusion" or self.from_scratch or self.base or self.lora
+        if self.from_ar and conflicting:
+            raise TrainingError("--from-ar takes no --from-scratch, --base or --lora")
         if self.seq_len < 32 or self.seq_len > self.max_positions:
             raise TrainingError(f"--seq-len must be between 32 and --max-positions ({self.max_positions})")
         if self.hidden_size % self.num_heads:
@@ -103,7 +113,12 @@ HELP = {
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
     "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
+    "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
     "max_minutes": "stop and save after this much wall time even if steps remain",
+    "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",
+    "compile": "torch.compile the encoder stack (faster steps after a one-off compile)",
+    "eval_every": "held-out loss every N steps",
+    "span_eval_every": "also decode the held-out gaps every N steps (0: only at the end)",
     "threads": "torch CPU threads",
     "eval_spans": "held-out gaps scored for exact match at each evaluation",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",

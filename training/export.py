@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from training.config import TrainConfig
 from training.corpus import Corpus
-from training.model_factory import merged
+from training.model_factory import FAMILY_KEY, SHIFTED_DECODER, is_shifted_decoder, merged
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ def export_model_dir(
         generation = {"eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>")}
     else:
         generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
+    if is_shifted_decoder(plain):
+        # Loaded through the Dream path (bidirectional Qwen2, shifted logits) until the family registry
+        # reads infill_family; no auto_map, so no remote code is ever involved.
+        model_config.pop("auto_map", None)
+        model_config.update(
+            {FAMILY_KEY: SHIFTED_DECODER, "model_type": "Dream", "mask_token_id": tokenizer.mask_token_id}
+        )
     config_path.write_text(json.dumps(model_config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
 
@@ -77,6 +84,22 @@ def write_loss_curve(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def _init_lines(init: dict) -> list[str]:
+    """The AR phase of an AR-initialised model: its compute belongs to this model's total."""
+    if not init:
+        return []
+    steps, tokens = init.get("ar_phase_step", "?"), init.get("ar_phase_tokens")
+    cpu = init.get("ar_phase_cpu_s")
+    return [
+        f"AR phase (counted in this model's compute): the autoregressive FIM peer `{init['init_from_ar']}`, "
+        f"{steps} steps, {f'{tokens:,}' if tokens is not None else '?'} tokens"
+        + (f", {cpu / 60:.1f} CPU-minutes" if cpu else "")
+        + "; its weights started this model, with attention made bidirectional and Dream's one-position "
+        "logit shift (the hidden state at i-1 predicts the token at i).",
+        "",
+    ]
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
@@ -89,6 +112,7 @@ def write_model_card(
     origin: str,
     evals: dict[str, float | None],
     parameters: int,
+    init: dict | None = None,
 ) -> None:
     """README.md: what the model is, what data (with licences) went into it, how long it trained, how good."""
     manifest = corpus.manifest
@@ -112,6 +136,7 @@ def write_model_card(
                 ("steps", str(state["step"])),
                 ("tokens seen", f"{state['tokens']:,}"),
                 ("wall time", f"{state['elapsed_s'] / 60:.1f} min"),
+                ("CPU time of the training process", f"{state.get('cpu_s', 0.0) / 60:.1f} min"),
                 ("sequence length", str(config.seq_len)),
                 ("batch", f"{config.batch_size} x {config.grad_accum}"),
                 ("learning rate", str(config.learning_rate())),
@@ -122,6 +147,7 @@ def write_model_card(
         "",
         "Full resolved settings: `training_config.json`. Loss curve: `loss_curve.png`.",
         "",
+        *_init_lines(init or {}),
         "## Held-out evaluation",
         "",
         "Held-out files (split by file, never by chunk); span exact match and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,10 @@ from training.tokenizer import load_code_tokenizer, train_code_tokenizer
 logger = logging.getLogger(__name__)
 
 TOKENIZER_SAMPLE_CHARS = 3_000_000  # BPE merges settle long before this; more only costs time
+# config.json key and value of a Qwen2-shaped diffusion model with Dream's layout (bidirectional attention,
+# the hidden state at i-1 predicts the token at i), as the AR-initialised recipe produces.
+FAMILY_KEY = "infill_family"
+SHIFTED_DECODER = "infill-shifted-decoder"
 
 
 def new_tokenizer(files: Sequence[SourceFile], vocab_size: int) -> PreTrainedTokenizerBase:
@@ -90,12 +95,61 @@ def load_tokenizer_from(path: str | Path) -> PreTrainedTokenizerBase:
     return load_code_tokenizer(path)
 
 
-def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """A masked LM to fine-tune: our ModernBERT dirs or any native HF masked LM (safetensors only)."""
+def is_shifted_decoder(model: torch.nn.Module) -> bool:
+    return getattr(model.config, FAMILY_KEY, None) == SHIFTED_DECODER
+
+
+def _make_shifted(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
+    """Every attention layer bidirectional, marked as a shifted decoder (and no longer a PSM peer)."""
+    from infill.models.dream import make_bidirectional
+
+    model.config.is_causal = False
+    model.config.use_cache = False
+    make_bidirectional(model)
+    setattr(model.config, FAMILY_KEY, SHIFTED_DECODER)
+    if hasattr(model.config, "infill_format"):
+        delattr(model.config, "infill_format")
+    return model
+
+
+def shifted_decoder_from_ar(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """The AR FIM peer's weights as a bidirectional shifted decoder: the start of AR-initialised diffusion."""
+    path = Path(path)
+    config = _read_config(path)
+    if config.get("infill_format") != "psm":
+        raise TrainingError(f"--from-ar {path} is not an AR FIM peer (config.json has no infill_format psm)")
+    model = Qwen2ForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
+    return _make_shifted(model), load_tokenizer_from(path)
+
+
+def _read_config(path: Path) -> dict:
     if not (path / "config.json").is_file():
-        raise TrainingError(f"base model {path} is not a model directory (no config.json)")
+        raise TrainingError(f"{path} is not a model directory (no config.json)")
     if not list(path.glob("*.safetensors")):
-        raise TrainingError(f"base model {path} has no safetensors weights")
+        raise TrainingError(f"{path} has no safetensors weights")
+    return json.loads((path / "config.json").read_text())
+
+
+def _load_shifted_base(path: Path, config: dict) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    from infill.models.dream import qwen2_config_from_dream
+
+    try:
+        qwen = qwen2_config_from_dream(config)
+        model = Qwen2ForCausalLM.from_pretrained(
+            str(path), config=qwen, use_safetensors=True, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"cannot load base model {path} as a shifted decoder: {exc}") from exc
+    return _make_shifted(model), tokenizer
+
+
+def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """A model to fine-tune: our ModernBERT dirs, our shifted decoders (Dream layout) or any native HF masked
+    LM (safetensors only)."""
+    config = _read_config(path)
+    if config.get(FAMILY_KEY) == SHIFTED_DECODER or str(config.get("model_type", "")).lower() == "dream":
+        return _load_shifted_base(path, config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)

@@ -3,7 +3,12 @@
 Layout of ``config.out``:
   checkpoints/step_N/   accelerate state (model.safetensors, optimizer, scheduler, RNG) + trainer_state.json
   config.json, model.safetensors, tokenizer files, generation_config.json, README.md   the model dir
-  training_config.json, training_manifest.json, train_log.jsonl, loss_curve.png, eval.json
+  training_config.json, training_manifest.json, train_log.jsonl, loss_curve.png, eval.json,
+  training_state.json (steps, tokens, wall and CPU seconds so far: what an AR-initialised run counts as its
+  AR phase)
+
+Time is counted in two clocks: wall seconds and CPU seconds of this process (``time.process_time``). On a
+machine shared with other work the CPU clock is the fair one: ``--max-cpu-minutes`` gives runs equal compute.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from infill.errors import TrainingError
 from training.config import TrainConfig
 from training.corpus import Corpus, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
+from training.losses import ARObjective, DiffusionObjective, backbone_and_head
 from training.model_factory import (
     apply_lora,
     build_ar_model,
     build_diffusion_model,
+    is_shifted_decoder,
     load_base_model,
     load_tokenizer_from,
     new_tokenizer,
+    shifted_decoder_from_ar,
 )
-from training.objective import ExampleSource, ar_loss, diffusion_loss
+from training.objective import ExampleSource
 from training.repo_eval import evaluate_model_dir, heldout_rows
 
 logger = logging.getLogger(__name__)
@@ -67,6 +75,9 @@ def _model_and_tokenizer(
     config: TrainConfig, corpus: Corpus
 ) -> tuple[torch.nn.Module, object, str, Path | None]:
     """(model, tokenizer, where it started (for the model card), base model dir or None)."""
+    if config.from_ar:
+        model, tokenizer = shifted_decoder_from_ar(config.from_ar)
+        return model, tokenizer, f"initialised from the AR FIM peer {config.from_ar} (bidirectional)", None
     if config.from_scratch:
         tokenizer = load_tokenizer_from(config.tokenizer) if config.tokenizer else None
         if tokenizer is None:
@@ -104,6 +115,25 @@ def _schedule(config: TrainConfig) -> callable:
     return factor
 
 
+def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    # The fused kernel updates every tensor in one call (CPU and CUDA); it needs float parameters.
+    fused = all(p.is_floating_point() for p in params)
+    return torch.optim.AdamW(
+        params, lr=config.learning_rate(), weight_decay=config.weight_decay, betas=(0.9, 0.98), fused=fused
+    )
+
+
+def _objective(config: TrainConfig, model: torch.nn.Module) -> torch.nn.Module:
+    if config.objective == "ar-fim":
+        return ARObjective(model)
+    objective = DiffusionObjective(model, shift=is_shifted_decoder(model))
+    if config.compile:
+        split = backbone_and_head(model)
+        (split[0] if split else model).compile(dynamic=False)
+    return objective
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one training run and write its model dir; returns where it went and its numbers."""
     config.validate()
@@ -122,26 +152,22 @@ def train(config: TrainConfig) -> TrainResult:
     with accelerator.main_process_first():
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
     is_ar = config.objective == "ar-fim"
+    shifted = is_shifted_decoder(model)
     seq_len = min(config.seq_len, getattr(model.config, "max_position_embeddings", config.seq_len))
-    train_source = ExampleSource(corpus.train, tokenizer, seq_len, config.span_fraction)
-    heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction)
-    loss_fn = ar_loss if is_ar else diffusion_loss
+    train_source = ExampleSource(corpus.train, tokenizer, seq_len, config.span_fraction, shifted=shifted)
+    heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction, shifted=shifted)
     draw = "ar_batch" if is_ar else "diffusion_batch"
 
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate(),
-        weight_decay=config.weight_decay,
-        betas=(0.9, 0.98),
-    )
+    optimizer = _optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    objective = _objective(config, model)
+    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
 
-    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0}
+    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
     checkpoint = _latest_checkpoint(out) if config.resume else None
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        state.update(json.loads((checkpoint / "trainer_state.json").read_text()))
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
     if accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))  # available at once, e.g. for an AR peer sharing it
@@ -150,26 +176,31 @@ def train(config: TrainConfig) -> TrainResult:
 
     eval_rows = heldout_rows(corpus.heldout, config.eval_spans, seed=config.seed)
     log_path = out / "train_log.jsonl"
-    rank, started = accelerator.process_index, time.perf_counter() - state["elapsed_s"]
+    rank = accelerator.process_index
+    started = time.perf_counter() - state["elapsed_s"]
+    cpu_started = time.process_time() - state["cpu_s"]
     heldout_loss, span_eval = None, {}
     base_eval = _base_eval(out, base_dir, eval_rows) if base_dir and config.compare_base else {}
+    init = _init_record(config)
 
-    def evaluate() -> None:
+    def evaluate(spans: bool) -> None:
         nonlocal heldout_loss, span_eval
-        heldout_loss = _heldout_loss(model, heldout_source, draw, loss_fn, config, accelerator)
+        heldout_loss = _heldout_loss(objective, heldout_source, draw, config, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(model)
+            unwrapped = accelerator.unwrap_model(objective).model
             export_model_dir(unwrapped, tokenizer, out, config)
-            span_eval = evaluate_model_dir(out, eval_rows) if eval_rows else {}
-            record = {"step": state["step"], "heldout_loss": heldout_loss, **span_eval}
+            if spans:
+                span_eval = evaluate_model_dir(out, eval_rows) if eval_rows else {}
+            record = {"step": state["step"], "heldout_loss": heldout_loss, **(span_eval if spans else {})}
             _append_log(log_path, {"eval": record})
-            (out / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+            (out / "eval.json").write_text(json.dumps({**record, **init}, indent=2) + "\n")
+            (out / "training_state.json").write_text(json.dumps(state) + "\n")
             write_loss_curve(log_path, out / "loss_curve.png")
             parameters = sum(p.numel() for p in unwrapped.parameters())
             base_numbers = {f"base_{k}": v for k, v in base_eval.items() if k != "rows"}
             numbers = {"heldout_loss": heldout_loss, **span_eval, **base_numbers}
-            write_model_card(out, config, corpus, state, origin, numbers, parameters)
+            write_model_card(out, config, corpus, state, origin, numbers, parameters, init)
             logger.info("eval at step %d: %s", state["step"], record)
 
     bar = tqdm(
@@ -179,31 +210,33 @@ def train(config: TrainConfig) -> TrainResult:
         desc="train",
         unit="step",
     )
-    window_tokens, window_start = 0, time.perf_counter()
-    model.train()
+    window: list[tuple[int, float]] = []  # (tokens, CPU seconds) of the last steps, for the rate shown
+    objective.train()
     while state["step"] < config.max_steps:
         step = state["step"]
-        loss_sum = 0.0
+        step_cpu = time.process_time()
+        loss_sum, step_tokens = 0.0, 0
         for micro in range(config.grad_accum):
             batch = getattr(train_source, draw)(
                 config.batch_size, config.seed, step * config.grad_accum + micro, rank
             ).to(accelerator.device)
-            with accelerator.accumulate(model), accelerator.autocast():
-                loss = loss_fn(model, batch)
+            with accelerator.accumulate(objective), accelerator.autocast():
+                loss = objective(batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    accelerator.clip_grad_norm_(objective.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
             loss_sum += float(loss.detach()) / config.grad_accum
-            tokens = int(batch.attention_mask.sum()) * accelerator.num_processes
-            state["tokens"] += tokens
-            window_tokens += tokens
+            step_tokens += int(batch.attention_mask.sum()) * accelerator.num_processes
+        state["tokens"] += step_tokens
         state["step"] = step + 1
         state["elapsed_s"] = time.perf_counter() - started
-        rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
-        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:.0f}")
+        state["cpu_s"] = time.process_time() - cpu_started
+        window = [*window[-19:], (step_tokens, time.process_time() - step_cpu)]
+        rate = sum(t for t, _ in window) / max(1e-9, sum(c for _, c in window))
+        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_cpu_s=f"{rate:.0f}")
         bar.update(1)
         if accelerator.is_main_process:
             _append_log(
@@ -214,21 +247,38 @@ def train(config: TrainConfig) -> TrainResult:
                     "lr": scheduler.get_last_lr()[0],
                     "tokens": state["tokens"],
                     "elapsed_s": round(state["elapsed_s"], 1),
+                    "cpu_s": round(state["cpu_s"], 1),
                 },
             )
-        out_of_time = config.max_minutes is not None and state["elapsed_s"] > config.max_minutes * 60
+        out_of_time = _out_of_time(config, state)
         done = state["step"] >= config.max_steps or out_of_time
         if state["step"] % config.save_every == 0 or done:
             _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
-        if state["step"] % config.eval_every == 0 and not done:
-            evaluate()
-            model.train()
+        if not done and state["step"] % config.eval_every == 0:
+            spans = config.span_eval_every > 0 and state["step"] % config.span_eval_every == 0
+            evaluate(spans)
+            objective.train()
         if out_of_time:
-            logger.info("stopping at step %d: --max-minutes %.1f reached", state["step"], config.max_minutes)
+            logger.info("stopping at step %d: time budget reached", state["step"])
             break
     bar.close()
-    evaluate()
+    evaluate(spans=True)
     return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval)
+
+
+def _out_of_time(config: TrainConfig, state: dict) -> bool:
+    wall = config.max_minutes is not None and state["elapsed_s"] > config.max_minutes * 60
+    cpu = config.max_cpu_minutes is not None and state["cpu_s"] > config.max_cpu_minutes * 60
+    return wall or cpu
+
+
+def _init_record(config: TrainConfig) -> dict:
+    """For an AR-initialised run: the AR phase's steps, tokens and seconds (its training_state.json)."""
+    if not config.from_ar:
+        return {}
+    path = Path(config.from_ar) / "training_state.json"
+    phase = json.loads(path.read_text()) if path.is_file() else {}
+    return {"init_from_ar": str(config.from_ar), **{f"ar_phase_{k}": v for k, v in phase.items()}}
 
 
 def _base_eval(out: Path, base_dir: Path, rows: list) -> dict[str, float]:
@@ -244,15 +294,13 @@ def _base_eval(out: Path, base_dir: Path, rows: list) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _heldout_loss(
-    model, source: ExampleSource, draw: str, loss_fn, config: TrainConfig, accelerator
-) -> float:
-    model.eval()
+def _heldout_loss(objective, source: ExampleSource, draw: str, config: TrainConfig, accelerator) -> float:
+    objective.eval()
     losses = []
     for i in range(config.eval_batches):
         batch = getattr(source, draw)(config.batch_size, config.seed + EVAL_SEED_OFFSET, i, 0)
         with accelerator.autocast():
-            losses.append(float(loss_fn(model, batch.to(accelerator.device))))
+            losses.append(float(objective(batch.to(accelerator.device))))
     return sum(losses) / len(losses)
 
 
