@@ -12,6 +12,7 @@ from infill.errors import TrainingError
 from infill.models import load_model
 from tests.test_training_fixtures import SOURCES, make_repo
 from training.config import TrainConfig
+from training.model_factory import load_tokenizer_from
 from training.trainer import train
 
 TINY = {
@@ -140,6 +141,16 @@ def test_lora_fine_tune_scores_base_and_tuned_model(scratch_run: Path, repo: Pat
     )
     result = train(config)
     assert set(result.base_eval) == set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
+    # The report compares base and tuned on the same gaps and examples, with an interval per metric.
+    report = json.loads((out / "finetune_report.json").read_text())
+    assert report == result.report and report["base"] == str(scratch_run)
+    assert report["heldout_gaps"] == TINY["eval_spans"] and report["heldout_examples"] >= TINY["eval_spans"]
+    metrics = report["metrics"]
+    assert set(metrics) == {"heldout_loss", "masked_token_accuracy", "edit_similarity", "exact_match"}
+    assert metrics["edit_similarity"]["base"] == pytest.approx(result.base_eval["edit_similarity"])
+    assert metrics["edit_similarity"]["tuned"] == pytest.approx(result.span_eval["edit_similarity"])
+    for numbers in metrics.values():
+        assert numbers["low"] <= numbers["difference"] <= numbers["high"]
     assert load_model(out, device="cpu").kind == "masked_lm"
     assert not list(out.glob("adapter_*"))  # LoRA merged into plain weights
     assert "fine-tuned from" in (out / "README.md").read_text()
@@ -172,16 +183,20 @@ def test_cli_fine_tunes_and_prints_numbers(scratch_run: Path, repo: Path, tmp_pa
             "--batch-size",
             "2",
             "--eval-spans",
-            "2",
+            "3",
             "--heldout-fraction",
             "0.25",
-            "--no-compare-base",
         ]
     )
     printed = capsys.readouterr().out
     assert code == 0
     assert f"model written to {out.resolve()}" in printed
     assert "held-out span exact match" in printed
+    # The fine-tuning report, printed and written beside the model.
+    assert "fine-tuning report: 4 held-out examples, 3 held-out gaps, paired 95% intervals" in printed
+    for metric in ("heldout_loss", "masked_token_accuracy", "edit_similarity", "exact_match"):
+        assert metric in printed
+    assert f"report written to {(out / 'finetune_report.json').resolve()}" in printed
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
@@ -240,3 +255,62 @@ def test_bundle_in_bfloat16_halves_the_weights_and_still_fills(scratch_run: Path
     request = FillRequest("def add(a, b):\n    return ", "\n", max_tokens=8)
     (result,) = InfillEngine(loaded).fill([request], DecodeConfig())
     assert result.best is not None and result.forward_passes > 0
+
+
+def test_ar_initialised_diffusion_starts_from_the_peer(scratch_run: Path, repo: Path, tmp_path: Path) -> None:
+    """The Dream recipe: the AR peer's weights, bidirectional, shifted; loads through the Dream path."""
+    from safetensors.torch import load_file
+
+    peer = tmp_path / "peer"
+    common = {**TINY, "repo": str(repo), "save_every": 100, "eval_every": 100}
+    train(
+        TrainConfig(
+            out=str(peer),
+            objective="ar-fim",
+            from_scratch=True,
+            tokenizer=str(scratch_run),
+            max_steps=2,
+            **common,
+        )
+    )
+    out = tmp_path / "from-ar"
+    result = train(TrainConfig(out=str(out), from_ar=str(peer), max_steps=2, **common))
+    assert result.steps == 2 and result.heldout_loss is not None
+    config = json.loads((out / "config.json").read_text())
+    assert config["infill_family"] == "infill-shifted-decoder" and "infill_format" not in config
+    loaded = load_model(out, device="cpu")
+    tokenizer = load_tokenizer_from(out)
+    assert config["mask_token_id"] == loaded.special.mask_id == tokenizer.convert_tokens_to_ids("<|mask|>")
+    assert loaded.special.end_of_span_id == tokenizer.convert_tokens_to_ids("<|endofspan|>")
+    assert loaded.special.prefix_ids == (tokenizer.convert_tokens_to_ids("<|endoftext|>"),)
+    assert loaded.kind == "dream"
+    # Same tensors as the peer, trained further (not re-initialised).
+    before, after = load_file(str(peer / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert before.keys() == after.keys()
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert 0 < (before[name] - after[name]).abs().max() < 0.1
+    card = (out / "README.md").read_text()
+    assert "AR phase" in card and "2 steps" in card
+    # And it fine-tunes like the bundled family does (a shifted base model).
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(out=str(tuned), base=str(out), max_steps=1, **common))
+    assert load_model(tuned, device="cpu").kind == "dream"
+
+
+def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    config = TrainConfig(
+        repo=str(repo),
+        out=str(out),
+        from_scratch=True,
+        max_steps=1000,
+        max_cpu_minutes=0.001,
+        save_every=100,
+        eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    assert result.steps < 1000
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["cpu_s"] >= 0 for r in records if "loss" in r)
+    assert json.loads((out / "training_state.json").read_text())["step"] == result.steps

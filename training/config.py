@@ -62,7 +62,7 @@ class TrainConfig:
     # Evaluation and checkpoints.
     eval_every: int = 100  # held-out loss
     eval_batches: int = 4
-    eval_spans: int = 32
+    eval_spans: int = 128  # held-out gaps decoded at the end (and examples in the fine-tuning report)
     span_eval_every: int = 0  # decode the held-out gaps every N steps too (0: only at the end; slow)
     save_every: int = 50
     keep_checkpoints: int = 2
@@ -120,7 +120,8 @@ HELP = {
     "eval_every": "held-out loss every N steps",
     "span_eval_every": "also decode the held-out gaps every N steps (0: only at the end)",
     "threads": "torch CPU threads",
-    "eval_spans": "held-out gaps scored for exact match at each evaluation",
+    "eval_spans": "held-out gaps decoded and scored (exact match, edit similarity); fine-tuning compares the "
+    "base on the same gaps and as many held-out examples (loss, masked-token accuracy)",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
 }
 

@@ -29,6 +29,7 @@ from infill.errors import TrainingError
 from training.config import TrainConfig
 from training.corpus import Corpus, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
+from training.finetune_report import build_report, example_scores, report_batches, write_report
 from training.losses import ARObjective, DiffusionObjective, backbone_and_head
 from training.model_factory import (
     apply_lora,
@@ -41,7 +42,7 @@ from training.model_factory import (
     shifted_decoder_from_ar,
 )
 from training.objective import ExampleSource
-from training.repo_eval import evaluate_model_dir, heldout_rows
+from training.repo_eval import complete_with_model_dir, heldout_rows, row_scores, score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class TrainResult:
     heldout_loss: float | None
     span_eval: dict[str, float] = field(default_factory=dict)
     base_eval: dict[str, float] = field(default_factory=dict)  # the base model on the same gaps
+    report: dict | None = None  # fine-tuning: base vs fine-tuned with paired intervals (finetune_report)
 
 
 def load_corpus(config: TrainConfig) -> Corpus:
@@ -179,19 +181,22 @@ def train(config: TrainConfig) -> TrainResult:
     rank = accelerator.process_index
     started = time.perf_counter() - state["elapsed_s"]
     cpu_started = time.process_time() - state["cpu_s"]
-    heldout_loss, span_eval = None, {}
-    base_eval = _base_eval(out, base_dir, eval_rows) if base_dir and config.compare_base else {}
+    heldout_loss, span_eval, completions = None, {}, []
+    compare = base_dir is not None and config.compare_base
+    base_completions = _base_completions(out, base_dir, eval_rows) if compare else []
+    base_eval = score_rows(eval_rows, base_completions) if compare and eval_rows else {}
     init = _init_record(config)
 
     def evaluate(spans: bool) -> None:
-        nonlocal heldout_loss, span_eval
+        nonlocal heldout_loss, span_eval, completions
         heldout_loss = _heldout_loss(objective, heldout_source, draw, config, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(objective).model
             export_model_dir(unwrapped, tokenizer, out, config)
-            if spans:
-                span_eval = evaluate_model_dir(out, eval_rows) if eval_rows else {}
+            if spans and eval_rows:
+                completions = complete_with_model_dir(out, eval_rows)
+                span_eval = score_rows(eval_rows, completions)
             record = {"step": state["step"], "heldout_loss": heldout_loss, **(span_eval if spans else {})}
             _append_log(log_path, {"eval": record})
             (out / "eval.json").write_text(json.dumps({**record, **init}, indent=2) + "\n")
@@ -263,7 +268,33 @@ def train(config: TrainConfig) -> TrainResult:
             break
     bar.close()
     evaluate(spans=True)
-    return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval)
+    report = None
+    if compare and eval_rows and accelerator.is_main_process:
+        tuned = accelerator.unwrap_model(objective)
+        gaps = (eval_rows, base_completions, completions)
+        report = _finetune_report(config, heldout_source, tuned, base_dir, *gaps)
+        write_report(report, out)
+    return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval, report)
+
+
+def _finetune_report(
+    config: TrainConfig,
+    source: ExampleSource,
+    tuned: DiffusionObjective,
+    base_dir: Path,
+    rows: list,
+    base_completions: list[str],
+    tuned_completions: list[str],
+) -> dict:
+    """Base vs fine-tuned on the same held-out examples (loss, token accuracy) and gaps (edit sim., exact)."""
+    batches = report_batches(source, max(config.eval_spans, 2), config.batch_size, config.seed)
+    base_model, _ = load_base_model(base_dir)
+    base = DiffusionObjective(base_model, shift=is_shifted_decoder(base_model))
+    base_scores = example_scores(base, batches) | row_scores(rows, base_completions)
+    tuned_scores = example_scores(tuned, batches) | row_scores(rows, tuned_completions)
+    return build_report(
+        base_scores, tuned_scores, base_dir=str(base_dir), tuned_dir=str(config.out), source=str(config.repo)
+    )
 
 
 def _out_of_time(config: TrainConfig, state: dict) -> bool:
@@ -281,16 +312,17 @@ def _init_record(config: TrainConfig) -> dict:
     return {"init_from_ar": str(config.from_ar), **{f"ar_phase_{k}": v for k, v in phase.items()}}
 
 
-def _base_eval(out: Path, base_dir: Path, rows: list) -> dict[str, float]:
-    """The base model's numbers on the held-out gaps, computed once per output dir and cached there."""
+def _base_completions(out: Path, base_dir: Path, rows: list) -> list[str]:
+    """The base model's fills of the held-out gaps, computed once per output dir and cached there."""
     cache = out / "base_eval.json"
+    key = {"base": str(base_dir), "gaps": [[r.path, r.prefix[-200:], r.middle] for r in rows]}
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("base") == str(base_dir) and cached.get("rows") == len(rows):
-            return cached["numbers"]
-    numbers = evaluate_model_dir(base_dir, rows) if rows else {}
-    cache.write_text(json.dumps({"base": str(base_dir), "rows": len(rows), "numbers": numbers}) + "\n")
-    return numbers
+        if {k: cached.get(k) for k in key} == key:
+            return cached["completions"]
+    completions = complete_with_model_dir(base_dir, rows) if rows else []
+    cache.write_text(json.dumps({**key, "completions": completions}) + "\n")
+    return completions
 
 
 @torch.no_grad()

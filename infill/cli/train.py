@@ -33,6 +33,7 @@ def train_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def train_command(args: argparse.Namespace) -> int:
     from training.config import config_from_args
+    from training.finetune_report import REPORT_NAME, format_report
     from training.trainer import train
 
     config = config_from_args(args)
@@ -49,5 +50,8 @@ def train_command(args: argparse.Namespace) -> int:
                 f"{name} held-out span exact match {numbers['exact_match']:.3f}, "
                 f"edit similarity {numbers['edit_similarity']:.3f} ({int(numbers['rows'])} gaps)"
             )
+    if result.report is not None:
+        print(format_report(result.report))
+        print(f"report written to {(result.out / REPORT_NAME).resolve()}")
     sys.stdout.flush()
     return 0
