@@ -15,7 +15,7 @@ from typing import Literal, get_args, get_origin, get_type_hints
 
 from infill.errors import TrainingError
 
-Objective = Literal["diffusion", "ar-fim"]
+Objective = Literal["diffusion", "ar-fim", "block-diffusion"]
 
 
 @dataclass
@@ -25,6 +25,7 @@ class TrainConfig:
     from_python_packages: bool = False  # permissively licensed installed distributions instead of a repo
     out: str = "infill-model"
     objective: Objective = "diffusion"  # "ar-fim": the autoregressive fill-in-the-middle peer
+    block_size: int = 8  # block diffusion: tokens per block
     # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
     base: str | None = None
     from_scratch: bool = False
@@ -83,8 +84,8 @@ class TrainConfig:
             raise TrainingError("nothing to train on: pass --repo PATH or --from-python-packages")
         if self.repo is not None and self.from_python_packages:
             raise TrainingError("pass either --repo or --from-python-packages, not both")
-        if self.objective == "ar-fim" and not self.from_scratch:
-            raise TrainingError("the ar-fim peer is trained from scratch: add --from-scratch")
+        if self.objective in ("ar-fim", "block-diffusion") and not self.from_scratch:
+            raise TrainingError(f"the {self.objective} model is trained from scratch: add --from-scratch")
         conflicting = self.objective != "diffusion" or self.from_scratch or self.base or self.lora
         if self.from_ar and conflicting:
             raise TrainingError("--from-ar takes no --from-scratch, --base or --lora")
@@ -107,7 +108,8 @@ HELP = {
     "repo": "git repository to train on, only files git tracks are read (infill train: current directory)",
     "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
     "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
-    "objective": "diffusion (masked diffusion, the default) or ar-fim (the autoregressive FIM peer)",
+    "objective": "diffusion (masked diffusion, the default), ar-fim (the autoregressive FIM peer) or "
+    "block-diffusion (BD3-LM: autoregressive over blocks, masked diffusion inside; needs its own decoder)",
     "base": "model directory to fine-tune (default: the bundled model)",
     "from_scratch": "train a new tokenizer and model instead of fine-tuning",
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",

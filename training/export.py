@@ -36,6 +36,9 @@ def export_model_dir(
         generation = {"eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>")}
     else:
         generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
+    if config.objective == "block-diffusion":
+        # The engine decodes one canvas; this model needs block-by-block decoding (training.block_diffusion).
+        model_config.update({"infill_format": "block-diffusion", "infill_block_size": config.block_size})
     if is_shifted_decoder(plain):
         # Loaded through the Dream path (bidirectional Qwen2, shifted logits) until the family registry
         # reads infill_family; no auto_map, so no remote code is ever involved.

@@ -74,7 +74,11 @@ class DiffusionObjective(torch.nn.Module):
             rows = selected.nonzero()[:, 0]
             return logits[selected].float(), batch.labels[selected], rows
         stack, head = backbone_and_head(self.model)  # type: ignore[misc]
-        hidden = stack(input_ids=batch.input_ids, attention_mask=_mask_or_none(batch.attention_mask))[0]
+        if batch.attention_4d is not None:  # block diffusion: the same mask for every layer type
+            mask = {"full_attention": batch.attention_4d, "sliding_attention": batch.attention_4d}
+            hidden = stack(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids)[0]
+        else:
+            hidden = stack(input_ids=batch.input_ids, attention_mask=_mask_or_none(batch.attention_mask))[0]
         if self.shift:
             # (B, T-1, H): the hidden state at i-1 scores the token at i.
             hidden, selected_from = hidden[:, :-1], selected[:, 1:]

@@ -87,8 +87,14 @@ class Batch:
     weights: torch.Tensor  # (B, T) float: 1/t on masked positions (diffusion), 1 on targets (AR)
     maskable: int  # positions that could have been masked (the MDLM normaliser)
     row_maskable: torch.Tensor | None = None  # (B,) the same per example (diffusion batches)
+    # Block diffusion only: (B, T) position ids and the (B, 1, T, T) bool attention mask (True: may attend).
+    position_ids: torch.Tensor | None = None
+    attention_4d: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
         return Batch(
             self.input_ids.to(device),
             self.attention_mask.to(device),
@@ -96,6 +102,8 @@ class Batch:
             self.weights.to(device),
             self.maskable,
             self.row_maskable,
+            move(self.position_ids),
+            move(self.attention_4d),
         )
 
 

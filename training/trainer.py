@@ -13,11 +13,13 @@ machine shared with other work the CPU clock is the fair one: ``--max-cpu-minute
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from infill.errors import TrainingError
+from training.block_diffusion import block_batch
 from training.config import TrainConfig
 from training.corpus import Corpus, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
@@ -41,7 +44,7 @@ from training.model_factory import (
     new_tokenizer,
     shifted_decoder_from_ar,
 )
-from training.objective import ExampleSource
+from training.objective import Batch, ExampleSource
 from training.repo_eval import complete_with_model_dir, heldout_rows, row_scores, score_rows
 
 logger = logging.getLogger(__name__)
@@ -107,11 +110,16 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
-def _schedule(config: TrainConfig) -> callable:
+def _schedule(config: TrainConfig, state: dict) -> Callable[[int], float]:
+    """Linear warm-up, then cosine to 0.1x over the steps, or over the CPU budget when that ends first
+    (a ``--max-cpu-minutes`` run anneals by the time it stops, whatever its step rate)."""
+
     def factor(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        if config.max_cpu_minutes:
+            progress = max(progress, state["cpu_s"] / (config.max_cpu_minutes * 60))
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -153,19 +161,18 @@ def train(config: TrainConfig) -> TrainResult:
         raise TrainingError("the corpus has a single file: nothing to hold out for evaluation")
     with accelerator.main_process_first():
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
-    is_ar = config.objective == "ar-fim"
     shifted = is_shifted_decoder(model)
     seq_len = min(config.seq_len, getattr(model.config, "max_position_embeddings", config.seq_len))
     train_source = ExampleSource(corpus.train, tokenizer, seq_len, config.span_fraction, shifted=shifted)
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction, shifted=shifted)
-    draw = "ar_batch" if is_ar else "diffusion_batch"
+    draw_train, draw_heldout = _drawer(config, train_source), _drawer(config, heldout_source)
 
     optimizer = _optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, state))
     objective = _objective(config, model)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
 
-    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
     checkpoint = _latest_checkpoint(out) if config.resume else None
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
@@ -189,7 +196,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     def evaluate(spans: bool) -> None:
         nonlocal heldout_loss, span_eval, completions
-        heldout_loss = _heldout_loss(objective, heldout_source, draw, config, accelerator)
+        heldout_loss = _heldout_loss(objective, draw_heldout, config, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(objective).model
@@ -222,9 +229,8 @@ def train(config: TrainConfig) -> TrainResult:
         step_cpu = time.process_time()
         loss_sum, step_tokens = 0.0, 0
         for micro in range(config.grad_accum):
-            batch = getattr(train_source, draw)(
-                config.batch_size, config.seed, step * config.grad_accum + micro, rank
-            ).to(accelerator.device)
+            batch = draw_train(config.batch_size, config.seed, step * config.grad_accum + micro, rank)
+            batch = batch.to(accelerator.device)
             with accelerator.accumulate(objective), accelerator.autocast():
                 loss = objective(batch)
                 accelerator.backward(loss)
@@ -325,12 +331,21 @@ def _base_completions(out: Path, base_dir: Path, rows: list) -> list[str]:
     return completions
 
 
+def _drawer(config: TrainConfig, source: ExampleSource) -> Callable[..., Batch]:
+    """``draw(batch_size, seed, index, rank) -> Batch`` for the configured objective."""
+    if config.objective == "ar-fim":
+        return source.ar_batch
+    if config.objective == "block-diffusion":
+        return functools.partial(block_batch, source, block_size=config.block_size)
+    return source.diffusion_batch
+
+
 @torch.no_grad()
-def _heldout_loss(objective, source: ExampleSource, draw: str, config: TrainConfig, accelerator) -> float:
+def _heldout_loss(objective, draw: Callable[..., Batch], config: TrainConfig, accelerator) -> float:
     objective.eval()
     losses = []
     for i in range(config.eval_batches):
-        batch = getattr(source, draw)(config.batch_size, config.seed + EVAL_SEED_OFFSET, i, 0)
+        batch = draw(config.batch_size, config.seed + EVAL_SEED_OFFSET, i, 0)
         with accelerator.autocast():
             losses.append(float(objective(batch.to(accelerator.device))))
     return sum(losses) / len(losses)
