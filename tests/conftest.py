@@ -52,3 +52,35 @@ def x_model_dir(modernbert_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     weights["decoder.bias"][x_id] += 30.0
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
+
+
+# Release-shaped checkpoints (tests/release_models.py): the real file layouts with tiny random weights.
+@pytest.fixture(scope="session")
+def release_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Dream-v0, Dream-Coder-v0, DiffuCoder and LLaDA directories, keyed by release name."""
+    from tests import release_models  # torch/transformers only for tests that need a model
+
+    root = tmp_path_factory.mktemp("releases")
+    return {
+        "dream-v0": release_models.build_dream_release(root / "Dream-v0-Base-7B", variant="dream-v0"),
+        "dream-coder-v0": release_models.build_dream_release(
+            root / "Dream-Coder-v0-Base-7B", variant="dream-coder", seed=1
+        ),
+        "diffucoder": release_models.build_dream_release(
+            root / "DiffuCoder-7B-Base", variant="diffucoder", seed=2
+        ),
+        "llada": release_models.build_llada_release(root / "LLaDA-8B-Base", seed=3),
+    }
+
+
+@pytest.fixture(scope="session")
+def x_release_dirs(
+    release_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The release-shaped checkpoints biased to propose "x", so end-to-end fills are predictable."""
+    from tests import release_models
+
+    root = tmp_path_factory.mktemp("x_releases")
+    return {
+        name: release_models.bias_towards_x(path, root / path.name) for name, path in release_dirs.items()
+    }

@@ -21,10 +21,11 @@ from infill.models import (
     resolve_device,
     resolve_model_dir,
 )
-from infill.models.dream import qwen2_config_from_dream
+from infill.models.decoders import decoder_config
+from infill.models.families import family_named
 
 CODE = "def add(a, b):\n\treturn a + b\n\nclass Point:\n    x = 1  # note\n"
-KINDS = {"modernbert_dir": "masked_lm", "roberta_dir": "masked_lm", "dream_dir": "dream"}
+KINDS = {"modernbert_dir": "masked_lm", "roberta_dir": "masked_lm", "dream_dir": "decoder"}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_dream_logits_are_the_shifted_bidirectional_qwen2_forward(
     loaded = loaded_models["dream_dir"]
     ids, mask = _batch(loaded, [CODE])
     config = json.loads((dream_dir / "config.json").read_text())
-    reference = Qwen2ForCausalLM(qwen2_config_from_dream(config))
+    reference = Qwen2ForCausalLM(decoder_config(family_named("dream"), config))
     reference.load_state_dict(load_file(str(dream_dir / "model.safetensors")), strict=True)
     reference.eval()
     seq = ids.shape[1]
@@ -182,7 +183,9 @@ def test_dream_logits_are_the_shifted_bidirectional_qwen2_forward(
     visible = torch.zeros((1, 1, seq, seq))
     with torch.no_grad():
         raw = reference(input_ids=ids, attention_mask=visible, use_cache=False).logits
-        causal = Qwen2ForCausalLM.from_pretrained(str(dream_dir), config=qwen2_config_from_dream(config))
+        causal = Qwen2ForCausalLM.from_pretrained(
+            str(dream_dir), config=decoder_config(family_named("dream"), config)
+        )
         causal.config.is_causal = True
         causal_raw = causal(input_ids=ids, use_cache=False).logits
     got = loaded.model.logits(ids, mask)
@@ -196,7 +199,7 @@ def test_dream_loads_without_running_its_remote_code(dream_dir: Path) -> None:
     for target in config["auto_map"].values():
         assert not (dream_dir / (target.split(".")[0] + ".py")).exists()
     loaded = load_model(dream_dir, device="cpu", trust_remote_code=False)
-    assert loaded.kind == "dream"
+    assert loaded.kind == "decoder" and loaded.family == "dream"
     assert not any("modeling_dream" in name or "configuration_dream" in name for name in sys.modules)
 
 
@@ -297,7 +300,7 @@ def test_autoregressive_fim_peer_is_not_a_diffusion_model(dream_dir: Path, tmp_p
 def test_unsupported_model_without_remote_code_is_refused(modernbert_dir: Path, tmp_path: Path) -> None:
     model_dir = _copy(modernbert_dir, tmp_path / "gpt")
     _edit_config(model_dir, model_type="gpt2", architectures=["GPT2LMHeadModel"])
-    with pytest.raises(ModelLoadError, match="masked LM or a Dream"):
+    with pytest.raises(ModelLoadError, match="infill runs masked LMs and the Dream"):
         load_model(model_dir, device="cpu", trust_remote_code=True)
 
 
@@ -357,7 +360,7 @@ def test_corrupt_weights_are_refused(fixture: str, request: pytest.FixtureReques
     model_dir = _copy(request.getfixturevalue(fixture), tmp_path / "m")
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
-    _refused(model_dir, "Could not load the (Dream )?model")
+    _refused(model_dir, "Could not load the (dream )?model")
 
 
 def test_weights_of_another_architecture_are_refused(

@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from infill.models.families import FAMILY_KEY
 from training.config import TrainConfig
 from training.corpus import Corpus
-from training.model_factory import FAMILY_KEY, SHIFTED_DECODER, is_shifted_decoder, merged
+from training.model_factory import SHIFTED_DECODER, is_shifted_decoder, merged
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,8 @@ def export_model_dir(
         # The engine decodes one canvas; this model needs block-by-block decoding (training.block_diffusion).
         model_config.update({"infill_format": "block-diffusion", "infill_block_size": config.block_size})
     if is_shifted_decoder(plain):
-        # Loaded through the Dream path (bidirectional Qwen2, shifted logits) until the family registry
-        # reads infill_family; no auto_map, so no remote code is ever involved.
-        model_config.pop("auto_map", None)
-        model_config.update(
-            {FAMILY_KEY: SHIFTED_DECODER, "model_type": "Dream", "mask_token_id": tokenizer.mask_token_id}
-        )
+        # The family entry (infill.models.families) loads it bidirectional with shifted logits.
+        model_config.update({FAMILY_KEY: SHIFTED_DECODER, "mask_token_id": tokenizer.mask_token_id})
     config_path.write_text(json.dumps(model_config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
 

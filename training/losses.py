@@ -4,7 +4,8 @@
 vocabulary projection costs as much as two encoder layers per position, and a quarter of the positions
 are masked on average); the model's own unweighted loss is never computed. Works for ModernBERT masked LMs
 and for shifted decoders (a Qwen2 made bidirectional, Dream's layout: the hidden state at i-1 predicts the
-token at i); other masked LMs fall back to their full (B, T, V) logits.
+token at i); decoder families loaded for fine-tuning (``training.diffusion_decoder``) give their own
+masked-position logits; other masked LMs fall back to their full (B, T, V) logits.
 
 ``ARObjective``: next-token cross-entropy of the autoregressive FIM peer.
 """
@@ -69,9 +70,12 @@ class DiffusionObjective(torch.nn.Module):
         selected = batch.labels != -100  # (B, T)
         if self.shift:
             assert not selected[:, 0].any(), "a shifted decoder has no prediction for position 0"
+        rows = selected.nonzero()[:, 0]
+        if hasattr(self.model, "family"):  # training.diffusion_decoder: realigned, (N, V) where labels are
+            logits = self.model(batch.input_ids, batch.attention_mask, labels=batch.labels).logits
+            return logits.float(), batch.labels[selected], rows
         if not self._split:
             logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            rows = selected.nonzero()[:, 0]
             return logits[selected].float(), batch.labels[selected], rows
         stack, head = backbone_and_head(self.model)  # type: ignore[misc]
         if batch.attention_4d is not None:  # block diffusion: the same mask for every layer type
@@ -84,7 +88,6 @@ class DiffusionObjective(torch.nn.Module):
             hidden, selected_from = hidden[:, :-1], selected[:, 1:]
         else:
             selected_from = selected
-        rows = selected.nonzero()[:, 0]
         return head(hidden[selected_from]).float(), batch.labels[selected], rows
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Models and tokenizers to train: from scratch (diffusion ModernBERT, AR Qwen2 peer) or a base to tune."""
+"""Models and tokenizers to train: from scratch (diffusion ModernBERT, AR Qwen2 peer) or a base to tune
+(a masked LM, or a Dream/DiffuCoder/LLaDA-shaped decoder: training/diffusion_decoder.py)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from infill.errors import TrainingError
+from infill.errors import InfillError, TrainingError
+from infill.models.decoders import make_bidirectional
+from infill.models.families import FAMILY_KEY, detect_family
+from infill.models.locate import read_config
 from training.config import TrainConfig
 from training.corpus import SourceFile
+from training.diffusion_decoder import DiffusionDecoder, load_diffusion_decoder
 from training.tokenizer import load_code_tokenizer, train_code_tokenizer
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_SAMPLE_CHARS = 3_000_000  # BPE merges settle long before this; more only costs time
-# config.json key and value of a Qwen2-shaped diffusion model with Dream's layout (bidirectional attention,
-# the hidden state at i-1 predicts the token at i), as the AR-initialised recipe produces.
-FAMILY_KEY = "infill_family"
+# The family (infill.models.families) of a Qwen2-shaped diffusion model with Dream's layout (bidirectional
+# attention, the hidden state at i-1 predicts the token at i), as the AR-initialised recipe produces.
 SHIFTED_DECODER = "infill-shifted-decoder"
 
 
@@ -96,13 +100,16 @@ def load_tokenizer_from(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def is_shifted_decoder(model: torch.nn.Module) -> bool:
-    return getattr(model.config, FAMILY_KEY, None) == SHIFTED_DECODER
+    """A Qwen2 made bidirectional here (``--from-ar``), whose loss applies Dream's shift itself.
+
+    A shifted base loaded for fine-tuning is a ``DiffusionDecoder`` instead, which realigns the shift in its
+    own forward."""
+    marked = getattr(model.config, FAMILY_KEY, None) == SHIFTED_DECODER
+    return marked and not isinstance(model, DiffusionDecoder)
 
 
 def _make_shifted(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
     """Every attention layer bidirectional, marked as a shifted decoder (and no longer a PSM peer)."""
-    from infill.models.dream import make_bidirectional
-
     model.config.is_causal = False
     model.config.use_cache = False
     make_bidirectional(model)
@@ -115,41 +122,33 @@ def _make_shifted(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
 def shifted_decoder_from_ar(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """The AR FIM peer's weights as a bidirectional shifted decoder: the start of AR-initialised diffusion."""
     path = Path(path)
-    config = _read_config(path)
-    if config.get("infill_format") != "psm":
+    if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):
+        raise TrainingError(f"--from-ar {path} is not a model directory with safetensors weights")
+    if json.loads((path / "config.json").read_text()).get("infill_format") != "psm":
         raise TrainingError(f"--from-ar {path} is not an AR FIM peer (config.json has no infill_format psm)")
     model = Qwen2ForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
     return _make_shifted(model), load_tokenizer_from(path)
 
 
-def _read_config(path: Path) -> dict:
-    if not (path / "config.json").is_file():
-        raise TrainingError(f"{path} is not a model directory (no config.json)")
-    if not list(path.glob("*.safetensors")):
-        raise TrainingError(f"{path} has no safetensors weights")
-    return json.loads((path / "config.json").read_text())
-
-
-def _load_shifted_base(path: Path, config: dict) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    from infill.models.dream import qwen2_config_from_dream
-
-    try:
-        qwen = qwen2_config_from_dream(config)
-        model = Qwen2ForCausalLM.from_pretrained(
-            str(path), config=qwen, use_safetensors=True, dtype=torch.float32
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainingError(f"cannot load base model {path} as a shifted decoder: {exc}") from exc
-    return _make_shifted(model), tokenizer
-
-
 def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """A model to fine-tune: our ModernBERT dirs, our shifted decoders (Dream layout) or any native HF masked
-    LM (safetensors only)."""
-    config = _read_config(path)
-    if config.get(FAMILY_KEY) == SHIFTED_DECODER or str(config.get("model_type", "")).lower() == "dream":
-        return _load_shifted_base(path, config)
+    """A diffusion model to fine-tune (safetensors only): our ModernBERT dirs or any native HF masked LM, or a
+    decoder-shaped family (Dream, DiffuCoder, LLaDA, our shifted decoder) through
+    training.diffusion_decoder."""
+    if not (path / "config.json").is_file():
+        raise TrainingError(f"base model {path} is not a model directory (no config.json)")
+    if not list(path.glob("*.safetensors")):
+        raise TrainingError(f"base model {path} has no safetensors weights")
+    try:
+        config = read_config(path)
+        family = detect_family(config, path)
+    except InfillError as exc:
+        raise TrainingError(f"cannot read base model {path}: {exc}") from exc
+    if family is not None and family.is_decoder:
+        return load_diffusion_decoder(path, family, config)
+    if family is None or family.backbone != "masked-lm":
+        raise TrainingError(
+            f"cannot fine-tune {path}: not a masked LM or a decoder family infill runs natively"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
@@ -164,17 +163,25 @@ def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBas
 
 
 def apply_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
-    """Wrap every linear layer with LoRA adapters; the head and embeddings stay frozen."""
+    """LoRA adapters on the family's target modules (every linear layer of a masked LM; the attention and MLP
+    projections of a decoder); the head and embeddings stay frozen."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
         raise TrainingError("--lora needs peft: pip install 'infill[lora]'") from exc
+    if isinstance(model, DiffusionDecoder):
+        targets = model.family.lora_targets
+        lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(targets))
+        model.model = get_peft_model(model.model, lora)
+        return model
     lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
     return get_peft_model(model, lora)
 
 
 def merged(model: torch.nn.Module) -> torch.nn.Module:
     """The plain model to save: LoRA adapters merged into the weights."""
+    if isinstance(model, DiffusionDecoder):
+        return model.with_merged_lora()
     if hasattr(model, "merge_and_unload"):
         import copy
 

@@ -7,10 +7,15 @@ import importlib.metadata
 import platform
 import sys
 import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from infill import __version__
 from infill.cli.common import add_model_options
 from infill.errors import InfillError
+
+if TYPE_CHECKING:
+    from infill.models import LoadedModel
 
 PACKAGES = (
     "torch",
@@ -22,6 +27,9 @@ PACKAGES = (
     "lsprotocol",
     "tree-sitter",
 )
+# The hole `infill doctor` fills: the rest of a line that any code model completes.
+FILL_PREFIX = "def add(a, b):\n    return "
+FILL_SUFFIX = "\n\n\nprint(add(1, 2))\n"
 GRAMMARS = (
     "tree-sitter-python",
     "tree-sitter-javascript",
@@ -37,8 +45,11 @@ GRAMMARS = (
 def doctor_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "doctor",
-        help="print versions, devices and whether the model loads (for bug reports)",
-        description="Print versions, devices, the resolved model directory and whether it loads.",
+        help="print versions, devices, the model family and special tokens, and fill one hole (bug reports)",
+        description=(
+            "Print versions, devices, the resolved model directory, its family, tokenizer and special "
+            "tokens, and fill one short hole with it. Exits 1 when the model does not load or cannot fill."
+        ),
     )
     parser.add_argument(
         "--no-load", action="store_true", help="only resolve the model directory, do not load it"
@@ -60,7 +71,10 @@ def _row(name: str, value: object) -> None:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
-    """Always exits 0 when it could print its report: problems are part of the report, not errors."""
+    """Exit 0 when the model loads and fills a hole (or with --no-load, when the directory resolves), else 1.
+
+    Everything it could find out is printed either way: problems are part of the report.
+    """
     _row("infill", __version__)
     _row("python", f"{platform.python_version()} ({sys.executable})")
     _row("platform", platform.platform())
@@ -70,8 +84,7 @@ def doctor_command(args: argparse.Namespace) -> int:
         _row(grammar, _version(grammar))
     _report_languages()
     _report_devices(args)
-    _report_model(args)
-    return 0
+    return 0 if _report_model(args) else 1
 
 
 def _report_languages() -> None:
@@ -103,28 +116,67 @@ def _report_devices(args: argparse.Namespace) -> None:
         _row("device (resolved)", f"FAILED: {error}")
 
 
-def _report_model(args: argparse.Namespace) -> None:
+def _report_model(args: argparse.Namespace) -> bool:
+    """Resolve, load and run one short fill; False when any of it fails."""
     from infill.models import load_model, resolve_model_dir
 
     try:
         model_dir = resolve_model_dir(args.model)
     except InfillError as error:
         _row("model dir", f"FAILED: {error}")
-        return
+        return False
     _row("model dir", model_dir)
     if args.no_load:
-        return
+        return True
     started = time.perf_counter()
     try:
         loaded = load_model(model_dir, device=args.device, trust_remote_code=args.trust_remote_code)
     except InfillError as error:
         _row("model loads", f"FAILED: {error}")
-        return
-    elapsed = time.perf_counter() - started
-    _row("model loads", f"yes, in {elapsed:.1f} s")
-    _row("model kind", loaded.kind)
+        return False
+    _row("model loads", f"yes, in {time.perf_counter() - started:.1f} s")
+    _report_loaded(loaded)
+    return _report_fill(loaded)
+
+
+def _token(loaded: LoadedModel, token_id: int) -> str:
+    return f"{token_id} {loaded.tokenizer.token_text(token_id)!r}"
+
+
+def _report_loaded(loaded: LoadedModel) -> None:
+    from infill.models import family_named
+
+    special = loaded.special
+    _row("model family", f"{loaded.family}: {family_named(loaded.family).title}")
+    _row("tokenizer", f"{loaded.tokenizer.vocab_size} tokens, from {loaded.tokenizer_source}")
+    _row("mask token", _token(loaded, special.mask_id))
+    _row("end of span", _token(loaded, special.end_of_span_id))
+    if special.stop_ids:
+        _row("also ends a span", ", ".join(_token(loaded, i) for i in special.stop_ids))
+    framing = [*(_token(loaded, i) for i in special.prefix_ids), "prefix", "masks", "suffix"]
+    framing += [_token(loaded, i) for i in special.suffix_ids]
+    _row("canvas", " + ".join(framing))
     _row("model device/dtype", f"{loaded.device} / {str(loaded.dtype).removeprefix('torch.')}")
     _row("model window", f"{loaded.max_positions} tokens")
-    _row("vocabulary", loaded.tokenizer.vocab_size)
     if loaded.generation_defaults:
         _row("decoding defaults", loaded.generation_defaults)
+
+
+def _report_fill(loaded: LoadedModel) -> bool:
+    """One short line fill through the real engine: the whole path a completion takes."""
+    from infill.engine import InfillEngine
+    from infill.engine.types import FillRequest
+
+    request = FillRequest(prefix=FILL_PREFIX, suffix=FILL_SUFFIX, max_tokens=8, mode="line")
+    started = time.perf_counter()
+    try:
+        engine = InfillEngine(loaded)
+        config = replace(engine.default_config(), steps=4, num_candidates=1)
+        (result,) = engine.fill([request], config)
+    except (InfillError, RuntimeError, ValueError) as error:
+        _row("test fill", f"FAILED: {type(error).__name__}: {error}")
+        return False
+    text = result.best.text if result.best else ""
+    elapsed = (time.perf_counter() - started) * 1000
+    _row("test fill", f"{text!r} after {FILL_PREFIX!r} ({result.forward_passes} passes, {elapsed:.0f} ms)")
+    return True

@@ -7,7 +7,8 @@ from typing import Literal, Protocol
 
 import torch
 
-ModelKind = Literal["masked_lm", "dream", "remote"]
+# How the model is run: a masked LM, a decoder made bidirectional (shifted or not), or remote code.
+ModelKind = Literal["masked_lm", "decoder", "remote"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,11 @@ class SpecialTokens:
         sep/eos/pad token.
     pad_id: used to pad sequences of different lengths in a batch (attention_mask is 0 there).
     prefix_ids / suffix_ids: special ids a model expects around the whole sequence (e.g. [CLS] ... [SEP]).
-    banned_ids: ids never committed on the canvas (mask, pad, bos/cls, unk, other specials).
+    banned_ids: ids never committed on the canvas (mask, pad, bos/cls, unk, other specials, the family's
+        control tokens such as Qwen2.5's FIM tokens, and the stop ids).
+    stop_ids: ids that end a span as end_of_span does (DiffuCoder's <|dlm_pad|>, instruct models' end of
+    turn);     the loader adds their probability to end_of_span's logit and they are banned, so the engine
+    only ever     sees end_of_span.
     """
 
     mask_id: int
@@ -30,6 +35,7 @@ class SpecialTokens:
     prefix_ids: tuple[int, ...] = ()
     suffix_ids: tuple[int, ...] = ()
     banned_ids: tuple[int, ...] = ()
+    stop_ids: tuple[int, ...] = ()
 
 
 class TextTokenizer(Protocol):
@@ -69,6 +75,10 @@ class LoadedModel:
     dtype: torch.dtype
     max_positions: int
     name: str
-    # Sampler defaults stored with the weights (generation_config.json "infill" keys), e.g.
-    # {"steps": 32, "strategy": "threshold", "threshold": 0.9, "block_size": 16}.
+    # The families.py entry that loaded it ("dream", "llada", "masked-lm"...) and where its tokenizer came
+    # from.
+    family: str = "masked-lm"
+    tokenizer_source: str = "tokenizer.json"
+    # Sampler defaults stored with the weights (generation_config.json "infill" keys, or the checkpoint's own
+    # generation settings translated), e.g. {"steps": 32, "strategy": "threshold", "threshold": 0.9}.
     generation_defaults: dict[str, object] = field(default_factory=dict)

@@ -9,17 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from infill.engine.types import DecodeConfig
 from infill.errors import ModelLoadError
+from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
+from infill.models.decoders import load_decoder
 from infill.models.devices import default_dtype, resolve_device
-from infill.models.dream import load_dream
-from infill.models.locate import check_model_files, read_config, read_generation_defaults, resolve_model_dir
-from infill.models.masked_lm import is_native_masked_lm, load_masked_lm, masked_lm_max_positions
+from infill.models.families import REMOTE, Family, detect_family
+from infill.models.locate import check_model_files, read_config, resolve_model_dir
+from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
 from infill.models.remote import load_remote
+from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
-from infill.models.text_tokenizer import HFTextTokenizer, load_tokenizer
+from infill.models.stops import merge_stop_logits
+from infill.models.text_tokenizer import HFTextTokenizer
+from infill.models.tokenizer_files import load_tokenizer
 from infill.models.weights import quiet_transformers
 
 logger = logging.getLogger(__name__)
@@ -30,15 +36,28 @@ _SANE_MAX_LENGTH = 1_000_000
 _WINDOW_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "seq_length")
 
 
-def detect_kind(config: dict[str, Any]) -> ModelKind | None:
-    """Which adapter a config.json needs; None when it is neither a native masked LM nor a Dream model."""
-    model_type = str(config.get("model_type", "")).lower()
-    architectures = [str(a) for a in config.get("architectures") or []]
-    if model_type == "dream" or any(a.startswith(("Dream", "DiffuCoder")) for a in architectures):
-        return "dream"
-    if is_native_masked_lm(config):
-        return "masked_lm"
-    return None
+def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code: bool) -> Family:
+    """The model's family (families.py); remote code only on opt-in; one-line refusals otherwise."""
+    family = detect_family(config, model_dir)
+    if family is not None:
+        return family
+    what = ", ".join(config.get("architectures") or []) or config.get("model_type") or "unknown"
+    if config.get("infill_format") == "psm":
+        raise ModelLoadError(
+            f"{model_dir} is an autoregressive fill-in-the-middle model ({what}), not a diffusion model: "
+            "evaluate it with training.ar_generate"
+        )
+    if not config.get("auto_map"):
+        raise ModelLoadError(
+            f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder "
+            "and LLaDA families"
+        )
+    if not trust_remote_code:
+        raise ModelLoadError(
+            f"The model in {model_dir} ({what}) needs its own Python code to load: "
+            "pass --trust-remote-code if you trust the files in that directory"
+        )
+    return REMOTE
 
 
 def load_model(
@@ -53,46 +72,54 @@ def load_model(
     model_dir = resolve_model_dir(model)
     config = read_config(model_dir)
     check_model_files(model_dir)
-    kind = detect_kind(config)
-    if kind is None:
-        kind = _remote_kind_or_refuse(config, model_dir, trust_remote_code)
+    family = family_or_refuse(config, model_dir, trust_remote_code)
     torch_device = resolve_device(device)
     torch_dtype = dtype or default_dtype(torch_device)
-    hf_tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code and kind == "remote")
+    hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 
-    adapter: DenoisingModel
+    hf_model: PreTrainedModel
     with quiet_transformers():
-        if kind == "masked_lm":
-            adapter = load_masked_lm(model_dir, torch_device, torch_dtype)
+        if family.backbone == "masked-lm":
+            hf_model = load_masked_lm(model_dir, torch_device, torch_dtype)
             positions = masked_lm_max_positions(config)
-        elif kind == "dream":
-            adapter = load_dream(model_dir, config, torch_device, torch_dtype)
-            positions = config.get("max_position_embeddings")
+        elif family.is_decoder:
+            hf_model = load_decoder(model_dir, family, config, torch_device, torch_dtype)
+            positions = hf_model.config.max_position_embeddings
         else:
-            adapter = load_remote(model_dir, config, torch_device, torch_dtype)
+            hf_model = load_remote(model_dir, config, torch_device, torch_dtype)
             positions = next((config[k] for k in _WINDOW_KEYS if isinstance(config.get(k), int)), None)
+    kind: ModelKind = (
+        "masked_lm" if family.backbone == "masked-lm" else "decoder" if family.is_decoder else "remote"
+    )
+    adapter: DenoisingModel = (
+        DecoderAdapter(hf_model, shift=family.shift) if family.is_decoder else MaskedLMAdapter(hf_model)
+    )
 
-    model_vocab = _logits_width(adapter, config, len(hf_tokenizer))
+    model_vocab = _logits_width(hf_model, config, len(hf_tokenizer))
     if len(hf_tokenizer) > model_vocab:
         raise ModelLoadError(
             f"The tokenizer in {model_dir} has {len(hf_tokenizer)} tokens but the model only {model_vocab}"
         )
+    special = resolve_special_tokens(hf_tokenizer, config, family, model_vocab)
+    merge_stop_logits(hf_model, special.end_of_span_id, special.stop_ids)
     loaded = LoadedModel(
         model=adapter,
         tokenizer=HFTextTokenizer(hf_tokenizer),
-        special=resolve_special_tokens(hf_tokenizer, config, kind, model_vocab),
+        special=special,
         kind=kind,
         device=torch_device,
         dtype=torch_dtype,
         max_positions=_window(positions, hf_tokenizer.model_max_length, model_dir),
         name=model_dir.name,
+        family=family.name,
+        tokenizer_source=tokenizer_source,
         generation_defaults=read_generation_defaults(
-            model_dir, {f.name for f in dataclasses.fields(DecodeConfig)}
+            model_dir, {f.name for f in dataclasses.fields(DecodeConfig)}, family
         ),
     )
     logger.info(
         "Loaded %s model %s on %s (%s) in %.1f s",
-        kind,
+        family.name,
         model_dir,
         torch_device,
         str(torch_dtype).removeprefix("torch."),
@@ -101,28 +128,8 @@ def load_model(
     return loaded
 
 
-def _remote_kind_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code: bool) -> ModelKind:
-    what = ", ".join(config.get("architectures") or []) or config.get("model_type") or "unknown"
-    if config.get("infill_format") == "psm":
-        raise ModelLoadError(
-            f"{model_dir} is an autoregressive fill-in-the-middle model ({what}), not a diffusion model: "
-            "evaluate it with training.ar_generate"
-        )
-    if not config.get("auto_map"):
-        raise ModelLoadError(
-            f"Unsupported model in {model_dir} ({what}): infill needs a masked LM or a Dream-family model"
-        )
-    if not trust_remote_code:
-        raise ModelLoadError(
-            f"The model in {model_dir} ({what}) needs its own Python code to load: "
-            "pass --trust-remote-code if you trust the files in that directory"
-        )
-    return "remote"
-
-
-def _logits_width(adapter: DenoisingModel, config: dict[str, Any], tokenizer_size: int) -> int:
+def _logits_width(hf_model: PreTrainedModel, config: dict[str, Any], tokenizer_size: int) -> int:
     """How many ids the model scores (its output embedding rows may exceed the tokenizer)."""
-    hf_model = getattr(adapter, "model", None)
     get_output = getattr(hf_model, "get_output_embeddings", None)
     output = get_output() if callable(get_output) else None
     if isinstance(output, torch.nn.Linear):

@@ -47,16 +47,22 @@ def _existing_dir(path: Path, source: str) -> Path:
 
 def read_config(model_dir: Path) -> dict[str, Any]:
     """The directory's config.json as a dict (read as plain JSON so that no remote code can run)."""
-    path = model_dir / "config.json"
-    if not path.is_file():
+    if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"Not a model directory (no config.json): {model_dir}")
+    return read_json_object(model_dir / "config.json")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """One JSON-object file of a model directory ({} when it is absent); a ModelLoadError when unreadable."""
+    if not path.is_file():
+        return {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable config.json in {model_dir}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"config.json in {model_dir} is not a JSON object")
-    return config
+        raise ModelLoadError(f"Unreadable {path.name} in {path.parent}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path.name} in {path.parent} is not a JSON object")
+    return data
 
 
 def check_model_files(model_dir: Path) -> None:
@@ -73,32 +79,6 @@ def check_model_files(model_dir: Path) -> None:
             "because pickle files can run code: convert them with save_pretrained(safe_serialization=True)"
         )
     raise ModelLoadError(f"No weights (*.safetensors) in {model_dir}")
-
-
-def read_generation_defaults(model_dir: Path, known_keys: set[str]) -> dict[str, object]:
-    """Sampler defaults stored with the weights: generation_config.json key "infill" (unknown keys dropped).
-
-    Only the key names are checked here; the engine builds a DecodeConfig from them and validates values.
-    """
-    path = model_dir / "generation_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"Unreadable generation_config.json in {model_dir}: {exc}") from exc
-    infill = data.get("infill") if isinstance(data, dict) else None
-    if infill is None:
-        return {}
-    if not isinstance(infill, dict):
-        raise ModelLoadError(f'"infill" in {path} must be a JSON object of decoding defaults')
-    defaults: dict[str, object] = {}
-    for key, value in infill.items():
-        if key in known_keys:
-            defaults[key] = value
-        else:
-            logger.warning("Ignoring unknown decoding default %r in %s", key, path)
-    return defaults
 
 
 def describe_error(exc: BaseException) -> str:

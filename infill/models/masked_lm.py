@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM
-from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 
 from infill.errors import ModelLoadError
-from infill.models.adapters import MaskedLMAdapter
 from infill.models.locate import describe_error
 from infill.models.weights import checked_model, pretrained_kwargs
 
@@ -20,10 +18,6 @@ logger = logging.getLogger(__name__)
 # RoBERTa-style models number positions from pad_token_id + 1, so pad_token_id + 1 of their
 # max_position_embeddings can never hold a token.
 _POSITIONS_OFFSET_BY_PAD = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
-
-
-def is_native_masked_lm(config: dict[str, Any]) -> bool:
-    return config.get("model_type") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
@@ -35,7 +29,7 @@ def masked_lm_max_positions(config: dict[str, Any]) -> int | None:
     return positions
 
 
-def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> MaskedLMAdapter:
+def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) -> PreTrainedModel:
     try:
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(
@@ -43,4 +37,4 @@ def load_masked_lm(model_dir: Path, device: torch.device, dtype: torch.dtype) ->
         )
     except Exception as exc:  # safetensors, OSError, ValueError...: all mean the directory is unusable
         raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
-    return MaskedLMAdapter(checked_model(model, model_dir))
+    return checked_model(model, model_dir)

@@ -1,4 +1,5 @@
-"""The one place special token ids are resolved (from the tokenizer and config.json, never hard-coded)."""
+"""The one place special token ids are resolved: the family's spellings, the tokenizer's roles,
+config.json."""
 
 from __future__ import annotations
 
@@ -8,44 +9,43 @@ from typing import Any
 from transformers import PreTrainedTokenizerFast
 
 from infill.errors import ModelLoadError
-from infill.models.base import ModelKind, SpecialTokens
+from infill.models.base import SpecialTokens
+from infill.models.families import Family
 
 logger = logging.getLogger(__name__)
 
-# Our own tokenizer's end-of-span token (training/tokenizer.py); preferred over eos when present.
-END_OF_SPAN_TOKEN = "<|endofspan|>"
-# Mask spellings of common tokenizers, for tokenizers that do not declare a mask_token.
-MASK_SPELLINGS = ("<|mask|>", "<mask>", "[MASK]", "<|mdm_mask|>")
 # Any text, to see which special ids the tokenizer wraps around a sequence.
 _PROBE_TEXT = "x = 1"
 
 
 def resolve_special_tokens(
-    tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], kind: ModelKind, model_vocab_size: int
+    tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], family: Family, model_vocab_size: int
 ) -> SpecialTokens:
-    """Mask, end of span, pad, the ids wrapped around a sequence and the ids never to commit.
+    """Mask, end of span, pad, the ids framing a canvas, the ids never to commit and the extra stop ids.
 
-    Dream/remote models name their mask in config.json (mask_token_id) first; masked LMs in the tokenizer.
-    End of span: for masked LMs ``<|endofspan|>`` when the vocabulary has it (our models); otherwise eos
-    (Dream: ``<|endoftext|>``), else sep, else pad.
-    ``model_vocab_size`` is the width of the model's logits: ids beyond the tokenizer (embedding padding
-    rows, e.g. Qwen's 152064 vs 151665) are banned because they decode to nothing.
+    Mask: config.json mask_token_id first for families that name it there (Dream, LLaDA), else the tokenizer's
+    mask token; then the family's spellings. End of span: the family's spellings (``<|endofspan|>`` for our
+    models), else eos (Dream: ``<|endoftext|>``), else sep, else pad. ``model_vocab_size`` is the width of the
+    model's logits: ids beyond the tokenizer (embedding padding rows, e.g. Qwen's 152064 vs 151667) are banned
+    because they decode to nothing.
     """
     vocab = tokenizer.get_vocab()
-    config_mask = config.get("mask_token_id")
-    mask_candidates = [tokenizer.mask_token_id, config_mask]
-    if kind != "masked_lm":
+    mask_candidates = [tokenizer.mask_token_id, _config_id(config, "mask_token_id")]
+    if family.mask_from_config:
         mask_candidates.reverse()
-    mask_candidates += [vocab.get(spelling) for spelling in MASK_SPELLINGS]
-    mask_id = _first_id(mask_candidates)
+    mask_id = _first_id([*mask_candidates, *(vocab.get(spelling) for spelling in family.mask_tokens)])
     if mask_id is None:
         raise ModelLoadError("The model has no mask token (neither the tokenizer nor config.json names one)")
     if mask_id >= model_vocab_size:
         raise ModelLoadError(f"The mask token id {mask_id} is outside the model's {model_vocab_size} logits")
-    ours = vocab.get(END_OF_SPAN_TOKEN) if kind == "masked_lm" else None
+    named_end = _first_id([vocab.get(spelling) for spelling in family.end_of_span_tokens])
+    if named_end is None and family.end_of_span_required:
+        raise ModelLoadError(
+            f"The tokenizer has no end-of-span token ({', '.join(family.end_of_span_tokens)})"
+        )
     end_of_span_id = _first_id(
         [
-            ours,
+            named_end,
             tokenizer.eos_token_id,
             _config_id(config, "eos_token_id"),
             tokenizer.sep_token_id,
@@ -57,14 +57,26 @@ def resolve_special_tokens(
     if end_of_span_id is None or pad_id is None:
         raise ModelLoadError("The model has no end-of-sequence, separator or padding token to end spans with")
     prefix_ids, suffix_ids = _wrapping_ids(tokenizer)
-    if kind == "dream" and not prefix_ids:
-        # Dream predicts position i from position i-1, so position 0 has no prediction of its own; a leading
-        # bos (its begin-of-text token, or <|endoftext|>, the document separator of its pretraining) keeps
-        # every editable position after a real predecessor.
-        bos = _first_id([tokenizer.bos_token_id, _config_id(config, "bos_token_id")])
+    if family.bos_before_prefix and not prefix_ids:
+        # A shifted model predicts position i from position i-1, so position 0 has no prediction of its own; a
+        # leading begin-of-text id keeps every editable position after a real predecessor.
+        bos = _first_id(
+            [
+                *(vocab.get(spelling) for spelling in family.bos_tokens),
+                tokenizer.bos_token_id,
+                _config_id(config, "bos_token_id"),
+            ]
+        )
         prefix_ids = (bos,) if bos is not None else ()
-    specials = {mask_id, pad_id, *prefix_ids, *suffix_ids}
+    if family.eos_after_suffix and not suffix_ids:
+        eos = _first_id([tokenizer.eos_token_id, _config_id(config, "eos_token_id")])
+        suffix_ids = (eos,) if eos is not None else ()
+    stop_ids = tuple(
+        sorted({i for i in (vocab.get(t) for t in family.stop_tokens) if i is not None} - {end_of_span_id})
+    )
+    specials = {mask_id, pad_id, *prefix_ids, *suffix_ids, *stop_ids}
     specials.update(i for i, token in tokenizer.added_tokens_decoder.items() if token.special)
+    specials.update(i for i in (vocab.get(t) for t in family.never_commit) if i is not None)
     for role_id in (tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.unk_token_id):
         if role_id is not None:
             specials.add(role_id)
@@ -80,6 +92,7 @@ def resolve_special_tokens(
         prefix_ids=prefix_ids,
         suffix_ids=suffix_ids,
         banned_ids=tuple(sorted(specials)),
+        stop_ids=stop_ids,
     )
     logger.debug("Special tokens: %s", special)
     return special

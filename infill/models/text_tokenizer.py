@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-from infill.errors import ModelLoadError
-from infill.models.locate import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +75,3 @@ def _decoder_types(tokenizer: PreTrainedTokenizerFast) -> set[str]:
     decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
     parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
     return {str(part.get("type")) for part in parts}
-
-
-def load_tokenizer(model_dir: Path, *, trust_remote_code: bool) -> PreTrainedTokenizerFast:
-    """The directory's fast tokenizer.
-
-    With a tokenizer.json it is loaded directly, never through AutoTokenizer: AutoTokenizer reads
-    config.json and follows its auto_map (Dream ships one) to remote tokenizer code.
-    """
-    try:
-        if (model_dir / "tokenizer.json").is_file():
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    except Exception as exc:  # transformers raises many types for a broken tokenizer; report them all alike
-        raise ModelLoadError(f"Could not load the tokenizer in {model_dir}: {describe_error(exc)}") from exc
-    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise ModelLoadError(f"The tokenizer in {model_dir} is not a fast (tokenizers) tokenizer")
-    return tokenizer

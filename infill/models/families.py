@@ -1,0 +1,307 @@
+"""Every supported model family as one declarative entry: how to detect it, load it and frame its canvases.
+
+The loader (loader.py, decoders.py), special-token resolution (special_tokens.py), sampler defaults
+(sampler_defaults.py) and fine-tuning (training/model_factory.py) all read a family from here; none of them
+branches on a family's name. Adding a family (Open-dCoder, SDAR, Fast-dLLM v2...) is adding an entry and a
+release-shaped test checkpoint (tests/release_models.py).
+
+Detection (``detect_family``): config.json ``"infill_family"`` names an entry and wins; otherwise the first
+entry whose ``model_types``/``architectures`` match and whose ``marker_tokens`` (when it has any) appear among
+the tokenizer files' added tokens. Nothing is imported from the model directory to decide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from infill.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+# Which transformers class runs a family: Auto masked LMs, or a decoder class made bidirectional.
+Backbone = Literal["masked-lm", "qwen2", "llama", "remote"]
+FAMILY_KEY = "infill_family"
+
+# Mask spellings of common tokenizers, tried after the tokenizer's and config.json's own mask ids.
+MASK_SPELLINGS = ("<|mask|>", "<mask>", "[MASK]", "<|mdm_mask|>")
+END_OF_SPAN_TOKEN = "<|endofspan|>"  # our own tokenizer's (training/tokenizer.py)
+# Qwen2.5's fill-in-the-middle, repository and tool-call tokens: added tokens its tokenizer_config.json does
+# not mark special, so nothing else keeps a diffusion sampler from writing them into code.
+QWEN25_CONTROL_TOKENS = (
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_call>",
+    "</tool_call>",
+)
+DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# LLaDA (modeling_llada.py, LLaDALlamaBlock) -> transformers LLaMA tensor names. ff_proj is the SwiGLU gate
+# (``silu(ff_proj(x)) * up_proj(x)``), attn_out the output projection, ff_out inside a block the down
+# projection and at the top the LM head. transformers applies the map on load and reverses it on
+# save_pretrained.
+_LLADA_BLOCK = r"^model\.transformer\.blocks\.(\d+)\."
+LLADA_WEIGHT_NAMES = (
+    (_LLADA_BLOCK + r"q_proj\.", r"model.layers.\1.self_attn.q_proj."),
+    (_LLADA_BLOCK + r"k_proj\.", r"model.layers.\1.self_attn.k_proj."),
+    (_LLADA_BLOCK + r"v_proj\.", r"model.layers.\1.self_attn.v_proj."),
+    (_LLADA_BLOCK + r"attn_out\.", r"model.layers.\1.self_attn.o_proj."),
+    (_LLADA_BLOCK + r"ff_proj\.", r"model.layers.\1.mlp.gate_proj."),
+    (_LLADA_BLOCK + r"up_proj\.", r"model.layers.\1.mlp.up_proj."),
+    (_LLADA_BLOCK + r"ff_out\.", r"model.layers.\1.mlp.down_proj."),
+    (_LLADA_BLOCK + r"attn_norm\.", r"model.layers.\1.input_layernorm."),
+    (_LLADA_BLOCK + r"ff_norm\.", r"model.layers.\1.post_attention_layernorm."),
+    (r"^model\.transformer\.wte\.", "model.embed_tokens."),
+    (r"^model\.transformer\.ln_f\.", "model.norm."),
+    (r"^model\.transformer\.ff_out\.", "lm_head."),
+)
+# transformers LlamaConfig key <- configuration_llada.py keys, first present non-null wins.
+LLADA_CONFIG_KEYS = {
+    "hidden_size": ("d_model",),
+    "num_attention_heads": ("n_heads",),
+    "num_key_value_heads": ("n_kv_heads", "n_heads"),
+    "num_hidden_layers": ("n_layers",),
+    "intermediate_size": ("mlp_hidden_size",),
+    "vocab_size": ("embedding_size", "vocab_size"),
+    "max_position_embeddings": ("max_sequence_length",),
+    "rms_norm_eps": ("rms_norm_eps",),
+    "rope_theta": ("rope_theta",),
+    "tie_word_embeddings": ("weight_tying",),
+    "bos_token_id": ("bos_token_id",),
+    "eos_token_id": ("eos_token_id",),
+    "pad_token_id": ("pad_token_id",),
+}
+# configuration_llada.py defaults for keys a config.json may leave out.
+LLADA_CONFIG_DEFAULTS = {"rms_norm_eps": 1e-5, "rope_theta": 10000.0, "weight_tying": True}
+# The LLaDA variant LLaMA computes exactly (the released 8B checkpoints); anything else is refused by name.
+LLADA_REQUIRED = {
+    "block_type": "llama",
+    "layer_norm_type": "rms",
+    "activation_type": "silu",
+    "rope": True,
+    "alibi": False,
+    "include_bias": False,
+    "include_qkv_bias": False,
+    "attention_layer_norm": False,
+    "scale_logits": False,
+    "input_emb_norm": False,
+    "block_group_size": 1,
+}
+
+
+@dataclass(frozen=True)
+class ModuleLayout:
+    """Where a transformers class keeps its trunk and LM head (attribute paths), for positions-only heads."""
+
+    backbone: str
+    head: tuple[str, ...]  # applied in order to the trunk's hidden states
+
+
+# Per transformers class: the trunk and the LM head modules (the head's output is the logits).
+MODULE_LAYOUTS = {
+    "ModernBertForMaskedLM": ModuleLayout("model", ("head", "decoder")),
+    "RobertaForMaskedLM": ModuleLayout("roberta", ("lm_head",)),
+    "BertForMaskedLM": ModuleLayout("bert", ("cls",)),
+    "Qwen2ForCausalLM": ModuleLayout("model", ("lm_head",)),
+    "LlamaForCausalLM": ModuleLayout("model", ("lm_head",)),
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family. Token fields hold spellings; ids are resolved from each checkpoint's tokenizer."""
+
+    name: str  # the config.json "infill_family" value that selects it; printed by `infill doctor`
+    title: str
+    backbone: Backbone
+    # Detection (lower-cased model_type; architectures by prefix); never auto-detected when both are empty.
+    model_types: tuple[str, ...] = ()
+    architectures: tuple[str, ...] = ()
+    marker_tokens: tuple[str, ...] = ()  # added tokens that single out a variant sharing a config layout
+    # Loading.
+    shift: bool = False  # the hidden state at i-1 predicts the token at i (Dream); realigned by the adapter
+    # How to build the tokenizer when there is no tokenizer.json.
+    slow_tokenizer: Literal["qwen2"] | None = None
+    # transformers config key <- the checkpoint's config keys (first present non-null wins); its defaults; the
+    # checkpoint settings the native class computes exactly (anything else is refused by name).
+    config_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    config_defaults: dict[str, Any] = field(default_factory=dict)
+    config_required: dict[str, Any] = field(default_factory=dict)
+    weight_names: tuple[tuple[str, str], ...] = ()  # (regex on checkpoint names, transformers name)
+    # Special tokens.
+    mask_from_config: bool = False  # config.json mask_token_id before the tokenizer's mask token
+    mask_tokens: tuple[str, ...] = MASK_SPELLINGS
+    end_of_span_tokens: tuple[str, ...] = ()  # tried before the tokenizer's eos/sep/pad
+    end_of_span_required: bool = False
+    bos_tokens: tuple[str, ...] = ()  # tried before the tokenizer's bos role and config bos_token_id
+    # Canvas framing: a begin-of-text id before the prefix (a shifted model needs a predecessor for position
+    # 0); an end-of-text id after the suffix (DreamOn's infilling format).
+    bos_before_prefix: bool = False
+    eos_after_suffix: bool = False
+    # Added tokens the tokenizer does not mark special but code must never get.
+    never_commit: tuple[str, ...] = ()
+    # Tokens that end a span as end-of-span does (their probability is merged into it; stops.py).
+    stop_tokens: tuple[str, ...] = ()
+    # Sampler defaults when generation_config.json has no "infill" entry.
+    generation_style: Literal["dream"] | None = None
+    # Fine-tuning.
+    lora_targets: tuple[str, ...] | Literal["all-linear"] = "all-linear"
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.backbone in ("qwen2", "llama")
+
+
+_DREAM_BASE = {
+    "backbone": "qwen2",
+    "model_types": ("dream",),
+    "architectures": ("DreamModel",),
+    "shift": True,
+    "slow_tokenizer": "qwen2",
+    "mask_from_config": True,
+    "bos_before_prefix": True,
+    "never_commit": QWEN25_CONTROL_TOKENS,
+    "generation_style": "dream",
+    "lora_targets": DECODER_LORA_TARGETS,
+}
+
+FAMILIES: tuple[Family, ...] = (
+    # Our own models first: selected by config.json "infill_family" only.
+    Family(
+        name="infill-masked",
+        title="infill masked diffusion model (ModernBERT, our tokenizer)",
+        backbone="masked-lm",
+        end_of_span_tokens=(END_OF_SPAN_TOKEN,),
+        end_of_span_required=True,
+    ),
+    Family(
+        name="infill-shifted-decoder",
+        title="infill shifted diffusion decoder (Qwen2 shape, bidirectional, Dream's shift, our tokenizer)",
+        backbone="qwen2",
+        shift=True,
+        end_of_span_tokens=(END_OF_SPAN_TOKEN,),
+        end_of_span_required=True,
+        # <|endoftext|> separates files in our training stream: the natural predecessor of a file's first
+        # token.
+        bos_tokens=("<|endoftext|>",),
+        bos_before_prefix=True,
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # Released checkpoints. Variants sharing Dream's config layout come first (their marker tokens decide).
+    Family(
+        name="diffucoder",
+        title="DiffuCoder (apple; Dream architecture on Qwen2.5-Coder, <|dlm_pad|> padding)",
+        marker_tokens=("<|dlm_pad|>",),
+        # apple/ml-diffucoder's demo cuts the output at the first <|dlm_pad|>; <|im_end|> ends instruct turns.
+        stop_tokens=("<|dlm_pad|>", "<|im_end|>"),
+        **_DREAM_BASE,
+    ),
+    Family(
+        name="dreamon",
+        title="DreamOn (Dream-Coder with variable-length infilling)",
+        marker_tokens=("<|expand|>",),
+        # DreamOn's infilling prompt is bos + prefix + masks + suffix + eos. Expansion (a mask becoming two)
+        # is not part of infill's sampler: the expand token is never committed, the span length comes from the
+        # length estimate instead.
+        eos_after_suffix=True,
+        stop_tokens=("<|im_end|>",),
+        **{**_DREAM_BASE, "never_commit": (*QWEN25_CONTROL_TOKENS, "<|expand|>")},
+    ),
+    Family(
+        name="dream",
+        title="Dream / Dream-Coder (Dream-org; Qwen2 weights, bidirectional, shifted logits)",
+        stop_tokens=("<|im_end|>",),
+        **_DREAM_BASE,
+    ),
+    Family(
+        name="llada",
+        title="LLaDA (GSAI-ML; LLaMA-shaped, bidirectional, unshifted logits)",
+        backbone="llama",
+        model_types=("llada",),
+        architectures=("LLaDAModelLM",),
+        config_keys=LLADA_CONFIG_KEYS,
+        config_defaults=LLADA_CONFIG_DEFAULTS,
+        config_required=LLADA_REQUIRED,
+        weight_names=LLADA_WEIGHT_NAMES,
+        mask_from_config=True,
+        stop_tokens=("<|eot_id|>",),  # the Instruct checkpoints end a turn with it, then pad with eos
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # Any masked LM transformers implements natively (the bundled ModernBERT, RoBERTa/CodeBERT, BERT...).
+    Family(
+        name="masked-lm",
+        title="masked LM (transformers' own class)",
+        backbone="masked-lm",
+        model_types=tuple(MODEL_FOR_MASKED_LM_MAPPING_NAMES),
+        end_of_span_tokens=(END_OF_SPAN_TOKEN,),
+    ),
+)
+# Anything else that ships its own code (auto_map), loaded only with trust_remote_code.
+REMOTE = Family(
+    name="remote", title="remote code shipped with the checkpoint", backbone="remote", mask_from_config=True
+)
+_BY_NAME = {family.name: family for family in (*FAMILIES, REMOTE)}
+
+
+def family_named(name: str) -> Family:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise ModelLoadError(f'Unknown "{FAMILY_KEY}": {name!r} in config.json (known: {known})') from None
+
+
+def detect_family(config: dict[str, Any], model_dir: Path) -> Family | None:
+    """The family config.json (and the tokenizer files' added tokens) describe; None when none matches."""
+    explicit = config.get(FAMILY_KEY)
+    if explicit is not None:
+        return family_named(str(explicit))
+    model_type = str(config.get("model_type", "")).lower()
+    architectures = [str(a) for a in config.get("architectures") or []]
+    added: set[str] | None = None
+    for family in FAMILIES:
+        typed = model_type in family.model_types
+        named = bool(family.architectures) and any(a.startswith(family.architectures) for a in architectures)
+        if not (typed or named):
+            continue
+        if family.marker_tokens:
+            added = added if added is not None else added_token_names(model_dir)
+            if not added.intersection(family.marker_tokens):
+                continue
+        return family
+    return None
+
+
+def added_token_names(model_dir: Path) -> set[str]:
+    """Contents of the added tokens the tokenizer files declare (read as JSON; nothing is imported)."""
+    names: set[str] = set()
+    for file, read in (
+        ("added_tokens.json", lambda data: data.keys()),
+        (
+            "tokenizer_config.json",
+            lambda data: (t.get("content") for t in data.get("added_tokens_decoder", {}).values()),
+        ),
+        ("tokenizer.json", lambda data: (t.get("content") for t in data.get("added_tokens", []))),
+    ):
+        path = model_dir / file
+        if not path.is_file():
+            continue
+        try:
+            names.update(str(n) for n in read(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
+            logger.warning("Could not read the added tokens of %s: %s", path, exc)
+    return names
+
+
+def module_layout(model: object) -> ModuleLayout | None:
+    """Trunk and LM head of a loaded transformers model (None for classes infill does not know)."""
+    return MODULE_LAYOUTS.get(type(model).__name__)
