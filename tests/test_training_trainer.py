@@ -283,7 +283,7 @@ def test_ar_initialised_diffusion_starts_from_the_peer(scratch_run: Path, repo: 
     assert config["mask_token_id"] == loaded.special.mask_id == tokenizer.convert_tokens_to_ids("<|mask|>")
     assert loaded.special.end_of_span_id == tokenizer.convert_tokens_to_ids("<|endofspan|>")
     assert loaded.special.prefix_ids == (tokenizer.convert_tokens_to_ids("<|endoftext|>"),)
-    assert loaded.kind == "dream"
+    assert loaded.family == "infill-shifted-decoder"
     # Same tensors as the peer, trained further (not re-initialised).
     before, after = load_file(str(peer / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert before.keys() == after.keys()
@@ -294,7 +294,7 @@ def test_ar_initialised_diffusion_starts_from_the_peer(scratch_run: Path, repo: 
     # And it fine-tunes like the bundled family does (a shifted base model).
     tuned = tmp_path / "tuned"
     train(TrainConfig(out=str(tuned), base=str(out), max_steps=1, **common))
-    assert load_model(tuned, device="cpu").kind == "dream"
+    assert load_model(tuned, device="cpu").family == "infill-shifted-decoder"
 
 
 def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> None:
