@@ -314,3 +314,32 @@ def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> N
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert all(r["cpu_s"] >= 0 for r in records if "loss" in r)
     assert json.loads((out / "training_state.json").read_text())["step"] == result.steps
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    """A long background run is stopped with SIGTERM: it saves, exports and exits; run again, it resumes."""
+    import os
+    import signal
+
+    from training import trainer
+
+    budget = trainer._out_of_time
+
+    def signal_at_step_3(config: TrainConfig, state: dict) -> bool:
+        if state["step"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return budget(config, state)
+
+    monkeypatch.setattr(trainer, "_out_of_time", signal_at_step_3)
+    out = tmp_path / "stopped"
+    config = TrainConfig(
+        repo=str(repo), out=str(out), from_scratch=True, max_steps=50, save_every=100, eval_every=100, **TINY
+    )
+    result = train(config)
+    assert result.steps == 3  # the signal lands after step 3: it is the last one
+    assert (out / "checkpoints" / "step_3" / "trainer_state.json").is_file()
+    assert json.loads((out / "eval.json").read_text())["step"] == 3 and (out / "model.safetensors").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    monkeypatch.setattr(trainer, "_out_of_time", budget)
+    config.max_steps = 6
+    assert train(config).steps == 6 and _log_steps(out) == [1, 2, 3, 4, 5, 6]

@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,57 +225,63 @@ def train(config: TrainConfig) -> TrainResult:
         unit="step",
     )
     window: list[tuple[int, float]] = []  # (tokens, CPU seconds) of the last steps, for the rate shown
+    stop = _StopRequest()
     objective.train()
-    while state["step"] < config.max_steps:
-        step = state["step"]
-        step_cpu = time.process_time()
-        loss_sum, step_tokens = 0.0, 0
-        for micro in range(config.grad_accum):
-            batch = draw_train(config.batch_size, config.seed, step * config.grad_accum + micro, rank)
-            batch = batch.to(accelerator.device)
-            with accelerator.accumulate(objective), accelerator.autocast():
-                loss = objective(batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(objective.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            loss_sum += float(loss.detach()) / config.grad_accum
-            step_tokens += int(batch.attention_mask.sum()) * accelerator.num_processes
-        state["tokens"] += step_tokens
-        state["step"] = step + 1
-        state["elapsed_s"] = time.perf_counter() - started
-        state["cpu_s"] = time.process_time() - cpu_started
-        window = [*window[-19:], (step_tokens, time.process_time() - step_cpu)]
-        rate = sum(t for t, _ in window) / max(1e-9, sum(c for _, c in window))
-        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_cpu_s=f"{rate:.0f}")
-        bar.update(1)
-        if accelerator.is_main_process:
-            _append_log(
-                log_path,
-                {
-                    "step": state["step"],
-                    "loss": loss_sum,
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens": state["tokens"],
-                    "elapsed_s": round(state["elapsed_s"], 1),
-                    "cpu_s": round(state["cpu_s"], 1),
-                },
-            )
-        out_of_time = _out_of_time(config, state)
-        done = state["step"] >= config.max_steps or out_of_time
-        if state["step"] % config.save_every == 0 or done:
-            _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
-        if not done and state["step"] % config.eval_every == 0:
-            spans = config.span_eval_every > 0 and state["step"] % config.span_eval_every == 0
-            evaluate(spans)
-            objective.train()
-        if out_of_time:
-            logger.info("stopping at step %d: time budget reached", state["step"])
-            break
+    try:
+        while state["step"] < config.max_steps:
+            step = state["step"]
+            step_cpu = time.process_time()
+            loss_sum, step_tokens = 0.0, 0
+            for micro in range(config.grad_accum):
+                batch = draw_train(config.batch_size, config.seed, step * config.grad_accum + micro, rank)
+                batch = batch.to(accelerator.device)
+                with accelerator.accumulate(objective), accelerator.autocast():
+                    loss = objective(batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(objective.parameters(), config.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                loss_sum += float(loss.detach()) / config.grad_accum
+                step_tokens += int(batch.attention_mask.sum()) * accelerator.num_processes
+            state["tokens"] += step_tokens
+            state["step"] = step + 1
+            state["elapsed_s"] = time.perf_counter() - started
+            state["cpu_s"] = time.process_time() - cpu_started
+            window = [*window[-19:], (step_tokens, time.process_time() - step_cpu)]
+            rate = sum(t for t, _ in window) / max(1e-9, sum(c for _, c in window))
+            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_cpu_s=f"{rate:.0f}")
+            bar.update(1)
+            if accelerator.is_main_process:
+                _append_log(
+                    log_path,
+                    {
+                        "step": state["step"],
+                        "loss": loss_sum,
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens": state["tokens"],
+                        "elapsed_s": round(state["elapsed_s"], 1),
+                        "cpu_s": round(state["cpu_s"], 1),
+                    },
+                )
+            out_of_time = _out_of_time(config, state) or stop.requested
+            done = state["step"] >= config.max_steps or out_of_time
+            if state["step"] % config.save_every == 0 or done:
+                _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
+            if not done and state["step"] % config.eval_every == 0:
+                spans = config.span_eval_every > 0 and state["step"] % config.span_eval_every == 0
+                evaluate(spans)
+                objective.train()
+            if out_of_time:
+                why = "stop requested (SIGTERM/SIGINT)" if stop.requested else "time budget reached"
+                logger.info("stopping at step %d: %s", state["step"], why)
+                break
+    finally:
+        stop.restore()
     bar.close()
-    evaluate(spans=True)
+    # Stopped by a signal: the checkpoint and the model dir (held-out loss) are written; no slow decoding.
+    evaluate(spans=not stop.requested)
     report = None
     if compare and eval_rows and accelerator.is_main_process:
         tuned = accelerator.unwrap_model(objective)
@@ -301,6 +309,29 @@ def _finetune_report(
     return build_report(
         base_scores, tuned_scores, base_dir=str(base_dir), tuned_dir=str(config.out), source=str(config.repo)
     )
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT end the run after the current step, with a checkpoint and an exported model dir (a
+    second signal interrupts at once). Only the main thread can install handlers; elsewhere this is inert."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("signal %d: stopping after this step (checkpoint + model dir); again to abort", signum)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
 
 
 def _out_of_time(config: TrainConfig, state: dict) -> bool:
