@@ -336,7 +336,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(repo: Path, tmp_path: Pa
         repo=str(repo), out=str(out), from_scratch=True, max_steps=50, save_every=100, eval_every=100, **TINY
     )
     result = train(config)
-    assert result.steps == 3  # the signal lands after step 3: it is the last one
+    assert result.steps == 3 and result.stopped  # the signal lands after step 3: it is the last one
     assert (out / "checkpoints" / "step_3" / "trainer_state.json").is_file()
     assert json.loads((out / "eval.json").read_text())["step"] == 3 and (out / "model.safetensors").is_file()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run

@@ -63,6 +63,7 @@ class TrainResult:
     span_eval: dict[str, float] = field(default_factory=dict)
     base_eval: dict[str, float] = field(default_factory=dict)  # the base model on the same gaps
     report: dict | None = None  # fine-tuning: base vs fine-tuned with paired intervals (finetune_report)
+    stopped: bool = False  # ended early by SIGTERM/SIGINT (resumable), not by its steps or time budget
 
 
 def load_corpus(config: TrainConfig) -> Corpus:
@@ -283,12 +284,14 @@ def train(config: TrainConfig) -> TrainResult:
     # Stopped by a signal: the checkpoint and the model dir (held-out loss) are written; no slow decoding.
     evaluate(spans=not stop.requested)
     report = None
-    if compare and eval_rows and accelerator.is_main_process:
+    if compare and eval_rows and not stop.requested and accelerator.is_main_process:
         tuned = accelerator.unwrap_model(objective)
         gaps = (eval_rows, base_completions, completions)
         report = _finetune_report(config, heldout_source, tuned, base_dir, *gaps)
         write_report(report, out)
-    return TrainResult(out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval, report)
+    return TrainResult(
+        out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval, report, stop.requested
+    )
 
 
 def _finetune_report(
