@@ -48,6 +48,7 @@ class RowStats:
     """Per-example sums over masked positions, (B,) each; the CE sums are 1/t-weighted like the loss."""
 
     weighted_ce: torch.Tensor
+    ce: torch.Tensor  # unweighted
     correct: torch.Tensor
     masked: torch.Tensor
     maskable: torch.Tensor
@@ -110,6 +111,7 @@ class DiffusionObjective(torch.nn.Module):
         maskable = batch.row_maskable if batch.row_maskable is not None else torch.zeros(size)
         return RowStats(
             per_row(ce * weights),
+            per_row(ce),
             per_row((logits.argmax(-1) == targets).double()),
             per_row(torch.ones_like(targets, dtype=torch.float64)),
             maskable.double().cpu(),
