@@ -8,12 +8,14 @@ Layout of one example (T positions, right-padded), the context first as in PSM s
 
 BD3-LM's vectorised training: noisy block b attends to the context, the clean blocks before b and itself;
 clean block b attends to the context and the clean blocks up to b; the context to itself. Noisy and clean
-copies of a block share position ids. Every block is trained in one pass; the loss is MDLM's on X'.
+copies of a block share position ids. Every block is trained in one pass; the loss is MDLM's on X', with
+mask rates clipped to [0.3, 0.8] as BD3-LM does (lower variance).
 
 Decoding (``BlockDiffusionGenerator``) runs the same mask: context + committed blocks + one masked block,
 denoised with the engine's default rule (commit every position at least 90% sure, at least the most
-confident one per step), block after block, until a block holds ``<|endofspan|>`` or the budget is spent. No
-length estimate is needed: the span ends where the model ends it. Plain windows (the rest of the mix) are a
+confident one per step; end-of-span only at the leftmost open position), block after block, until a block
+holds ``<|endofspan|>`` or the budget is spent. No length estimate is needed: the span ends where the model
+ends it. Plain windows (the rest of the mix) are a
 random-length clean context followed by blocks of the stream.
 """
 
@@ -32,6 +34,7 @@ from training.tokenizer import load_code_tokenizer
 
 CONTEXT, CLEAN, NOISY, PAD = 0, 1, 2, 3
 MAX_MIDDLE_BLOCKS = 8
+CLIPPED_RATES = (0.3, 0.8)
 
 
 def block_attention(segment: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
@@ -91,7 +94,11 @@ def block_batch(
         input_ids[b, :n] = torch.tensor(context + middle + middle)
         segments[b, :n], blocks[b, :n] = torch.tensor(seg), torch.tensor(blk)
         positions[b, :n] = torch.tensor(pos)
-    rates = torch.tensor([max(1e-3, (offset + i / batch_size) % 1.0) for i in range(batch_size)])[:, None]
+    # BD3-LM's clipped schedule: t in [0.3, 0.8]. A block has few positions, so at small t the 1/t weight of
+    # its one or two masked tokens swamps the batch (unclipped, training barely moves off the unigram loss).
+    low, high = CLIPPED_RATES
+    rates = torch.tensor([low + (high - low) * ((offset + i / batch_size) % 1.0) for i in range(batch_size)])
+    rates = rates[:, None]
     noisy = segments == NOISY
     masked = (torch.rand((batch_size, T), generator=gen) < rates) & noisy
     for b in range(batch_size):
@@ -177,9 +184,14 @@ class BlockDiffusionGenerator:
             )[0]
             logits = self.model.decoder(self.model.head(hidden[0, c + m :])).float()
             logits[:, self.banned] = -math.inf
+            open_ = torch.tensor([t == self.ids.mask for t in block])
+            # End-of-span only at the leftmost open position: the end is decided in reading order. Committed
+            # by confidence anywhere, the padding-like end-of-span fills a weak model's block from the right.
+            later = open_.clone()
+            later[int(open_.nonzero()[0])] = False
+            logits[later, self.ids.end_of_span] = -math.inf
             self.stats.forward_passes += 1
             probs, tokens = logits.softmax(-1).max(-1)
-            open_ = torch.tensor([t == self.ids.mask for t in block])
             probs = torch.where(open_, probs, torch.full_like(probs, -1.0))
             commit = (probs >= self.threshold) & open_
             commit[probs.argmax()] = True
