@@ -72,6 +72,7 @@ def test_scratch_run_writes_a_model_dir_the_loader_reads(scratch_run: Path, repo
     assert generation["infill"]["strategy"] in ("blocks", "threshold", "confidence")
     card = (scratch_run / "README.md").read_text()
     assert "steps | 4" in card and "held-out" in card.lower() and str(repo) in card
+    assert "masked diffusion (ModernBERT)" in card
     assert json.loads((scratch_run / "training_config.json").read_text())["max_steps"] == 4
     loaded = load_model(scratch_run, device="cpu")
     assert loaded.kind == "masked_lm"
@@ -290,7 +291,7 @@ def test_ar_initialised_diffusion_starts_from_the_peer(scratch_run: Path, repo: 
     name = "model.layers.0.mlp.up_proj.weight"
     assert 0 < (before[name] - after[name]).abs().max() < 0.1
     card = (out / "README.md").read_text()
-    assert "AR phase" in card and "2 steps" in card
+    assert "AR phase" in card and "2 steps" in card and "Qwen2-shaped decoder" in card
     # And it fine-tunes like the bundled family does (a shifted base model).
     tuned = tmp_path / "tuned"
     train(TrainConfig(out=str(tuned), base=str(out), max_steps=1, **common))

@@ -84,6 +84,20 @@ def write_loss_curve(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def _model_kind(out: Path, config: TrainConfig) -> str:
+    """What the card calls the model, from the config.json just exported."""
+    model_config = json.loads((out / "config.json").read_text())
+    architecture = (model_config.get("architectures") or ["?"])[0].removesuffix("ForMaskedLM")
+    architecture = architecture.replace("ModernBert", "ModernBERT")
+    if config.objective == "ar-fim":
+        return "autoregressive FIM peer (Qwen2, PSM)"
+    if config.objective == "block-diffusion":
+        return f"block diffusion (BD3-LM, {architecture}, blocks of {config.block_size})"
+    if model_config.get(FAMILY_KEY) == SHIFTED_DECODER:
+        return "masked diffusion (Qwen2-shaped decoder, bidirectional, Dream's shifted logits)"
+    return f"masked diffusion ({architecture})"
+
+
 def _init_lines(init: dict) -> list[str]:
     """The AR phase of an AR-initialised model: its compute belongs to this model's total."""
     if not init:
@@ -117,11 +131,7 @@ def write_model_card(
     """README.md: what the model is, what data (with licences) went into it, how long it trained, how good."""
     manifest = corpus.manifest
     source = manifest["source"]
-    kind = (
-        "autoregressive FIM peer (Qwen2, PSM)"
-        if config.objective == "ar-fim"
-        else "masked diffusion (ModernBERT)"
-    )
+    kind = _model_kind(out, config)
     lines = [
         f"# {out.name}",
         "",
