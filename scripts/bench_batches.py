@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for draw in ("diffusion_batch", "ar_batch"):
         for workers in args.workers:
             stream = batch_stream(
-                source, draw, batch_size=args.batch_size, seed=0, rank=0, start=0, workers=workers
+                getattr(source, draw), batch_size=args.batch_size, seed=0, rank=0, start=0, workers=workers
             )
             next(stream)  # workers started
             began = time.perf_counter()

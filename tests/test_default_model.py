@@ -66,3 +66,12 @@ def test_every_user_setting_changes_how_the_bundled_model_decodes(bundled: Infil
 
     assert passes(steps=2) < passes(steps=64)
     assert passes(threshold=0.01) < passes(threshold=1.0)
+
+
+def test_trained_models_decode_with_the_bundled_settings() -> None:
+    """A model the trainer writes (a fine-tune of the default, say) gets the bundled model's decoding settings,
+    so it is as fast: a setting tuned for the bundle and not carried to the exporter fails here."""
+    from training.export import DIFFUSION_DECODE_DEFAULTS
+
+    shipped = json.loads((BUNDLED_MODEL_DIR / "generation_config.json").read_text())["infill"]
+    assert shipped == DIFFUSION_DECODE_DEFAULTS

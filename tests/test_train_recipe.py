@@ -224,22 +224,11 @@ def test_collect_on_a_fresh_machine_says_to_start_again(inputs: dict[str, str], 
     assert _phase(_env(inputs, tmp_path / "run", RECIPE="block"), "start").returncode == 2
 
 
-def test_the_ar_initialised_recipe_is_one_switch(
+def test_the_from_scratch_recipe_is_one_switch(
     inputs: dict[str, str], tmp_path: Path, stop_pipeline: list[Path]
 ) -> None:
-    """RECIPE=ar-init: the AR peer first, then the diffusion model from its weights. Until the trainer has
-    the option that does it, the pipeline stops at the training step and says what is missing."""
-    help_text = subprocess.run(
-        [sys.executable, "-m", "infill.cli.main", "train", "--help"], cwd=ROOT, capture_output=True, text=True
-    ).stdout
-    if "--init-from-ar" in help_text:
-        _rehearse(inputs, tmp_path, stop_pipeline, RECIPE="ar-init")
-        return
-    run = tmp_path / "run"
-    failed = _phase(_env(inputs, run, RECIPE="ar-init", STEPS="3"), "pipeline")
-    assert failed.returncode != 0
-    assert "needs the trainer option --init-from-ar" in failed.stderr + failed.stdout
-    assert (run / "state" / "failed").read_text().startswith("step train")
+    """RECIPE=scratch: both models from scratch side by side (the default, ar-init, is rehearsed above)."""
+    _rehearse(inputs, tmp_path, stop_pipeline, RECIPE="scratch")
 
 
 def test_batches_drawn_by_workers_are_the_inline_stream() -> None:
@@ -252,8 +241,8 @@ def test_batches_drawn_by_workers_are_the_inline_stream() -> None:
     source = ExampleSource(files, train_code_tokenizer([f.text for f in files], 300), 64, workers=2)
     kwargs = {"batch_size": 3, "seed": 5, "rank": 0, "start": 7}
     inline, ahead = (
-        batch_stream(source, "diffusion_batch", workers=0, **kwargs),
-        batch_stream(source, "diffusion_batch", workers=2, **kwargs),
+        batch_stream(source.diffusion_batch, workers=0, **kwargs),
+        batch_stream(source.diffusion_batch, workers=2, **kwargs),
     )
     for _ in range(4):
         a, b = next(inline), next(ahead)

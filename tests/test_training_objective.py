@@ -12,7 +12,8 @@ from infill.regions import language_for_path
 from tests.test_training_fixtures import SOURCES
 from tests.tiny_models import CODE_SAMPLES
 from training.corpus import SourceFile
-from training.objective import ExampleSource, TokenIds, diffusion_loss
+from training.losses import diffusion_loss
+from training.objective import ExampleSource, TokenIds
 from training.spans import index_spans, sample_span
 from training.tokenizer import train_code_tokenizer
 

@@ -12,6 +12,7 @@ from infill.errors import TrainingError
 from infill.models import load_model
 from tests.test_training_fixtures import SOURCES, make_repo
 from training.config import TrainConfig
+from training.model_factory import load_tokenizer_from
 from training.trainer import train
 
 TINY = {
@@ -71,6 +72,7 @@ def test_scratch_run_writes_a_model_dir_the_loader_reads(scratch_run: Path, repo
     assert generation["infill"]["strategy"] in ("blocks", "threshold", "confidence")
     card = (scratch_run / "README.md").read_text()
     assert "steps | 4" in card and "held-out" in card.lower() and str(repo) in card
+    assert "masked diffusion (ModernBERT)" in card
     assert json.loads((scratch_run / "training_config.json").read_text())["max_steps"] == 4
     loaded = load_model(scratch_run, device="cpu")
     assert loaded.kind == "masked_lm"
@@ -140,6 +142,16 @@ def test_lora_fine_tune_scores_base_and_tuned_model(scratch_run: Path, repo: Pat
     )
     result = train(config)
     assert set(result.base_eval) == set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
+    # The report compares base and tuned on the same gaps and examples, with an interval per metric.
+    report = json.loads((out / "finetune_report.json").read_text())
+    assert report == result.report and report["base"] == str(scratch_run)
+    assert report["heldout_gaps"] == TINY["eval_spans"] and report["heldout_examples"] >= TINY["eval_spans"]
+    metrics = report["metrics"]
+    assert set(metrics) == {"heldout_loss", "masked_token_accuracy", "edit_similarity", "exact_match"}
+    assert metrics["edit_similarity"]["base"] == pytest.approx(result.base_eval["edit_similarity"])
+    assert metrics["edit_similarity"]["tuned"] == pytest.approx(result.span_eval["edit_similarity"])
+    for numbers in metrics.values():
+        assert numbers["low"] <= numbers["difference"] <= numbers["high"]
     assert load_model(out, device="cpu").kind == "masked_lm"
     assert not list(out.glob("adapter_*"))  # LoRA merged into plain weights
     assert "fine-tuned from" in (out / "README.md").read_text()
@@ -172,10 +184,9 @@ def test_cli_fine_tunes_and_prints_numbers(scratch_run: Path, repo: Path, tmp_pa
             "--batch-size",
             "2",
             "--eval-spans",
-            "2",
+            "3",
             "--heldout-fraction",
             "0.25",
-            "--no-compare-base",
         ]
     )
     captured = capsys.readouterr()
@@ -186,6 +197,11 @@ def test_cli_fine_tunes_and_prints_numbers(scratch_run: Path, repo: Path, tmp_pa
     # Never silent outside the progress bar: each phase after it says what it is doing.
     for phase in ("reading the corpus", "training done; final evaluation", "writing the model", "scoring"):
         assert phase in captured.err, captured.err
+    # The fine-tuning report, printed and written beside the model.
+    assert "fine-tuning report: 4 held-out examples, 3 held-out gaps, paired 95% intervals" in printed
+    for metric in ("heldout_loss", "masked_token_accuracy", "edit_similarity", "exact_match"):
+        assert metric in printed
+    assert f"report written to {(out / 'finetune_report.json').resolve()}" in printed
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
@@ -244,3 +260,91 @@ def test_bundle_in_bfloat16_halves_the_weights_and_still_fills(scratch_run: Path
     request = FillRequest("def add(a, b):\n    return ", "\n", max_tokens=8)
     (result,) = InfillEngine(loaded).fill([request], DecodeConfig())
     assert result.best is not None and result.forward_passes > 0
+
+
+def test_ar_initialised_diffusion_starts_from_the_peer(scratch_run: Path, repo: Path, tmp_path: Path) -> None:
+    """The Dream recipe: the AR peer's weights, bidirectional, shifted; loads through the Dream path."""
+    from safetensors.torch import load_file
+
+    peer = tmp_path / "peer"
+    common = {**TINY, "repo": str(repo), "save_every": 100, "eval_every": 100}
+    train(
+        TrainConfig(
+            out=str(peer),
+            objective="ar-fim",
+            from_scratch=True,
+            tokenizer=str(scratch_run),
+            max_steps=2,
+            **common,
+        )
+    )
+    out = tmp_path / "from-ar"
+    result = train(TrainConfig(out=str(out), from_ar=str(peer), max_steps=2, **common))
+    assert result.steps == 2 and result.heldout_loss is not None
+    config = json.loads((out / "config.json").read_text())
+    assert config["infill_family"] == "infill-shifted-decoder" and "infill_format" not in config
+    loaded = load_model(out, device="cpu")
+    tokenizer = load_tokenizer_from(out)
+    assert config["mask_token_id"] == loaded.special.mask_id == tokenizer.convert_tokens_to_ids("<|mask|>")
+    assert loaded.special.end_of_span_id == tokenizer.convert_tokens_to_ids("<|endofspan|>")
+    assert loaded.special.prefix_ids == (tokenizer.convert_tokens_to_ids("<|endoftext|>"),)
+    assert loaded.family == "infill-shifted-decoder"
+    # Same tensors as the peer, trained further (not re-initialised).
+    before, after = load_file(str(peer / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert before.keys() == after.keys()
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert 0 < (before[name] - after[name]).abs().max() < 0.1
+    card = (out / "README.md").read_text()
+    assert "AR phase" in card and "2 steps" in card and "Qwen2-shaped decoder" in card
+    # And it fine-tunes like the bundled family does (a shifted base model).
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(out=str(tuned), base=str(out), max_steps=1, **common))
+    assert load_model(tuned, device="cpu").family == "infill-shifted-decoder"
+
+
+def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    config = TrainConfig(
+        repo=str(repo),
+        out=str(out),
+        from_scratch=True,
+        max_steps=1000,
+        max_cpu_minutes=0.001,
+        save_every=100,
+        eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    assert result.steps < 1000
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["cpu_s"] >= 0 for r in records if "loss" in r)
+    assert json.loads((out / "training_state.json").read_text())["step"] == result.steps
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    """A long background run is stopped with SIGTERM: it saves, exports and exits; run again, it resumes."""
+    import os
+    import signal
+
+    from training import trainer
+
+    budget = trainer._out_of_time
+
+    def signal_at_step_3(config: TrainConfig, state: dict) -> bool:
+        if state["step"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return budget(config, state)
+
+    monkeypatch.setattr(trainer, "_out_of_time", signal_at_step_3)
+    out = tmp_path / "stopped"
+    config = TrainConfig(
+        repo=str(repo), out=str(out), from_scratch=True, max_steps=50, save_every=100, eval_every=100, **TINY
+    )
+    result = train(config)
+    assert result.steps == 3 and result.stopped  # the signal lands after step 3: it is the last one
+    assert (out / "checkpoints" / "step_3" / "trainer_state.json").is_file()
+    assert json.loads((out / "eval.json").read_text())["step"] == 3 and (out / "model.safetensors").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    monkeypatch.setattr(trainer, "_out_of_time", budget)
+    config.max_steps = 6
+    assert train(config).steps == 6 and _log_steps(out) == [1, 2, 3, 4, 5, 6]

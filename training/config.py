@@ -15,7 +15,7 @@ from typing import Literal, get_args, get_origin, get_type_hints
 
 from infill.errors import TrainingError
 
-Objective = Literal["diffusion", "ar-fim"]
+Objective = Literal["diffusion", "ar-fim", "block-diffusion"]
 
 
 @dataclass
@@ -26,9 +26,12 @@ class TrainConfig:
     corpus_archive: str | None = None  # recipe: a corpus archive dir (python -m training.archive) instead
     out: str = "infill-model"
     objective: Objective = "diffusion"  # "ar-fim": the autoregressive fill-in-the-middle peer
+    block_size: int = 8  # block diffusion: tokens per block
     # Starting point: a model dir to fine-tune (None = the bundled default), or from scratch.
     base: str | None = None
     from_scratch: bool = False
+    # AR-initialised diffusion (Dream / DiffuCoder): start from this AR FIM peer's weights, bidirectional.
+    from_ar: str | None = None
     tokenizer: str | None = None  # from scratch: reuse this dir's tokenizer (the AR peer shares it)
     lora: bool = False
     lora_rank: int = 16
@@ -50,6 +53,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 150
     max_minutes: float | None = None  # stop (and save) after this much wall time even if steps remain
+    max_cpu_minutes: float | None = None  # the same in CPU time of this process (equal-compute comparisons)
     lr: float | None = None  # None: 2e-3 from scratch, 5e-4 fine-tuning (1e-3 with LoRA)
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -57,10 +61,12 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
     data_workers: int = 0  # recipe: processes drawing batches ahead (a GPU outruns one Python process)
+    compile: bool = False  # torch.compile the encoder stack (~10% faster steps after a minute or two)
     # Evaluation and checkpoints.
-    eval_every: int = 100
+    eval_every: int = 100  # held-out loss
     eval_batches: int = 4
-    eval_spans: int = 32
+    eval_spans: int = 128  # held-out gaps decoded at the end (and examples in the fine-tuning report)
+    span_eval_every: int = 0  # decode the held-out gaps every N steps too (0: only at the end; slow)
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = True
@@ -69,6 +75,8 @@ class TrainConfig:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
+        if self.from_ar:
+            return 1e-3
         if self.from_scratch:
             return 2e-3
         return 1e-3 if self.lora else 5e-4
@@ -83,8 +91,11 @@ class TrainConfig:
             raise TrainingError(
                 "pass one of --repo, --from-python-packages and --corpus-archive, not several"
             )
-        if self.objective == "ar-fim" and not self.from_scratch:
-            raise TrainingError("the ar-fim peer is trained from scratch: add --from-scratch")
+        if self.objective in ("ar-fim", "block-diffusion") and not self.from_scratch:
+            raise TrainingError(f"the {self.objective} model is trained from scratch: add --from-scratch")
+        conflicting = self.objective != "diffusion" or self.from_scratch or self.base or self.lora
+        if self.from_ar and conflicting:
+            raise TrainingError("--from-ar takes no --from-scratch, --base or --lora")
         if self.seq_len < 32 or self.seq_len > self.max_positions:
             raise TrainingError(f"--seq-len must be between 32 and --max-positions ({self.max_positions})")
         if self.hidden_size % self.num_heads:
@@ -105,18 +116,25 @@ HELP = {
     "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
     "corpus_archive": "train on a corpus archive (python -m training.archive build/merge) instead of a repo",
     "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
-    "objective": "diffusion (masked diffusion, the default) or ar-fim (the autoregressive FIM peer)",
+    "objective": "diffusion (masked diffusion, the default), ar-fim (the autoregressive FIM peer) or "
+    "block-diffusion (BD3-LM: autoregressive over blocks, masked diffusion inside; needs its own decoder)",
     "base": "model directory to fine-tune (default: the bundled model)",
     "from_scratch": "train a new tokenizer and model instead of fine-tuning",
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
     "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
+    "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
     "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
+    "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",
+    "compile": "torch.compile the encoder stack (faster steps after a one-off compile)",
+    "eval_every": "held-out loss every N steps",
+    "span_eval_every": "also decode the held-out gaps every N steps (0: only at the end)",
     "threads": "torch CPU threads (default: torch's choice)",
     "heldout_fraction": "share of files held out (default: 0.1 for a repo, 0.05 for python packages)",
     "lr": "peak learning rate (default: 2e-3 from scratch, 5e-4 fine-tuning, 1e-3 with LoRA)",
     "data_workers": "processes that draw batches ahead of the optimizer and index the corpus (0: none)",
-    "eval_spans": "held-out gaps scored for exact match at each evaluation",
+    "eval_spans": "held-out gaps decoded and scored (exact match, edit similarity); fine-tuning compares the "
+    "base on the same gaps and as many held-out examples (loss, masked-token accuracy)",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
 }
 

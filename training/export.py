@@ -9,15 +9,25 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from infill.models.families import FAMILY_KEY
 from training.config import TrainConfig
 from training.corpus import Corpus
-from training.model_factory import merged
+from training.model_factory import SHIFTED_DECODER, is_shifted_decoder, merged
 
 logger = logging.getLogger(__name__)
 
 MAX_SHARD_SIZE = "14MB"
 # Sampler defaults stored with the weights: left-to-right blocks decode code best (measured probe).
-DIFFUSION_DECODE_DEFAULTS = {"strategy": "blocks", "block_size": 8, "steps": 32, "threshold": 0.9}
+# The bundled model's decoding settings (chosen in BENCHMARKS.md, "Decoding speed on the request path"): every
+# model the trainer writes decodes the way the shipped default does, so a fine-tuned model is as fast.
+DIFFUSION_DECODE_DEFAULTS = {
+    "strategy": "blocks",
+    "block_size": 8,
+    "steps": 32,
+    "block_steps": 2,
+    "threshold": 0.9,
+    "cache_refresh": 32,
+}
 
 
 def export_model_dir(
@@ -36,6 +46,12 @@ def export_model_dir(
         generation = {"eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>")}
     else:
         generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
+    if config.objective == "block-diffusion":
+        # The engine decodes one canvas; this model needs block-by-block decoding (training.block_diffusion).
+        model_config.update({"infill_format": "block-diffusion", "infill_block_size": config.block_size})
+    if is_shifted_decoder(plain):
+        # The family entry (infill.models.families) loads it bidirectional with shifted logits.
+        model_config.update({FAMILY_KEY: SHIFTED_DECODER, "mask_token_id": tokenizer.mask_token_id})
     config_path.write_text(json.dumps(model_config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
 
@@ -77,6 +93,36 @@ def write_loss_curve(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def _model_kind(out: Path, config: TrainConfig) -> str:
+    """What the card calls the model, from the config.json just exported."""
+    model_config = json.loads((out / "config.json").read_text())
+    architecture = (model_config.get("architectures") or ["?"])[0].removesuffix("ForMaskedLM")
+    architecture = architecture.replace("ModernBert", "ModernBERT")
+    if config.objective == "ar-fim":
+        return "autoregressive FIM peer (Qwen2, PSM)"
+    if config.objective == "block-diffusion":
+        return f"block diffusion (BD3-LM, {architecture}, blocks of {config.block_size})"
+    if model_config.get(FAMILY_KEY) == SHIFTED_DECODER:
+        return "masked diffusion (Qwen2-shaped decoder, bidirectional, Dream's shifted logits)"
+    return f"masked diffusion ({architecture})"
+
+
+def _init_lines(init: dict) -> list[str]:
+    """The AR phase of an AR-initialised model: its compute belongs to this model's total."""
+    if not init:
+        return []
+    steps, tokens = init.get("ar_phase_step", "?"), init.get("ar_phase_tokens")
+    cpu = init.get("ar_phase_cpu_s")
+    return [
+        f"AR phase (counted in this model's compute): the autoregressive FIM peer `{init['init_from_ar']}`, "
+        f"{steps} steps, {f'{tokens:,}' if tokens is not None else '?'} tokens"
+        + (f", {cpu / 60:.1f} CPU-minutes" if cpu else "")
+        + "; its weights started this model, with attention made bidirectional and Dream's one-position "
+        "logit shift (the hidden state at i-1 predicts the token at i).",
+        "",
+    ]
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
@@ -89,15 +135,12 @@ def write_model_card(
     origin: str,
     evals: dict[str, float | None],
     parameters: int,
+    init: dict | None = None,
 ) -> None:
     """README.md: what the model is, what data (with licences) went into it, how long it trained, how good."""
     manifest = corpus.manifest
     source = manifest["source"]
-    kind = (
-        "autoregressive FIM peer (Qwen2, PSM)"
-        if config.objective == "ar-fim"
-        else "masked diffusion (ModernBERT)"
-    )
+    kind = _model_kind(out, config)
     lines = [
         f"# {out.name}",
         "",
@@ -112,6 +155,7 @@ def write_model_card(
                 ("steps", str(state["step"])),
                 ("tokens seen", f"{state['tokens']:,}"),
                 ("wall time", f"{state['elapsed_s'] / 60:.1f} min"),
+                ("CPU time of the training process", f"{state.get('cpu_s', 0.0) / 60:.1f} min"),
                 ("sequence length", str(config.seq_len)),
                 ("batch", f"{config.batch_size} x {config.grad_accum}"),
                 ("learning rate", str(config.learning_rate())),
@@ -122,6 +166,7 @@ def write_model_card(
         "",
         "Full resolved settings: `training_config.json`. Loss curve: `loss_curve.png`.",
         "",
+        *_init_lines(init or {}),
         "## Held-out evaluation",
         "",
         "Held-out files (split by file, never by chunk); span exact match and "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ from transformers import (
 )
 
 from infill.errors import InfillError, TrainingError
-from infill.models.families import detect_family
+from infill.models.decoders import make_bidirectional
+from infill.models.families import FAMILY_KEY, detect_family
 from infill.models.locate import read_config
 from training.config import TrainConfig
 from training.corpus import SourceFile
@@ -29,6 +31,9 @@ from training.tokenizer import load_code_tokenizer, train_code_tokenizer
 logger = logging.getLogger(__name__)
 
 TOKENIZER_SAMPLE_CHARS = 3_000_000  # BPE merges settle long before this; more only costs time
+# The family (infill.models.families) of a Qwen2-shaped diffusion model with Dream's layout (bidirectional
+# attention, the hidden state at i-1 predicts the token at i), as the AR-initialised recipe produces.
+SHIFTED_DECODER = "infill-shifted-decoder"
 
 
 def new_tokenizer(files: Sequence[SourceFile], vocab_size: int) -> PreTrainedTokenizerBase:
@@ -92,6 +97,37 @@ def load_tokenizer_from(path: str | Path) -> PreTrainedTokenizerBase:
     if not (path / "tokenizer.json").is_file():
         raise TrainingError(f"no tokenizer.json in {path}")
     return load_code_tokenizer(path)
+
+
+def is_shifted_decoder(model: torch.nn.Module) -> bool:
+    """A Qwen2 made bidirectional here (``--from-ar``), whose loss applies Dream's shift itself.
+
+    A shifted base loaded for fine-tuning is a ``DiffusionDecoder`` instead, which realigns the shift in its
+    own forward."""
+    marked = getattr(model.config, FAMILY_KEY, None) == SHIFTED_DECODER
+    return marked and not isinstance(model, DiffusionDecoder)
+
+
+def _make_shifted(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
+    """Every attention layer bidirectional, marked as a shifted decoder (and no longer a PSM peer)."""
+    model.config.is_causal = False
+    model.config.use_cache = False
+    make_bidirectional(model)
+    setattr(model.config, FAMILY_KEY, SHIFTED_DECODER)
+    if hasattr(model.config, "infill_format"):
+        delattr(model.config, "infill_format")
+    return model
+
+
+def shifted_decoder_from_ar(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """The AR FIM peer's weights as a bidirectional shifted decoder: the start of AR-initialised diffusion."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):
+        raise TrainingError(f"--from-ar {path} is not a model directory with safetensors weights")
+    if json.loads((path / "config.json").read_text()).get("infill_format") != "psm":
+        raise TrainingError(f"--from-ar {path} is not an AR FIM peer (config.json has no infill_format psm)")
+    model = Qwen2ForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
+    return _make_shifted(model), load_tokenizer_from(path)
 
 
 def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:

@@ -5,13 +5,15 @@ Diffusion examples come in two shapes, both length T:
   span:  prefix ids + canvas + suffix ids, canvas = middle ids + k ``<|endofspan|>`` (random k, so the model
          learns where a span ends); only canvas positions are masked (rate t), prefix/suffix stay visible,
          exactly the canvas the engine builds.
-The loss is MDLM's: cross-entropy on masked positions weighted by 1/t, averaged over maskable positions.
+The loss (``training.losses``) is MDLM's: cross-entropy on masked positions weighted by 1/t, averaged over
+maskable positions.
 Every example is a pure function of (seed, step, rank), which makes resuming reproducible without saving
 any data-loader state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections.abc import Sequence
@@ -86,19 +88,40 @@ class Batch:
     labels: torch.Tensor  # (B, T) long, -100 where no loss
     weights: torch.Tensor  # (B, T) float: 1/t on masked positions (diffusion), 1 on targets (AR)
     maskable: int  # positions that could have been masked (the MDLM normaliser)
+    row_maskable: torch.Tensor | None = None  # (B,) the same per example (diffusion batches)
+    # Block diffusion only: (B, T) position ids and the (B, 1, T, T) bool attention mask (True: may attend).
+    position_ids: torch.Tensor | None = None
+    attention_4d: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
         return Batch(
             self.input_ids.to(device),
             self.attention_mask.to(device),
             self.labels.to(device),
             self.weights.to(device),
             self.maskable,
+            self.row_maskable,
+            move(self.position_ids),
+            move(self.attention_4d),
         )
 
 
 def _index_file(file: SourceFile) -> SpanIndex:
     return index_spans(file.text, file.language)
+
+
+def _newlines_are_token_boundaries(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when text split after or before a newline tokenizes as the two halves do on their own."""
+    probe = "def f(x):\n    return  x\n\n\tpass  \n  y = 'é'\n"
+    whole = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    for cut in (i + k for i, ch in enumerate(probe) if ch == "\n" for k in (0, 1)):
+        halves = tokenizer([probe[:cut], probe[cut:]], add_special_tokens=False)["input_ids"]
+        if halves[0] + halves[1] != whole:
+            return False
+    return True
 
 
 def example_rng(seed: int, step: int, rank: int, stream: str) -> random.Random:
@@ -115,23 +138,39 @@ class ExampleSource:
         seq_len: int,
         span_fraction: float = 0.6,
         workers: int = 1,
+        *,
+        shifted: bool = False,
     ) -> None:
+        """``shifted``: examples for a shifted decoder start with <|endoftext|> (as the engine's canvas does
+        for that family), so every maskable position has a predecessor whose hidden state predicts it."""
         if not files:
             raise ValueError("ExampleSource needs at least one file")
         self.tokenizer = tokenizer
         self.ids = TokenIds.from_tokenizer(tokenizer)
+        if shifted and not self.ids.prefix_ids:
+            self.ids = dataclasses.replace(self.ids, prefix_ids=(self.ids.end_of_text,))
         self.seq_len = seq_len
         self.span_fraction = span_fraction
         self.files = list(files)
         # recipe: a GPU run's corpus is hundreds of MB; parsing it for spans is spread over ``workers``.
         self.indexes: list[SpanIndex] = list(parallel_map(_index_file, self.files, workers, chunksize=16))
-        encoded = tokenizer([f.text for f in self.files], add_special_tokens=False)["input_ids"]
-        pieces = []
-        for ids in encoded:
-            pieces.extend((ids, [self.ids.end_of_text]))
+        encoded = tokenizer(
+            [f.text for f in self.files], add_special_tokens=False, return_offsets_mapping=True
+        )
         # One packed stream of every file, separated by <|endoftext|>: plain examples are windows of it.
+        # file_start[i]: where file i begins in the stream; token_starts[i]: each token's first character.
+        pieces, self.file_start, self.token_starts = [], [], []
+        offset = 0
+        for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            self.file_start.append(offset)
+            self.token_starts.append(np.array([a for a, _ in offsets], dtype=np.int64))
+            pieces.extend((ids, [self.ids.end_of_text]))
+            offset += len(ids) + 1
         self.stream = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64)
         self.tokens = int(self.stream.size)
+        # With newlines isolated (our tokenizer), a newline is always a token boundary: the context around a
+        # gap is cut from the file's tokens and only the partial lines at the gap's edges are tokenized.
+        self.cut_at_newlines = _newlines_are_token_boundaries(tokenizer)
         lengths = np.array([len(f.text) for f in self.files], dtype=np.float64)
         self.file_weights = (lengths / lengths.sum()).tolist()
 
@@ -141,21 +180,47 @@ class ExampleSource:
         return self.stream[start : start + length].tolist()
 
     def sample_gap(self, rng: random.Random) -> tuple[list[int], list[int], list[int], Span]:
-        """(prefix ids, middle ids, suffix ids, span) for a span drawn from a length-weighted file."""
+        """(prefix ids, middle ids, suffix ids, span) for a span drawn from a length-weighted file.
+
+        Prefix and suffix are tokenized on their own, as the engine does (at most ``seq_len`` tokens each,
+        nearest the gap), and so is the middle.
+        """
         index = rng.choices(range(len(self.files)), weights=self.file_weights)[0]
         text = self.files[index].text
         span = sample_span(text, self.indexes[index], rng)
+        if not self.cut_at_newlines:
+            return (*self._tokenize_gap(text, span), span)
+        # The last line start at or before the gap and the first newline at or after its end are token
+        # boundaries: whole-file tokens outside them, fresh tokens for the partial lines and the middle.
+        line_start = text.rfind("\n", 0, span.start) + 1
+        line_end = text.find("\n", span.end)
+        line_end = len(text) if line_end < 0 else line_end
+        head, middle, tail = self._encode(
+            [text[line_start : span.start], text[span.start : span.end], text[span.end : line_end]]
+        )
+        starts, base = self.token_starts[index], self.file_start[index]
+        before = base + int(np.searchsorted(starts, line_start, side="left"))
+        after = base + int(np.searchsorted(starts, line_end, side="left"))
+        end = base + len(starts)
+        keep = self.seq_len
+        prefix = self.stream[max(base, before - keep) : before].tolist() + head
+        suffix = tail + self.stream[after : min(end, after + keep)].tolist()
+        return prefix[-keep:], middle, suffix[:keep], span
+
+    def _tokenize_gap(self, text: str, span: Span) -> tuple[list[int], list[int], list[int]]:
+        """The general path: tokenize a window of characters on either side of the gap."""
         context_chars = self.seq_len * 8
-        encode = self.tokenizer
-        prefix, middle, suffix = encode(
+        prefix, middle, suffix = self._encode(
             [
                 text[max(0, span.start - context_chars) : span.start],
                 text[span.start : span.end],
                 text[span.end : span.end + context_chars],
-            ],
-            add_special_tokens=False,
-        )["input_ids"]
-        return prefix, middle, suffix, span
+            ]
+        )
+        return prefix, middle, suffix
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _fit_context(self, rng: random.Random, prefix: list[int], suffix: list[int], budget: int) -> tuple:
         suffix_keep = min(len(suffix), rng.randint(budget // 4, budget))
@@ -211,7 +276,7 @@ class ExampleSource:
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         weights = masked.float() / t
         noisy = torch.where(masked, torch.full_like(input_ids, self.ids.mask), input_ids)
-        return Batch(noisy, attention, labels, weights, int(maskable.sum()))
+        return Batch(noisy, attention, labels, weights, int(maskable.sum()), maskable.sum(1))
 
     # -- autoregressive FIM peer ----------------------------------------------------------------------
     def fim_example(self, rng: random.Random) -> list[int]:
@@ -235,21 +300,3 @@ class ExampleSource:
             attention[b, : len(ids)] = 1
         labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, -100))
         return Batch(input_ids, attention, labels, attention.float(), int(attention.sum()))
-
-
-def diffusion_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """MDLM loss: sum over masked positions of CE / t, divided by the number of maskable positions."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
-    selected = batch.labels != -100
-    logits = out.logits
-    # ModernBERT with sparse_prediction returns (N_masked, V) logits already; other masked LMs (B, T, V).
-    if logits.dim() == 3:
-        logits = logits[selected]
-    targets = batch.labels[selected]
-    ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-    return (ce * batch.weights[selected]).sum() / max(1, batch.maskable)
-
-
-def ar_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Next-token cross-entropy (the model shifts labels itself)."""
-    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss

@@ -9,22 +9,26 @@ what the single-process loop draws, with or without workers: resuming and compar
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from training.objective import Batch, ExampleSource
+from training.objective import Batch
+
+# draw(batch_size, seed, index, rank) -> Batch: an ExampleSource method, or block_diffusion.block_batch bound
+# to a source
+Draw = Callable[[int, int, int, int], Batch]
 
 
 class _BatchByIndex(Dataset):
     """Batch number ``index`` of the stream; the DataLoader's workers inherit the source by fork."""
 
-    def __init__(self, source: ExampleSource, draw: str, batch_size: int, seed: int, rank: int) -> None:
-        self.source, self.draw, self.batch_size, self.seed, self.rank = source, draw, batch_size, seed, rank
+    def __init__(self, draw: Draw, batch_size: int, seed: int, rank: int) -> None:
+        self.draw, self.batch_size, self.seed, self.rank = draw, batch_size, seed, rank
 
     def __getitem__(self, index: int) -> Batch:
-        return getattr(self.source, self.draw)(self.batch_size, self.seed, index, self.rank)
+        return self.draw(self.batch_size, self.seed, index, self.rank)
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -36,10 +40,10 @@ def _quiet_worker(_: int) -> None:
 
 
 def batch_stream(
-    source: ExampleSource, draw: str, *, batch_size: int, seed: int, rank: int, start: int, workers: int
+    draw: Draw, *, batch_size: int, seed: int, rank: int, start: int, workers: int
 ) -> Iterator[Batch]:
     """Batches ``start``, ``start + 1``, ... forever; drawn here when ``workers`` is 0."""
-    dataset = _BatchByIndex(source, draw, batch_size, seed, rank)
+    dataset = _BatchByIndex(draw, batch_size, seed, rank)
     if workers <= 0:
         return (dataset[index] for index in itertools.count(start))
     loader = DataLoader(

@@ -61,18 +61,23 @@ def heldout_rows(files: Sequence[SourceFile], count: int, seed: int = 0) -> list
     return rows
 
 
-def score_rows(rows: Sequence[EvalRow], completions: Sequence[str]) -> dict[str, float]:
-    n = max(1, len(rows))
+def row_scores(rows: Sequence[EvalRow], completions: Sequence[str]) -> dict[str, list[float]]:
+    """Per-gap exact match (0/1) and edit similarity, in row order (for paired comparisons)."""
+    pairs = list(zip(completions, rows, strict=True))
     return {
-        "exact_match": sum(exact_match(c, r.middle) for c, r in zip(completions, rows, strict=True)) / n,
-        "edit_similarity": sum(edit_similarity(c, r.middle) for c, r in zip(completions, rows, strict=True))
-        / n,
-        "rows": float(len(rows)),
+        "exact_match": [float(exact_match(c, r.middle)) for c, r in pairs],
+        "edit_similarity": [edit_similarity(c, r.middle) for c, r in pairs],
     }
 
 
-def evaluate_rows(rows: Sequence[EvalRow], generators: dict[str, GenerateFn]) -> dict[str, float]:
-    """Fill every row with the generator for its kind ("line" / "block") and score them all together."""
+def score_rows(rows: Sequence[EvalRow], completions: Sequence[str]) -> dict[str, float]:
+    n = max(1, len(rows))
+    scores = row_scores(rows, completions)
+    return {name: sum(values) / n for name, values in scores.items()} | {"rows": float(len(rows))}
+
+
+def complete_rows(rows: Sequence[EvalRow], generators: dict[str, GenerateFn]) -> list[str]:
+    """Fill every row with the generator for its kind ("line" / "block"), in row order."""
     completions: list[str] = [""] * len(rows)
     for kind, generate in generators.items():
         picked = [i for i, r in enumerate(rows) if r.kind == kind]
@@ -81,21 +86,36 @@ def evaluate_rows(rows: Sequence[EvalRow], generators: dict[str, GenerateFn]) ->
                 picked, generate([(rows[i].prefix, rows[i].suffix) for i in picked]), strict=True
             ):
                 completions[i] = text
-    return score_rows(rows, completions)
+    return completions
+
+
+def evaluate_rows(rows: Sequence[EvalRow], generators: dict[str, GenerateFn]) -> dict[str, float]:
+    """Fill every row with the generator for its kind and score them all together."""
+    return score_rows(rows, complete_rows(rows, generators))
+
+
+def model_generators(model_dir: str | Path, device: str | None = "cpu") -> dict[str, GenerateFn]:
+    """The line and block generators of a model dir (diffusion engine, or AR peer from its config.json)."""
+    from training.eval.generation import load_generator
+
+    return {
+        "line": load_generator(model_dir, mode="line", max_tokens=48, device=device),
+        "block": load_generator(model_dir, mode="span", max_tokens=64, device=device),
+    }
+
+
+def complete_with_model_dir(
+    model_dir: str | Path, rows: Sequence[EvalRow], device: str | None = "cpu"
+) -> list[str]:
+    return complete_rows(rows, model_generators(model_dir, device))
 
 
 def evaluate_model_dir(
     model_dir: str | Path, rows: Sequence[EvalRow], *, is_ar: bool = False, device: str | None = "cpu"
 ) -> dict[str, float]:
     """Held-out span exact match / edit similarity of a model dir (diffusion or AR peer)."""
-    from training.eval.generation import load_generator
-
     del is_ar  # the generator is chosen from config.json (infill_format), the single source of truth
-    generators = {
-        "line": load_generator(model_dir, mode="line", max_tokens=48, device=device),
-        "block": load_generator(model_dir, mode="span", max_tokens=64, device=device),
-    }
-    return evaluate_rows(rows, generators)
+    return score_rows(rows, complete_with_model_dir(model_dir, rows, device))
 
 
 def evaluate_repo(

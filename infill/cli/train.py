@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+# A run ended early by SIGTERM/SIGINT (checkpoint and model dir written): not a success for a script that
+# goes on to the next stage.
+STOPPED_EXIT_CODE = 130
+
 
 def train_command_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from training.config import add_config_arguments
@@ -33,6 +37,7 @@ def train_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def train_command(args: argparse.Namespace) -> int:
     from training.config import config_from_args
+    from training.finetune_report import REPORT_NAME, format_report
     from training.trainer import train
 
     config = config_from_args(args)
@@ -49,5 +54,12 @@ def train_command(args: argparse.Namespace) -> int:
                 f"{name} held-out span exact match {numbers['exact_match']:.3f}, "
                 f"edit similarity {numbers['edit_similarity']:.3f} ({int(numbers['rows'])} gaps)"
             )
+    if result.stopped:
+        print(f"stopped by a signal at step {result.steps}: run the same command again to resume")
+        sys.stdout.flush()
+        return STOPPED_EXIT_CODE
+    if result.report is not None:
+        print(format_report(result.report))
+        print(f"report written to {(result.out / REPORT_NAME).resolve()}")
     sys.stdout.flush()
     return 0

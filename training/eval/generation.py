@@ -16,7 +16,7 @@ from typing import Literal
 from infill.errors import ModelLoadError
 
 GenerateFn = Callable[[Sequence[tuple[str, str]]], list[str]]
-ModelFamily = Literal["diffusion", "psm"]
+ModelFamily = Literal["diffusion", "psm", "block-diffusion"]
 
 
 @dataclass
@@ -42,7 +42,8 @@ class GenerationStats:
 
 
 def model_family(model_dir: str | Path) -> ModelFamily:
-    """ "psm" for an autoregressive FIM peer (config.json ``infill_format: psm``), else "diffusion"."""
+    """ "psm" for an autoregressive FIM peer (config.json ``infill_format: psm``), "block-diffusion" for a
+    block diffusion model (decoded by training.block_diffusion), else "diffusion"."""
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         raise ModelLoadError(f"{model_dir}: no config.json (not a model directory)")
@@ -50,7 +51,8 @@ def model_family(model_dir: str | Path) -> ModelFamily:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{config_path}: unreadable ({error})") from None
-    return "psm" if isinstance(config, dict) and config.get("infill_format") == "psm" else "diffusion"
+    declared = config.get("infill_format") if isinstance(config, dict) else None
+    return declared if declared in ("psm", "block-diffusion") else "diffusion"
 
 
 def load_generator(
@@ -67,6 +69,10 @@ def load_generator(
         from training.ar_generate import ARGenerator
 
         return ARGenerator(model_dir, mode=mode, max_tokens=max_tokens, device=device, batch_size=batch_size)
+    if model_family(model_dir) == "block-diffusion":
+        from training.block_diffusion import BlockDiffusionGenerator
+
+        return BlockDiffusionGenerator(model_dir, mode=mode, max_tokens=max_tokens)
     from training.eval.diffusion import DiffusionGenerator
 
     return DiffusionGenerator(
