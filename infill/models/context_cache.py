@@ -24,6 +24,9 @@ import torch.nn.functional as F
 # ModernBERT's RoPE, the same function as transformers' (whose module costs seconds to import).
 from infill.models.modernbert import apply_rotary_pos_emb
 
+# transformers' Qwen2/LLaMA RoPE (in the input dtype), from qwen2.py for the same reason.
+from infill.models.qwen2 import apply_rotary_pos_emb as decoder_rope
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -131,8 +134,6 @@ def decoder_hidden(
 ) -> tuple[torch.Tensor, ContextCache]:
     """Final hidden states (after the final norm) of a bidirectional Qwen2/LLaMA ForCausalLM at ``query``;
     with ``cache`` None ``query`` must be every position in order (the full pass that builds the cache)."""
-    from transformers.models.qwen2 import modeling_qwen2  # LLaMA's RoPE is the same function
-
     backbone = model.model
     position_ids = real_token_positions(attention_mask).gather(1, query)
     hidden = backbone.embed_tokens(input_ids.gather(1, query))
@@ -147,7 +148,7 @@ def decoder_hidden(
         q = attn.q_proj(normed).view(shape).transpose(1, 2)
         k = attn.k_proj(normed).view(shape).transpose(1, 2)
         v = attn.v_proj(normed).view(shape).transpose(1, 2)
-        q, k = modeling_qwen2.apply_rotary_pos_emb(q, k, cos, sin)
+        q, k = decoder_rope(q, k, cos, sin)
         k, v = _store(cache, building, index, query, k, v)
         hidden = hidden + attn.o_proj(_attend(q, k, v, padding, attn.scaling))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))

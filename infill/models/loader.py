@@ -18,11 +18,13 @@ from infill.models.devices import default_dtype, resolve_device
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
+from infill.models.qwen2 import load_qwen2
 from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.stops import merge_stop_logits
 from infill.models.text_tokenizer import HFTextTokenizer
 from infill.models.tokenizer_files import load_tokenizer
+from infill.models.weights import checked_model
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +75,14 @@ def load_model(
     torch_dtype = dtype or default_dtype(torch_device)
     hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 
-    # transformers is imported only by the loaders that need it (ModernBERT does not: masked_lm.py).
+    # transformers is imported only by the loaders that need it (ModernBERT and our shifted decoder do not:
+    # masked_lm.py, load_decoder_model).
     hf_model: torch.nn.Module
     if family.backbone == "masked-lm":
         hf_model = load_masked_lm(model_dir, config, torch_device, torch_dtype)
         positions = masked_lm_max_positions(config)
     elif family.is_decoder:
-        from infill.models.decoders import load_decoder
-
-        hf_model = load_decoder(model_dir, family, config, torch_device, torch_dtype)
+        hf_model = load_decoder_model(model_dir, family, config, torch_device, torch_dtype)
         positions = hf_model.config.max_position_embeddings
     else:
         from infill.models.remote import load_remote
@@ -126,6 +127,21 @@ def load_model(
         time.perf_counter() - started,
     )
     return loaded
+
+
+def load_decoder_model(
+    model_dir: Path, family: Family, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> torch.nn.Module:
+    """A decoder family's bidirectional model: qwen2.py's (no transformers import) where the family allows it
+    and the config is one it covers, else transformers' class (decoders.py)."""
+    if family.plain_torch and family.backbone == "qwen2":
+        native = load_qwen2(model_dir, config, device, dtype)
+        if native is not None:
+            return checked_model(native, model_dir)
+        logger.info("config.json in %s is not one qwen2.py covers: loading it with transformers", model_dir)
+    from infill.models.decoders import load_decoder
+
+    return load_decoder(model_dir, family, config, device, dtype)
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:
