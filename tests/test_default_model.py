@@ -69,8 +69,8 @@ def test_every_user_setting_changes_how_the_bundled_model_decodes(bundled: Infil
 
 
 def test_trained_models_decode_with_the_bundled_settings() -> None:
-    """A model the trainer writes (a fine-tune of the default, say) gets the bundled model's decoding settings,
-    so it is as fast: a setting tuned for the bundle and not carried to the exporter fails here."""
+    """A model the trainer writes (a fine-tune of the default, say) gets the bundled model's decoding
+    settings, so it is as fast: a setting tuned for the bundle and not carried to the exporter fails here."""
     from training.export import DIFFUSION_DECODE_DEFAULTS
 
     shipped = json.loads((BUNDLED_MODEL_DIR / "generation_config.json").read_text())["infill"]
