@@ -79,13 +79,14 @@ def test_native_logits_equal_transformers(name: str, tmp_path: Path) -> None:
     torch.testing.assert_close(hidden[real], expected_hidden[real], atol=2e-5, rtol=1e-5)
 
 
-def test_the_bundled_model_loads_natively_and_matches_transformers() -> None:
+def test_a_larger_modernbert_loads_natively_and_matches_transformers(slow_model_dir: Path) -> None:
+    """6 layers, hidden 256, window 1024: alternating global and local attention over real code."""
     from transformers import AutoModelForMaskedLM
 
-    loaded = load_model(BUNDLED_MODEL_DIR, device="cpu")
+    loaded = load_model(slow_model_dir, device="cpu")
     native = loaded.model.model  # type: ignore[attr-defined]
     assert type(native).__module__ == "infill.models.modernbert"
-    reference = AutoModelForMaskedLM.from_pretrained(str(BUNDLED_MODEL_DIR)).eval()
+    reference = AutoModelForMaskedLM.from_pretrained(str(slow_model_dir)).eval()
     ids = torch.tensor([loaded.tokenizer.encode("def add(a, b):\n    return a + b\n" * 6)])
     with torch.inference_mode():
         torch.testing.assert_close(native(ids).logits, reference(input_ids=ids).logits, atol=2e-5, rtol=1e-5)

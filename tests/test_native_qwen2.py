@@ -222,3 +222,17 @@ def test_a_cold_complete_with_our_shifted_decoder_does_not_import_transformers(t
     lines = out.stdout.splitlines()
     assert "MODULE infill.models.qwen2 infill-shifted-decoder" in lines, out.stdout
     assert lines[-1] == "HEAVY 0 ", out.stdout
+
+
+def test_the_bundled_model_runs_natively_and_matches_transformers() -> None:
+    """The shipped default is one of our AR-initialised shifted decoders: it loads through qwen2.py (no
+    transformers on the request path) and gives transformers' logits on real code."""
+    from infill.models import BUNDLED_MODEL_DIR
+
+    assert _config(BUNDLED_MODEL_DIR)["infill_family"] == "infill-shifted-decoder"
+    loaded = load_model(BUNDLED_MODEL_DIR, device="cpu")
+    assert type(loaded.model.model).__module__ == "infill.models.qwen2"  # type: ignore[attr-defined]
+    native, reference = native_and_reference(BUNDLED_MODEL_DIR)
+    ids = torch.tensor([loaded.tokenizer.encode("def add(a, b):\n    return a + b\n" * 6)])
+    mask = torch.ones_like(ids)
+    assert (native.logits(ids, mask) - reference.logits(ids, mask)).abs().max() <= 1e-4
