@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infill.errors import ModelLoadError
-from infill.models.locate import describe_error
-from infill.models.weights import read_safetensors
+from infill.models.weights import load_by_name
 
 logger = logging.getLogger(__name__)
 
@@ -320,24 +318,10 @@ def load_modernbert(
     parsed = ModernBertConfig.from_json(config)
     if parsed is None:
         return None
-    try:
-        weights = read_safetensors(model_dir)
-    except Exception as exc:  # safetensors, OSError, a bad index...: all mean the directory is unusable
-        raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
     model = ModernBertForMaskedLM(parsed)  # uninitialised: every tensor comes from the checkpoint
-    expected = model.state_dict()
-    if parsed.tie_word_embeddings:
-        expected.pop("decoder.weight")
-    report: dict[str, list[str]] = {
-        "missing_keys": sorted(set(expected) - set(weights)),
-        "mismatched_keys": sorted(
-            name for name in set(expected) & set(weights) if weights[name].shape != expected[name].shape
-        ),
-        "unexpected_keys": sorted(set(weights) - set(expected) - {"decoder.weight"}),
-    }
+    report = load_by_name(model, model_dir, "decoder.weight" if parsed.tie_word_embeddings else None)
     if report["missing_keys"] or report["mismatched_keys"]:
         return model, report  # checked_model refuses it by name
-    model.load_state_dict({name: weights[name] for name in expected}, strict=False)
     if parsed.tie_word_embeddings:
         model.decoder.weight = model.model.embeddings.tok_embeddings.weight
     return model.to(device=device, dtype=dtype), report

@@ -1,5 +1,5 @@
 """from_pretrained settings every model kind shares, the check that the weights fit the architecture, and
-reading a directory's safetensors weights."""
+reading a directory's safetensors weights (into infill's own plain-torch models too)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from infill.errors import ModelLoadError
+from infill.models.locate import describe_error
 
 Model = TypeVar("Model", bound=torch.nn.Module)
 
@@ -84,3 +85,28 @@ def read_safetensors(model_dir: Path) -> dict[str, torch.Tensor]:
     for name in files:
         weights.update(load_file(str(model_dir / name), device="cpu"))
     return weights
+
+
+def load_by_name(model: torch.nn.Module, model_dir: Path, tied_head: str | None) -> dict[str, list[str]]:
+    """Fill ``model`` (built uninitialised from the directory's config) with the directory's tensors, by name;
+    returns the load report (missing, mismatched and unexpected names, as transformers'
+    ``output_loading_info`` gives them) and loads nothing when a tensor is missing or mis-shaped, for
+    ``checked_model`` to refuse. ``tied_head``: the output projection's name when it shares the embedding's
+    weight (the caller ties them), so the checkpoint need not hold it."""
+    try:
+        weights = read_safetensors(model_dir)
+    except Exception as exc:  # safetensors, OSError, a bad index...: all mean the directory is unusable
+        raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
+    expected = model.state_dict()
+    if tied_head is not None:
+        expected.pop(tied_head)
+    report: dict[str, list[str]] = {
+        "missing_keys": sorted(set(expected) - set(weights)),
+        "mismatched_keys": sorted(
+            name for name in set(expected) & set(weights) if weights[name].shape != expected[name].shape
+        ),
+        "unexpected_keys": sorted(set(weights) - set(expected) - {tied_head}),
+    }
+    if not report["missing_keys"] and not report["mismatched_keys"]:
+        model.load_state_dict({name: weights[name] for name in expected}, strict=False)
+    return report
