@@ -203,9 +203,16 @@ class ModernBertRotaryEmbedding(nn.Module):
         inv_freq = self._on_device.get((layer_type, x.device))
         if inv_freq is None:
             inv_freq = self._on_device[(layer_type, x.device)] = self.inv_freq[layer_type].to(x.device)
-        freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        return rope_cos_sin(position_ids, inv_freq, x.dtype)
+
+
+def rope_cos_sin(
+    position_ids: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin at each position, (B, T, D), the frequencies repeated over both halves."""
+    freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 class ModernBertAttention(nn.Module):

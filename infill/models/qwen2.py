@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infill.models.modernbert import Embedding, Linear, rotate_half
+from infill.models.modernbert import Embedding, Linear, rope_cos_sin, rotate_half
 from infill.models.weights import load_by_name
 
 logger = logging.getLogger(__name__)
@@ -178,9 +178,7 @@ class Qwen2RotaryEmbedding(nn.Module):
         inv_freq = self._on_device.get(x.device)
         if inv_freq is None:
             inv_freq = self._on_device[x.device] = self.inv_freq.to(x.device)
-        freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        return rope_cos_sin(position_ids, inv_freq, x.dtype)
 
 
 class Qwen2Attention(nn.Module):
