@@ -43,6 +43,10 @@ export class InfillSession {
   private client: ServerClient | undefined;
   // Bumped on every (re)start so a late callback from a replaced client cannot touch the status.
   private generation = 0;
+  // The start or restart in progress (settled when it is done, whether or not it worked): a request made
+  // meanwhile, say "Fill holes" right after a settings change restarted the server, waits for the new server
+  // instead of racing the old one's shutdown or the new one's start.
+  private transition: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly host: SessionHost,
@@ -58,7 +62,19 @@ export class InfillSession {
   }
 
   /** Starts the server; failures are shown once and left in the status item, never thrown. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.track(this.launch());
+  }
+
+  private track(work: Promise<void>): Promise<void> {
+    this.transition = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    return work;
+  }
+
+  private async launch(): Promise<void> {
     const generation = ++this.generation;
     const launch = serverLaunch(this.settings);
     const hooks: ClientHooks = {
@@ -106,9 +122,13 @@ export class InfillSession {
     }
   }
 
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
+  restart(): Promise<void> {
+    return this.track(
+      (async () => {
+        await this.stop();
+        await this.launch();
+      })(),
+    );
   }
 
   /** Called when any `infill.*` setting changed. */
@@ -132,10 +152,11 @@ export class InfillSession {
     return enable;
   }
 
-  /** Sends a request to the running server; rejects when there is none. */
-  sendRequest(method: string, params: unknown): Promise<unknown> {
+  /** Sends a request to the running server, after a start or restart in progress; rejects when there is none. */
+  async sendRequest(method: string, params: unknown): Promise<unknown> {
+    await this.transition;
     if (this.client === undefined) {
-      return Promise.reject(new Error("the infill server is not running"));
+      throw new Error("the infill server is not running");
     }
     return this.client.sendRequest(method, params);
   }

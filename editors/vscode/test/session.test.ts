@@ -131,3 +131,38 @@ test("requests without a running server reject; dispose stops the client", async
   assert.equal(clients[0].stopped, 1);
   await assert.rejects(session.sendRequest("infill/rewrite", {}), /not running/);
 });
+
+test("a request made while the server restarts goes to the new server once it has started", async () => {
+  const { session, clients, config } = setup();
+  await session.start();
+  let finishStart: () => void = () => undefined;
+  const slowStart = new Promise<void>((resolve) => (finishStart = resolve));
+  const realStart = FakeClient.prototype.start;
+  FakeClient.prototype.start = async function (this: FakeClient) {
+    await realStart.call(this);
+    await slowStart;
+  };
+  try {
+    config.pythonPath = "/venv/bin/python"; // a launch change: the session restarts the server
+    const restarting = session.onSettingsChanged();
+    const answer = session.sendRequest("infill/rewrite", { target: "holes" });
+    let settled = false;
+    void answer.then(() => (settled = true), () => (settled = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, "the request was answered before the new server had started");
+    finishStart();
+    await restarting;
+    assert.deepEqual(await answer, { method: "infill/rewrite", params: { target: "holes" } });
+    assert.equal(clients.length, 2);
+    assert.equal(clients[0].stopped, 1);
+  } finally {
+    FakeClient.prototype.start = realStart;
+  }
+});
+
+test("a request with no server still rejects, after a failed start", async () => {
+  const { session } = setup({}, true);
+  await session.start();
+  await session.stop();
+  await assert.rejects(session.sendRequest("infill/rewrite", {}), /the infill server is not running/);
+});

@@ -107,6 +107,11 @@ function outputChannel(): string {
   return codeServerLogs("Infill.log");
 }
 
+/** How many times a server has loaded its model, by the Infill output channel (each start logs one line). */
+function modelLoads(): number {
+  return (outputChannel().match(/model loaded in \d+ ms/g) ?? []).length;
+}
+
 /** Command lines of the `infill serve` processes code-server's extension host started (its process group). */
 function infillServers(): string[] {
   const table = execFileSync("ps", ["-e", "-o", "pgid=,args="], { encoding: "utf8" });
@@ -451,10 +456,12 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
   await lines!.click();
   await press("Control", "Home");
   await press("End"); // after the opening brace
+  const loadsBefore = modelLoads();
   await page.keyboard.type(`"infill.pythonPath": ${JSON.stringify(venvPython)},`);
   await press("Control", "s");
-  // The status item can be hidden while settings.json is the active editor, and the old server's `ready` stays on
-  // screen until the restart begins, so the status alone cannot say the restart happened: wait for the processes.
+  // The old server's `ready` stays on screen while it shuts down, and the status item is redrawn a moment after
+  // the new server starts, so the status alone cannot say the restart happened: wait for the new process, then
+  // for its model to load (a line in the Infill output channel), then for `ready`.
   const expected = [`${venvPython} -m infill.cli.main serve`];
   await waitFor(
     "the old server to be replaced by `python -m infill.cli.main serve`",
@@ -463,6 +470,7 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
   ).catch((error: Error) => {
     throw new Error(`${error.message}\nservers now: ${JSON.stringify(infillServers())}`);
   });
+  await waitFor("the restarted server to load its model", async () => (modelLoads() > loadsBefore ? true : null), READY_MS);
   await waitReady();
   log(`server: ${JSON.stringify(infillServers())}`);
   assert.deepEqual(infillServers(), expected, "the old server is gone");
