@@ -14,7 +14,6 @@ Shapes: ids, attention_mask (B, T); hidden (B, T, H); q, k, v (B, heads, T, D).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from infill.models.weights import load_by_name
-
-logger = logging.getLogger(__name__)
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,

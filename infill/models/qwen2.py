@@ -17,7 +17,6 @@ T, D).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,8 +27,6 @@ from torch import nn
 
 from infill.models.modernbert import Embedding, Linear, rope_cos_sin, rotate_half
 from infill.models.weights import load_by_name
-
-logger = logging.getLogger(__name__)
 
 # transformers' Qwen2Config defaults for keys a config.json may leave out.
 _DEFAULTS: dict[str, Any] = {
