@@ -242,7 +242,7 @@ FAMILIES: tuple[Family, ...] = (
         stop_tokens=("<|eot_id|>",),  # the Instruct checkpoints end a turn with it, then pad with eos
         lora_targets=DECODER_LORA_TARGETS,
     ),
-    # Any masked LM transformers implements natively (the bundled ModernBERT, RoBERTa/CodeBERT, BERT...).
+    # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).
     Family(
         name="masked-lm",
         title="masked LM (transformers' own class)",

@@ -1,4 +1,4 @@
-"""ModernBERT masked LMs (the bundled model's architecture) in plain torch, for inference.
+"""ModernBERT masked LMs (the architecture of our from-scratch models) in plain torch, for inference.
 
 transformers' ModernBertForMaskedLM computes the same thing, but importing any transformers model class pulls
 in its whole loading machinery (torch.distributed, dynamo, quantizers...): about three times an ``import
