@@ -139,7 +139,3 @@ def _mask_or_none(attention_mask: torch.Tensor) -> torch.Tensor | None:
 def diffusion_loss(model: torch.nn.Module, batch: Batch, *, shift: bool = False) -> torch.Tensor:
     """The MDLM loss of ``model`` on ``batch`` (a one-off ``DiffusionObjective``)."""
     return DiffusionObjective(model, shift=shift)(batch)
-
-
-def ar_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    return ARObjective(model)(batch)
