@@ -33,7 +33,7 @@ def infill_command() -> list[str]:
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
     found = shutil.which("infill")
-    return [found] if found else [sys.executable, "-m", "infill.cli.main"]
+    return [found] if found else [sys.executable, "-m", "infill_cli.main"]
 
 
 def wall_seconds(argv: list[str]) -> float:

@@ -144,7 +144,7 @@ def percentile(values: list[float], q: float) -> float:
 def server_command(args: argparse.Namespace, log_file: Path) -> list[str]:
     """``infill serve`` as an editor runs it (the console script of this environment), plus a log file."""
     installed = Path(sys.executable).with_name("infill")
-    command = [str(installed)] if installed.is_file() else [sys.executable, "-m", "infill.cli.main"]
+    command = [str(installed)] if installed.is_file() else [sys.executable, "-m", "infill_cli.main"]
     command += ["serve", "--log-file", str(log_file)]
     if args.model is not None:
         command += ["--model", str(args.model)]

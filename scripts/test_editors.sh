@@ -25,7 +25,7 @@ WORK="$(mktemp -d -t infill-editors-XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
 export INFILL_PYTHON="$PYTHON"
-# The server runs as `python -m infill.cli.main serve` from any directory.
+# The server runs as `python -m infill_cli.main serve` from any directory.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # The tiny ModernBERT biased to fill "xxxx" wherever that parses: a known answer for every request (ghost text
 # after `value = `, rewritten lines and bodies), and no valid fill for `value = 1 <|fill|>`.

@@ -185,7 +185,7 @@ train_cmd() {  # $1 out dir, $2 objective, then extra trainer options
     local out=$1 objective=$2
     shift 2
     # shellcheck disable=SC2086
-    "$PYTHON" -m infill.cli.main train --corpus-archive "$RUN/corpus" --out "$out" --objective "$objective" \
+    "$PYTHON" -m infill_cli.main train --corpus-archive "$RUN/corpus" --out "$out" --objective "$objective" \
         --vocab-size "$VOCAB" --hidden-size "$HIDDEN" --num-layers "$LAYERS" --num-heads "$HEADS" \
         --intermediate-size "$FFN" --seq-len "$SEQ_LEN" --max-positions "$SEQ_LEN" --batch-size "$BATCH" \
         --lr "$LR" --warmup-steps "$WARMUP" --max-corpus-chars "$MAX_CORPUS_CHARS" \

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from infill import regions
-from infill.cli.batch import read_rows
-from infill.cli.complete import json_report, plain_report
-from infill.cli.fileio import (
+from infill.errors import InputError
+from infill.line_endings import LfView, lf_view
+from infill_cli.batch import read_rows
+from infill_cli.complete import json_report, plain_report
+from infill_cli.fileio import (
     Position,
     line_column,
     offset_of,
@@ -29,10 +31,8 @@ from infill.cli.fileio import (
     read_source,
     write_atomic,
 )
-from infill.cli.main import build_parser, main
-from infill.cli.rewrite import unified_diff
-from infill.errors import InputError
-from infill.line_endings import LfView, lf_view
+from infill_cli.main import build_parser, main
+from infill_cli.rewrite import unified_diff
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Few steps and small budgets: these tests check plumbing, not quality.
@@ -40,11 +40,11 @@ FAST = ("--steps", "4", "--max-tokens", "8")
 
 
 def run_infill(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m infill.cli.main ARGV` as a user would run `infill ARGV`."""
+    """`python -m infill_cli.main ARGV` as a user would run `infill ARGV`."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "INFILL_DEVICE": "cpu", **(env or {})}
     full_env.pop("INFILL_MODEL", None)
     raw = subprocess.run(
-        [sys.executable, "-m", "infill.cli.main", *argv],
+        [sys.executable, "-m", "infill_cli.main", *argv],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -447,7 +447,7 @@ def registered_commands() -> dict[str, argparse.ArgumentParser]:
 def test_every_command_module_is_registered() -> None:
     modules = {
         match.group(1)
-        for path in (REPO_ROOT / "infill" / "cli").glob("*.py")
+        for path in (REPO_ROOT / "infill_cli").glob("*.py")
         for match in re.finditer(r"^def (\w+)_command_parser\(", path.read_text(), re.MULTILINE)
     }
     assert {"rewrite", "complete", "batch", "doctor"} <= modules

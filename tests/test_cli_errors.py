@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infill.cli.main import main
+from infill_cli.main import main
 from tests.test_cli import REPO_ROOT, run_infill
 
 
@@ -146,7 +146,7 @@ def test_interrupt_exits_130_and_writes_no_output(tmp_path: Path, modernbert_dir
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "INFILL_DEVICE": "cpu"}
     argv = ["batch", "in.jsonl", "-o", "out.jsonl", "--batch-size", "1", "--model", str(modernbert_dir)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "infill.cli.main", *argv], cwd=tmp_path, env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "infill_cli.main", *argv], cwd=tmp_path, env=env, stderr=subprocess.PIPE
     )
     assert process.stderr is not None
     seen = b""
@@ -235,7 +235,7 @@ def test_a_bad_model_directory_is_reported_before_loading(
 def test_a_bad_model_directory_is_reported_without_importing_torch(workdir: Path) -> None:
     """Importing torch alone takes seconds (tens on a busy machine): a typo in --model is told before it."""
     code = (
-        "import sys; from infill.cli.main import main; "
+        "import sys; from infill_cli.main import main; "
         "rc = main(['complete', 'code.py:2:5', '--model', 'no-such-model']); "
         "print(rc, 'torch' in sys.modules)"
     )

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from infill import regions
-from infill.cli.main import main
 from infill.engine.types import FillRequest
 from infill.infiller import CompletionRequest, Infiller, apply_edits
 from infill.models.locate import BUNDLED_MODEL_DIR, MODEL_ENV_VAR
+from infill_cli.main import main
 
 # Inside a comment any one line is valid code, so the modest bundled model reliably has candidates here.
 TEXT = "import os\n\n\ndef main():\n    # read the config file and \n    return os.getcwd()\n"

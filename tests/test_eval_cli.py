@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infill.cli.eval import eval_command_parser
+from infill_cli.eval import eval_command_parser
 from tests.test_eval_harness import write_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def _infill(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "infill.cli.main", "eval", *args],
+        [sys.executable, "-m", "infill_cli.main", "eval", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -358,8 +358,8 @@ def test_a_crlf_document_gets_the_clis_candidates(
     """The same CRLF file through `infill complete` and through the server: the same candidates. The bundled
     model writes what its context suggests (shown "\r" tokens, it writes other text: a server that did that
     gave none of the CLI's candidates), and inside a comment any one line it writes is valid code."""
-    from infill.cli.main import main
     from infill.models.locate import BUNDLED_MODEL_DIR
+    from infill_cli.main import main
 
     text = "import os\r\n\r\n\r\ndef main():\r\n    # read the config file and \r\n    return os.getcwd()\r\n"
     (tmp_path / "crlf.py").write_bytes(text.encode())

@@ -31,7 +31,7 @@ TIMEOUT_S = 120.0
 
 
 def serve_argv(model_dir: Path | str | None, log_file: Path, *extra: str) -> list[str]:
-    argv = [sys.executable, "-m", "infill.cli.main", "serve", "--device", "cpu", "--log-file", str(log_file)]
+    argv = [sys.executable, "-m", "infill_cli.main", "serve", "--device", "cpu", "--log-file", str(log_file)]
     if model_dir is not None:
         argv += ["--model", str(model_dir)]
     return argv + list(extra)

@@ -295,7 +295,7 @@ def test_code_action_edits_carry_unchecked_fills_only_as_edits_needing_confirmat
 
 def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
     code = (
-        "import sys, lsp.server, lsp.worker, lsp.completion, lsp.actions, infill.cli.serve\n"
+        "import sys, lsp.server, lsp.worker, lsp.completion, lsp.actions, infill_cli.serve\n"
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "print(','.join(heavy))"
     )
@@ -306,7 +306,7 @@ def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
 def test_serve_refuses_non_loopback_hosts(host: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "infill.cli.main", "serve", "--tcp", "--host", host, "--port", "7777"],
+        [sys.executable, "-m", "infill_cli.main", "serve", "--tcp", "--host", host, "--port", "7777"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -327,7 +327,7 @@ def test_serve_refuses_non_loopback_hosts(host: str) -> None:
 )
 def test_serve_rejects_unusable_options_in_one_line(args: list[str], expected: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "infill.cli.main", "serve", *args],
+        [sys.executable, "-m", "infill_cli.main", "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,

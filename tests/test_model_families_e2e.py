@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from infill.cli.main import main
 from infill.regions import parse_error_count
+from infill_cli.main import main
 from tests.test_cli import run_infill
 from tests.test_lsp_support import LspSession, inline_params, serve_argv
 

@@ -182,7 +182,7 @@ def test_a_cold_complete_imports_only_what_it_needs(tmp_path: Path) -> None:
     source.write_text("def mean(xs):\n    total = sum(xs)\n    return \n")
     code = (
         f"import sys\nHEAVY = {HEAVY!r}\n"
-        "from infill.cli.main import main\n"
+        "from infill_cli.main import main\n"
         f"code = main(['complete', {str(source)!r} + ':3:12', '--device', 'cpu'])\n"
         "heavy = [m for m in HEAVY if m in sys.modules]\n"
         "print('HEAVY', code, ','.join(heavy))\n"

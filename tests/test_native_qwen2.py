@@ -208,7 +208,7 @@ def test_a_cold_complete_with_our_shifted_decoder_does_not_import_transformers(t
     source.write_text("def mean(xs):\n    total = sum(xs)\n    return \n")
     code = (
         f"import sys\nHEAVY = {HEAVY!r}\n"
-        "from infill.cli.main import main\n"
+        "from infill_cli.main import main\n"
         "from infill.models import load_model\n"
         f"loaded = load_model({str(model_dir)!r}, device='cpu')\n"
         "print('MODULE', type(loaded.model.model).__module__, loaded.family)\n"

@@ -36,7 +36,7 @@ def test_use_threads_sets_torch_on_the_calling_thread() -> None:
 
 
 def _complete(source: Path, model_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "infill.cli.main", "complete", f"{source}:2:12", "--model", str(model_dir)]
+    argv = [sys.executable, "-m", "infill_cli.main", "complete", f"{source}:2:12", "--model", str(model_dir)]
     return subprocess.run(
         [*argv, "--device", "cpu", "--steps", "2", "-v", *extra],
         capture_output=True,

@@ -79,7 +79,7 @@ def test_scratch_run_writes_a_model_dir_the_loader_reads(scratch_run: Path, repo
     assert loaded.tokenizer.decode(loaded.tokenizer.encode("x = 1\n")) == "x = 1\n"
     assert loaded.generation_defaults == generation["infill"]
     # And the CLI completes code with it.
-    from infill.cli.main import main
+    from infill_cli.main import main
 
     target = repo / "pkg" / "mod_alpha.py"
     assert main(["complete", f"{target}:6:9", "--model", str(scratch_run), "--device", "cpu"]) == 0
@@ -158,7 +158,7 @@ def test_lora_fine_tune_scores_base_and_tuned_model(scratch_run: Path, repo: Pat
 
 
 def _cli(argv: list[str]) -> int:
-    from infill.cli.train import train_command_parser
+    from infill_cli.train import train_command_parser
 
     parser = argparse.ArgumentParser()
     train_command_parser(parser.add_subparsers())

@@ -1,6 +1,6 @@
 """Functional infilling evaluation: benchmarks, sandboxed execution, metrics and reports.
 
-Entry points: ``infill eval`` (infill/cli/eval.py) and scripts/bench_infill.py.
+Entry points: ``infill eval`` (infill_cli/eval.py) and scripts/bench_infill.py.
 """
 
 from __future__ import annotations

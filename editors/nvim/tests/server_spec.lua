@@ -1,4 +1,4 @@
--- The plugin against the REAL server (`python -m infill.cli.main serve` on a tiny ModernBERT): start through
+-- The plugin against the REAL server (`python -m infill_cli.main serve` on a tiny ModernBERT): start through
 -- vim.lsp, ghost text from textDocument/inlineCompletion, accepting it, and rewrites through the preview.
 -- Needs INFILL_TEST_X_MODEL (tests/tiny_models.py build_x_model: it fills "xxxx" wherever that parses, so each
 -- request has a known answer) and the repository root on PYTHONPATH (or infill installed).
@@ -26,7 +26,7 @@ local function errors()
 end
 
 require("infill").setup({
-  cmd = { python, "-m", "infill.cli.main", "serve", "--model", model, "--device", "cpu" },
+  cmd = { python, "-m", "infill_cli.main", "serve", "--model", model, "--device", "cpu" },
   cmd_env = { PYTHONPATH = vim.env.PYTHONPATH },
   filetypes = { "python" },
   root_markers = { ".git" },

@@ -44,7 +44,7 @@ vim.opt.statusline = " %f%=infill: %{{v:lua.require'infill'.status()}} "
 -- As a statusline plugin would: redraw when the server's state changes.
 vim.api.nvim_create_autocmd("User", {{ pattern = "InfillStatus", command = "redrawstatus" }})
 require("infill").setup({{
-  cmd = {{ {python}, "-m", "infill.cli.main", "serve", "--model", {model}, "--device", "cpu",
+  cmd = {{ {python}, "-m", "infill_cli.main", "serve", "--model", {model}, "--device", "cpu",
           "--log-file", {log_file} }},
   cmd_env = {{ PYTHONPATH = {pythonpath} }},
   filetypes = {{ "python" }},

@@ -106,10 +106,10 @@ export interface ServerLaunch {
   args: string[];
 }
 
-/** `infill serve ...args`, or `<python> -m infill.cli.main serve ...args` when a Python is configured. */
+/** `infill serve ...args`, or `<python> -m infill_cli.main serve ...args` when a Python is configured. */
 export function serverLaunch(settings: ClientSettings): ServerLaunch {
   if (settings.pythonPath !== null) {
-    return { command: settings.pythonPath, args: ["-m", "infill.cli.main", "serve", ...settings.serverArgs] };
+    return { command: settings.pythonPath, args: ["-m", "infill_cli.main", "serve", ...settings.serverArgs] };
   }
   return { command: settings.serverCommand, args: ["serve", ...settings.serverArgs] };
 }

@@ -72,14 +72,14 @@ test("activate wires commands, status item and client; disposing the context und
     params: { settings: { infill: { ...SERVER_DEFAULTS, maxTokens: 24 } } },
   });
 
-  // infill.pythonPath restarts the server as `<python> -m infill.cli.main serve`, again without a transport.
+  // infill.pythonPath restarts the server as `<python> -m infill_cli.main serve`, again without a transport.
   await fakeSettingChange("infill.pythonPath", "/venv/bin/python");
   assert.equal(recorded.clients.length, 2, "a new launch line starts a new client");
   assert.equal(client.disposed, true, "the old client is stopped");
   const restarted = recorded.clients[1];
   assert.equal(restarted.started, true);
   assert.equal(restarted.serverOptions.command, "/venv/bin/python");
-  assert.deepEqual(restarted.serverOptions.args, ["-m", "infill.cli.main", "serve"]);
+  assert.deepEqual(restarted.serverOptions.args, ["-m", "infill_cli.main", "serve"]);
   assert.equal(restarted.serverOptions.transport, undefined);
 
   // Rewrites without an editor say so instead of failing.

@@ -1,4 +1,4 @@
-// Drives the REAL server (`python -m infill.cli.main serve` on a tiny ModernBERT built for the test) over stdio
+// Drives the REAL server (`python -m infill_cli.main serve` on a tiny ModernBERT built for the test) over stdio
 // with vscode-languageserver-protocol, the protocol library the extension's language client is built on. The
 // model is tests/tiny_models.py's x model: it fills "xxxx" wherever that parses, so every request below has a
 // known answer (an identifier after `value = `, nothing valid after `value = 1 `).
@@ -91,7 +91,7 @@ before(async () => {
     const build = `from pathlib import Path; from tests.tiny_models import build_x_model; build_x_model(Path(${JSON.stringify(modelDir)}))`;
     execFileSync(python(), ["-c", build], { cwd: REPO_ROOT, stdio: ["ignore", "ignore", "pipe"] });
   }
-  server = spawn(python(), ["-m", "infill.cli.main", "serve", "--model", modelDir, "--device", "cpu"], {
+  server = spawn(python(), ["-m", "infill_cli.main", "serve", "--model", modelDir, "--device", "cpu"], {
     cwd: REPO_ROOT,
     stdio: ["pipe", "pipe", "pipe"],
   });

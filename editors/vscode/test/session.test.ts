@@ -60,7 +60,7 @@ test("start launches the configured command with the server settings as initiali
   const { session, clients } = setup({ model: "/models/tiny", pythonPath: "/venv/bin/python" });
   await session.start();
   assert.equal(clients.length, 1);
-  assert.deepEqual(clients[0].launch, { command: "/venv/bin/python", args: ["-m", "infill.cli.main", "serve"] });
+  assert.deepEqual(clients[0].launch, { command: "/venv/bin/python", args: ["-m", "infill_cli.main", "serve"] });
   assert.equal(clients[0].initial.model, "/models/tiny");
   assert.equal((clients[0].initial as unknown as Record<string, unknown>).pythonPath, undefined);
 });

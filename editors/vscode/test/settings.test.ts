@@ -64,7 +64,7 @@ test("launch line: command + serve, or python -m when pythonPath is set", () => 
   const viaPython = readSettings(reader({ pythonPath: "/venv/bin/python", serverCommand: "ignored" }));
   assert.deepEqual(serverLaunch(viaPython), {
     command: "/venv/bin/python",
-    args: ["-m", "infill.cli.main", "serve"],
+    args: ["-m", "infill_cli.main", "serve"],
   });
   assert.equal(launchChanged(plain, viaPython), true);
   assert.equal(launchChanged(plain, readSettings(reader({ serverArgs: ["--log-file", "/tmp/l"], steps: 3 }))), false);

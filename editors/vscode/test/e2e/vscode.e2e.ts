@@ -447,7 +447,7 @@ step("typing `value = ` shows ghost text; Tab inserts it into the file", async (
   log(`editor after Tab: ${JSON.stringify(text)}`);
 });
 
-step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`", async () => {
+step("infill.pythonPath restarts the server as `python -m infill_cli.main serve`", async () => {
   // As a user does: in the settings.json editor (a file written from outside is not always noticed).
   await runCommand("Preferences: Open User Settings (JSON)");
   await waitFor("settings.json in the editor", async () => {
@@ -464,9 +464,9 @@ step("infill.pythonPath restarts the server as `python -m infill.cli.main serve`
   // The old server's `ready` stays on screen while it shuts down, and the status item is redrawn a moment after
   // the new server starts, so the status alone cannot say the restart happened: wait for the new process, then
   // for its model to load (a line in the Infill output channel), then for `ready`.
-  const expected = [`${venvPython} -m infill.cli.main serve`];
+  const expected = [`${venvPython} -m infill_cli.main serve`];
   await waitFor(
-    "the old server to be replaced by `python -m infill.cli.main serve`",
+    "the old server to be replaced by `python -m infill_cli.main serve`",
     async () => (JSON.stringify(infillServers()) === JSON.stringify(expected) ? true : null),
     READY_MS,
   ).catch((error: Error) => {

@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from infill.cli.common import (
+from infill.errors import InputError
+from infill_cli.common import (
     add_decode_options,
     add_model_options,
     check_model,
@@ -21,8 +22,7 @@ from infill.cli.common import (
     load_infiller,
     positive_int,
 )
-from infill.cli.fileio import check_writable, read_source, read_source_bytes, write_atomic
-from infill.errors import InputError
+from infill_cli.fileio import check_writable, read_source, read_source_bytes, write_atomic
 
 DEFAULT_MAX_TOKENS = 64
 DEFAULT_BATCH_SIZE = 16

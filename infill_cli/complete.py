@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infill.cli.common import (
+from infill.line_endings import lf_view
+from infill_cli.common import (
     add_decode_options,
     add_model_options,
     check_model,
@@ -23,8 +24,7 @@ from infill.cli.common import (
     positive_int,
     unknown_language_notice,
 )
-from infill.cli.fileio import Position, line_column, offset_of, parse_position, read_source
-from infill.line_endings import lf_view
+from infill_cli.fileio import Position, line_column, offset_of, parse_position, read_source
 
 if TYPE_CHECKING:
     from infill.infiller import Edit

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infill.cli.common import add_decode_options, add_model_options, non_negative_float, positive_int
 from infill.errors import InputError
+from infill_cli.common import add_decode_options, add_model_options, non_negative_float, positive_int
 
 if TYPE_CHECKING:
     from training.eval.bench import BenchTask
@@ -106,7 +106,7 @@ def _print_report(report: EvalReport) -> None:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from infill.cli.fileio import check_writable, write_atomic
+    from infill_cli.fileio import check_writable, write_atomic
     from training.eval.bench import DEFAULT_MODES, load_tasks, resolve_bench
     from training.eval.environment import describe
     from training.eval.harness import score_completions
@@ -190,7 +190,7 @@ def _evaluate_model(
     )
     infiller = getattr(generate, "infiller", None)
     if infiller is not None:  # diffusion: the model's sampler defaults with the command line on top
-        from infill.cli.common import decode_config
+        from infill_cli.common import decode_config
 
         generate.config = decode_config(args, infiller)  # type: ignore[attr-defined]
     elif any(getattr(args, name) is not None for name in DIFFUSION_OPTIONS):

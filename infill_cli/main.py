@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 
 from infill import __version__
-from infill.cli.batch import batch_command_parser
-from infill.cli.complete import complete_command_parser
-from infill.cli.doctor import doctor_command_parser
-from infill.cli.eval import eval_command_parser
-from infill.cli.rewrite import rewrite_command_parser
-from infill.cli.serve import serve_command_parser
-from infill.cli.train import train_command_parser
 from infill.errors import InfillError
+from infill_cli.batch import batch_command_parser
+from infill_cli.complete import complete_command_parser
+from infill_cli.doctor import doctor_command_parser
+from infill_cli.eval import eval_command_parser
+from infill_cli.rewrite import rewrite_command_parser
+from infill_cli.serve import serve_command_parser
+from infill_cli.train import train_command_parser
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
-    from infill.cli.common import configure_logging
+    from infill_cli.common import configure_logging
 
     configure_logging(getattr(args, "verbose", 0) or 0)
     try:

@@ -11,8 +11,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from infill import __version__
-from infill.cli.common import add_model_options
 from infill.errors import InfillError
+from infill_cli.common import add_model_options
 
 if TYPE_CHECKING:
     from infill.models import LoadedModel

@@ -22,7 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from infill.cli.common import (
+from infill.errors import MarkerError
+from infill.line_endings import lf_view
+from infill_cli.common import (
     add_decode_options,
     add_model_options,
     check_model,
@@ -30,9 +32,7 @@ from infill.cli.common import (
     load_infiller,
     unknown_language_notice,
 )
-from infill.cli.fileio import SourceFile, check_writable, line_column, read_source, write_atomic
-from infill.errors import MarkerError
-from infill.line_endings import lf_view
+from infill_cli.fileio import SourceFile, check_writable, line_column, read_source, write_atomic
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
