@@ -99,6 +99,7 @@ def _common_length(a: tuple[int, ...] | list[int], b: list[int]) -> int:
     return length
 
 
+@torch.inference_mode()
 def block_denoise(
     model: BlockDiffusionModel,
     prompt: list[int],
