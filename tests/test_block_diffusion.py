@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from infill.models.block_model import BlockDiffusionModel
 from infill.models.qwen2 import load_qwen2
 from tests.release_models import SENTINEL, bias_towards_x
 from tests.release_sdar import build_sdar_release
-from tests.test_lsp_support import LspSession, inline_params, serve_argv
+from tests.test_lsp_support import LspSession, inline_params, serve_argv, server_env
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CODE = (
@@ -309,20 +310,37 @@ def test_doctor_names_the_family_and_complete_fills_a_line(
     assert not (x_sdar_dir / SENTINEL).exists()
 
 
-def test_the_server_completes_with_sdar(x_sdar_dir: Path, tmp_path: Path) -> None:
-    session = LspSession(serve_argv(x_sdar_dir, tmp_path / "server.log"))
+def test_the_server_completes_with_sdar_and_reuses_the_prefix_cache_on_the_next_keystroke(
+    x_sdar_dir: Path, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "server.log"
+    session = LspSession(serve_argv(x_sdar_dir, log_file), server_env(INFILL_LOG_LEVEL="DEBUG"))
     try:
         session.initialize({"maxTokens": 6})
         session.wait_for(lambda: any(s["state"] == "ready" for s in session.statuses), "SDAR loaded")
         uri = "file:///sdar.py"
-        session.open(uri, "def scale(values):\n    return values\n\n\nresult = \n")
-        result = session.request(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, len("result = "))
-        )
-        assert isinstance(result, types.InlineCompletionList) and result.items
-        assert all(isinstance(i.insert_text, str) and set(i.insert_text) == {"x"} for i in result.items)
+        text = CODE + "\n\ndef total(values):\n    return \n"
+        session.open(uri, text)
+        line = text.count("\n") - 1
+        for version, typed in enumerate(("", "s"), start=1):
+            if typed:  # the next keystroke at the cursor
+                end = types.Position(line=line, character=len("    return "))
+                session.change(uri, version + 1, typed, types.Range(start=end, end=end))
+            params = inline_params(uri, line, len("    return " + typed))
+            result = session.request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params)
+            assert isinstance(result, types.InlineCompletionList) and result.items
+            assert all(isinstance(i.insert_text, str) and set(i.insert_text) == {"x"} for i in result.items)
     finally:
         session.close()
+    # The server's own log lines (the client's copies of them, logged by pygls, are left out).
+    fill_line = r"^\S+ \S+ DEBUG infill\.engine\.engine: block fill: (\d+) prompt tokens, (\d+) of them from"
+    fills = re.findall(fill_line, log_file.read_text(), flags=re.M)
+    assert len(fills) == 2, fills
+    (first_prompt, first_cached), (second_prompt, second_cached) = ((int(a), int(b)) for a, b in fills)
+    assert first_cached == 0 and second_prompt >= first_prompt
+    # Every whole block of the previous keystroke's prompt but the one holding its last token, which the
+    # typed character may merge into (" " + "s" is one token " s").
+    assert second_cached >= (first_prompt - 1) // SDAR_BLOCK * SDAR_BLOCK > 0
 
 
 def test_the_transfer_schedule_is_generate_pys() -> None:

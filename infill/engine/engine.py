@@ -330,9 +330,10 @@ class InfillEngine:
         item = job.prepared[row.request]
         special = self.loaded.special
         line = item.request.mode == "line"
+        prompt = block_prompt(item.context.prefix_ids, item.context.suffix_ids, special)
         out = block_denoise(
             self.block_model,
-            block_prompt(item.context.prefix_ids, item.context.suffix_ids, special),
+            prompt,
             row.span_length,
             special,
             config,
@@ -341,6 +342,12 @@ class InfillEngine:
             caches=self.prefix_caches,
         )
         job.count_passes({row.request}, out.forward_passes)
+        logger.debug(
+            "block fill: %d prompt tokens, %d of them from the prefix cache, %d passes",
+            len(prompt),
+            out.cached_positions,
+            out.forward_passes,
+        )
         span = out.ids[: row.span_length]
         return span_candidate(
             span, out.confidences[: row.span_length], self.loaded.tokenizer, special.end_of_span_id, line=line
