@@ -48,8 +48,8 @@ def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code:
         )
     if not config.get("auto_map"):
         raise ModelLoadError(
-            f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder "
-            "and LLaDA families"
+            f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder, "
+            "LLaDA and SDAR families"
         )
     if not trust_remote_code:
         raise ModelLoadError(
