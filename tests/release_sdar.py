@@ -18,12 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, pre_tokenizers
+from tokenizers import AddedToken, Regex, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from tests.release_models import (
     QWEN25_ADDED,
+    TINY_QWEN,
     _added_decoder,
     _padded,
     _save_sharded,
@@ -52,13 +53,9 @@ def _sdar_tokenizer(out: Path) -> dict[str, int]:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    from tokenizers import normalizers
-
     bpe = _train_bpe(qwen2, normalizers.NFC())
     bpe.model.save(str(out))  # vocab.json + merges.txt, shipped beside tokenizer.json as Qwen3's are
     first = bpe.get_vocab_size()
-    from tokenizers import AddedToken
-
     bpe.add_tokens([AddedToken(t, special=special, normalized=False) for t, special in SDAR_ADDED])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, clean_up_tokenization_spaces=False)
     tokenizer.save_pretrained(str(out))
@@ -95,19 +92,7 @@ def build_sdar_release(out: Path, seed: int = 4) -> Path:
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     ids = _sdar_tokenizer(out)
-    qwen3 = Qwen3Config(
-        vocab_size=_padded(ids["size"]),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-    )
+    qwen3 = Qwen3Config(vocab_size=_padded(ids["size"]), head_dim=16, **TINY_QWEN)
     model = Qwen3ForCausalLM(qwen3)
     with torch.no_grad():
         for name, param in model.named_parameters():
