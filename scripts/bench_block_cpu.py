@@ -5,13 +5,14 @@ vocabulary, q/k/v biases), run by infill's own module (qwen2.py) block-causally 
 bd3lm-style conversion of it would be. int8: torch's dynamic quantization (``torch.ao.quantization
 .quantize_dynamic``) of every Linear, LM head included; the embedding stays float32.
 
-Prints: one block step's time (4 positions against a cached prompt) in float32 and int8 and their ratio; the
-top-1 agreement of the two models' logits over real code (this repository's own source, tokenized by the
-bundled model's tokenizer, whose ids are a subset of the vocabulary: with random weights this measures what
-quantization changes, not what the model knows); a line completion through the engine (``InfillEngine.fill``,
-what the server calls) with a cold prefix cache and warm (the next keystroke, the cache kept from the last);
-and the process RSS. Random weights never reach the 0.85 threshold, so every block takes its 4 steps: an
-upper bound for a trained model, which commits several positions per step.
+Prints, in wall and CPU time (on a loaded machine the CPU time of this one-thread process is the nearer
+estimate of an idle machine's wall time): one block step (4 positions against a cached prompt) in float32
+and int8 and their ratio; the top-1 agreement of the two models' logits over real code (this repository's
+own source, tokenized by the bundled model's tokenizer, whose ids are a subset of the vocabulary: with random
+weights this measures what quantization changes, not what the model knows); a line completion through the
+engine (``InfillEngine.fill``, what the server calls) with a cold prefix cache and warm (the next keystroke,
+the cache kept from the last); and the process RSS. Random weights never reach the 0.85 threshold, so every
+block takes its 4 steps: an upper bound for a trained model, which commits several positions per step.
 
     OMP_NUM_THREADS=1 python scripts/bench_block_cpu.py [--context 256] [--repeats 5]
 """
@@ -24,6 +25,7 @@ import dataclasses
 import gc
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -88,33 +90,40 @@ def real_code_ids(loaded: LoadedModel, count: int) -> list[int]:
     return loaded.tokenizer.encode(text)[:count]
 
 
-def step_ms(model: BlockDiffusionModel, prompt: list[int], repeats: int) -> float:
+def timed(call: Callable[[], object]) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one call: on a loaded machine the CPU time of this one-thread process is the
+    nearer estimate of the wall time on an idle one."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+
+
+def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def step_ms(model: BlockDiffusionModel, prompt: list[int], repeats: int) -> tuple[float, float]:
     cache = model.prefill(torch.tensor([prompt[: len(prompt) // BLOCK * BLOCK]]))
     block = torch.tensor([prompt[:BLOCK]])
     model.block_logits(block, cache)  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        model.block_logits(block, cache)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return medians([timed(lambda: model.block_logits(block, cache)) for _ in range(repeats)])
 
 
-def line_fill_ms(engine: InfillEngine, prefix: str, suffix: str, repeats: int) -> tuple[float, float]:
-    """(cold p50, warm p50) of a 16-token line fill: cold with an empty prefix cache, warm as the next
-    keystroke after a fill of the same document."""
+def line_fill_ms(
+    engine: InfillEngine, prefix: str, suffix: str, repeats: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(cold, warm) (wall, CPU) p50 of a 16-token line fill: cold with an empty prefix cache, warm as the
+    next keystroke after a fill of the same document."""
     config = dataclasses.replace(engine.default_config(), block_steps=4, threshold=0.85, temperature=0.0)
     cold, warm = [], []
     for index in range(repeats):
         engine.prefix_caches = PrefixCaches()
         typed = prefix + "x" * index  # each round a different document state
-        started = time.perf_counter()
-        engine.fill([FillRequest(typed, suffix, max_tokens=16, mode="line")], config)
-        cold.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        engine.fill([FillRequest(typed + "y", suffix, max_tokens=16, mode="line")], config)
-        warm.append((time.perf_counter() - started) * 1000)
-    return statistics.median(cold), statistics.median(warm)
+        request = FillRequest(typed, suffix, max_tokens=16, mode="line")
+        cold.append(timed(lambda request=request: engine.fill([request], config)))
+        request = FillRequest(typed + "y", suffix, max_tokens=16, mode="line")
+        warm.append(timed(lambda request=request: engine.fill([request], config)))
+    return medians(cold), medians(warm)
 
 
 def main() -> None:
@@ -138,9 +147,10 @@ def main() -> None:
     mask = torch.ones(1, len(ids), dtype=torch.long)
     top1 = {name: model.logits(torch.tensor([ids]), mask)[0].argmax(-1) for name, model in models.items()}
     agreement = (top1["float32"] == top1["int8"]).float().mean().item()
+    (fp_wall, fp_cpu), (q_wall, q_cpu) = steps["float32"], steps["int8"]
     print(
-        f"block step (4 positions, {len(ids)} cached): float32 {steps['float32']:.0f} ms, "
-        f"int8 {steps['int8']:.0f} ms, ratio {steps['float32'] / steps['int8']:.2f}"
+        f"block step (4 positions, {len(ids)} cached), wall/CPU ms: float32 {fp_wall:.0f}/{fp_cpu:.0f}, "
+        f"int8 {q_wall:.0f}/{q_cpu:.0f}, ratio {fp_wall / q_wall:.2f}/{fp_cpu / q_cpu:.2f}"
     )
     print(f"top-1 agreement float32 vs int8 over {len(ids)} positions of real code: {agreement:.3f}")
 
@@ -159,8 +169,8 @@ def main() -> None:
         engine = InfillEngine(loaded)
         cold, warm = line_fill_ms(engine, source[:cut], source[cut:], args.repeats)
         print(
-            f"{name}: line fill (16 tokens, {args.context} context tokens) p50 cold {cold:.0f} ms, "
-            f"warm {warm:.0f} ms; RSS {rss_mib():.0f} MiB"
+            f"{name}: line fill (16 tokens, {args.context} context tokens) p50 wall/CPU ms: "
+            f"cold {cold[0]:.0f}/{cold[1]:.0f}, warm {warm[0]:.0f}/{warm[1]:.0f}; RSS {rss_mib():.0f} MiB"
         )
 
 
