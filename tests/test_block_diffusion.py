@@ -349,3 +349,22 @@ def test_the_transfer_schedule_is_generate_pys() -> None:
 
     assert transfer_schedule(4, 4) == [1, 1, 1, 1]
     assert transfer_schedule(10, 4) == [3, 3, 2, 2]
+
+
+def test_the_qwen3_module_with_blocks_of_one_is_transformers_causal_qwen3(sdar_dir: Path) -> None:
+    """A second, independent check of the backbone: block-causal attention over blocks of one position is
+    causal attention, so the native module must give transformers' own Qwen3ForCausalLM logits."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = json.loads((sdar_dir / "config.json").read_text())
+    fields = {k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")}
+    theirs = Qwen3ForCausalLM.from_pretrained(
+        str(sdar_dir), config=Qwen3Config(**fields), dtype=torch.float32
+    )
+    ids = torch.tensor([_prompt(sdar_dir)])
+    with torch.inference_mode():
+        expected = theirs.eval()(ids).logits[0]
+    ours = BlockDiffusionModel(_raw_model(sdar_dir).model, block_size=1)
+    got = ours.logits(ids, torch.ones_like(ids))[0]
+    assert (got - expected).abs().max().item() <= 1e-4
+    assert (_raw_model(sdar_dir).logits(ids, torch.ones_like(ids))[0] - expected).abs().max().item() > 1e-3
