@@ -1,13 +1,15 @@
 """Block-diffusion decoding (SDAR's generate.py): token ids in, token ids out, one request at a time.
 
-The prompt and the new tokens sit on blocks of ``b`` absolute positions (block i: positions i*b .. i*b+b-1);
-the prompt's whole blocks are computed once into an exact key/value cache (block_model.py), then each block
-is decoded against it: the prompt tokens that spill into the first block stay, the rest start masked, and
-each step asks the model for the block's logits and commits, among the masked positions, every one whose
-confidence is above ``threshold`` -- or, when fewer than the step's share are, the ``share`` most confident
-(the authors' ``low_confidence_dynamic``; the share is ``get_num_transfer_tokens``: the block's size spread
-evenly over ``steps`` steps, the remainder first). A committed block is appended to the cache and decoding
-stops after the block in which an end id (or, for a line fill, a newline) appears, or at ``max_tokens``.
+The prompt and the new tokens sit on blocks of ``b`` absolute positions (block i: positions i*b .. i*b+b-1).
+The prompt's whole blocks are computed once into an exact key/value cache (block_model.py), in the same pass
+as the first step of the first block; then each block is decoded against that cache: the prompt tokens that
+spill into the first block stay, the rest start masked, and each step asks the model for the block's logits
+and commits, among the masked positions, every one whose confidence is above ``threshold`` -- or, when fewer
+than the step's share are, the ``share`` most confident (the authors' ``low_confidence_dynamic``; the share
+is ``get_num_transfer_tokens``: the block's size spread evenly over ``steps`` steps, the remainder first). A
+committed block is appended to the cache in the pass of the next block's first step (generate.py spends a
+pass of its own on it), and decoding stops after the block in which an end id (or, for a line fill, a
+newline) appears, or at ``max_tokens``.
 
 Invariants: committed tokens and prompt tokens are never changed; the mask and banned ids are never
 committed (their logits are -inf); every step commits at least one position. Two deliberate differences from
@@ -127,12 +129,10 @@ def block_denoise(
     total = -(-(len(prompt) + max_tokens) // size) * size
     whole = len(prompt) // size * size  # the prompt's whole blocks: cached before decoding starts
     reused, cache = caches.lookup(prompt[:whole], size) if caches is not None else (0, None)
+    # Ids to append to the cache with the next pass: the prompt's uncached whole blocks, later each
+    # committed block (generate.py spends a pass of its own on each, store_kv).
+    pending = prompt[reused:whole]
     passes = 0
-    if whole > reused:
-        cache = model.prefill(torch.tensor([prompt[reused:whole]], device=device), cache)
-        passes += 1
-    if caches is not None:
-        caches.store(prompt[:whole], cache)
     new_ids: list[int] = []
     confidences: list[float] = []
     for start in range(whole, total, size):
@@ -146,8 +146,13 @@ def block_denoise(
                 break
             if should_stop is not None and should_stop():
                 raise Cancelled("Cancelled")
-            logits = model.block_logits(block, cache)[0]  # (b, V)
+            appended = torch.tensor([pending], dtype=torch.long, device=device) if pending else None
+            logits, cache = model.block_logits(block, cache, appended)
+            logits = logits[0]  # (b, V)
             passes += 1
+            if pending and start == whole and caches is not None:
+                caches.store(prompt[:whole], cache)  # the prompt's blocks, for the next keystroke
+            pending = []
             logits[:, banned] = float("-inf")
             chosen, probs = choose_tokens(logits, config.temperature, config.top_p, generator)
             chosen_p = token_confidence(probs, chosen)
@@ -166,8 +171,7 @@ def block_denoise(
         confidences += confidence[fresh].tolist()
         if torch.isin(block[0, fresh], ends).any() or start + size >= total:
             break
-        cache = model.prefill(block, cache)  # the committed block's keys, as generate.py's store_kv pass
-        passes += 1
+        pending = block[0].tolist()
     return BlockDecodeOutput(new_ids, confidences, passes, reused)
 
 

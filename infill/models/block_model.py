@@ -4,12 +4,13 @@ A block-diffusion model is autoregressive over blocks of ``block_size`` absolute
 positions i*b .. i*b+b-1) and a masked diffusion model inside a block: a position attends to every position
 of its own block and of earlier blocks. So the keys and values of a finished block never change once it is
 committed, and a cache of them is exact, not an approximation (contrast context_cache.py's DualCache for
-bidirectional models). The decoding loop (infill/engine/block_decoding.py) prefills the prompt's whole
-blocks once, decodes each new block against that cache and appends the block once it is committed.
+bidirectional models). The decoding loop (infill/engine/block_decoding.py) caches the prompt's whole
+blocks once, decodes each new block against that cache and appends the block once it is committed, each
+append riding on the next block's first pass (``block_logits``'s ``pending``).
 
 ``logits`` (the ``DenoisingModel`` protocol) is the same computation without a cache, one full block-causal
 pass, for callers that ask for arbitrary positions (tests, tools); the engine decodes block models only
-through ``block_logits``/``extend``.
+through ``block_logits``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,17 @@ class BlockDiffusionModel:
         with torch.inference_mode():
             return self.model.model(ids, past=past, store=True, block_size=self.block_size).cache
 
-    def block_logits(self, block: torch.Tensor, past: KeyValueCache | None) -> torch.Tensor:
-        """(1, b, V) float32 logits of the block ``block (1, b)`` that follows ``past``'s positions, attending
-        to all of ``past`` and to its whole own block."""
+    def block_logits(
+        self, block: torch.Tensor, past: KeyValueCache | None, pending: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KeyValueCache | None]:
+        """(1, b, V) float32 logits of the block ``block (1, b)`` that follows ``past``'s positions and
+        ``pending (1, P)`` (whole blocks not cached yet: the prompt's, or the block committed last), and
+        ``past`` extended by ``pending``. One pass does both exactly: under block-causal attention the
+        pending blocks' keys see only ``past`` and themselves, never ``block``."""
+        ids = block if pending is None else torch.cat([pending, block], dim=1)
         with torch.inference_mode():
-            hidden = self.model.model(block, past=past, block_size=self.block_size).last_hidden_state
-            return self.model.lm_head(hidden).float()
+            out = self.model.model(ids, past=past, store=pending is not None, block_size=self.block_size)
+            logits = self.model.lm_head(out.last_hidden_state[:, -block.shape[1] :]).float()
+        if pending is None or out.cache is None:
+            return logits, past
+        return logits, out.cache.truncated(out.cache.length - block.shape[1])
