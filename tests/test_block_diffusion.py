@@ -372,3 +372,20 @@ def test_the_qwen3_module_with_blocks_of_one_is_transformers_causal_qwen3(sdar_d
     got = ours.logits(ids, torch.ones_like(ids))[0]
     assert (got - expected).abs().max().item() <= 1e-4
     assert (_raw_model(sdar_dir).logits(ids, torch.ones_like(ids))[0] - expected).abs().max().item() > 1e-3
+
+
+def test_config_block_size_wins_over_the_family_default_and_a_bad_one_is_refused(
+    sdar_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from infill.errors import ModelLoadError
+
+    copy = shutil.copytree(sdar_dir, tmp_path / "SDAR-8", ignore=shutil.ignore_patterns(SENTINEL))
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "block_size": 8}))
+    loaded = load_model(copy, device="cpu")
+    assert isinstance(loaded.model, BlockDiffusionModel) and loaded.model.block_size == 8
+    (copy / "config.json").write_text(json.dumps({**config, "block_size": 0}))
+    with pytest.raises(ModelLoadError, match=r'"block_size" in .* must be a positive integer'):
+        load_model(copy, device="cpu")
