@@ -173,6 +173,20 @@ def _save_sharded(model: torch.nn.Module, out: Path, state: dict[str, torch.Tens
     )
 
 
+# The shrunk sizes of the Qwen-shaped releases (Dream's Qwen2, SDAR's Qwen3).
+TINY_QWEN = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "rope_theta": 1_000_000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}
+
+
 def _padded(size: int, multiple: int = 64) -> int:
     return -(-size // multiple) * multiple
 
@@ -192,18 +206,7 @@ def build_dream_release(
     tokenizer_size = write_dream_tokenizer_files(out, added, pad_token)
     first = tokenizer_size - len(added)
     ids = {content: first + i for i, (content, _) in enumerate(added)}
-    qwen = Qwen2Config(
-        vocab_size=_padded(tokenizer_size),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-    )
+    qwen = Qwen2Config(vocab_size=_padded(tokenizer_size), **TINY_QWEN)
     model = Qwen2ForCausalLM(qwen)
     _save_sharded(model, out)
     config = {

@@ -143,6 +143,10 @@ def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBas
         family = detect_family(config, path)
     except InfillError as exc:
         raise TrainingError(f"cannot read base model {path}: {exc}") from exc
+    if family is not None and family.is_block_diffusion:
+        # Fine-tuning needs the block-diffusion objective (two copies of each sequence, the clean one seen
+        # block-causally), which training/ does not implement for released block models yet.
+        raise TrainingError(f"cannot fine-tune {path}: {family.title} is a block-diffusion model")
     if family is not None and family.is_decoder:
         return load_diffusion_decoder(path, family, config)
     if family is None or family.backbone != "masked-lm":

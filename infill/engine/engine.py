@@ -17,6 +17,7 @@ from typing import TypeVar, get_args
 
 import torch
 
+from infill.engine.block_decoding import PrefixCaches, block_denoise, block_prompt
 from infill.engine.candidates import ScoredCandidate, newline_token_ids, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
 from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
@@ -33,6 +34,7 @@ from infill.engine.types import DecodeConfig, FillRequest, FillResult, Strategy
 from infill.errors import Cancelled, InputError, ModelLoadError
 from infill.models import LoadedModel, load_model
 from infill.models.adapters import parameter_count
+from infill.models.block_model import BlockDiffusionModel
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,10 @@ class InfillEngine:
         # The tokens that end a line fill (the sampler's line stop), from the tokenizer, in one place.
         self.newline_ids = torch.tensor(newline_token_ids(self.token_texts.texts), dtype=torch.long)
         self.context_tokens = default_context_tokens(parameter_count(loaded.model))
+        # Block-diffusion models decode block by block (block_decoding.py), each request on its own, with
+        # their prompts' key/value caches kept between calls (the previous keystroke's prefix is reused).
+        self.block_model = loaded.model if isinstance(loaded.model, BlockDiffusionModel) else None
+        self.prefix_caches = PrefixCaches()
 
     @classmethod
     def from_pretrained(
@@ -179,8 +185,16 @@ class InfillEngine:
         loaded = self.loaded
         cap = config.context_tokens if config.context_tokens is not None else self.context_tokens
         budget = min(cap, context_budget(loaded.special, request.max_tokens, loaded.max_positions))
+        if self.block_model is not None:  # the last block may run past max_tokens; the separator
+            budget = max(0, budget - self.block_model.block_size - len(loaded.special.suffix_separator_ids))
         context = trim_context(request.prefix, request.suffix, loaded.tokenizer.encode, budget)
-        prefix_ids, removed = heal_prefix(context.prefix_ids, self.token_texts)
+        # Healing constrains canvas positions of the bidirectional sampler; a block model continues the
+        # prefix's tokens as they are.
+        prefix_ids, removed = (
+            heal_prefix(context.prefix_ids, self.token_texts)
+            if self.block_model is None
+            else (context.prefix_ids, "")
+        )
         healed_tokens = len(context.prefix_ids) - len(prefix_ids)
         return _Prepared(
             request, replace(context, prefix_ids=prefix_ids), removed, request.max_tokens + healed_tokens
@@ -193,7 +207,10 @@ class InfillEngine:
         probes = [
             (i, length)
             for i, item in enumerate(job.prepared)
-            if job.config.estimate_length and item.request.mode != "line" and item.span_budget > CHEAP_CANVAS
+            if job.config.estimate_length
+            and self.block_model is None
+            and item.request.mode != "line"
+            and item.span_budget > CHEAP_CANVAS
             for length in length_ladder(item.span_budget)
         ]
         probed = {i for i, _ in probes}
@@ -225,6 +242,8 @@ class InfillEngine:
             rungs = estimates[i]
             budget = item.span_budget
             lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
+            if self.block_model is not None:  # a block model's span ends where it stops: one budget
+                lengths = [budget]
             skip = item.request.skip_candidates
             end = skip + (item.request.num_candidates or config.num_candidates)
             # Greedy decoding of one length always gives the same text: only distinct lengths add candidates.
@@ -263,8 +282,10 @@ class InfillEngine:
         return build_canvas(item.context, span_length, self.loaded.special)
 
     def _decode(self, job: _Job, rows: list[_Row], config: DecodeConfig) -> _Decoded:
-        """Decode ``rows`` in one batch of shared forward passes."""
+        """Decode ``rows`` in one batch of shared forward passes (block models: one after another)."""
         special = self.loaded.special
+        if self.block_model is not None:
+            return [(row, self._decode_blocks(job, row, config)) for row in rows]
         items = [job.prepared[row.request] for row in rows]
         canvases = [self._canvas(item, row.span_length) for item, row in zip(items, rows, strict=True)]
         ids, attention_mask, editable = stack_canvases(canvases, special, self.loaded.device)
@@ -303,6 +324,34 @@ class InfillEngine:
                 logger.debug("Dropped a candidate that does not continue the healed text %r", item.removed)
             decoded.append((row, candidate))
         return decoded
+
+    def _decode_blocks(self, job: _Job, row: _Row, config: DecodeConfig) -> ScoredCandidate | None:
+        assert self.block_model is not None
+        item = job.prepared[row.request]
+        special = self.loaded.special
+        line = item.request.mode == "line"
+        prompt = block_prompt(item.context.prefix_ids, item.context.suffix_ids, special)
+        out = block_denoise(
+            self.block_model,
+            prompt,
+            row.span_length,
+            special,
+            config,
+            should_stop=job.should_stop,
+            stop_ids=self.newline_ids if line else None,
+            caches=self.prefix_caches,
+        )
+        job.count_passes({row.request}, out.forward_passes)
+        logger.debug(
+            "block fill: %d prompt tokens, %d of them from the prefix cache, %d passes",
+            len(prompt),
+            out.cached_positions,
+            out.forward_passes,
+        )
+        span = out.ids[: row.span_length]
+        return span_candidate(
+            span, out.confidences[: row.span_length], self.loaded.tokenizer, special.end_of_span_id, line=line
+        )
 
 
 # Counts and sizes that shape or index tensors (a block size of 8.5 would fail deep inside the sampler).

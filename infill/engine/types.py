@@ -38,6 +38,10 @@ class DecodeConfig:
         at least every N steps, in between only the current block is recomputed.
     context_tokens: most prefix + suffix tokens shown to the model (None: a default for the model's size,
         see engine.default_context_tokens); never more than the model's window allows.
+
+    Block-diffusion models (SDAR; engine/block_decoding.py) read only ``block_steps`` (steps per block, 0: one
+    per position), ``threshold`` (commit what is strictly above it), ``temperature``/``top_p``/``seed`` and
+    ``context_tokens``: their block size is the model's own, and they decode one canvas per request.
     """
 
     strategy: Strategy = "threshold"

@@ -23,8 +23,10 @@ from infill.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-# Which transformers class runs a family: Auto masked LMs, or a decoder class made bidirectional.
-Backbone = Literal["masked-lm", "qwen2", "llama", "remote"]
+# Which module runs a family: Auto masked LMs, a decoder class (bidirectional or block-causal), remote code.
+Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "remote"]
+# Which keys a query sees: every real one, or those of its own and earlier blocks (block diffusion).
+Attention = Literal["bidirectional", "block-causal"]
 FAMILY_KEY = "infill_family"
 
 # Mask spellings of common tokenizers, tried after the tokenizer's and config.json's own mask ids.
@@ -160,10 +162,24 @@ class Family:
     generation_style: Literal["dream"] | None = None
     # Fine-tuning.
     lora_targets: tuple[str, ...] | Literal["all-linear"] = "all-linear"
+    # Block diffusion (SDAR...): block-causal attention over blocks of config.json "block_size" (else
+    # ``block_size``), decoded block after block against an exact prefix key/value cache
+    # (infill/engine/block_decoding.py) instead of one bidirectional canvas.
+    attention: Attention = "bidirectional"
+    block_size: int | None = None
+    # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
+    decoding_defaults: dict[str, Any] = field(default_factory=dict)
+    # Fill-in-the-middle for models that only continue text: the suffix is shown before the prefix, as an
+    # earlier document ended by this token (spelling); None: the suffix follows the span on the canvas.
+    suffix_before_prefix: str | None = None
 
     @property
     def is_decoder(self) -> bool:
-        return self.backbone in ("qwen2", "llama")
+        return self.backbone in ("qwen2", "qwen3", "llama")
+
+    @property
+    def is_block_diffusion(self) -> bool:
+        return self.attention == "block-causal"
 
 
 _DREAM_BASE = {
@@ -240,6 +256,28 @@ FAMILIES: tuple[Family, ...] = (
         weight_names=LLADA_WEIGHT_NAMES,
         mask_from_config=True,
         stop_tokens=("<|eot_id|>",),  # the Instruct checkpoints end a turn with it, then pad with eos
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    Family(
+        name="sdar",
+        title="SDAR (JetAstra; Qwen3 weights, block diffusion over blocks of 4, block-causal attention)",
+        backbone="qwen3",
+        model_types=("sdar",),
+        architectures=("SDARForCausalLM",),
+        attention="block-causal",
+        block_size=4,  # generate.py's --block_length; released configs may lack "block_size"
+        mask_tokens=("<|MASK|>",),  # id 151669 in the release; config.json may lack mask_token_id
+        mask_from_config=True,
+        # generate.py stops after the block holding an end id: 151643 <|endoftext|>, 151645 <|im_end|>.
+        stop_tokens=("<|endoftext|>", "<|im_end|>"),
+        never_commit=(*QWEN25_CONTROL_TOKENS, "<tool_response>", "</tool_response>", "<think>", "</think>"),
+        # generate.py's defaults, greedy as the authors' evaluation: 4 denoising steps per block,
+        # low_confidence_dynamic (every masked position above 0.85, else the most confident one).
+        decoding_defaults={"block_steps": 4, "threshold": 0.85, "temperature": 0.0},
+        # Qwen3 (SDAR's base) was never trained on fill-in-the-middle, nor was SDAR: the suffix goes before
+        # the prefix as an earlier document, where it can only inform names, not be continued. Unmeasured
+        # on real weights here (README).
+        suffix_before_prefix="<|endoftext|>",
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).

@@ -14,11 +14,12 @@ from infill.engine.types import DecodeConfig
 from infill.errors import ModelLoadError
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
+from infill.models.block_model import BlockDiffusionModel
 from infill.models.devices import default_dtype, resolve_device
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
-from infill.models.qwen2 import load_qwen2
+from infill.models.qwen2 import Qwen2ForCausalLM, load_qwen2
 from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.stops import merge_stop_logits
@@ -47,8 +48,8 @@ def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code:
         )
     if not config.get("auto_map"):
         raise ModelLoadError(
-            f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder "
-            "and LLaDA families"
+            f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder, "
+            "LLaDA and SDAR families"
         )
     if not trust_remote_code:
         raise ModelLoadError(
@@ -78,9 +79,13 @@ def load_model(
     # transformers is imported only by the loaders that need it (ModernBERT and our shifted decoder do not:
     # masked_lm.py, load_decoder_model).
     hf_model: torch.nn.Module
+    adapter: DenoisingModel | None = None
     if family.backbone == "masked-lm":
         hf_model = load_masked_lm(model_dir, config, torch_device, torch_dtype)
         positions = masked_lm_max_positions(config)
+    elif family.is_block_diffusion:
+        hf_model, adapter = load_block_model(model_dir, family, config, torch_device, torch_dtype)
+        positions = hf_model.config.max_position_embeddings
     elif family.is_decoder:
         hf_model = load_decoder_model(model_dir, family, config, torch_device, torch_dtype)
         positions = hf_model.config.max_position_embeddings
@@ -92,9 +97,10 @@ def load_model(
     kind: ModelKind = (
         "masked_lm" if family.backbone == "masked-lm" else "decoder" if family.is_decoder else "remote"
     )
-    adapter: DenoisingModel = (
-        DecoderAdapter(hf_model, shift=family.shift) if family.is_decoder else MaskedLMAdapter(hf_model)
-    )
+    if adapter is None:
+        adapter = (
+            DecoderAdapter(hf_model, shift=family.shift) if family.is_decoder else MaskedLMAdapter(hf_model)
+        )
 
     model_vocab = _logits_width(hf_model, config, len(hf_tokenizer))
     if len(hf_tokenizer) > model_vocab:
@@ -142,6 +148,25 @@ def load_decoder_model(
     from infill.models.decoders import load_decoder
 
     return load_decoder(model_dir, family, config, device, dtype)
+
+
+def load_block_model(
+    model_dir: Path, family: Family, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> tuple[Qwen2ForCausalLM, BlockDiffusionModel]:
+    """A block-diffusion family's native module (qwen2.py; no transformers class has block-causal
+    attention) and its adapter; the block size is config.json's "block_size", else the family's."""
+    block_size = config.get("block_size", family.block_size)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ModelLoadError(f'"block_size" in {model_dir / "config.json"} must be a positive integer')
+    assert family.backbone in ("qwen2", "qwen3"), "block diffusion runs on qwen2.py's module"
+    native = load_qwen2(model_dir, config, device, dtype, family.backbone)
+    if native is None:
+        raise ModelLoadError(
+            f"This {family.title} variant is not one infill runs natively (scaled RoPE, sliding windows, "
+            "another activation or quantized weights); only the released layout is supported"
+        )
+    model = checked_model(native, model_dir)
+    return model, BlockDiffusionModel(model, block_size)
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:

@@ -1,18 +1,25 @@
-"""Qwen2-shaped shifted diffusion decoders (our ``infill-shifted-decoder`` family) in plain torch, for
-inference.
+"""Qwen2- and Qwen3-shaped decoders in plain torch, for inference: our ``infill-shifted-decoder`` family
+(bidirectional Qwen2) and block-diffusion checkpoints on Qwen3 (SDAR: block-causal attention).
 
-transformers' Qwen2ForCausalLM made bidirectional (decoders.py) computes the same thing, but importing it
-costs about two ``import torch`` of a cold ``infill complete`` (modernbert.py says why). This module is that
-forward pass, always bidirectional (padding mask only, no causal mask), for the configs
-``Qwen2Config.from_json`` covers (the loader uses transformers for any other): the same module tree and
-attribute names (``model.layers[i].self_attn.q_proj``, ``mlp.gate_proj``, ``input_layernorm``, ``model.norm``,
-``lm_head``...) and class name, so the weights load by their checkpoint names and code that walks
-transformers' modules (the adapters' positions-only LM head, context_cache.py's layer loop, stop-token
-merging) works on it unchanged. The logits are the raw per-position ones; Dream's one-position shift is the
-adapter's (adapters.py). tests/test_native_qwen2.py checks the logits and cached fills against transformers'.
+transformers' Qwen2ForCausalLM made bidirectional (decoders.py) computes the same thing as the Qwen2 case, but
+importing it costs about two ``import torch`` of a cold ``infill complete`` (modernbert.py says why). This
+module is one forward pass for both backbones: Qwen3 is Qwen2 with an RMSNorm over each query and key head
+(``q_norm``/``k_norm``, before RoPE) and ``attention_bias`` (default false) on all four projections instead of
+Qwen2's fixed q/k/v biases. Which keys a query sees is a mask the caller chooses, not a code path:
+``block_size`` None is bidirectional (padding only), ``block_size`` b is block-causal over blocks of b
+absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache`` of earlier
+positions (their keys after RoPE, and values): new positions attend over it and their own keys, and with
+``store`` their keys and values are appended, which is the exact prefix cache of a block-causal model (a
+block's keys depend only on earlier blocks). Modules, attribute names (``model.layers[i].self_attn.q_proj``,
+``q_norm``, ``mlp.gate_proj``, ``input_layernorm``, ``model.norm``, ``lm_head``...) and class names are
+transformers', so weights load by their checkpoint names and code that walks transformers' modules (the
+adapters' positions-only LM head, context_cache.py's layer loop, stop-token merging) works on them unchanged.
+The logits are the raw per-position ones; Dream's one-position shift is the adapter's (adapters.py).
+tests/test_native_qwen2.py checks the Qwen2 logits and cached fills against transformers';
+tests/test_block_diffusion.py checks Qwen3/SDAR against an implementation written from the authors' code.
 
 Shapes: ids, attention_mask, position_ids (B, T); hidden (B, T, H); q (B, heads, T, D); k, v (B, kv heads,
-T, D).
+T, D); a cache holds (B, kv heads, P, D) per layer for P earlier positions.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infill.models.families import Backbone
 from infill.models.modernbert import Embedding, Linear, rope_cos_sin, rotate_half
 from infill.models.weights import load_by_name
 
@@ -60,19 +68,25 @@ class Qwen2Config:
     rms_norm_eps: float
     tie_word_embeddings: bool
     use_sliding_window: bool = False  # always: context_cache.cacheable reads it
+    # Qwen2: biases on q/k/v only. Qwen3: per-head q/k RMSNorm, ``attention_bias`` on q/k/v/o.
+    qk_norm: bool = False
+    qkv_bias: bool = True
+    o_bias: bool = False
 
     @classmethod
-    def from_json(cls, config: dict[str, Any]) -> Qwen2Config | None:
-        """The config of a Qwen2 decoder this module computes exactly; None for anything else.
+    def from_json(cls, config: dict[str, Any], backbone: Backbone = "qwen2") -> Qwen2Config | None:
+        """The config of a Qwen2 (or, with ``backbone`` "qwen3", Qwen3) decoder this module computes exactly;
+        None for anything else.
 
-        Covered: ``model_type`` "qwen2", ``architectures`` only Qwen2ForCausalLM (or none), ``hidden_act``
+        Covered: for "qwen2" ``model_type`` "qwen2" and ``architectures`` only Qwen2ForCausalLM (or none); for
+        "qwen3" any model type (the family entry decided the backbone: SDAR's is "sdar"); ``hidden_act``
         silu, plain RoPE (``rope_parameters`` absent or ``rope_type`` "default" with at most ``rope_theta``;
         no ``rope_scaling``, no ``partial_rotary_factor``), every layer full attention (``use_sliding_window``
         false, ``layer_types`` only "full_attention"), no ``quantization_config``, heads dividing the sizes.
         """
-        if config.get("model_type") != "qwen2":
+        if backbone == "qwen2" and config.get("model_type") != "qwen2":
             return None
-        if any(a != "Qwen2ForCausalLM" for a in config.get("architectures") or []):
+        if backbone == "qwen2" and any(a != "Qwen2ForCausalLM" for a in config.get("architectures") or []):
             return None
         if config.get("hidden_act", "silu") not in _ACTIVATIONS or config.get("quantization_config"):
             return None
@@ -94,6 +108,7 @@ class Qwen2Config:
                 max_position_embeddings=int(merged["max_position_embeddings"]),
                 rms_norm_eps=float(merged["rms_norm_eps"]),
                 tie_word_embeddings=bool(merged["tie_word_embeddings"]),
+                **_attention_kind(backbone, bool(merged.get("attention_bias", False))),
             )
         except (TypeError, ValueError, ZeroDivisionError):
             return None
@@ -110,6 +125,12 @@ class Qwen2Config:
         if parsed.num_attention_heads % parsed.num_key_value_heads:
             return None
         return parsed
+
+
+def _attention_kind(backbone: Backbone, attention_bias: bool) -> dict[str, bool]:
+    if backbone == "qwen3":
+        return {"qk_norm": True, "qkv_bias": attention_bias, "o_bias": attention_bias}
+    return {"qk_norm": False, "qkv_bias": True, "o_bias": False}
 
 
 def _plain_rope_theta(config: dict[str, Any]) -> float | None:
@@ -178,8 +199,51 @@ class Qwen2RotaryEmbedding(nn.Module):
         return rope_cos_sin(position_ids, inv_freq, x.dtype)
 
 
+@dataclass(frozen=True)
+class KeyValueCache:
+    """Keys (after norm and RoPE) and values of P earlier positions, per layer (B, kv heads, P, D), and
+    their position ids (B, P). Immutable: storing returns a longer cache, so a caller may keep a prefix's
+    cache and extend copies of it."""
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    positions: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.positions.shape[1]
+
+    def truncated(self, length: int) -> KeyValueCache:
+        """The cache of the first ``length`` positions (a block-causal prefix's keys do not depend on what
+        follows it)."""
+        return KeyValueCache(
+            tuple(k[:, :, :length] for k in self.keys),
+            tuple(v[:, :, :length] for v in self.values),
+            self.positions[:, :length],
+        )
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+def attention_allowed(
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    key_real: torch.Tensor,
+    block_size: int | None,
+) -> torch.Tensor:
+    """(B, 1, T, S) bool: which keys each query attends to. Bidirectional (``block_size`` None): every real
+    key. Block-causal: real keys whose block (position // block_size) is not after the query's."""
+    allowed = key_real[:, None, None, :]  # (B, 1, 1, S)
+    if block_size is not None:
+        query_block = torch.div(query_positions, block_size, rounding_mode="floor")[:, None, :, None]
+        key_block = torch.div(key_positions, block_size, rounding_mode="floor")[:, None, None, :]
+        allowed = allowed & (key_block <= query_block)
+    return allowed.expand(-1, 1, query_positions.shape[1], -1)
+
+
 class Qwen2Attention(nn.Module):
-    """Grouped-query attention with q/k/v biases, bidirectional."""
+    """Grouped-query attention over the allowed keys: Qwen2's (q/k/v biases) or Qwen3's (q/k head norms)."""
 
     def __init__(self, config: Qwen2Config) -> None:
         super().__init__()
@@ -187,24 +251,36 @@ class Qwen2Attention(nn.Module):
         self.scaling = self.head_dim**-0.5
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.num_key_value_groups = heads // kv_heads
-        self.q_proj = Linear(config.hidden_size, heads * self.head_dim, bias=True)
-        self.k_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=True)
-        self.v_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=True)
-        self.o_proj = Linear(heads * self.head_dim, config.hidden_size, bias=False)
+        self.q_proj = Linear(config.hidden_size, heads * self.head_dim, bias=config.qkv_bias)
+        self.k_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.v_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.o_proj = Linear(heads * self.head_dim, config.hidden_size, bias=config.o_bias)
+        if config.qk_norm:  # Qwen3: RMSNorm over each head's dimensions, before RoPE
+            self.q_norm = Qwen2RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = Qwen2RMSNorm(self.head_dim, config.rms_norm_eps)
 
     def forward(
-        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
-    ) -> torch.Tensor:
-        """``allowed`` (B, 1, T, T) bool: which keys each query attends to."""
+        self,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``allowed`` (B, 1, T, P + T) bool: which keys (``past``'s P, then the T new ones) each query
+        attends to. Returns the output and the new positions' keys and values."""
         shape = (*hidden.shape[:2], -1, self.head_dim)
-        q = self.q_proj(hidden).view(shape).transpose(1, 2)
-        k = self.k_proj(hidden).view(shape).transpose(1, 2)
+        q = self.q_proj(hidden).view(shape)
+        k = self.k_proj(hidden).view(shape)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(hidden).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rotary)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, scale=self.scaling, enable_gqa=self.num_key_value_groups > 1
+            q, keys, values, attn_mask=allowed, scale=self.scaling, enable_gqa=self.num_key_value_groups > 1
         )
-        return self.o_proj(out.transpose(1, 2).flatten(2))
+        return self.o_proj(out.transpose(1, 2).flatten(2)), k, v
 
 
 class Qwen2DecoderLayer(nn.Module):
@@ -216,18 +292,25 @@ class Qwen2DecoderLayer(nn.Module):
         self.post_attention_layernorm = Qwen2RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(
-        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
-    ) -> torch.Tensor:
-        hidden = hidden + self.self_attn(self.input_layernorm(hidden), rotary, allowed)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        self,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attended, k, v = self.self_attn(self.input_layernorm(hidden), rotary, allowed, past)
+        hidden = hidden + attended
+        return hidden + self.mlp(self.post_attention_layernorm(hidden)), k, v
 
 
 class ModelOutput(NamedTuple):
     last_hidden_state: torch.Tensor  # (B, T, H), after the final norm
+    cache: KeyValueCache | None = None  # with ``store``: the given cache with these positions appended
 
 
 class CausalLMOutput(NamedTuple):
     logits: torch.Tensor  # (B, T, V), unshifted: row i is what the hidden state at i predicts
+    cache: KeyValueCache | None = None
 
 
 class Qwen2Model(nn.Module):
@@ -245,27 +328,44 @@ class Qwen2Model(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
+        *,
+        past: KeyValueCache | None = None,
+        store: bool = False,
+        block_size: int | None = None,
     ) -> ModelOutput:
-        """Bidirectional: every query attends to every unpadded key. ``position_ids`` default to 0..T-1, as
-        transformers' (the adapters pass real-token positions). ``use_cache`` is accepted and ignored (this
-        module keeps no generation cache; context_cache.py is the denoising one)."""
+        """Hidden states of ``input_ids`` attending to ``past`` (every cached position is a real token) and
+        to each other, bidirectionally or block-causally (``block_size``; see ``attention_allowed``).
+        ``position_ids`` default to past.length.. (0..T-1 without a cache, as transformers'; the adapters pass
+        real-token positions). ``store``: also return ``past`` extended by these positions. ``use_cache`` is
+        accepted for transformers' call signature and ignored."""
         batch, length = input_ids.shape
+        start = 0 if past is None else past.length
         if position_ids is None:
-            position_ids = torch.arange(length, device=input_ids.device).expand(batch, -1)
-        keys = (
+            position_ids = torch.arange(start, start + length, device=input_ids.device).expand(batch, -1)
+        real = (
             torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         )
-        allowed = keys[:, None, None, :].expand(-1, 1, length, -1)  # (B, 1, T, T): padding keys masked
+        key_positions, key_real = position_ids, real
+        if past is not None:
+            key_positions = torch.cat([past.positions, position_ids], dim=1)
+            key_real = torch.cat([torch.ones_like(past.positions, dtype=torch.bool), real], dim=1)
+        allowed = attention_allowed(position_ids, key_positions, key_real, block_size)  # (B, 1, T, P + T)
         hidden = self.embed_tokens(input_ids)
         rotary = self.rotary_emb(hidden, position_ids)
-        for layer in self.layers:
-            hidden = layer(hidden, rotary, allowed)
-        return ModelOutput(self.norm(hidden))
+        keys, values = [], []
+        for index, layer in enumerate(self.layers):
+            layer_past = None if past is None else (past.keys[index], past.values[index])
+            hidden, k, v = layer(hidden, rotary, allowed, layer_past)
+            if store:
+                keys.append(k if layer_past is None else torch.cat([layer_past[0], k], dim=2))
+                values.append(v if layer_past is None else torch.cat([layer_past[1], v], dim=2))
+        cache = KeyValueCache(tuple(keys), tuple(values), key_positions) if store else None
+        return ModelOutput(self.norm(hidden), cache)
 
 
 class Qwen2ForCausalLM(nn.Module):
     """Named as transformers' class, whose modules and weight names it has (see the module docstring); run
-    bidirectionally despite the name."""
+    bidirectionally or block-causally despite the name."""
 
     def __init__(self, config: Qwen2Config) -> None:
         super().__init__()
@@ -282,21 +382,37 @@ class Qwen2ForCausalLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
+        *,
+        past: KeyValueCache | None = None,
+        store: bool = False,
+        block_size: int | None = None,
     ) -> CausalLMOutput:
-        hidden = self.model(input_ids, attention_mask, position_ids).last_hidden_state
-        return CausalLMOutput(self.lm_head(hidden))
+        hidden, cache = self.model(
+            input_ids, attention_mask, position_ids, past=past, store=store, block_size=block_size
+        )
+        return CausalLMOutput(self.lm_head(hidden), cache)
+
+
+class Qwen3ForCausalLM(Qwen2ForCausalLM):
+    """The same module with Qwen3's attention (``Qwen2Config.qk_norm``); transformers' Qwen3 class name, so
+    code keyed by class name (context_cache.cacheable) does not take it for a Qwen2."""
 
 
 def load_qwen2(
-    model_dir: Path, config: dict[str, Any], device: torch.device, dtype: torch.dtype
+    model_dir: Path,
+    config: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    backbone: Backbone = "qwen2",
 ) -> tuple[Qwen2ForCausalLM, dict[str, list[str]]] | None:
-    """The directory's bidirectional decoder and its load report (missing, mismatched and unexpected tensor
-    names, as transformers' ``output_loading_info`` gives them); None when ``Qwen2Config.from_json`` does not
-    cover its config."""
-    parsed = Qwen2Config.from_json(config)
+    """The directory's decoder (``backbone`` "qwen2" or "qwen3") and its load report (missing, mismatched and
+    unexpected tensor names, as transformers' ``output_loading_info`` gives them); None when
+    ``Qwen2Config.from_json`` does not cover its config."""
+    parsed = Qwen2Config.from_json(config, backbone)
     if parsed is None:
         return None
-    model = Qwen2ForCausalLM(parsed)  # uninitialised: every tensor comes from the checkpoint
+    # Uninitialised: every tensor comes from the checkpoint.
+    model = (Qwen3ForCausalLM if parsed.qk_norm else Qwen2ForCausalLM)(parsed)
     report = load_by_name(model, model_dir, "lm_head.weight" if parsed.tie_word_embeddings else None)
     if report["missing_keys"] or report["mismatched_keys"]:
         return model, report  # checked_model refuses it by name

@@ -31,7 +31,9 @@ def read_generation_defaults(model_dir: Path, known_keys: set[str], family: Fami
     data = read_json_object(path)
     infill = data.get("infill")
     if infill is None:
-        return dream_defaults(data, path) if family.generation_style == "dream" else {}
+        if family.generation_style == "dream":
+            return dream_defaults(data, path)
+        return dict(family.decoding_defaults)
     if not isinstance(infill, dict):
         raise ModelLoadError(f'"infill" in {path} must be a JSON object of decoding defaults')
     defaults: dict[str, object] = {}

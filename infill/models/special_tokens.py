@@ -92,9 +92,20 @@ def resolve_special_tokens(
         suffix_ids=suffix_ids,
         banned_ids=tuple(sorted(specials)),
         stop_ids=stop_ids,
+        suffix_separator_ids=_suffix_separator(vocab, family),
     )
     logger.debug("Special tokens: %s", special)
     return special
+
+
+def _suffix_separator(vocab: dict[str, int], family: Family) -> tuple[int, ...]:
+    if family.suffix_before_prefix is None:
+        return ()
+    separator = vocab.get(family.suffix_before_prefix)
+    if separator is None:
+        spelling = family.suffix_before_prefix
+        raise ModelLoadError(f"The tokenizer has no {spelling} token to separate the suffix from the prefix")
+    return (separator,)
 
 
 def _first_id(candidates: list[Any]) -> int | None:

@@ -1,0 +1,185 @@
+"""Block-diffusion decoding (SDAR's generate.py): token ids in, token ids out, one request at a time.
+
+The prompt and the new tokens sit on blocks of ``b`` absolute positions (block i: positions i*b .. i*b+b-1).
+The prompt's whole blocks are computed once into an exact key/value cache (block_model.py), in the same pass
+as the first step of the first block; then each block is decoded against that cache: the prompt tokens that
+spill into the first block stay, the rest start masked, and each step asks the model for the block's logits
+and commits, among the masked positions, every one whose confidence is above ``threshold`` -- or, when fewer
+than the step's share are, the ``share`` most confident (the authors' ``low_confidence_dynamic``; the share
+is ``get_num_transfer_tokens``: the block's size spread evenly over ``steps`` steps, the remainder first). A
+committed block is appended to the cache in the pass of the next block's first step (generate.py spends a
+pass of its own on it), and decoding stops after the block in which an end id (or, for a line fill, a
+newline) appears, or at ``max_tokens``.
+
+Invariants: committed tokens and prompt tokens are never changed; the mask and banned ids are never
+committed (their logits are -inf); every step commits at least one position. Two deliberate differences from
+generate.py, both no-ops for its defaults (blocks of 4, 4 steps): the share is capped at the masked count
+(generate.py's top-k would otherwise commit prompt tokens again), and banned ids get -inf (the authors'
+loop may write any id; infill never writes control tokens into code, and a family's stop ids are folded
+into end-of-span at the LM head, stops.py).
+
+``PrefixCaches`` keeps the caches of recent prompts (memory-capped, least recently used evicted): a prompt
+that starts with the same whole blocks as a recent one (the previous keystroke's) reuses their keys and
+values, which is exact because a block's keys depend only on blocks before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from infill.engine.scoring import banned_token_ids, choose_tokens, make_generator, token_confidence
+from infill.engine.types import DecodeConfig
+from infill.errors import Cancelled
+from infill.models.base import SpecialTokens
+from infill.models.block_model import BlockDiffusionModel
+from infill.models.qwen2 import KeyValueCache
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
+@dataclass
+class BlockDecodeOutput:
+    ids: list[int]  # the new tokens (whole blocks; the caller cuts at the first end id)
+    confidences: list[float]  # model probability of each new token when it was committed
+    forward_passes: int
+    cached_positions: int  # prompt positions whose keys came from PrefixCaches instead of a pass
+
+
+def transfer_schedule(block_size: int, steps: int) -> list[int]:
+    """Positions to commit at each step of a block (generate.py's get_num_transfer_tokens)."""
+    base, remainder = divmod(block_size, steps)
+    return [base + (1 if step < remainder else 0) for step in range(steps)]
+
+
+class PrefixCaches:
+    """Key/value caches of recent prompts' whole blocks, least recently used first out, at most
+    ``max_bytes`` together (0 keeps none)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], KeyValueCache] = OrderedDict()
+
+    def lookup(self, ids: list[int], block_size: int) -> tuple[int, KeyValueCache | None]:
+        """The longest cached run of whole blocks ``ids`` starts with: (its length, its cache)."""
+        best: tuple[int, KeyValueCache | None, tuple[int, ...] | None] = (0, None, None)
+        for key, cache in self._entries.items():
+            shared = _common_length(key, ids) // block_size * block_size
+            if shared > best[0]:
+                best = (shared, cache.truncated(shared), key)
+        if best[2] is not None:
+            self._entries.move_to_end(best[2])
+        return best[0], best[1]
+
+    def store(self, ids: list[int], cache: KeyValueCache | None) -> None:
+        if cache is None or self.max_bytes <= 0 or cache.nbytes() > self.max_bytes:
+            return
+        key = tuple(ids)
+        # A stored prompt that this one extends is redundant: its blocks are this one's first blocks.
+        for older in [k for k in self._entries if _common_length(k, ids) == len(k)]:
+            del self._entries[older]
+        self._entries[key] = cache
+        while sum(c.nbytes() for c in self._entries.values()) > self.max_bytes:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _common_length(a: tuple[int, ...] | list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+@torch.inference_mode()
+def block_denoise(
+    model: BlockDiffusionModel,
+    prompt: list[int],
+    max_tokens: int,
+    special: SpecialTokens,
+    config: DecodeConfig,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    stop_ids: torch.Tensor | None = None,
+    caches: PrefixCaches | None = None,
+) -> BlockDecodeOutput:
+    """Decode up to ``max_tokens`` new tokens after ``prompt`` (see the module doc).
+
+    ``config``: ``block_steps`` steps per block (0: one per position), ``threshold``, ``temperature``,
+    ``top_p``, ``seed``; its ``block_size`` is not used (the model's is what it was trained on).
+    ``stop_ids``: ids that end decoding after their block (end-of-span always does)."""
+    size = model.block_size
+    device = next(model.model.parameters()).device
+    mask_id = special.mask_id
+    banned = banned_token_ids(special, device)
+    ends = torch.tensor([special.end_of_span_id], device=device)
+    ends = ends if stop_ids is None else torch.cat([ends, stop_ids.to(device)])
+    generator = make_generator(config.seed, device)
+    schedule = transfer_schedule(size, config.block_steps or size)
+    total = -(-(len(prompt) + max_tokens) // size) * size
+    whole = len(prompt) // size * size  # the prompt's whole blocks: cached before decoding starts
+    reused, cache = caches.lookup(prompt[:whole], size) if caches is not None else (0, None)
+    # Ids to append to the cache with the next pass: the prompt's uncached whole blocks, later each
+    # committed block (generate.py spends a pass of its own on each, store_kv).
+    pending = prompt[reused:whole]
+    passes = 0
+    new_ids: list[int] = []
+    confidences: list[float] = []
+    for start in range(whole, total, size):
+        block = torch.full((1, size), mask_id, dtype=torch.long, device=device)
+        spill = prompt[start : start + size]
+        block[0, : len(spill)] = torch.tensor(spill, dtype=torch.long)
+        confidence = torch.ones(size, device=device)
+        for share in schedule:
+            masked = block[0] == mask_id
+            if not masked.any():
+                break
+            if should_stop is not None and should_stop():
+                raise Cancelled("Cancelled")
+            appended = torch.tensor([pending], dtype=torch.long, device=device) if pending else None
+            logits, cache = model.block_logits(block, cache, appended)
+            logits = logits[0]  # (b, V)
+            passes += 1
+            if pending and start == whole and caches is not None:
+                caches.store(prompt[:whole], cache)  # the prompt's blocks, for the next keystroke
+            pending = []
+            logits[:, banned] = float("-inf")
+            chosen, probs = choose_tokens(logits, config.temperature, config.top_p, generator)
+            chosen_p = token_confidence(probs, chosen)
+            scores = torch.where(masked, chosen_p, float("-inf"))
+            confident = scores > config.threshold
+            commit = confident
+            wanted = min(share, int(masked.sum()))
+            if int(confident.sum()) < wanted:
+                commit = torch.zeros_like(masked)
+                commit[scores.topk(wanted).indices] = True
+            block[0] = torch.where(commit, chosen, block[0])
+            confidence = torch.where(commit, chosen_p, confidence)
+        assert not (block[0] == mask_id).any(), "a block's steps commit all of it"
+        fresh = slice(len(spill), size)
+        new_ids += block[0, fresh].tolist()
+        confidences += confidence[fresh].tolist()
+        if torch.isin(block[0, fresh], ends).any() or start + size >= total:
+            break
+        pending = block[0].tolist()
+    return BlockDecodeOutput(new_ids, confidences, passes, reused)
+
+
+def block_prompt(prefix_ids: list[int], suffix_ids: list[int], special: SpecialTokens) -> list[int]:
+    """The ids a block model continues: the suffix first, as an earlier document ended by the family's
+    separator (the base model never saw fill-in-the-middle; families.suffix_before_prefix), then the
+    prefix. Without a separator, or without a suffix, only the prefix."""
+    head = list(special.prefix_ids)
+    if suffix_ids and special.suffix_separator_ids:
+        head += [*suffix_ids, *special.suffix_separator_ids]
+    return [*head, *prefix_ids]
