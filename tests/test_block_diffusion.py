@@ -23,13 +23,13 @@ import torch
 from lsprotocol import types
 from safetensors import safe_open
 
-from infill.cli.main import main
 from infill.engine.block_decoding import BlockDecodeOutput, PrefixCaches, block_denoise, block_prompt
 from infill.engine.types import DecodeConfig
 from infill.models import load_model
 from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
 from infill.models.qwen2 import load_qwen2
+from infill_cli.main import main
 from tests.release_models import SENTINEL, bias_towards_x
 from tests.release_sdar import build_sdar_release
 from tests.test_lsp_support import LspSession, inline_params, serve_argv, server_env
