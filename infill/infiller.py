@@ -151,12 +151,12 @@ class Infiller:
         return results
 
     def _valid_edits(self, slot: _Slot, candidates: Sequence[Candidate], language: str | None) -> list[Edit]:
-        """Finalised, syntax-checked, distinct candidates as edits, best first."""
-        edits: list[Edit] = []
+        """Finalised, syntax-checked, distinct candidates as edits, best first (whole before cut back)."""
+        ranked: list[tuple[bool, Edit]] = []  # (cut back to a valid prefix, edit)
         seen: set[str] = set()
         for candidate in candidates:
             request = slot.request
-            text = regions.finalize_candidate(
+            text, shortened = regions.finalize_fill(
                 request.prefix, candidate.text, request.suffix, language, slot.kind, slot.indent
             )
             # U+FFFD means the span decoded to invalid UTF-8 (stray byte tokens): never code anyone wants.
@@ -164,9 +164,10 @@ class Infiller:
                 continue
             seen.add(text)
             tokens = candidate.tokens if text == candidate.text else _tokens_for_text(candidate.tokens, text)
-            edits.append(Edit(slot.start, slot.end, text, candidate.score, tokens))
-        edits.sort(key=lambda e: e.score, reverse=True)
-        return edits
+            ranked.append((shortened, Edit(slot.start, slot.end, text, candidate.score, tokens)))
+        # A candidate valid as its whole unit beats one that had to be cut back to a valid prefix.
+        ranked.sort(key=lambda item: (item[0], -item[1].score))
+        return [edit for _, edit in ranked]
 
     def _region_slot(self, text: str, region: regions.Region) -> _Slot:
         request = FillRequest(

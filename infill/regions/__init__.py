@@ -7,7 +7,7 @@ compiled by Python itself).
 Offsets are Python str indices everywhere in this API. Knows nothing about models.
 """
 
-from infill.regions.finalize import finalize_candidate
+from infill.regions.finalize import finalize_candidate, finalize_fill
 from infill.regions.functions import function_region
 from infill.regions.languages import LANGUAGES, language_for_lsp_id, language_for_path
 from infill.regions.markers import HOLE, MarkedRegion, find_fill_markers
@@ -26,6 +26,7 @@ __all__ = [
     "expand_selection",
     "fill_is_valid",
     "finalize_candidate",
+    "finalize_fill",
     "find_fill_markers",
     "function_region",
     "language_for_lsp_id",

@@ -20,6 +20,14 @@ from infill.regions.heuristics import (
     unclosed_openers,
 )
 from infill.regions.languages import check_language
+from infill.regions.length import (
+    cut_inline,
+    cut_repetition,
+    cut_statement,
+    cut_suffix_echo,
+    hole_unit,
+    shorter_prefixes,
+)
 from infill.regions.validity import first_valid_fill
 
 logger = logging.getLogger(__name__)
@@ -37,6 +45,13 @@ _STYLE_CHARS = 8_000
 def finalize_candidate(
     prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None = None
 ) -> str | None:
+    """The fill ``finalize_fill`` chooses, or None."""
+    return finalize_fill(prefix, candidate, suffix, language, kind, indent)[0]
+
+
+def finalize_fill(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None = None
+) -> tuple[str | None, bool]:
     """The part of ``candidate`` to insert between ``prefix`` and ``suffix``, or None when no variant of it
     is valid there (``validity.first_valid_fill``: no syntax error on or around its lines, none added
     elsewhere, compiled by Python for Python; bracket balance for unknown languages).
@@ -45,10 +60,59 @@ def finalize_candidate(
     "function", "selection", "region"): end where a line dedents below the fill's indentation or a
     bracket closes what the fill did not open; with the region's ``indent``, a fill that starts a line is
     re-indented like the code around it (``keep_indentation``), the model's own indentation kept only as a
-    fallback. Any kind: a tail that repeats the start of the suffix (closing punctuation, or whole lines) is
-    dropped when that is valid too. May return "".
+    fallback. "span" (a ``<|fill|>`` hole): ends with the unit the hole stands for (length.hole_unit): its
+    expression, its statement, or its block at the dedent. Line fills and expressions also end at the first
+    stutter (`pathpath`) and before they write the rest of their line again. Any kind: a tail that repeats the
+    start of the suffix (closing punctuation, or whole lines) is dropped when that is valid too. When no
+    variant is valid, the longest valid prefix at a token boundary is the fill. May return "".
+
+    Returns (the fill or None, whether it is such a fallback prefix: callers rank those below whole units).
     """
     check_language(language)
+    kind, cut = _cut_to_unit(prefix, candidate, suffix, language, kind)
+    options = _options(prefix, cut, suffix, language, kind, indent)
+    chosen = first_valid_fill(prefix, options, suffix, language)
+    if chosen is not None:
+        return options[chosen], False
+    # Not valid as a whole: its longest valid prefix (at a token boundary) is the fill, not nothing.
+    shorter = [
+        option
+        for prefix_text in shorter_prefixes(cut, not prefix[line_start(prefix, len(prefix)) :].strip())
+        for option in _options(prefix, prefix_text, suffix, language, kind, indent)
+        if option.strip()
+    ]
+    shorter = list(dict.fromkeys(shorter))
+    chosen = first_valid_fill(prefix, shorter, suffix, language, ranked=False)
+    if chosen is None:
+        logger.debug("rejected candidate %r: no prefix of it is valid code there", candidate)
+        return None, False
+    return shorter[chosen], True
+
+
+def _cut_to_unit(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str
+) -> tuple[str, str]:
+    """(kind to finalise as, ``candidate`` cut where its unit ends): a line at its first stutter and before it
+    repeats the rest of its line; a hole as what it stands for (length.hole_unit), a body hole as a block."""
+    if kind == "line":
+        newline = candidate.find("\n")
+        first = candidate if newline < 0 else candidate[:newline]
+        cut = cut_suffix_echo(cut_repetition(first), suffix)
+        return kind, candidate if cut == first else cut
+    if kind != "span":
+        return kind, candidate
+    unit = hole_unit(prefix, suffix, language)
+    if unit == "block":
+        return "block", candidate
+    if unit == "statement":
+        return kind, cut_statement(prefix, candidate, language)
+    return kind, cut_suffix_echo(cut_repetition(cut_inline(prefix, candidate, language)), suffix)
+
+
+def _options(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None
+) -> list[str]:
+    """The texts ``candidate`` may be written as, in preference order (see finalize_candidate)."""
     if kind == "line":
         # A line may close what its own line opened; a cut at the first extra closer wins only when it
         # parses better (the lexer cannot see that the line is, say, inside a comment or a string).
@@ -62,6 +126,9 @@ def finalize_candidate(
                 # The line region swallows closing brackets after the cursor; a fill that forgot to
                 # write them again gets them back when (and only when) that parses better.
                 variants.append(line + missing_closers(current_line + line, language))
+        if current_line and not current_line.strip():
+            # The cursor sits in the line's indentation: the model's own leading blanks would add to it.
+            variants += [variant.lstrip(" \t") for variant in variants]
     else:
         cut = _cut_block(prefix, candidate, language) if kind in MULTI_LINE_KINDS else candidate
         variants = [_fit_line_ends(prefix, cut, suffix, kind)]
@@ -71,12 +138,7 @@ def finalize_candidate(
     for variant in variants:
         options.extend(_without_repeated_suffix(variant, suffix))
         options.append(variant)
-    options = list(dict.fromkeys(options))  # preference order, duplicates removed
-    chosen = first_valid_fill(prefix, options, suffix, language)
-    if chosen is None:
-        logger.debug("rejected candidate %r: no variant of it is valid code there", candidate)
-        return None
-    return options[chosen]
+    return list(dict.fromkeys(options))  # preference order, duplicates removed
 
 
 def _at_line_start(prefix: str) -> bool:
@@ -92,6 +154,8 @@ def _line_variants(prefix: str, candidate: str, suffix: str) -> list[str]:
         return [candidate + "\n", candidate] if whole_line_gap and candidate.strip() else [candidate]
     bare = candidate[:newline].rstrip("\r")
     kept = candidate[: newline + 1]
+    if suffix.split("\n", 1)[0].strip():
+        return [bare]  # code follows on the line: a line break would split it
     return [kept, bare] if whole_line_gap else [bare, kept]
 
 
