@@ -9,6 +9,7 @@ Offsets are Python str indices everywhere in this API. Knows nothing about model
 
 from infill.regions.finalize import finalize_candidate, finalize_fill
 from infill.regions.functions import function_region
+from infill.regions.holes import hole_literal_kind, neutral_placeholder
 from infill.regions.languages import LANGUAGES, language_for_lsp_id, language_for_path
 from infill.regions.markers import HOLE, MarkedRegion, find_fill_markers
 from infill.regions.picker import expand_selection, pick_cursor_region
@@ -29,8 +30,10 @@ __all__ = [
     "finalize_fill",
     "find_fill_markers",
     "function_region",
+    "hole_literal_kind",
     "language_for_lsp_id",
     "language_for_path",
+    "neutral_placeholder",
     "parse_error_count",
     "pick_cursor_region",
 ]

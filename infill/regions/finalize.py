@@ -19,6 +19,7 @@ from infill.regions.heuristics import (
     missing_closers,
     unclosed_openers,
 )
+from infill.regions.holes import stays_in_literal
 from infill.regions.languages import check_language
 from infill.regions.length import (
     cut_inline,
@@ -38,6 +39,8 @@ MULTI_LINE_KINDS = frozenset({"block", "function", "selection", "region"})
 _CLOSING_PUNCTUATION = frozenset(CLOSERS + ";,\"'`> \t\r\n")
 # ...or whole lines, or at least this many characters.
 _LONG_REPEAT = 8
+# Kinds of a hole inside a comment or string (holes.LiteralKind): its fill must stay text of that literal.
+LITERAL_KINDS = frozenset({"text_line", "text"})
 # Text either side of a gap that tells whether the file indents with tabs or spaces.
 _STYLE_CHARS = 8_000
 
@@ -63,14 +66,16 @@ def finalize_fill(
     fallback. "span" (a ``<|fill|>`` hole): ends with the unit the hole stands for (length.hole_unit): its
     expression, its statement, or its block at the dedent. Line fills and expressions also end at the first
     stutter (`pathpath`) and before they write the rest of their line again. Any kind: a tail that repeats the
-    start of the suffix (closing punctuation, or whole lines) is dropped when that is valid too. When no
-    variant is valid, the longest valid prefix at a token boundary is the fill. May return "".
+    start of the suffix (closing punctuation, or whole lines) is dropped when that is valid too. "text_line"
+    and "text" (a hole in a comment or string, holes.LiteralKind): text of that literal only, on the hole's
+    line for "text_line". When no variant is valid, the longest valid prefix at a token boundary is the
+    fill. May return "".
 
     Returns (the fill or None, whether it is such a fallback prefix: callers rank those below whole units).
     """
     check_language(language)
     kind, cut = _cut_to_unit(prefix, candidate, suffix, language, kind)
-    options = _options(prefix, cut, suffix, language, kind, indent)
+    options = _in_place(prefix, _options(prefix, cut, suffix, language, kind, indent), suffix, language, kind)
     chosen = first_valid_fill(prefix, options, suffix, language)
     if chosen is not None:
         return options[chosen], False
@@ -81,7 +86,7 @@ def finalize_fill(
         for option in _options(prefix, prefix_text, suffix, language, kind, indent)
         if option.strip()
     ]
-    shorter = list(dict.fromkeys(shorter))
+    shorter = _in_place(prefix, list(dict.fromkeys(shorter)), suffix, language, kind)
     chosen = first_valid_fill(prefix, shorter, suffix, language, ranked=False)
     if chosen is None:
         logger.debug("rejected candidate %r: no prefix of it is valid code there", candidate)
@@ -89,11 +94,20 @@ def finalize_fill(
     return shorter[chosen], True
 
 
+def _in_place(prefix: str, options: list[str], suffix: str, language: str | None, kind: str) -> list[str]:
+    """``options`` that fit a literal's hole: text of that literal, not code after it."""
+    if kind not in LITERAL_KINDS:
+        return options
+    return [option for option in options if stays_in_literal(prefix, option, suffix, language)]
+
+
 def _cut_to_unit(
     prefix: str, candidate: str, suffix: str, language: str | None, kind: str
 ) -> tuple[str, str]:
     """(kind to finalise as, ``candidate`` cut where its unit ends): a line at its first stutter and before it
     repeats the rest of its line; a hole as what it stands for (length.hole_unit), a body hole as a block."""
+    if kind == "text_line":  # a line comment or one-line string: a line break would end it
+        return kind, candidate.split("\n", 1)[0].rstrip("\r")
     if kind == "line":
         newline = candidate.find("\n")
         first = candidate if newline < 0 else candidate[:newline]
@@ -105,7 +119,7 @@ def _cut_to_unit(
     if unit == "block":
         return "block", candidate
     if unit == "statement":
-        return kind, cut_statement(prefix, candidate, language)
+        return kind, cut_repetition(cut_statement(prefix, candidate, language))
     return kind, cut_suffix_echo(cut_repetition(cut_inline(prefix, candidate, language)), suffix)
 
 
@@ -126,14 +140,15 @@ def _options(
                 # The line region swallows closing brackets after the cursor; a fill that forgot to
                 # write them again gets them back when (and only when) that parses better.
                 variants.append(line + missing_closers(current_line + line, language))
-        if current_line and not current_line.strip():
-            # The cursor sits in the line's indentation: the model's own leading blanks would add to it.
-            variants += [variant.lstrip(" \t") for variant in variants]
     else:
         cut = _cut_block(prefix, candidate, language) if kind in MULTI_LINE_KINDS else candidate
         variants = [_fit_line_ends(prefix, cut, suffix, kind)]
         if kind in MULTI_LINE_KINDS and indent is not None and _at_line_start(prefix):
             variants.insert(0, keep_indentation(prefix, variants[0], suffix, language, indent))
+    current_line = prefix[line_start(prefix, len(prefix)) :]
+    if kind in ("line", "span") and current_line and not current_line.strip():
+        # The gap sits in its line's indentation: the model's own leading blanks would add to it.
+        variants += [variant.lstrip(" \t") for variant in variants]
     options: list[str] = []
     for variant in variants:
         options.extend(_without_repeated_suffix(variant, suffix))
