@@ -33,7 +33,9 @@ MIN_ENGINE_CANDIDATES = 2
 # a better-scoring candidate).
 INVOKED_CANDIDATES = 3
 # Further canvases decoded for a hole or region none of whose first canvases gave a valid fill.
-SPARE_GAP_CANDIDATES = 4
+SPARE_GAP_CANDIDATES = 8
+# ...sampled at this temperature when the first ones were greedy (greedy has no further distinct canvases).
+SPARE_TEMPERATURE = 0.8
 # Budget for a `<|fill|>` hole when the caller gives none.
 DEFAULT_HOLE_TOKENS = 64
 # A regenerated region may come out somewhat longer than the code it replaces.
@@ -388,7 +390,11 @@ class Infiller:
                 )
                 for index in again
             ]
-            for index, result in zip(again, self._run(spares, config, should_stop), strict=True):
+            # Greedy decoding has only as many distinct canvases as lengths: the spares are drawn (seeded).
+            spare_config = config
+            if config.temperature <= 0:
+                spare_config = replace(config, temperature=SPARE_TEMPERATURE, seed=config.seed or 0)
+            for index, result in zip(again, self._run(spares, spare_config, should_stop), strict=True):
                 checked[index] = self._valid_edits(slots[index], result.candidates, language)
         edits: list[Edit] = []
         for slot, result, valid in zip(slots, results, checked, strict=True):

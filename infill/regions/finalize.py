@@ -117,7 +117,7 @@ def _cut_to_unit(
         return kind, candidate
     unit = hole_unit(prefix, suffix, language)
     if unit == "block":
-        return "block", candidate
+        return "block", cut_repetition(candidate)
     if unit == "statement":
         return kind, cut_repetition(cut_statement(prefix, candidate, language))
     return kind, cut_suffix_echo(cut_repetition(cut_inline(prefix, candidate, language)), suffix)
@@ -146,8 +146,9 @@ def _options(
         if kind in MULTI_LINE_KINDS and indent is not None and _at_line_start(prefix):
             variants.insert(0, keep_indentation(prefix, variants[0], suffix, language, indent))
     current_line = prefix[line_start(prefix, len(prefix)) :]
-    if kind in ("line", "span") and current_line and not current_line.strip():
-        # The gap sits in its line's indentation: the model's own leading blanks would add to it.
+    if current_line and not current_line.strip():
+        # The gap sits in its line's indentation: the model's own leading blanks would add to it (a block's
+        # later lines keep theirs: the dedent cut and the checks judge them where they land).
         variants += [variant.lstrip(" \t") for variant in variants]
     options: list[str] = []
     for variant in variants:

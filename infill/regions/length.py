@@ -137,14 +137,19 @@ def cut_suffix_echo(candidate: str, suffix: str) -> str:
 
 
 def shorter_prefixes(text: str, starts_statement: bool = False) -> list[str]:
-    """Prefixes of ``text`` that end at a token boundary, longest first, without trailing whitespace and
-    without the empty one; at most MAX_PREFIX_TRIES. ``starts_statement``: the gap starts its line, where a
+    """Prefixes of ``text`` to fall back on, without trailing whitespace and without the empty one; at most
+    MAX_PREFIX_TRIES. Whole lines first, longest first (a complete first line beats a torn second one), then
+    token boundaries in the first line, longest first. ``starts_statement``: the gap starts its line, where a
     last line of one token (`total` cut from `total = = 1`) is a valid statement no one wants."""
-    ends = sorted({match.end() for match in _TOKEN.finditer(text)}, reverse=True)
+    whole = text.rstrip()
+    first_line_end = text.find("\n")
+    first_line = text if first_line_end < 0 else text[:first_line_end]
+    ends = [end for end in range(len(text) - 1, 0, -1) if text[end] == "\n"]
+    ends += sorted({match.end() for match in _TOKEN.finditer(first_line)}, reverse=True)
     prefixes: list[str] = []
     for end in ends:
         prefix = text[:end].rstrip()
-        if not prefix.strip() or len(prefix) >= len(text.rstrip()) or prefix in prefixes:
+        if not prefix.strip() or len(prefix) >= len(whole) or prefix in prefixes:
             continue
         if starts_statement and len(_TOKEN.findall(prefix.rsplit("\n", 1)[-1])) < 2:
             continue
