@@ -104,10 +104,11 @@ def test_text_that_repeats_the_suffix_is_dropped() -> None:
     prefix, suffix = "def f(n):\n    for i in range(", "):\n        print(i)\n"
     assert finalize_candidate(prefix, "n):\n        pass\n", suffix, "python", "span") == "n"
     # A line fill in the middle of a line stops where it starts writing the rest of that line again.
+    # (`self.axis = axis  # setaxis = axis` is valid Python, and used to be written.)
     prefix, suffix = "class V:\n    def __init__(self, axis):\n        self.", "axis = axis\n"
-    assert finalize_candidate(prefix, "axis = axis", suffix, "python", "line") == ""
-    # ...and never breaks the line in two.
-    assert finalize_candidate("total = ", "1\n", " + base\n", "python", "line") == "1"
+    assert finalize_candidate(prefix, "axis = axis  # set", suffix, "python", "line") == ""
+    # ...and never breaks the line in two (`y = 1\nz = 2` parses, and used to be written).
+    assert finalize_candidate("y = ", "1\n", "z = 2\n", "python", "line") is None
 
 
 # ---------------------------------------------------------------------------------- checks that hold
