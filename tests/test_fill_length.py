@@ -5,7 +5,6 @@ nothing checked comes out. Each test fails on the code before these changes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from infill.cli.common import EXIT_UNFILLED
 from infill.cli.main import main
 from infill.cli.rewrite import _valid_together
-from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult
+from infill.engine.types import Candidate, DecodeConfig
 from infill.infiller import (
     MIN_ENGINE_CANDIDATES,
     SPARE_GAP_CANDIDATES,
@@ -168,24 +167,9 @@ def test_fills_judged_together_see_unfilled_holes_as_placeholders() -> None:
     assert _valid_together(text, [unfilled, fine], "python") == [fine]
 
 
-class ConfigRecordingEngine(SequencedEngine):
-    """SequencedEngine that also remembers each call's DecodeConfig."""
-
-    configs: list[DecodeConfig | None]
-
-    def fill(
-        self,
-        requests: Sequence[FillRequest],
-        config: DecodeConfig | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[FillResult]:
-        self.configs = [*getattr(self, "configs", []), config]
-        return super().fill(requests, config, should_stop)
-
-
 def test_a_hole_no_greedy_canvas_fills_gets_sampled_spares(loaded: LoadedModel) -> None:
     text = f"def f(a, b):\n    return {HOLE}\n\n\ndef g():\n    return 1\n"
-    engine = ConfigRecordingEngine(loaded, [[Candidate(") (", -0.1)], [Candidate("a + b", -0.5)]])
+    engine = SequencedEngine(loaded, [[Candidate(") (", -0.1)], [Candidate("a + b", -0.5)]])
     (edit,) = Infiller(engine).fill_document(text, language="python", config=DecodeConfig(steps=4))
     assert edit.validated and edit.new_text == "a + b"
     (_,), (spare,) = engine.calls  # the spares leave out the canvases decoded already
@@ -194,7 +178,7 @@ def test_a_hole_no_greedy_canvas_fills_gets_sampled_spares(loaded: LoadedModel) 
     assert greedy is not None and greedy.temperature == 0
     assert sampled is not None and sampled.temperature > 0 and sampled.seed is not None  # reproducible
     # A hole filled by its first canvases costs no second call.
-    engine = ConfigRecordingEngine(loaded, [[Candidate("a + b", -0.1)]])
+    engine = SequencedEngine(loaded, [[Candidate("a + b", -0.1)]])
     Infiller(engine).fill_document(text, language="python", config=DecodeConfig(steps=4))
     assert len(engine.calls) == 1
 

@@ -320,12 +320,14 @@ class ScriptedEngine(InfillEngine):
 
 
 class SequencedEngine(InfillEngine):
-    """Fixed candidates per call (the first call gets ``script[0]``...), remembering every request."""
+    """Fixed candidates per call (the first call gets ``script[0]``...), remembering every request and
+    decoding config."""
 
     def __init__(self, loaded: LoadedModel, script: list[list[Candidate]]) -> None:
         super().__init__(loaded)
         self.script = script
         self.calls: list[list[FillRequest]] = []
+        self.configs: list[DecodeConfig | None] = []
 
     def fill(
         self,
@@ -335,6 +337,7 @@ class SequencedEngine(InfillEngine):
     ) -> list[FillResult]:
         candidates = self.script[len(self.calls)]
         self.calls.append(list(requests))
+        self.configs.append(config)
         return [FillResult(candidates=list(candidates)) for _ in requests]
 
 
