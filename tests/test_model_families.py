@@ -341,7 +341,7 @@ def test_llada_special_tokens(loaded: dict[str, LoadedModel], release_dirs: dict
     assert loaded_model.max_positions == config["max_sequence_length"]
 
 
-def test_dreamon_frames_the_suffix_with_eos_and_never_expands(tmp_path: Path) -> None:
+def test_dreamon_frames_the_suffix_with_eos_and_may_commit_expand(tmp_path: Path) -> None:
     loaded_model = load_model(
         build_dream_release(tmp_path / "DreamOn-v0-7B", variant="dreamon"), device="cpu"
     )
@@ -349,7 +349,10 @@ def test_dreamon_frames_the_suffix_with_eos_and_never_expands(tmp_path: Path) ->
     assert loaded_model.family == "dreamon"
     assert special.prefix_ids == (_token(loaded_model, "<|beginoftext|>"),)
     assert special.suffix_ids == (_token(loaded_model, "<|endoftext|>"),)
-    assert _token(loaded_model, "<|expand|>") in special.banned_ids
+    # DreamOn decides its length by expansion (tests/test_expand_delete.py): <|expand|> must be committable.
+    assert _token(loaded_model, "<|expand|>") not in special.banned_ids
+    assert loaded_model.expand_delete is not None
+    assert loaded_model.expand_delete.expand_id == _token(loaded_model, "<|expand|>")
 
 
 def test_our_shifted_decoder_family(tmp_path: Path) -> None:

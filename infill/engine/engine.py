@@ -20,6 +20,7 @@ import torch
 from infill.engine.block_decoding import PrefixCaches, block_denoise, block_prompt
 from infill.engine.candidates import ScoredCandidate, newline_token_ids, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
+from infill.engine.expand_delete import fill_expand_delete
 from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import (
     CHEAP_CANVAS,
@@ -150,6 +151,10 @@ class InfillEngine:
         """
         config = config if config is not None else self.default_config()
         check_config(config)
+        if self.loaded.expand_delete is not None:  # the model decides each fill's length itself
+            for request in requests:
+                check_request(request)
+            return fill_expand_delete(self.loaded, self.context_tokens, requests, config, should_stop)
         started = time.perf_counter()
         job = _Job([self._prepare(request, config) for request in requests], config, should_stop)
         rows = self._plan_rows(job, self._estimate_lengths(job))
@@ -178,10 +183,7 @@ class InfillEngine:
         return job.results
 
     def _prepare(self, request: FillRequest, config: DecodeConfig) -> _Prepared:
-        if request.max_tokens < 1:
-            raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
-        if (request.num_candidates is not None and request.num_candidates < 1) or request.skip_candidates < 0:
-            raise InputError("a request needs num_candidates >= 1 and skip_candidates >= 0")
+        check_request(request)
         loaded = self.loaded
         cap = config.context_tokens if config.context_tokens is not None else self.context_tokens
         budget = min(cap, context_budget(loaded.special, request.max_tokens, loaded.max_positions))
@@ -357,6 +359,14 @@ class InfillEngine:
 # Counts and sizes that shape or index tensors (a block size of 8.5 would fail deep inside the sampler).
 _INTEGER_SETTINGS = ("steps", "block_size", "block_steps", "num_candidates", "cache_refresh")
 _OPTIONAL_INTEGER_SETTINGS = ("seed", "context_tokens")
+
+
+def check_request(request: FillRequest) -> None:
+    """Raise InputError for a FillRequest no decoding can honour."""
+    if request.max_tokens < 1:
+        raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
+    if (request.num_candidates is not None and request.num_candidates < 1) or request.skip_candidates < 0:
+        raise InputError("a request needs num_candidates >= 1 and skip_candidates >= 0")
 
 
 def check_config(config: DecodeConfig) -> None:
