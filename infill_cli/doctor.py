@@ -167,6 +167,11 @@ def _report_loaded(loaded: LoadedModel) -> None:
     _row("model window", f"{loaded.max_positions} tokens")
     if loaded.generation_defaults:
         _row("decoding defaults", loaded.generation_defaults)
+    from infill.engine.length import describe_length
+    from infill.engine.types import DecodeConfig
+
+    estimate = loaded.generation_defaults.get("estimate_length", DecodeConfig().estimate_length)
+    _row("fill length", describe_length(loaded, estimate is True))
 
 
 def _report_fill(loaded: LoadedModel) -> bool:

@@ -298,3 +298,28 @@ def test_other_dream_families_keep_a_fixed_canvas(tmp_path: Path) -> None:
     model_dir = build_dream_release(tmp_path / "coder", variant="dream-coder")
     assert load_model(model_dir, device="cpu").expand_delete is None
     shutil.rmtree(model_dir)
+
+
+def test_doctor_says_the_model_decides_its_length(dreamon_dir: Path, tmp_path: Path) -> None:
+    result = run_infill("doctor", "--model", str(dreamon_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    line = rows["fill length"].strip()
+    assert line.startswith("decided by the model: expand/delete decoding from 4 masks up to 12 tokens"), line
+    assert "'<|expand|>' adds a mask" in line
+
+
+def test_a_rewrite_hole_is_decoded_as_the_authors_generator_does(
+    dreamon: LoadedModel, dreamon_dir: Path, tmp_path: Path
+) -> None:
+    prefix, suffix = GAPS[0]  # "def add(a, b):\n    return " + hole + "\n"
+    (tmp_path / "add.py").write_text(prefix + "<|fill|>" + suffix)
+    result = run_infill(
+        "rewrite", "add.py", "--in-place", "--keep-invalid", "--model", str(dreamon_dir), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    expected = authors_text(dreamon, authors_generator(dreamon, prefix, suffix, GENERATION)[0])
+    assert expected.strip()
+    # The random model's text does not parse; --keep-invalid writes it (the line break before the suffix's
+    # own is dropped, as for every hole).
+    assert (tmp_path / "add.py").read_text() == prefix + expected.rstrip() + suffix

@@ -469,3 +469,17 @@ def test_remote_code_written_for_transformers_4_fails_with_one_line_naming_the_c
     assert "\n" not in message
     assert "written for transformers 4.46.3" in message and "post_init()" in message
     assert "all_tied_weights_keys" in message
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_each_release_says_how_its_fill_length_is_decided(
+    release: str, loaded: dict[str, LoadedModel]
+) -> None:
+    from infill.engine.length import describe_length
+
+    loaded_model = loaded[release]
+    end = loaded_model.tokenizer.token_text(loaded_model.special.end_of_span_id)
+    assert loaded_model.expand_delete is None  # only DreamOn decides its own length (test_expand_delete.py)
+    line = describe_length(loaded_model, False)
+    assert line.startswith("a fixed canvas") and repr(end) in line and "\n" not in line
+    assert describe_length(loaded_model, True).startswith("searched")

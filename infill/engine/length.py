@@ -27,7 +27,7 @@ import torch
 
 from infill.engine.scoring import banned_token_ids
 from infill.engine.slots import editable_slots
-from infill.models.base import DenoisingModel, SpecialTokens
+from infill.models.base import DenoisingModel, LoadedModel, SpecialTokens
 
 # Canvases this short are decoded whole: the span tail rule ends them early, and an estimation pass would
 # cost about as much as it saves. Also the first rung of the ladder.
@@ -115,3 +115,24 @@ def _confirmed(estimates: list[tuple[int, int]], index: int) -> bool:
         return True
     previous_length, previous_span = estimates[index - 1]
     return previous_span >= previous_length or _agree(span, previous_span)
+
+
+def describe_length(loaded: LoadedModel, estimate_length: bool) -> str:
+    """One line for `infill doctor`: who decides how long this model's fills are, and with which settings."""
+    end = repr(loaded.tokenizer.token_text(loaded.special.end_of_span_id))
+    if loaded.expand_delete is not None:
+        settings = loaded.expand_delete.settings
+        expand = repr(loaded.tokenizer.token_text(loaded.expand_delete.expand_id))
+        return (
+            f"decided by the model: expand/delete decoding from {settings.min_gen_len} masks up to "
+            f"{settings.max_gen_len} tokens ({expand} adds a mask, {end} deletes one)"
+        )
+    if estimate_length:
+        return (
+            f"searched: canvas lengths tried in one pass before decoding, the span ends at its first {end} "
+            "(estimate_length on; line fills end at their newline)"
+        )
+    return (
+        f"a fixed canvas of the token budget (--max-tokens): the span ends at its first {end} "
+        "(estimate_length off; line fills end at their newline)"
+    )
