@@ -170,8 +170,10 @@ def _report_loaded(loaded: LoadedModel) -> None:
     from infill.engine.length import describe_length
     from infill.engine.types import DecodeConfig
 
-    estimate = loaded.generation_defaults.get("estimate_length", DecodeConfig().estimate_length)
-    _row("fill length", describe_length(loaded, estimate is True))
+    defaults = {**vars(DecodeConfig()), **loaded.generation_defaults}
+    share = defaults["canvas_share"]
+    share = float(share) if isinstance(share, int | float) else 1.0
+    _row("fill length", describe_length(loaded, defaults["estimate_length"] is True, share))
 
 
 def _report_fill(loaded: LoadedModel) -> bool:

@@ -27,7 +27,9 @@ from infill.engine.length import (
     canvas_lengths,
     end_of_span_probabilities,
     estimate_span_length,
+    growing_lengths,
     length_ladder,
+    next_growing_length,
     unestimated_lengths,
 )
 from infill.engine.sampler import denoise
@@ -75,6 +77,7 @@ class _Row:
     span_length: int
     steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
     estimated: bool = False  # the length came from the length estimate (so an overflow is retried)
+    grows: bool = False  # a canvas_share canvas: an overflow is retried on twice the canvas (length.py)
 
 
 # Each decoded canvas with its candidate (None when it could not honour token healing).
@@ -160,10 +163,14 @@ class InfillEngine:
         rows = self._plan_rows(job, self._estimate_lengths(job))
         decoded = self._decode_rows(job, rows, seed_offset=0)
         retries = self._retries(job, decoded)
-        if retries:
+        planned = len(rows)
+        while retries:  # at most once for an estimate; for a growing canvas, until it reaches the budget
             retried = {row.request for row in retries}
             decoded = [(r, c) for r, c in decoded if c is not None and (c.ended or r.request not in retried)]
-            decoded += self._decode_rows(job, retries, seed_offset=len(rows))
+            again = self._decode_rows(job, retries, seed_offset=planned)
+            planned += len(retries)
+            decoded += again
+            retries = self._retries(job, again)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for index, result in enumerate(job.results):
             mine = [candidate for row, candidate in decoded if row.request == index and candidate]
@@ -175,7 +182,7 @@ class InfillEngine:
         logger.info(
             "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
             len(requests),
-            len(rows) + len(retries),
+            planned,
             sum(r.generated_tokens for r in job.results),
             max((r.forward_passes for r in job.results), default=0),
             elapsed_ms,
@@ -243,8 +250,14 @@ class InfillEngine:
         for i, item in enumerate(job.prepared):
             rungs = estimates[i]
             budget = item.span_budget
-            lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
-            if self.block_model is not None:  # a block model's span ends where it stops: one budget
+            # A block model's span ends where it stops: one budget, never grown.
+            grows = rungs is None and config.canvas_share < 1 and item.request.mode != "line"
+            grows = grows and self.block_model is None
+            if grows:
+                lengths = growing_lengths(budget, config.canvas_share)[:1]
+            else:
+                lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
+            if self.block_model is not None:
                 lengths = [budget]
             skip = item.request.skip_candidates
             end = skip + (item.request.num_candidates or config.num_candidates)
@@ -254,22 +267,27 @@ class InfillEngine:
             for k in range(skip, end):
                 length = lengths[k % len(lengths)]
                 steps = math.ceil(config.steps * length / budget)
-                rows.append(_Row(i, length, steps, estimated=rungs is not None))
+                rows.append(_Row(i, length, steps, estimated=rungs is not None, grows=grows))
         return rows
 
     def _retries(self, job: _Job, decoded: _Decoded) -> list[_Row]:
-        """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
-        without ending was probably cut short by it (greedy: one retry per request, and none where a
-        full-budget canvas was decoded already). Shorter canvases planned without an estimate are
-        alternatives, not estimates: they are not retried."""
+        """Canvases to decode again, longer: a span that filled its estimated or growing canvas without
+        ending was probably cut short by it. An estimate is retried on the full budget, a growing canvas on
+        the next of its growing_lengths (greedy: one retry per request, and none where a full-budget canvas
+        was decoded already). Shorter canvases planned without an estimate are alternatives, not estimates:
+        they are not retried."""
         done = {row.request for row, _ in decoded if row.span_length == job.prepared[row.request].span_budget}
         retries: list[_Row] = []
         for row, candidate in decoded:
-            if candidate is None or candidate.ended or not row.estimated or row.request in done:
+            retried = row.estimated or row.grows
+            if candidate is None or candidate.ended or not retried or row.request in done:
                 continue
             if job.config.temperature <= 0:
                 done.add(row.request)
-            retries.append(_Row(row.request, job.prepared[row.request].span_budget, job.config.steps))
+            budget = job.prepared[row.request].span_budget
+            length = next_growing_length(row.span_length, budget) if row.grows else budget
+            steps = math.ceil(job.config.steps * length / budget)
+            retries.append(_Row(row.request, length, steps, grows=row.grows))
         return retries
 
     def _decode_rows(self, job: _Job, rows: list[_Row], seed_offset: int) -> _Decoded:
@@ -407,6 +425,8 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
     if config.cache_refresh < 0:
         problems.append(f"cache_refresh must be >= 0, not {config.cache_refresh}")
+    if not 0 < config.canvas_share <= 1:
+        problems.append(f"canvas_share must be in (0, 1], not {config.canvas_share}")
     if config.context_tokens is not None and config.context_tokens < 0:
         problems.append(f"context_tokens must be >= 0, not {config.context_tokens}")
     if problems:

@@ -63,6 +63,22 @@ def end_of_span_probabilities(
         return torch.softmax(logits, dim=-1)[..., special.end_of_span_id]
 
 
+def growing_lengths(budget: int, share: float) -> list[int]:
+    """Canvases a growing span is decoded on, in order (DecodeConfig.canvas_share): ``share`` of the budget
+    (at least CHEAP_CANVAS, at most the budget), then doubling until the budget. A model trained with
+    end_of_span tails of up to the middle's length writes at least about half of whatever canvas it gets, so
+    a full-budget canvas makes short fills long; a span that fills its canvas without ending was cut short,
+    and gets the next one."""
+    lengths = [min(budget, max(CHEAP_CANVAS, round(budget * share)))]
+    while lengths[-1] < budget:
+        lengths.append(next_growing_length(lengths[-1], budget))
+    return lengths
+
+
+def next_growing_length(length: int, budget: int) -> int:
+    return min(budget, 2 * length)
+
+
 def unestimated_lengths(budget: int) -> list[int]:
     """Canvas lengths without an estimate, most promising first: the full budget (the span's tail rule or
     line stop ends it), then the shorter rungs of the ladder, longest first, for more greedy candidates."""
@@ -117,7 +133,7 @@ def _confirmed(estimates: list[tuple[int, int]], index: int) -> bool:
     return previous_span >= previous_length or _agree(span, previous_span)
 
 
-def describe_length(loaded: LoadedModel, estimate_length: bool) -> str:
+def describe_length(loaded: LoadedModel, estimate_length: bool, canvas_share: float = 1.0) -> str:
     """One line for `infill doctor`: who decides how long this model's fills are, and with which settings."""
     end = repr(loaded.tokenizer.token_text(loaded.special.end_of_span_id))
     if loaded.expand_delete is not None:
@@ -131,6 +147,11 @@ def describe_length(loaded: LoadedModel, estimate_length: bool) -> str:
         return (
             f"searched: canvas lengths tried in one pass before decoding, the span ends at its first {end} "
             "(estimate_length on; line fills end at their newline)"
+        )
+    if canvas_share < 1:
+        return (
+            f"grown: a canvas of {canvas_share:g} of the token budget, doubled while the span fills it "
+            f"without ending; the span ends at its first {end} (canvas_share; line fills: at their newline)"
         )
     return (
         f"a fixed canvas of the token budget (--max-tokens): the span ends at its first {end} "
