@@ -483,3 +483,4 @@ def test_each_release_says_how_its_fill_length_is_decided(
     line = describe_length(loaded_model, False)
     assert line.startswith("a fixed canvas") and repr(end) in line and "\n" not in line
     assert describe_length(loaded_model, True).startswith("searched")
+    assert describe_length(loaded_model, False, 0.33).startswith("grown: a canvas of 0.33 of the token")
