@@ -323,3 +323,33 @@ def test_a_rewrite_hole_is_decoded_as_the_authors_generator_does(
     # The random model's text does not parse; --keep-invalid writes it (the line break before the suffix's
     # own is dropped, as for every hole).
     assert (tmp_path / "add.py").read_text() == prefix + expected.rstrip() + suffix
+
+
+def test_greedy_gives_one_candidate_and_sampling_one_per_seed(dreamon: LoadedModel) -> None:
+    engine = InfillEngine(dreamon)
+    prefix, suffix = GAPS[1]
+    config = engine.default_config()
+    (greedy,) = engine.fill([FillRequest(prefix, suffix, num_candidates=3)], config)
+    assert len(greedy.candidates) == 1
+    (skipped,) = engine.fill([FillRequest(prefix, suffix, skip_candidates=1)], config)
+    assert skipped.candidates == []  # the only greedy candidate was decoded by an earlier call
+    sampling = replace(config, temperature=1.0, seed=7)
+    (first,) = engine.fill([FillRequest(prefix, suffix, num_candidates=3)], sampling)
+    (again,) = engine.fill([FillRequest(prefix, suffix, num_candidates=3)], sampling)
+    assert 1 <= len(first.candidates) <= 3
+    assert [c.text for c in first.candidates] == [c.text for c in again.candidates]  # seeded
+    assert first.forward_passes >= 3  # three decodes, at least one pass each
+
+
+def test_a_cancelled_fill_stops_between_steps(dreamon: LoadedModel) -> None:
+    from infill.errors import Cancelled
+
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled):
+        InfillEngine(dreamon).fill([FillRequest(*GAPS[0])], should_stop=stop)
+    assert len(calls) == 3

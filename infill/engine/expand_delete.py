@@ -231,7 +231,8 @@ def fill_expand_delete(
         prefix_ids = [*special.prefix_ids, *context.prefix_ids]
         suffix_ids = [*context.suffix_ids, *special.suffix_ids]
         wanted = request.num_candidates or config.num_candidates
-        end = request.skip_candidates + (min(wanted, 1) if config.temperature <= 0 else wanted)
+        # Greedy decoding has one candidate; a request skipping it (decoded by an earlier call) gets none.
+        end = 1 if config.temperature <= 0 else request.skip_candidates + wanted
         result = FillResult()
         scored: list[ScoredCandidate] = []
         for k in range(request.skip_candidates, end):
