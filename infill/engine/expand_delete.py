@@ -21,7 +21,9 @@ This follows DreamLM/DreamOn ``eval/generator.py`` (``batch_generate_with_expand
 eval generator and the model's own ``generation_utils.py`` differ, which only matters when a step commits
 more than one token, deletion comes before expansion here (as in ``generation_utils.py``: it deletes at the
 positions that were masked, not at positions shifted by an expansion), and an expansion that would pass
-``max_gen_len`` leaves one mask instead of cutting the suffix off.
+``max_gen_len`` leaves one mask instead of cutting the suffix off. A long context is trimmed at line
+boundaries as for every model (canvas.py), where the authors keep the last ``max_prompt_len`` tokens of the
+whole prompt.
 """
 
 from __future__ import annotations
