@@ -312,17 +312,18 @@ def test_doctor_says_the_model_decides_its_length(dreamon_dir: Path, tmp_path: P
 def test_a_rewrite_hole_is_decoded_as_the_authors_generator_does(
     dreamon: LoadedModel, dreamon_dir: Path, tmp_path: Path
 ) -> None:
-    prefix, suffix = GAPS[0]  # "def add(a, b):\n    return " + hole + "\n"
+    # A hole in a comment is filled as comment text, one line: what the random model writes there passes the
+    # checks, so the greedy decode is what gets written (random code elsewhere would not parse, and rewrite
+    # would try sampled spares instead).
+    prefix, suffix = "def add(a, b):\n    # ", "\n    return a + b\n"
     (tmp_path / "add.py").write_text(prefix + "<|fill|>" + suffix)
-    result = run_infill(
-        "rewrite", "add.py", "--in-place", "--keep-invalid", "--model", str(dreamon_dir), cwd=tmp_path
-    )
+    result = run_infill("rewrite", "add.py", "--in-place", "--model", str(dreamon_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    expected = authors_text(dreamon, authors_generator(dreamon, prefix, suffix, GENERATION)[0])
-    assert expected.strip()
-    # The random model's text does not parse; --keep-invalid writes it (the line break before the suffix's
-    # own is dropped, as for every hole).
-    assert (tmp_path / "add.py").read_text() == prefix + expected.rstrip() + suffix
+    ids, expansions, deletions = authors_generator(dreamon, prefix, suffix, GENERATION)
+    assert expansions > 0 and deletions > 0
+    first_line = authors_text(dreamon, ids).split("\n")[0]
+    assert first_line.strip()
+    assert (tmp_path / "add.py").read_text() == prefix + first_line + suffix
 
 
 def test_greedy_gives_one_candidate_and_sampling_one_per_seed(dreamon: LoadedModel) -> None:
