@@ -28,6 +28,7 @@ import torch
 from infill.engine.scoring import banned_token_ids
 from infill.engine.slots import editable_slots
 from infill.models.base import DenoisingModel, LoadedModel, SpecialTokens
+from infill.models.block_model import BlockDiffusionModel
 
 # Canvases this short are decoded whole: the span tail rule ends them early, and an estimation pass would
 # cost about as much as it saves. Also the first rung of the ladder.
@@ -142,6 +143,12 @@ def describe_length(loaded: LoadedModel, estimate_length: bool, canvas_share: fl
         return (
             f"decided by the model: expand/delete decoding from {settings.min_gen_len} masks up to "
             f"{settings.max_gen_len} tokens ({expand} adds a mask, {end} deletes one)"
+        )
+    if isinstance(loaded.model, BlockDiffusionModel):  # SDAR...: the engine decodes it block by block
+        return (
+            f"decided by the model, block by block: blocks of {loaded.model.block_size} tokens left to right "
+            f"until it "
+            f"writes {end} or the token budget (--max-tokens) runs out"
         )
     if estimate_length:
         return (
