@@ -147,8 +147,7 @@ def describe_length(loaded: LoadedModel, estimate_length: bool, canvas_share: fl
     if isinstance(loaded.model, BlockDiffusionModel):  # SDAR...: the engine decodes it block by block
         return (
             f"decided by the model, block by block: blocks of {loaded.model.block_size} tokens left to right "
-            f"until it "
-            f"writes {end} or the token budget (--max-tokens) runs out"
+            f"until it writes {end} or the token budget (--max-tokens) runs out"
         )
     if estimate_length:
         return (
