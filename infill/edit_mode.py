@@ -78,10 +78,12 @@ def edit_span(
     tail = _common_prefix(old[head:][::-1], edited.text[head:][::-1])
     new_text = edited.text[head : len(edited.text) - tail]
     spans = tuple(replace(s, start=s.start + start, end=s.end + start) for s in edited.confidences)
+    # The tokens that spell new_text: those overlapping it, cut to it.
+    new_end = len(edited.text) - tail
     tokens = tuple(
-        TokenConfidence(edited.text[s.start : s.end], s.confidence)
+        TokenConfidence(edited.text[max(s.start, head) : min(s.end, new_end)], s.confidence)
         for s in edited.confidences
-        if head <= s.start and s.end <= len(edited.text) - tail
+        if s.start < new_end and s.end > head
     )
     mean = sum(s.confidence for s in edited.confidences) / max(1, len(edited.confidences))
     edit = Edit(start + head, end - tail, new_text, mean, tokens)

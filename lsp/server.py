@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from lsprotocol import types
@@ -36,9 +36,11 @@ from lsp.completion import completion_items, plan_completion, selected_completio
 from lsp.documents import DocumentSnapshot, PendingRequest, snapshot_of
 from lsp.protocol import InfillProtocol, plain_json_converter
 from lsp.rewrite import (
+    NO_EDIT_MESSAGES,
     REWRITE_METHOD,
+    RewriteOutcome,
     RewriteParams,
-    edits_to_wire,
+    outcome_to_wire,
     parse_rewrite_params,
     rewrite_call,
     workspace_edit,
@@ -46,9 +48,6 @@ from lsp.rewrite import (
 from lsp.settings import ServerSettings, model_spec, parse_settings
 from lsp.text_edits import LineIndex, PositionOutOfRange
 from lsp.worker import ModelCall, ModelWorker, SamplerOverrides, StopCheck, WorkerState
-
-if TYPE_CHECKING:
-    from infill.infiller import Edit
 
 logger = logging.getLogger(__name__)
 
@@ -232,11 +231,11 @@ class InfillLanguageServer(LanguageServer):
         except InfillError as error:
             raise RequestFailed(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
-    async def rewrite(self, params: RewriteParams) -> tuple[DocumentSnapshot, list[Edit]]:
-        """The edits of an ``infill/rewrite`` request or a code action being resolved."""
+    async def rewrite(self, params: RewriteParams) -> tuple[DocumentSnapshot, RewriteOutcome]:
+        """The outcome of an ``infill/rewrite`` request or a code action being resolved."""
         snapshot = self.require_snapshot(params.uri)
         start, end = self.offsets(snapshot, params.range) if params.range is not None else (0, 0)
-        call = rewrite_call(params.target, snapshot.text, start, end, snapshot.language)
+        call = rewrite_call(params.target, snapshot.text, start, end, snapshot.language, params.mode)
         return snapshot, await self.rewrite_document(snapshot, call, params.version)
 
     async def pull_settings(self) -> object:
@@ -376,8 +375,9 @@ async def inline_completion(
 
 @SERVER.feature(REWRITE_METHOD)
 async def rewrite(ls: InfillLanguageServer, params: Any) -> dict[str, Any]:
-    snapshot, edits = await ls.rewrite(parse_rewrite_params(params))
-    return edits_to_wire(edits, snapshot.index, snapshot.codec)
+    parsed = parse_rewrite_params(params)
+    snapshot, outcome = await ls.rewrite(parsed)
+    return outcome_to_wire(outcome, parsed.mode, snapshot.index, snapshot.codec)
 
 
 @SERVER.feature(
@@ -406,7 +406,7 @@ async def code_action(ls: InfillLanguageServer, params: types.CodeActionParams) 
             if action.disabled_reason
             else None,
             data=RewriteParams(
-                params.text_document.uri, action.target, snapshot.version, params.range
+                params.text_document.uri, action.target, snapshot.version, params.range, action.mode
             ).to_wire(),
         )
         for action in offered
@@ -415,11 +415,10 @@ async def code_action(ls: InfillLanguageServer, params: types.CodeActionParams) 
 
 @SERVER.feature(types.CODE_ACTION_RESOLVE)
 async def resolve_code_action(ls: InfillLanguageServer, action: types.CodeAction) -> types.CodeAction:
-    snapshot, edits = await ls.rewrite(parse_rewrite_params(action.data))
+    snapshot, outcome = await ls.rewrite(parse_rewrite_params(action.data))
+    edits = outcome.edits
     if not edits:
-        ls.show_message(
-            types.MessageType.Info, f"infill: {action.title}: no candidate passed the syntax check"
-        )
+        ls.show_message(types.MessageType.Info, f"infill: {action.title}: {NO_EDIT_MESSAGES[outcome.reason]}")
         return action
     workspace = ls.client_capabilities.workspace
     capabilities = workspace.workspace_edit if workspace else None

@@ -58,6 +58,7 @@ def test_planted_token_is_fixed_and_nothing_else_changes(edit_infiller: Infiller
     # The smallest edit: within the planted token's characters, the rest of the file untouched.
     assert planted <= outcome.edit.start < outcome.edit.end <= planted + 2
     assert apply_edits(PLANTED, [outcome.edit]) == CLEAN
+    assert "".join(token.text for token in outcome.edit.tokens) == outcome.edit.new_text
     doubted = [s for s in outcome.original_confidences if PLANTED[s.start : s.end] == " x"]
     assert len(doubted) == 1 and doubted[0].confidence < 1e-6
     fixed = [s for s in outcome.confidences if CLEAN[s.start : s.end] == " b"]
