@@ -97,7 +97,7 @@ test("an empty result says the server's reason: no function at the cursor is not
   const reasons = ["noFunction", "noValidEdit", "confident"];
   let next = 0;
   const editor = new FakeEditor(doc(CURSOR), async () => ({ edits: [], reason: reasons[next++] }));
-  for (const _ of reasons) {
+  for (let i = 0; i < reasons.length; i++) {
     assert.equal(await runRewrite(editor, "function"), "nothing");
   }
   assert.equal(editor.infos.length, 3);
