@@ -90,6 +90,27 @@ def edit_span(
     return EditOutcome(start, end, "changed", edit, edited.text, spans, original)
 
 
+# Lines above and below the cursor's a next-edit suggestion may touch.
+NEXT_EDIT_LINES = 2
+
+
+def lines_around(text: str, offset: int, lines: int = NEXT_EDIT_LINES) -> tuple[int, int]:
+    """``[start, end)`` of the whole lines from ``lines`` above the cursor's line to ``lines`` below it (the
+    last one's newline included)."""
+    start = text.rfind("\n", 0, offset) + 1
+    for _ in range(lines):
+        if start == 0:
+            break
+        start = text.rfind("\n", 0, start - 1) + 1
+    end = offset
+    for _ in range(lines + 1):
+        newline = text.find("\n", end)
+        if newline < 0:
+            return start, len(text)
+        end = newline + 1
+    return start, end
+
+
 def _common_prefix(a: str, b: str) -> int:
     count = 0
     for x, y in zip(a, b, strict=False):

@@ -359,6 +359,24 @@ class Infiller:
             should_stop=should_stop,
         )
 
+    def suggest_next_edit(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        edit_config: EditConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> edit_mode.EditOutcome:
+        """A next-edit suggestion: edit mode on the lines around the cursor (edit_mode.NEXT_EDIT_LINES)."""
+        if not 0 <= offset <= len(text):
+            raise InputError(f"cursor offset {offset} is outside the text (length {len(text)})")
+        start, end = edit_mode.lines_around(text, offset)
+        return edit_mode.edit_span(
+            self.engine, text, start, end, language, decode=config, config=edit_config, should_stop=should_stop
+        )
+
     def edit_document(
         self,
         text: str,

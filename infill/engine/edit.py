@@ -41,8 +41,8 @@ class EditConfig:
     """
 
     groups: int = 16
-    doubt_ratio: float = 0.05
-    max_reopen: float = 0.1
+    doubt_ratio: float = 0.01
+    max_reopen: float = 0.05
     rounds: int = 2
 
 
