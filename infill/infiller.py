@@ -348,14 +348,13 @@ class Infiller:
         region = regions.function_region(text, offset, language)
         if region is None:
             return None
-        return edit_mode.edit_span(
-            self.engine,
+        return self.edit_region(
             text,
             region.start,
             region.end,
-            language,
-            decode=config,
-            config=edit_config,
+            language=language,
+            config=config,
+            edit_config=edit_config,
             should_stop=should_stop,
         )
 
@@ -373,8 +372,14 @@ class Infiller:
         if not 0 <= offset <= len(text):
             raise InputError(f"cursor offset {offset} is outside the text (length {len(text)})")
         start, end = edit_mode.lines_around(text, offset)
-        return edit_mode.edit_span(
-            self.engine, text, start, end, language, decode=config, config=edit_config, should_stop=should_stop
+        return self.edit_region(
+            text,
+            start,
+            end,
+            language=language,
+            config=config,
+            edit_config=edit_config,
+            should_stop=should_stop,
         )
 
     def edit_document(

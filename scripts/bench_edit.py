@@ -3,9 +3,9 @@ edit mode (``Infiller.edit_region`` on the function body) and by whole-region re
 (``Infiller.rewrite_function``) on the same cases, with the same model; then next-edit suggestion latency.
 
 Sources: the reference solutions of MBPP (``../shared/bench/MBPP-MultiLineInfilling.jsonl.gz``, CC-BY-4.0:
-prompt + canonical solution + suffix is one problem's whole program) and the functions of a pure-Python package
-the bundled model was NOT trained on (its training_manifest.json lists the venv's distributions): by default the
-boltons wheel (BSD-3-Clause), fetched with
+prompt + canonical solution + suffix is one problem's whole program) and the functions of a pure-Python
+package the bundled model was NOT trained on (its training_manifest.json lists the venv's distributions): by
+default the boltons wheel (BSD-3-Clause), fetched with
 
     python -m pip download boltons==26.2.0 --no-deps -d /tmp/edit_bench_pkgs
     python scripts/bench_edit.py --wheel /tmp/edit_bench_pkgs/boltons-26.2.0-py3-none-any.whl
