@@ -13,7 +13,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from tests.conftest import EDIT_CLEAN_LINE
-from tests.test_lsp_support import LspSession, serve_argv
+from tests.test_lsp_support import LspSession, inline_params, serve_argv
 
 CLEAN = "def add(a, b):\n" + EDIT_CLEAN_LINE + "\n\nprint(add(1, 2))\n"
 PLANTED = CLEAN.replace("a + b\n", "a + x\n")
@@ -100,3 +100,82 @@ def test_edit_function_in_place_code_action(session: LspSession) -> None:
     (change,) = resolved.edit.document_changes
     (text_edit,) = change.edits
     assert text_edit.range.start.line == 1 and text_edit.new_text.strip() in ("b", "")
+
+
+@pytest.fixture(scope="module")
+def next_edit_session(
+    edit_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LspSession, list[dict[str, Any]]]]:
+    """A server with next-edit suggestions on, and the infill/nextEditReady notifications it sent so far. The
+    debounce is long enough that a change sent right after another lands inside its window."""
+    lsp = LspSession(serve_argv(edit_model_dir, tmp_path_factory.mktemp("lsp_next") / "server.log"))
+    ready: list[dict[str, Any]] = []
+
+    @lsp.client.feature("infill/nextEditReady")
+    def on_ready(params: Any) -> None:
+        ready.append(params)
+
+    lsp.initialize({"nextEdit": True, "debounceMs": 300})
+    yield lsp, ready
+    lsp.close()
+
+
+def _range(line: int, start: int, end: int) -> types.Range:
+    return types.Range(
+        start=types.Position(line=line, character=start), end=types.Position(line=line, character=end)
+    )
+
+
+def _apply(text: str, item: types.InlineCompletionItem) -> str:
+    """Apply an item by (ASCII) line and column, independently of the server's conversion code."""
+    assert item.range is not None and isinstance(item.insert_text, str)
+    lines = text.splitlines(keepends=True)
+
+    def offset(position: types.Position) -> int:
+        return sum(len(line) for line in lines[: position.line]) + position.character
+
+    return text[: offset(item.range.start)] + item.insert_text + text[offset(item.range.end) :]
+
+
+def test_a_change_gets_a_next_edit_suggestion_the_next_keystroke_cancels(
+    next_edit_session: tuple[LspSession, list[dict[str, Any]]],
+) -> None:
+    session, ready = next_edit_session
+    # Plain text made of the one line the model is sure of: every token around the change is one it keeps.
+    uri = "file:///typed.txt"
+    session.open(uri, EDIT_CLEAN_LINE * 5, language_id="plaintext", version=1)
+    line = EDIT_CLEAN_LINE
+    # The user types " y" over " a" and, right away (inside the debounce window), " x" over " b" on line 2.
+    session.change(uri, 2, " y", _range(2, line.index(" a"), line.index(" a") + 2))
+    session.change(uri, 3, " x", _range(2, line.index(" b"), line.index(" b") + 2))
+    typed_line = line.replace(" a", " y").replace(" b", " x")
+    typed = line * 2 + typed_line + line * 2
+    session.wait_for(lambda: any(params["version"] == 3 for params in ready), "a next-edit suggestion")
+    # The first change's suggestion was cancelled by the second keystroke: only version 3 got one.
+    assert ready == [{"uri": uri, "version": 3}]
+    cursor = line.index(" b") + 2
+    result = session.request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 2, cursor, automatic=True)
+    )
+    suggestions = [
+        item for item in result.items if item.range is not None and item.range.start.character < cursor
+    ]
+    assert len(suggestions) == 1
+    (suggestion,) = suggestions
+    # Its range covers the text it replaces and the cursor; applied, it replaces doubted tokens with " b" and
+    # changes nothing else.
+    assert suggestion.range is not None
+    assert suggestion.range.start.line == suggestion.range.end.line == 2
+    assert suggestion.range.start.character <= cursor <= suggestion.range.end.character
+    after = _apply(typed, suggestion).splitlines(keepends=True)
+    assert after[:2] == [line, line] and after[3:] == [line, line]
+    assert after[2] in (line.replace(" a", " y"), line.replace(" b", " x"), line.replace(" a", " b"))
+    # A suggestion is offered only at its version: after the next change (which leaves nothing to doubt, so
+    # no new suggestion can come) it is gone.
+    session.change(uri, 4, line.rstrip("\n"), _range(2, 0, len(typed_line) - 1))
+    later = session.request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 2, cursor, automatic=True)
+    )
+    assert not [
+        item for item in later.items if item.range is not None and item.range.start.character < cursor
+    ]
