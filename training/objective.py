@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infill.errors import TrainingError
 from training.corpus import SourceFile
+from training.edit_noise import EditNoise
 from training.parallel import parallel_map
 from training.spans import Span, SpanIndex, index_spans, sample_span
 from training.tokenizer import (
@@ -140,9 +141,12 @@ class ExampleSource:
         workers: int = 1,
         *,
         shifted: bool = False,
+        edit_noise: float = 0.0,
     ) -> None:
         """``shifted``: examples for a shifted decoder start with <|endoftext|> (as the engine's canvas does
-        for that family), so every maskable position has a predecessor whose hidden state predicts it."""
+        for that family), so every maskable position has a predecessor whose hidden state predicts it.
+        ``edit_noise``: share of unmasked canvas positions of diffusion examples given a plausible wrong token
+        whose original the model learns (training/edit_noise.py; 0: none)."""
         if not files:
             raise ValueError("ExampleSource needs at least one file")
         self.tokenizer = tokenizer
@@ -151,6 +155,7 @@ class ExampleSource:
             self.ids = dataclasses.replace(self.ids, prefix_ids=(self.ids.end_of_text,))
         self.seq_len = seq_len
         self.span_fraction = span_fraction
+        self.edit_noise = EditNoise.from_tokenizer(tokenizer, edit_noise) if edit_noise > 0 else None
         self.files = list(files)
         # recipe: a GPU run's corpus is hundreds of MB; parsing it for spans is spread over ``workers``.
         self.indexes: list[SpanIndex] = list(parallel_map(_index_file, self.files, workers, chunksize=16))
@@ -276,6 +281,8 @@ class ExampleSource:
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         weights = masked.float() / t
         noisy = torch.where(masked, torch.full_like(input_ids, self.ids.mask), input_ids)
+        if self.edit_noise is not None:
+            noisy, labels, weights = self.edit_noise.corrupt(noisy, labels, weights, maskable & ~masked, gen)
         return Batch(noisy, attention, labels, weights, int(maskable.sum()), maskable.sum(1))
 
     # -- autoregressive FIM peer ----------------------------------------------------------------------
