@@ -16,7 +16,7 @@ How the server runs them (server.py, only with the ``nextEdit`` setting on):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -84,14 +84,7 @@ def next_edit_call(text: str, offset: int, language: str | None) -> NextEditCall
         outcome = infiller.suggest_next_edit(
             view.text, view.lf_offset(offset), language=language, config=config, should_stop=should_stop
         )
-        if outcome.edit is None:
-            return None
-        return replace(
-            outcome.edit,
-            start=view.original_offset(outcome.edit.start),
-            end=view.original_offset(outcome.edit.end),
-            new_text=view.original_text(outcome.edit.new_text),
-        )
+        return None if outcome.edit is None else view.original_edit(outcome.edit)
 
     return run
 

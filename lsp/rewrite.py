@@ -138,15 +138,7 @@ def rewrite_call(
         outcome = _run_target(infiller, config, should_stop)
         return replace(
             outcome,
-            edits=[
-                replace(
-                    edit,
-                    start=view.original_offset(edit.start),
-                    end=view.original_offset(edit.end),
-                    new_text=view.original_text(edit.new_text),
-                )
-                for edit in outcome.edits
-            ],
+            edits=[view.original_edit(edit) for edit in outcome.edits],
             low_confidence=tuple(
                 (view.original_offset(s), view.original_offset(e), c) for s, e, c in outcome.low_confidence
             ),

@@ -60,13 +60,5 @@ def edit_source(
         # Each edit passed the check with the other regions as written; together they do not: keep the file.
         lines = tuple(line_column(view.text, outcome.region_start)[0] for outcome in outcomes)
         return source.text, lines, False
-    original_edits = [
-        Edit(
-            view.original_offset(e.start),
-            view.original_offset(e.end),
-            view.original_text(e.new_text),
-            e.score,
-        )
-        for e in edits
-    ]
+    original_edits = [view.original_edit(edit) for edit in edits]
     return apply_edits(source.text, original_edits), tuple(unvalidated), broken
