@@ -8,6 +8,7 @@ characters (part of a multi-byte character) is grouped with its neighbours into 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from infill.engine.engine import InfillEngine
 from infill.engine.types import DecodeConfig
 from infill.errors import InputError
 from infill.models.base import TextTokenizer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def edit_region_text(
     )
     text, spans = _assemble(request.region, pieces, out.tokens, out.origin, out.confidences, tokenizer)
     kept = sum(origin is not None for origin in out.origin)
-    return EditedRegion(
+    edited = EditedRegion(
         text=text,
         confidences=spans,
         original_confidences=original,
@@ -139,6 +142,16 @@ def edit_region_text(
         forward_passes=out.forward_passes,
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+    logger.info(
+        "edit: %d tokens, %d re-opened, %d changed, %d rounds, %d forward passes, %.0f ms",
+        len(ids),
+        out.reopened,
+        edited.changed_tokens,
+        edited.rounds,
+        edited.forward_passes,
+        edited.elapsed_ms,
+    )
+    return edited
 
 
 def _assemble(
