@@ -82,3 +82,15 @@ def test_edit_says_when_its_edit_fails_the_check(
     assert "notes.py: no infill:begin/end regions; nothing to do" in err
     assert "confident" not in err
     assert (tmp_path / "broken.py").read_text() == broken
+
+
+def test_edit_keeps_crlf_line_endings_and_every_other_byte(
+    tmp_path: Path, edit_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model sees the LF view; the edit comes back at the original offsets, the CRLFs untouched.
+    planted = PLANTED.replace("\n", "\r\n")
+    path = tmp_path / "crlf.py"
+    path.write_bytes(planted.encode())
+    monkeypatch.chdir(tmp_path)
+    assert main(["rewrite", "--edit", "--in-place", "crlf.py", "--model", str(edit_model_dir)]) == 0
+    assert path.read_bytes() == CLEAN.replace("\n", "\r\n").encode()
