@@ -82,8 +82,8 @@ def score_in_place(
     batch = ids.repeat(rows, 1)  # (G, T)
     # (G, K): region index asked about in each row; short rows repeat their first index (ignored below).
     index = torch.arange(rows)[:, None] + rows * torch.arange(per_row)[None, :]
-    real = index < count
-    index = torch.where(real, index, index[:, :1]).to(device)
+    real = (index < count).to(device)
+    index = torch.where(real, index.to(device), index[:, :1].to(device))
     positions = index + len(head)
     batch.scatter_(1, positions, special.mask_id)
     logits = model.logits(batch, torch.ones_like(batch), positions).float()  # (G, K, V)
@@ -94,18 +94,19 @@ def score_in_place(
     current_ids = torch.tensor(list(region), dtype=torch.long, device=device)[index]
     current = probs.gather(-1, current_ids[..., None]).squeeze(-1)
     best, best_ids = probs.max(dim=-1)
-    flat = index[real.to(device)]
+    flat = index[real]
     out_current = torch.empty(count, device=device)
     out_best = torch.empty(count, device=device)
     out_ids = torch.empty(count, dtype=torch.long, device=device)
-    out_current[flat] = current[real.to(device)]
-    out_best[flat] = best[real.to(device)]
-    out_ids[flat] = best_ids[real.to(device)]
+    out_current[flat] = current[real]
+    out_best[flat] = best[real]
+    out_ids[flat] = best_ids[real]
     return InPlaceScores(out_current, out_best, out_ids)
 
 
 def doubted_positions(scores: InPlaceScores, editable: Sequence[bool], config: EditConfig) -> list[int]:
-    """Region indices to re-open this round, most doubted first."""
+    """Region indices to re-open this round, in position order: the editable tokens below ``doubt_ratio`` of
+    the best token's probability, the most doubted ones when more than ``max_reopen`` of the region are."""
     ratio = (scores.current / scores.best.clamp_min(1e-30)).tolist()
     doubted = [i for i, r in enumerate(ratio) if editable[i] and r < config.doubt_ratio]
     doubted.sort(key=lambda i: ratio[i])
