@@ -10,9 +10,10 @@ code as it stands that the model finds unlikely (what an editor can mark).
 (infill/engine/edit.py); "regenerate" (the default) writes the region anew.
 
 ``reason`` says why ``edits`` is what it is, so an editor can tell the user: "changed" (edits to apply),
-"noFunction" (target function: the cursor is in no function), "noValidEdit" (nothing the model proposed passed
-the syntax check), "confident" (edit mode: the model would change nothing). These are answers, not errors: a
-JSON-RPC error means the request itself was wrong (bad params, a document not open or changed meanwhile).
+"noFunction" (target function: the cursor is in no function), "noHoles" (target holes: no markers),
+"noValidEdit" (nothing the model proposed passed the syntax check), "confident" (edit mode: the model would
+change nothing). These are answers, not errors: a JSON-RPC error means the request itself was wrong (bad
+params, a document not open or changed meanwhile).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ Target = Literal["range", "function", "holes"]
 TARGETS: tuple[Target, ...] = ("range", "function", "holes")
 Mode = Literal["regenerate", "edit"]
 MODES: tuple[Mode, ...] = ("regenerate", "edit")
-Reason = Literal["changed", "noFunction", "noValidEdit", "confident"]
+Reason = Literal["changed", "noFunction", "noHoles", "noValidEdit", "confident"]
 # What a client tells the user when a rewrite gives no edit, by reason (the same words in both editors).
 NO_EDIT_MESSAGES: dict[str, str] = {
     "noFunction": "the cursor is not inside a function",
+    "noHoles": "no holes (<|fill|> or infill:begin/infill:end) to fill",
     "noValidEdit": "nothing the model proposed passed the syntax check",
     "confident": "the model is confident in this code; nothing to change",
     "changed": "no edit",
@@ -170,7 +172,8 @@ def rewrite_call(
             return RewriteOutcome([edited.edit] if edited.edit else [], reason, doubted)
         if target == "holes":
             edits = infiller.fill_document(lf_text, language=language, config=config, should_stop=should_stop)
-            return RewriteOutcome(edits, "changed" if edits else "noValidEdit")
+            # Every marker gets an edit (an unchecked one at worst): none means there are no markers.
+            return RewriteOutcome(edits, "changed" if edits else "noHoles")
         if target == "function":
             edit = infiller.rewrite_function(
                 lf_text, lf_start, language=language, config=config, should_stop=should_stop

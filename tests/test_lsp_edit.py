@@ -66,6 +66,8 @@ def test_the_three_empty_answers_are_told_apart(session: LspSession) -> None:
     }
     for mode in ("edit", "regenerate"):
         assert rewrite(session, uri, "function", OUTSIDE, mode)["reason"] == "noFunction"
+    holes = session.request("infill/rewrite", {"textDocument": {"uri": uri}, "target": "holes"})
+    assert holes == {"edits": [], "reason": "noHoles"}
     # The model doubts ")" and writes " b" there: `return a + b b` does not parse, so nothing is proposed.
     broken_uri = "file:///broken.py"
     session.open(broken_uri, CLEAN.replace("a + b\n", "a + b)\n"))
