@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
 
-from infill import regions
+from infill import edit_mode, regions
 from infill.engine import InfillEngine
+from infill.engine.edit import EditConfig
 from infill.engine.types import Candidate, DecodeConfig, FillRequest, FillResult, TokenConfidence
 from infill.errors import InputError
 
@@ -322,6 +323,99 @@ class Infiller:
         (result,) = self._run([slot], self._config(config, 1), should_stop)
         edits = self._valid_edits(slot, result.candidates, language)
         return edits[0] if edits else None
+
+    # ------------------------------------------------------------------------------- edit mode (edit_mode.py)
+
+    def edit_region(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        edit_config: EditConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> edit_mode.EditOutcome:
+        """Edit ``text[start:end]`` in place (an empty range: the statements around it); the outcome says
+        whether the model changed it, found nothing to change, or proposed code that fails the check."""
+        if not 0 <= start <= end <= len(text):
+            raise InputError(f"selection {start}..{end} is outside the text (length {len(text)})")
+        if start == end:
+            region = regions.expand_selection(text, start, end, language)
+            start, end = region.start, region.end
+        return edit_mode.edit_span(
+            self.engine,
+            text,
+            start,
+            end,
+            language,
+            decode=config,
+            config=edit_config,
+            should_stop=should_stop,
+        )
+
+    def edit_function(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        edit_config: EditConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> edit_mode.EditOutcome | None:
+        """Edit the body of the function around ``offset`` in place; None outside any function."""
+        region = regions.function_region(text, offset, language)
+        if region is None:
+            return None
+        return self.edit_region(
+            text,
+            region.start,
+            region.end,
+            language=language,
+            config=config,
+            edit_config=edit_config,
+            should_stop=should_stop,
+        )
+
+    def suggest_next_edit(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        edit_config: EditConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> edit_mode.EditOutcome:
+        """A next-edit suggestion: edit mode on the lines around the cursor (edit_mode.NEXT_EDIT_LINES)."""
+        if not 0 <= offset <= len(text):
+            raise InputError(f"cursor offset {offset} is outside the text (length {len(text)})")
+        start, end = edit_mode.lines_around(text, offset)
+        return self.edit_region(
+            text,
+            start,
+            end,
+            language=language,
+            config=config,
+            edit_config=edit_config,
+            should_stop=should_stop,
+        )
+
+    def edit_document(
+        self,
+        text: str,
+        *,
+        language: str | None,
+        config: DecodeConfig | None = None,
+        edit_config: EditConfig | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> list[edit_mode.EditOutcome]:
+        """Edit every infill:begin/end region in place (markers kept), one outcome per region."""
+        return edit_mode.edit_marked_regions(
+            self.engine, text, language, decode=config, config=edit_config, should_stop=should_stop
+        )
 
     # ----------------------------------------------------------------------------------------- markers
 

@@ -8,8 +8,13 @@ line ending. The same document thus gets the same candidates from either, whatev
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+# An edit: a dataclass with ``start``, ``end`` (offsets) and ``new_text`` (infill.infiller.Edit).
+EditT = TypeVar("EditT", bound=Any)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,16 @@ class LfView:
     def original_text(self, generated: str) -> str:
         """Generated (LF) text in the file's own line-ending style."""
         return generated.replace("\n", self.newline) if self.newline != "\n" else generated
+
+    def original_edit(self, edit: EditT) -> EditT:
+        """An edit of the LF view as an edit of the original: offsets mapped back, generated newlines in the
+        file's own style."""
+        return dataclasses.replace(
+            edit,
+            start=self.original_offset(edit.start),
+            end=self.original_offset(edit.end),
+            new_text=self.original_text(edit.new_text),
+        )
 
     def lf_offset(self, original: int) -> int:
         """The LF-view offset of an offset into the original text (one between a "\r" and its "\n" maps

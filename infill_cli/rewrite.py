@@ -36,6 +36,7 @@ from infill_cli.common import (
     unknown_language_notice,
 )
 from infill_cli.fileio import SourceFile, check_writable, line_column, read_source, write_atomic
+from infill_cli.rewrite_edit import edit_source
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
@@ -65,6 +66,12 @@ def rewrite_command_parser(subparsers: argparse._SubParsersAction) -> argparse.A
         help="write the files (atomically; refused for a file that changed while the model ran)",
     )
     action.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    parser.add_argument(
+        "--edit",
+        action="store_true",
+        help="edit the code of infill:begin/end regions in place instead of regenerating it: only the tokens "
+        "the model doubts change, the markers stay (see `infill_cli/rewrite_edit.py`)",
+    )
     parser.add_argument(
         "--keep-invalid",
         action="store_true",
@@ -103,6 +110,8 @@ def rewrite_command(args: argparse.Namespace) -> int:
             marks = regions.find_fill_markers(lf_view(source.text).text, language)
         except MarkerError as error:
             raise MarkerError(f"{source.path}: {error}") from None
+        if args.edit:
+            marks = [mark for mark in marks if mark.kind == "region"]
         if marks:
             if args.in_place:
                 check_writable(source.path)
@@ -111,7 +120,8 @@ def rewrite_command(args: argparse.Namespace) -> int:
             nothing_to_do.append(source)
     for source in nothing_to_do:
         print(
-            f"infill: {source.path}: no <|fill|> holes or infill:begin/end regions; nothing to do",
+            f"infill: {source.path}: no {'' if args.edit else '<|fill|> holes or '}infill:begin/end regions; "
+            "nothing to do",
             file=sys.stderr,
         )
     if not pending:
@@ -125,12 +135,16 @@ def rewrite_command(args: argparse.Namespace) -> int:
     config = decode_config(args, infiller)
     changed = unfilled = False
     for source, language in pending:
-        result = _rewrite_source(infiller, source, language, config, args.max_tokens, args.keep_invalid)
+        if args.edit:
+            result = _Rewritten(source, *edit_source(infiller, source, language, config, args.keep_invalid))
+        else:
+            result = _rewrite_source(infiller, source, language, config, args.max_tokens, args.keep_invalid)
         outcome = "kept the best-scoring one" if args.keep_invalid else "left it unchanged"
+        failed = "the model's edit did not pass" if args.edit else "no candidate passed"
         for line in result.unvalidated_lines:
             unfilled = True
             print(
-                f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; {outcome}",
+                f"infill: warning: {source.path}:{line}: {failed} the syntax check; {outcome}",
                 file=sys.stderr,
             )
         if result.broken:

@@ -1,8 +1,19 @@
 """The ``infill/rewrite`` request: its params (also the ``data`` of our code actions) and its result.
 
 Wire shape (camelCase): params ``{"textDocument": {"uri"}, "version"?: int, "range"?: Range,
-"target": "range" | "function" | "holes"}``; result ``{"edits": [{"range": Range, "newText": str,
-"confidence": [{"text": str, "confidence": float}]}]}``.
+"target": "range" | "function" | "holes", "mode"?: "regenerate" | "edit"}``; result ``{"edits": [{"range":
+Range, "newText": str, "confidence": [{"text": str, "confidence": float}], "validated": bool}], "reason":
+Reason}``, and in edit mode ``"lowConfidence": [{"range": Range, "confidence": float}]``: the tokens of the
+code as it stands that the model finds unlikely (what an editor can mark).
+
+``mode`` "edit" (targets range and function) keeps the code and changes only the tokens the model doubts
+(infill/engine/edit.py); "regenerate" (the default) writes the region anew.
+
+``reason`` says why ``edits`` is what it is, so an editor can tell the user: "changed" (edits to apply),
+"noFunction" (target function: the cursor is in no function), "noHoles" (target holes: no markers),
+"noValidEdit" (nothing the model proposed passed the syntax check), "confident" (edit mode: the model would
+change nothing). These are answers, not errors: a JSON-RPC error means the request itself was wrong (bad
+params, a document not open or changed meanwhile).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from infill import regions
 from infill.line_endings import lf_view
 from lsp.text_edits import LineIndex, UnitCounter
 
@@ -24,6 +36,19 @@ if TYPE_CHECKING:
 REWRITE_METHOD = "infill/rewrite"
 Target = Literal["range", "function", "holes"]
 TARGETS: tuple[Target, ...] = ("range", "function", "holes")
+Mode = Literal["regenerate", "edit"]
+MODES: tuple[Mode, ...] = ("regenerate", "edit")
+Reason = Literal["changed", "noFunction", "noHoles", "noValidEdit", "confident"]
+# What a client tells the user when a rewrite gives no edit, by reason (the same words in both editors).
+NO_EDIT_MESSAGES: dict[str, str] = {
+    "noFunction": "the cursor is not inside a function",
+    "noHoles": "no holes (<|fill|> or infill:begin/infill:end) to fill",
+    "noValidEdit": "nothing the model proposed passed the syntax check",
+    "confident": "the model is confident in this code; nothing to change",
+    "changed": "no edit",
+}
+# A token of the code as it stands is reported in lowConfidence below this probability.
+LOW_CONFIDENCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -32,9 +57,10 @@ class RewriteParams:
     target: Target
     version: int | None = None
     range: types.Range | None = None
+    mode: Mode = "regenerate"
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"textDocument": {"uri": self.uri}, "target": self.target}
+        wire: dict[str, Any] = {"textDocument": {"uri": self.uri}, "target": self.target, "mode": self.mode}
         if self.version is not None:
             wire["version"] = self.version
         if self.range is not None:
@@ -79,42 +105,86 @@ def parse_rewrite_params(raw: Any) -> RewriteParams:
         )
     if target in ("range", "function") and range_ is None:
         raise _invalid(f'target "{target}" needs a range (the selection, or the cursor for "function")')
-    return RewriteParams(uri=document["uri"], target=target, version=version, range=range_)
+    mode = raw.get("mode", "regenerate")
+    if mode not in MODES:
+        raise _invalid(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "edit" and target == "holes":
+        raise _invalid('mode "edit" edits a range or a function; holes are filled with mode "regenerate"')
+    return RewriteParams(uri=document["uri"], target=target, version=version, range=range_, mode=mode)
 
 
-# What the worker runs: (infiller, config, should_stop) -> the edits of the rewrite.
-RewriteCall = Callable[["Infiller", "DecodeConfig", Callable[[], bool]], "list[Edit]"]
+@dataclass(frozen=True)
+class RewriteOutcome:
+    """Edits with offsets into the document, why they are what they are, and (edit mode) the doubted
+    tokens of the code as it stands as ``(start, end, confidence)``."""
+
+    edits: list[Edit]
+    reason: Reason
+    low_confidence: tuple[tuple[int, int, float], ...] = ()
 
 
-def rewrite_call(target: Target, text: str, start: int, end: int, language: str | None) -> RewriteCall:
+# What the worker runs: (infiller, config, should_stop) -> the outcome of the rewrite.
+RewriteCall = Callable[["Infiller", "DecodeConfig", Callable[[], bool]], RewriteOutcome]
+
+
+def rewrite_call(
+    target: Target, text: str, start: int, end: int, language: str | None, mode: Mode = "regenerate"
+) -> RewriteCall:
     """The Infiller call for a target, with its offsets already converted from LSP positions. The model sees
     the LF view of ``text`` (as in ``infill rewrite``); the edits come back in offsets of ``text`` and in its
     own line endings."""
     view = lf_view(text)
     lf_text, lf_start, lf_end = view.text, view.lf_offset(start), view.lf_offset(end)
 
-    def run(infiller: Infiller, config: DecodeConfig, should_stop: Callable[[], bool]) -> list[Edit]:
-        if target == "holes":
-            edits = infiller.fill_document(lf_text, language=language, config=config, should_stop=should_stop)
-        else:
+    def run(infiller: Infiller, config: DecodeConfig, should_stop: Callable[[], bool]) -> RewriteOutcome:
+        outcome = _run_target(infiller, config, should_stop)
+        return replace(
+            outcome,
+            edits=[view.original_edit(edit) for edit in outcome.edits],
+            low_confidence=tuple(
+                (view.original_offset(s), view.original_offset(e), c) for s, e, c in outcome.low_confidence
+            ),
+        )
+
+    def _run_target(
+        infiller: Infiller, config: DecodeConfig, should_stop: Callable[[], bool]
+    ) -> RewriteOutcome:
+        if target == "function" and regions.function_region(lf_text, lf_start, language) is None:
+            return RewriteOutcome([], "noFunction")
+        if mode == "edit":
             if target == "function":
-                edit = infiller.rewrite_function(
+                edited = infiller.edit_function(
                     lf_text, lf_start, language=language, config=config, should_stop=should_stop
                 )
+                assert edited is not None, "function_region found the function above"
             else:
-                edit = infiller.rewrite(
+                edited = infiller.edit_region(
                     lf_text, lf_start, lf_end, language=language, config=config, should_stop=should_stop
                 )
-            edits = [edit] if edit is not None else []
-        return [
-            replace(
-                edit,
-                start=view.original_offset(edit.start),
-                end=view.original_offset(edit.end),
-                new_text=view.original_text(edit.new_text),
+            doubted = tuple(
+                (s.start, s.end, s.confidence)
+                for s in edited.original_confidences
+                if s.confidence < LOW_CONFIDENCE
             )
-            for edit in edits
-        ]
+            reason: Reason = {"changed": "changed", "confident": "confident", "invalid": "noValidEdit"}[
+                edited.reason
+            ]
+            return RewriteOutcome([edited.edit] if edited.edit else [], reason, doubted)
+        if target == "holes":
+            edits = infiller.fill_document(lf_text, language=language, config=config, should_stop=should_stop)
+            # Every marker gets an edit (an unchecked one at worst): none means there are no markers.
+            return RewriteOutcome(edits, "changed" if edits else "noHoles")
+        if target == "function":
+            edit = infiller.rewrite_function(
+                lf_text, lf_start, language=language, config=config, should_stop=should_stop
+            )
+        else:
+            edit = infiller.rewrite(
+                lf_text, lf_start, lf_end, language=language, config=config, should_stop=should_stop
+            )
+        return RewriteOutcome(
+            [edit] if edit is not None else [], "changed" if edit is not None else "noValidEdit"
+        )
 
     return run
 
@@ -126,8 +196,21 @@ def range_to_wire(range_: types.Range) -> dict[str, Any]:
     }
 
 
+def outcome_to_wire(
+    outcome: RewriteOutcome, mode: Mode, index: LineIndex, codec: UnitCounter
+) -> dict[str, Any]:
+    """The ``infill/rewrite`` result for an outcome with offsets into ``index.text``."""
+    wire = {**edits_to_wire(outcome.edits, index, codec), "reason": outcome.reason}
+    if mode == "edit":
+        wire["lowConfidence"] = [
+            {"range": range_to_wire(index.range(start, end, codec)), "confidence": confidence}
+            for start, end, confidence in outcome.low_confidence
+        ]
+    return wire
+
+
 def edits_to_wire(edits: Sequence[Edit], index: LineIndex, codec: UnitCounter) -> dict[str, Any]:
-    """The ``infill/rewrite`` result for edits with offsets into ``index.text``."""
+    """The edits of an ``infill/rewrite`` result, with offsets into ``index.text``."""
     return {
         "edits": [
             {

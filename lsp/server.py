@@ -34,11 +34,21 @@ from infill.errors import Cancelled, InfillError
 from lsp.actions import ACTION_KIND, offered_actions
 from lsp.completion import completion_items, plan_completion, selected_completion
 from lsp.documents import DocumentSnapshot, PendingRequest, snapshot_of
+from lsp.next_edit import (
+    NEXT_EDIT_EXTRA_DEBOUNCE_S,
+    NEXT_EDIT_READY,
+    NextEdits,
+    change_end,
+    next_edit_call,
+    next_edit_item,
+)
 from lsp.protocol import InfillProtocol, plain_json_converter
 from lsp.rewrite import (
+    NO_EDIT_MESSAGES,
     REWRITE_METHOD,
+    RewriteOutcome,
     RewriteParams,
-    edits_to_wire,
+    outcome_to_wire,
     parse_rewrite_params,
     rewrite_call,
     workspace_edit,
@@ -85,6 +95,9 @@ class InfillLanguageServer(LanguageServer):
         self._progress_token: str | None = None
         self._shown_load_error = False
         self.shutdown_requested = False
+        self.next_edits = NextEdits()
+        # Inline completions handed to the worker so far: a next-edit suggestion stops when this moves.
+        self.inline_submitted = 0
 
     # -- documents -------------------------------------------------------------------------------------------
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
@@ -103,6 +116,7 @@ class InfillLanguageServer(LanguageServer):
 
     def forget(self, uri: str) -> None:
         self._indexes.pop(uri, None)
+        self.next_edits.forget(uri)
         for (_, pending_uri), pending in self._pending.items():
             if pending_uri == uri:
                 pending.superseded = True
@@ -232,11 +246,11 @@ class InfillLanguageServer(LanguageServer):
         except InfillError as error:
             raise RequestFailed(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
-    async def rewrite(self, params: RewriteParams) -> tuple[DocumentSnapshot, list[Edit]]:
-        """The edits of an ``infill/rewrite`` request or a code action being resolved."""
+    async def rewrite(self, params: RewriteParams) -> tuple[DocumentSnapshot, RewriteOutcome]:
+        """The outcome of an ``infill/rewrite`` request or a code action being resolved."""
         snapshot = self.require_snapshot(params.uri)
         start, end = self.offsets(snapshot, params.range) if params.range is not None else (0, 0)
-        call = rewrite_call(params.target, snapshot.text, start, end, snapshot.language)
+        call = rewrite_call(params.target, snapshot.text, start, end, snapshot.language, params.mode)
         return snapshot, await self.rewrite_document(snapshot, call, params.version)
 
     async def pull_settings(self) -> object:
@@ -358,12 +372,14 @@ async def inline_completion(
     )
     if "\x00" in plan.job.text:
         return empty
+
+    def submit(stale: StopCheck, label: str) -> Future[list[Edit]]:
+        ls.inline_submitted += 1
+        return ls.worker.complete(plan.job, ls.overrides(), stale, label)
+
     try:
         edits = await ls.run_model(
-            "inline",
-            snapshot,
-            lambda stale, label: ls.worker.complete(plan.job, ls.overrides(), stale, label),
-            debounce_s=ls.settings.debounce_ms / 1000 if automatic else 0.0,
+            "inline", snapshot, submit, debounce_s=ls.settings.debounce_ms / 1000 if automatic else 0.0
         )
     except InfillError as error:  # stale, superseded, no model, context too long: nothing to show
         logger.info("inline completion %s: %s", ls.protocol.msg_id, error)
@@ -371,13 +387,62 @@ async def inline_completion(
     except Exception:  # a bug below the protocol: the editor gets nothing rather than an error popup
         logger.exception("inline completion %s failed", ls.protocol.msg_id)
         return empty
-    return types.InlineCompletionList(items=completion_items(plan, edits, snapshot.index, snapshot.codec))
+    items = completion_items(plan, edits, snapshot.index, snapshot.codec)
+    suggestion = ls.next_edits.get(snapshot.uri, snapshot.version)
+    if suggestion is not None and (
+        item := next_edit_item(suggestion, cursor, snapshot.index, snapshot.codec)
+    ):
+        items.append(item)
+    return types.InlineCompletionList(items=items)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+async def did_change(ls: InfillLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    """With the nextEdit setting on: a next-edit suggestion around the change (see lsp/next_edit.py)."""
+    uri = params.text_document.uri
+    ls.next_edits.forget(uri)
+    snapshot = ls.snapshot(uri)
+    if (
+        not ls.settings.next_edit
+        or snapshot is None
+        or ls.is_disabled(snapshot)
+        or ls.worker.state == "error"
+    ):
+        return
+    offset = change_end(params, snapshot.index, snapshot.codec) if "\x00" not in snapshot.text else None
+    if offset is None:
+        return
+    call = next_edit_call(snapshot.text, offset, snapshot.language)
+
+    def submit(stale: StopCheck, label: str) -> Future[Edit | None]:
+        submitted = ls.inline_submitted  # a completion handed to the worker after this stops the suggestion
+        return ls.worker.call(
+            call, ls.overrides(), lambda: stale() or ls.inline_submitted != submitted, label
+        )
+
+    try:
+        edit = await ls.run_model(
+            "nextEdit",
+            snapshot,
+            submit,
+            debounce_s=ls.settings.debounce_ms / 1000 + NEXT_EDIT_EXTRA_DEBOUNCE_S,
+        )
+    except InfillError as error:  # superseded by the next keystroke, stopped for a completion, no model...
+        logger.info("next edit for %s v%d: %s", uri, snapshot.version, error)
+        return
+    except Exception:
+        logger.exception("next edit for %s v%d failed", uri, snapshot.version)
+        return
+    if edit is not None and ls.current_version(uri) == snapshot.version:
+        ls.next_edits.put(uri, snapshot.version, edit)
+        ls.protocol.notify(NEXT_EDIT_READY, {"uri": uri, "version": snapshot.version})
 
 
 @SERVER.feature(REWRITE_METHOD)
 async def rewrite(ls: InfillLanguageServer, params: Any) -> dict[str, Any]:
-    snapshot, edits = await ls.rewrite(parse_rewrite_params(params))
-    return edits_to_wire(edits, snapshot.index, snapshot.codec)
+    parsed = parse_rewrite_params(params)
+    snapshot, outcome = await ls.rewrite(parsed)
+    return outcome_to_wire(outcome, parsed.mode, snapshot.index, snapshot.codec)
 
 
 @SERVER.feature(
@@ -406,7 +471,7 @@ async def code_action(ls: InfillLanguageServer, params: types.CodeActionParams) 
             if action.disabled_reason
             else None,
             data=RewriteParams(
-                params.text_document.uri, action.target, snapshot.version, params.range
+                params.text_document.uri, action.target, snapshot.version, params.range, action.mode
             ).to_wire(),
         )
         for action in offered
@@ -415,11 +480,10 @@ async def code_action(ls: InfillLanguageServer, params: types.CodeActionParams) 
 
 @SERVER.feature(types.CODE_ACTION_RESOLVE)
 async def resolve_code_action(ls: InfillLanguageServer, action: types.CodeAction) -> types.CodeAction:
-    snapshot, edits = await ls.rewrite(parse_rewrite_params(action.data))
+    snapshot, outcome = await ls.rewrite(parse_rewrite_params(action.data))
+    edits = outcome.edits
     if not edits:
-        ls.show_message(
-            types.MessageType.Info, f"infill: {action.title}: no candidate passed the syntax check"
-        )
+        ls.show_message(types.MessageType.Info, f"infill: {action.title}: {NO_EDIT_MESSAGES[outcome.reason]}")
         return action
     workspace = ls.client_capabilities.workspace
     capabilities = workspace.workspace_edit if workspace else None

@@ -23,6 +23,7 @@ WIRE_NAMES = {
     "disabledLanguages": "disabled_languages",
     "trustRemoteCode": "trust_remote_code",
     "threads": "threads",
+    "nextEdit": "next_edit",
 }
 
 
@@ -38,6 +39,8 @@ SETTING_HELP = {
     "trustRemoteCode": "allow model directories that need their own Python code (default: false)",
     "threads": "torch CPU threads, 1-256 (default: OMP_NUM_THREADS, else 1 for models under 10M parameters, "
     "else one per physical core)",
+    "nextEdit": "after a change, propose an edit of the lines around it as an inline completion item whose "
+    "range covers the text it replaces (edit mode; default: false)",
 }
 
 
@@ -61,6 +64,7 @@ class ServerSettings:
     trust_remote_code: bool = False
     # None: auto (infill.models.devices.auto_threads), decided once the model's size is known.
     threads: int | None = None
+    next_edit: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase form editors send (used by tests and editor-default sync checks)."""
@@ -144,6 +148,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "disabled_languages": _languages,
     "trust_remote_code": _bool,
     "threads": _int_in(1, 256, optional=True),
+    "next_edit": _bool,
 }
 
 

@@ -118,3 +118,17 @@ def x_release_dirs(
     return {
         name: release_models.bias_towards_x(path, root / path.name) for name, path in release_dirs.items()
     }
+
+
+# The one line edit-mode tests edit, and the token the edit model puts back wherever it doubts one.
+EDIT_CLEAN_LINE = "    return a + b\n"
+
+
+@pytest.fixture(scope="session")
+def edit_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ModernBERT biased towards the tokens of EDIT_CLEAN_LINE (+30 each, " b" +31): it is sure of
+    that line as written, rejects any other token there (e.g. a planted " x") and puts " b" in its place."""
+    from tests import tiny_models
+
+    preferred = {"   ": 30.0, " return": 30.0, " a": 30.0, " +": 30.0, " b": 31.0, "\n": 30.0}
+    return tiny_models.build_preferring_model(tmp_path_factory.mktemp("edit_model") / "model", preferred)

@@ -195,7 +195,7 @@ def test_rewrite_targets_return_edits_with_confidence(session: LspSession) -> No
     nothing = session.request(
         "infill/rewrite", {"textDocument": {"uri": uri}, "target": "function", "range": outside}
     )
-    assert nothing == {"edits": []}
+    assert nothing == {"edits": [], "reason": "noFunction"}
 
 
 def test_edits_after_a_form_feed_land_on_the_clients_line(session: LspSession) -> None:
@@ -242,9 +242,14 @@ def test_code_actions_are_listed_cheaply_and_resolved_to_versioned_edits(session
     text = "def add(a, b):\n    total = a + b\n    return total\n\n\nx = <|fill|>\n"
     session.open(uri, text, version=7)
     actions = _code_actions(session, uri, (1, 4), (1, 17))
-    assert {action.title for action in actions} == {"Fill holes", "Rewrite selection", "Rewrite function"}
+    titles = {"Fill holes", "Rewrite selection", "Rewrite function"}
+    assert {action.title for action in actions} == {
+        *titles,
+        "Edit selection in place",
+        "Edit function in place",
+    }
     assert all(action.kind == "refactor.rewrite" and action.edit is None for action in actions)
-    for action in actions:
+    for action in [action for action in actions if action.title in titles]:  # edit mode: test_lsp_edit.py
         resolved = session.request(types.CODE_ACTION_RESOLVE, action)
         assert resolved.edit is not None, action.title  # the x model's fills are valid code here
         (change,) = resolved.edit.document_changes
@@ -254,7 +259,7 @@ def test_code_actions_are_listed_cheaply_and_resolved_to_versioned_edits(session
     session.open("file:///plain.py", "x = 1\n")
     assert _code_actions(session, "file:///plain.py", (0, 0), (0, 0)) == ()
     assert _code_actions(session, uri, (1, 4), (1, 17), only=[types.CodeActionKind.QuickFix]) == ()
-    assert len(_code_actions(session, uri, (1, 4), (1, 17), only=[types.CodeActionKind.Refactor])) == 3
+    assert len(_code_actions(session, uri, (1, 4), (1, 17), only=[types.CodeActionKind.Refactor])) == 5
     # Unbalanced markers: Fill holes is offered greyed out with the reason.
     session.open("file:///broken.py", "# infill:begin\nx = 1\n")
     (broken,) = _code_actions(session, "file:///broken.py", (0, 0), (0, 0))

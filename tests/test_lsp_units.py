@@ -207,6 +207,7 @@ def test_settings_fall_back_per_value_and_report_each_problem() -> None:
             "disabledLanguages",
             "trustRemoteCode",
             "threads",
+            "nextEdit",
         ]
     )
 

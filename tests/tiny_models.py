@@ -171,10 +171,28 @@ def build_x_model(out: Path, seed: int = 0) -> Path:
 def push_bias_towards_x(model_dir: Path, bias: str, x_id: int, blank_x_id: int) -> Path:
     """The output bias tensor ``bias`` of ``model_dir/model.safetensors`` raised for "x" (+30) and a little
     less for " x" (+25), in place."""
+    return push_bias(model_dir, bias, {x_id: 30.0, blank_x_id: 25.0})
+
+
+def push_bias(model_dir: Path, bias: str, raise_by: dict[int, float]) -> Path:
+    """The output bias tensor ``bias`` of ``model_dir/model.safetensors`` raised per token id, in place."""
     from safetensors.torch import load_file, save_file
 
     weights = load_file(model_dir / "model.safetensors")
-    weights[bias][x_id] += 30.0
-    weights[bias][blank_x_id] += 25.0
+    for token_id, amount in raise_by.items():
+        weights[bias][token_id] += amount
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
     return model_dir
+
+
+def build_preferring_model(out: Path, preferred: dict[str, float], seed: int = 0) -> Path:
+    """The tiny ModernBERT with its output bias raised for the given token texts (each must be one token):
+    wherever a position is masked, it picks among them by their raise (+30 each makes them near-equally
+    likely; +31 makes one the sure favourite), and any other token there is one it reliably rejects."""
+    build_modernbert(out, seed=seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out))
+    raise_by: dict[int, float] = {}
+    for text, amount in preferred.items():
+        (token_id,) = tokenizer.encode(text, add_special_tokens=False)
+        raise_by[token_id] = amount
+    return push_bias(out, "decoder.bias", raise_by)

@@ -45,6 +45,7 @@ class TrainConfig:
     # Data.
     seq_len: int = 256
     span_fraction: float = 0.6  # share of span-infilling examples (rest: plain MDLM / next-token windows)
+    edit_noise: float = 0.0  # share of unmasked canvas positions given a plausible wrong token to undo
     heldout_fraction: float | None = None  # None: 0.1 for a repo, 0.05 for python packages
     max_corpus_chars: int = 12_000_000
     max_chars_per_distribution: int = 250_000
@@ -102,6 +103,8 @@ class TrainConfig:
             raise TrainingError("--hidden-size must be a multiple of --num-heads")
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise TrainingError("--max-steps, --batch-size and --grad-accum must be positive")
+        if not 0 <= self.edit_noise < 1 or (self.edit_noise and self.objective != "diffusion"):
+            raise TrainingError("--edit-noise is a share in [0, 1), for the diffusion objective only")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -123,6 +126,9 @@ HELP = {
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
     "lora": "fine-tune LoRA adapters (peft) instead of all weights; merged on save",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
+    "edit_noise": "diffusion only: share of the unmasked canvas positions of a training example given a "
+    "plausible wrong token (another identifier, a swapped operator, a literal off by one, and/or, "
+    "True/False) whose original the model learns, for edit mode's in-place scores (0: none)",
     "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
     "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
     "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",

@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infill.errors import TrainingError
 from training.corpus import SourceFile
+from training.edit_noise import EditNoise
 from training.length_states import LengthStates, length_state_batch
 from training.parallel import parallel_map
 from training.spans import Span, SpanIndex, index_spans, sample_span
@@ -142,11 +143,14 @@ class ExampleSource:
         *,
         shifted: bool = False,
         length_states: bool = False,
+        edit_noise: float = 0.0,
     ) -> None:
         """``shifted``: examples for a shifted decoder start with <|endoftext|> (as the engine's canvas does
         for that family), so every maskable position has a predecessor whose hidden state predicts it.
         ``length_states``: span examples carry DreamOn's expand and delete states (length_states.py; the
-        tokenizer needs an <|expand|> token)."""
+        tokenizer needs an <|expand|> token).
+        ``edit_noise``: share of unmasked canvas positions of diffusion examples given a plausible wrong token
+        whose original the model learns (training/edit_noise.py; 0: none)."""
         if not files:
             raise ValueError("ExampleSource needs at least one file")
         self.tokenizer = tokenizer
@@ -160,6 +164,7 @@ class ExampleSource:
             if length_states
             else None
         )
+        self.edit_noise = EditNoise.from_tokenizer(tokenizer, edit_noise) if edit_noise > 0 else None
         self.files = list(files)
         # recipe: a GPU run's corpus is hundreds of MB; parsing it for spans is spread over ``workers``.
         self.indexes: list[SpanIndex] = list(parallel_map(_index_file, self.files, workers, chunksize=16))
@@ -287,6 +292,8 @@ class ExampleSource:
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         weights = masked.float() / t
         noisy = torch.where(masked, torch.full_like(input_ids, self.ids.mask), input_ids)
+        if self.edit_noise is not None:
+            noisy, labels, weights = self.edit_noise.corrupt(noisy, labels, weights, maskable & ~masked, gen)
         return Batch(noisy, attention, labels, weights, int(maskable.sum()), maskable.sum(1))
 
     # -- autoregressive FIM peer ----------------------------------------------------------------------

@@ -192,6 +192,7 @@ def train(config: TrainConfig) -> TrainResult:
         config.span_fraction,
         workers=max(1, config.data_workers),
         shifted=shifted,
+        edit_noise=config.edit_noise,
     )
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction, shifted=shifted)
     draw_train, draw_heldout = _drawer(config, train_source), _drawer(config, heldout_source)

@@ -141,6 +141,19 @@ const NOTHING_MESSAGES: Record<RewriteTarget, string> = {
   holes: "Infill: no holes (<|fill|> or infill:begin/infill:end) to fill.",
 };
 
+// Why the server gave no edit (its `reason` field), in the same words as the Neovim plugin and the server.
+const REASON_MESSAGES: Record<string, string> = {
+  noFunction: "Infill: the cursor is not inside a function.",
+  noValidEdit: "Infill: nothing the model proposed passed the syntax check.",
+  confident: "Infill: the model is confident in this code; nothing to change.",
+};
+
+/** The message for an empty result: the server's reason when it gave a known one, else the target's. */
+export function nothingMessage(result: unknown, target: RewriteTarget): string {
+  const reason = (result as { reason?: unknown } | null)?.reason;
+  return (typeof reason === "string" && REASON_MESSAGES[reason]) || NOTHING_MESSAGES[target];
+}
+
 const STALE_MESSAGE = "Infill: the document changed while rewriting; the result was discarded.";
 
 export const APPLY_ANYWAY = "Apply anyway";
@@ -182,8 +195,10 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
   }
   const params = buildRewriteParams(doc, target);
   let edits: RewriteEdit[];
+  let result: unknown;
   try {
-    edits = parseRewriteResult(await host.sendRequest(REWRITE_METHOD, params));
+    result = await host.sendRequest(REWRITE_METHOD, params);
+    edits = parseRewriteResult(result);
   } catch (error) {
     const code = errorCode(error);
     if (code === CONTENT_MODIFIED) {
@@ -197,7 +212,7 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
     return "failed";
   }
   if (edits.length === 0) {
-    host.showInfo(NOTHING_MESSAGES[target]);
+    host.showInfo(nothingMessage(result, target));
     return "nothing";
   }
   if (edits.some((e) => !e.validated)) {

@@ -12,6 +12,7 @@ export interface ServerSettings {
   disabledLanguages: string[];
   trustRemoteCode: boolean;
   threads: number | null;
+  nextEdit: boolean;
 }
 
 /** Settings only the extension uses (how to start the server, whether completions are shown). */
@@ -35,6 +36,7 @@ export const SERVER_DEFAULTS: Readonly<ServerSettings> = Object.freeze({
   disabledLanguages: [],
   trustRemoteCode: false,
   threads: null,
+  nextEdit: false,
 });
 
 export const CLIENT_DEFAULTS: Readonly<ClientSettings> = Object.freeze({
@@ -85,6 +87,7 @@ export function readSettings(read: SettingReader): InfillSettings {
     disabledLanguages: isStringArray(disabled) ? [...disabled] : [],
     trustRemoteCode: read("trustRemoteCode") === true,
     threads: positiveInt(read("threads")),
+    nextEdit: read("nextEdit") === true,
     enable: read("enable") !== false,
     serverCommand: nonEmptyString(read("serverCommand")) ?? CLIENT_DEFAULTS.serverCommand,
     serverArgs: isStringArray(args) ? [...args] : [],

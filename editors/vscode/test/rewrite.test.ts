@@ -93,6 +93,19 @@ test("rewrite function sends the cursor; fill holes sends no range", async () =>
   assert.match(editor.infos[1], /no holes/);
 });
 
+test("an empty result says the server's reason: no function at the cursor is not a failed check", async () => {
+  const reasons = ["noFunction", "noValidEdit", "confident"];
+  let next = 0;
+  const editor = new FakeEditor(doc(CURSOR), async () => ({ edits: [], reason: reasons[next++] }));
+  for (let i = 0; i < reasons.length; i++) {
+    assert.equal(await runRewrite(editor, "function"), "nothing");
+  }
+  assert.equal(editor.infos.length, 3);
+  assert.match(editor.infos[0], /not inside a function/);
+  assert.match(editor.infos[1], /nothing the model proposed passed the syntax check/);
+  assert.match(editor.infos[2], /confident/);
+});
+
 test("rewrite selection with an empty selection asks for one and sends nothing", async () => {
   const editor = new FakeEditor(doc(CURSOR), async () => ONE_EDIT);
   assert.equal(await runRewrite(editor, "range"), "no-selection");

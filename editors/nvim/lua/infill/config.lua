@@ -15,6 +15,7 @@ local server_settings = {
   disabledLanguages = {},
   trustRemoteCode = false,
   threads = nil, -- CPU threads; nil: 1 for small models, one per physical core for large ones
+  nextEdit = false, -- after a change, the server proposes an edit near it as an inline completion item
 }
 
 M.defaults = {

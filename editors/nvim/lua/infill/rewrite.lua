@@ -142,8 +142,15 @@ end
 
 local NOTHING = {
   range = "no rewrite found for the selection",
-  ["function"] = "no rewrite found for this function (is the cursor inside one?)",
+  ["function"] = "no rewrite found for this function",
   holes = "no holes (<|fill|> or infill:begin/infill:end) to fill",
+}
+
+-- Why the server gave no edit (its `reason` field), in the same words as the VS Code extension.
+local REASONS = {
+  noFunction = "the cursor is not inside a function",
+  noValidEdit = "nothing the model proposed passed the syntax check",
+  confident = "the model is confident in this code; nothing to change",
 }
 
 --- Sends `infill/rewrite` and opens the preview when edits come back.
@@ -176,7 +183,7 @@ function M.request(bufnr, target, range)
     end
     local edits = result and result.edits or {}
     if #edits == 0 then
-      notify(NOTHING[target])
+      notify(REASONS[result and result.reason] or NOTHING[target])
       return
     end
     if not vim.api.nvim_buf_is_valid(bufnr) or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick then
