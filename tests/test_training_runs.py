@@ -229,6 +229,12 @@ def test_update_trains_on_what_changed_since_the_commit(
     for extra in (["--update"], []):
         code, printed, err = _cli([*args, *extra], capsys)
         assert code == 0 and "is up to date" in printed, err
+    # A commit that touches only held-out files leaves nothing to train on.
+    heldout = json.loads((out / "training_manifest.json").read_text())["heldout_files"][0]
+    (repo / heldout).write_text((repo / heldout).read_text() + "\n# more\n")
+    git(repo, "commit", "-qam", "a comment")
+    code, printed, _ = _cli([*args, "--update"], capsys)
+    assert code == 0 and "is up to date: no training file changed since commit" in printed
 
 
 def _log_steps(out: Path) -> list[int]:
