@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_training_fixtures import git, make_repo
+from tests.test_training_trainer import TINY
 from training.config import TrainConfig
 from training.corpus import corpus_from_git
 from training.repo_names import defined_names, name_gaps
@@ -44,14 +45,11 @@ def _module(i: int) -> str:
 
 
 NAMED_SOURCES = {f"pkg/mod_{w}.py": _module(i) for i, w in enumerate(WORDS)}
-TINY_MODEL = [
-    "--vocab-size", "320", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "2",
-    "--intermediate-size", "64", "--max-positions", "128",
-]  # fmt: skip
+# The tiny model and run of the trainer tests, as command-line flags; a few more held-out examples and gaps.
 TINY_RUN = [
-    "--seq-len", "64", "--batch-size", "2", "--eval-batches", "2", "--eval-spans", "3",
-    "--heldout-fraction", "0.25", "--threads", "1", "--save-every", "100", "--eval-every", "100",
-]  # fmt: skip
+    *(item for key, value in TINY.items() for item in (f"--{key.replace('_', '-')}", str(value))),
+    *("--eval-batches", "2", "--eval-spans", "3", "--save-every", "100", "--eval-every", "100"),
+]
 
 
 def test_names_the_repository_defines_and_gaps_on_their_uses(tmp_path: Path) -> None:
@@ -106,26 +104,8 @@ def named_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_base(named_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("base") / "base"
-    config = TrainConfig(
-        repo=str(named_repo),
-        out=str(out),
-        from_scratch=True,
-        max_steps=2,
-        save_every=100,
-        eval_every=100,
-        vocab_size=320,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_positions=128,
-        seq_len=64,
-        batch_size=2,
-        eval_batches=1,
-        eval_spans=2,
-        heldout_fraction=0.25,
-        threads=1,
-    )
+    common = {"save_every": 100, "eval_every": 100, **TINY}
+    config = TrainConfig(repo=str(named_repo), out=str(out), from_scratch=True, max_steps=2, **common)
     train(config)
     return out
 
@@ -249,7 +229,7 @@ def test_resume_after_a_real_interrupt_continues_from_the_checkpoint(
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "infill.cli.main", "train", "--repo", str(named_repo), "--out", str(out),
-        "--from-scratch", *TINY_MODEL, *TINY_RUN, "--save-every", "2", "--eval-spans", "0",
+        "--from-scratch", *TINY_RUN, "--save-every", "2", "--eval-spans", "0",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with subprocess.Popen(
