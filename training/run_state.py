@@ -156,7 +156,7 @@ def _plan_update(config: TrainConfig, out: Path, corpus: Corpus, fp: str) -> Run
         "train_chars": chars,
         "update_of_commit": start["commit"],
     }
-    config.base, config.lora, config.from_scratch = str(previous), False, False
+    config.base = str(previous)  # LoRA, if asked, adapts the merged previous model
     config.max_steps, config.warmup_steps = steps, min(config.warmup_steps, max(1, steps // 10))
     note = (
         f"updating from commit {start['commit'][:12]}: {len(train)} training files changed ({chars:,} "
