@@ -190,8 +190,8 @@ def test_update_trains_on_what_changed_since_the_commit(
     args = ["--repo", str(repo), "--base", str(tiny_base), "--out", str(out), "--max-steps", "4", *TINY_RUN]
     assert _cli(args, capsys)[0] == 0
     first = json.loads((out / "run_complete.json").read_text())
-    code, _, err = _cli([*args, "--update"], capsys)
-    assert code == 0 and "is up to date: trained 4 steps" in err
+    code, printed, _ = _cli([*args, "--update"], capsys)
+    assert code == 0 and "is up to date: trained 4 steps" in printed
     changed = json.loads((out / "training_manifest.json").read_text())["train_files"][0]
     (repo / changed).write_text((repo / changed).read_text() + "\n\ndef brand_new_helper(x):\n    return x\n")
     git(repo, "commit", "-qam", "a new helper")

@@ -197,8 +197,7 @@ def train(config: TrainConfig) -> TrainResult:
     run_fingerprint = fingerprint(config, corpus, _base_dir(config))
     with accelerator.main_process_first():  # --force and --update change ``out``: once, on the main process
         plan = plan_run(config, out, corpus, run_fingerprint)
-    if plan.up_to_date is not None:
-        _say(accelerator, plan.up_to_date)
+    if plan.up_to_date is not None:  # the caller says so (infill train prints the message and the report)
         return _finished_result(out, plan)
     if plan.note:
         _say(accelerator, plan.note)
