@@ -24,7 +24,8 @@ def train_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
             "Fine-tune a diffusion infilling model on the files a git repository tracks (default base: the "
             "bundled model), or train one from scratch (--from-scratch; --from-python-packages for the "
             "permissively licensed installed Python packages). --objective ar-fim trains the autoregressive "
-            "fill-in-the-middle peer instead. Resumes from the latest checkpoint in --out."
+            "fill-in-the-middle peer instead. Run again, a finished run is reported up to date; --resume "
+            "continues an interrupted one, --update a finished one on what changed since, --force redoes it."
         ),
     )
     add_config_arguments(parser)
@@ -37,17 +38,28 @@ def train_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def train_command(args: argparse.Namespace) -> int:
     from training.config import config_from_args
-    from training.finetune_report import REPORT_NAME, format_report
+    from training.finetune_report import HELDOUT_CE, REPORT_NAME, format_report
     from training.trainer import train
 
     config = config_from_args(args)
     if config.repo is None and not config.from_python_packages and not config.corpus_archive:
         config.repo = "."
     result = train(config)
+    if result.up_to_date is not None:
+        print(result.up_to_date)
+        if result.report is not None:
+            print(format_report(result.report))
+        sys.stdout.flush()
+        return 0
     print(f"model written to {result.out.resolve()}")
     print(f"steps {result.steps}, tokens {result.tokens:,}")
-    if result.heldout_loss is not None:
-        print(f"held-out loss {result.heldout_loss:.4f}")
+    if result.heldout_cross_entropy is not None:
+        examples = config.eval_batches * config.batch_size
+        unit = "predicted" if config.objective == "ar-fim" else "masked"
+        print(
+            f"{HELDOUT_CE} {result.heldout_cross_entropy:.4f} "
+            f"(per {unit} token, mean over {examples} held-out examples)"
+        )
     for name, numbers in (("base", result.base_eval), ("trained", result.span_eval)):
         if numbers:
             print(
@@ -55,7 +67,7 @@ def train_command(args: argparse.Namespace) -> int:
                 f"edit similarity {numbers['edit_similarity']:.3f} ({int(numbers['rows'])} gaps)"
             )
     if result.stopped:
-        print(f"stopped by a signal at step {result.steps}: run the same command again to resume")
+        print(f"stopped by a signal at step {result.steps}: add --resume to the same command to continue")
         sys.stdout.flush()
         return STOPPED_EXIT_CODE
     if result.report is not None:

@@ -189,7 +189,7 @@ train_cmd() {  # $1 out dir, $2 objective, then extra trainer options
         --vocab-size "$VOCAB" --hidden-size "$HIDDEN" --num-layers "$LAYERS" --num-heads "$HEADS" \
         --intermediate-size "$FFN" --seq-len "$SEQ_LEN" --max-positions "$SEQ_LEN" --batch-size "$BATCH" \
         --lr "$LR" --warmup-steps "$WARMUP" --max-corpus-chars "$MAX_CORPUS_CHARS" \
-        --data-workers "$DATA_WORKERS" --keep-checkpoints 1 --eval-every 1000000000 "$@" $EXTRA_TRAIN_ARGS
+        --data-workers "$DATA_WORKERS" --keep-checkpoints 1 --eval-every 1000000000 --resume "$@" $EXTRA_TRAIN_ARGS
 }
 
 # Steps that fit TRAIN_MINUTES (times $1, the share of it) at the rate a calibration run's log shows.

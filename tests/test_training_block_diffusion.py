@@ -91,7 +91,11 @@ def test_trained_block_model_decodes_block_by_block(tmp_path: Path) -> None:
         threads=1,
     )
     result = train(config)
-    assert result.steps == 3 and result.heldout_loss is not None and "edit_similarity" in result.span_eval
+    assert (
+        result.steps == 3
+        and result.heldout_cross_entropy is not None
+        and "edit_similarity" in result.span_eval
+    )
     assert model_family(out) == "block-diffusion"
     generate = load_generator(out, mode="span", max_tokens=12)
     assert isinstance(generate, BlockDiffusionGenerator)

@@ -50,26 +50,63 @@ def test_paired_interval_refuses_unpaired_samples() -> None:
 def test_report_has_every_metric_with_its_interval_and_prints() -> None:
     n = 6
     base = {
-        "heldout_loss": [4.0, 4.2, 3.9, 4.1, 4.3, 4.0],
+        "heldout_cross_entropy": [4.0, 4.2, 3.9, 4.1, 4.3, 4.0],
         "masked_token_accuracy": [0.2] * n,
         "edit_similarity": [0.1, 0.3, 0.2, 0.2, 0.1, 0.3],
         "exact_match": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
     }
     tuned = {
-        "heldout_loss": [3.5, 3.8, 3.4, 3.7, 3.7, 3.5],
+        "heldout_cross_entropy": [3.5, 3.8, 3.4, 3.7, 3.7, 3.5],
         "masked_token_accuracy": [0.25, 0.3, 0.26, 0.22, 0.3, 0.28],
         "edit_similarity": [0.1, 0.3, 0.2, 0.2, 0.1, 0.3],
         "exact_match": [0.0, 1.0, 1.0, 0.0, 0.0, 0.0],
     }
     report = build_report(base, tuned, base_dir="base", tuned_dir="tuned", source="repo")
-    assert set(report["metrics"]) == {name for name, _, _ in METRICS}
+    assert set(report["metrics"]) == {name for name, _, _ in METRICS if not name.startswith("names_")}
     for numbers in report["metrics"].values():
         assert {"base", "tuned", "difference", "low", "high", "n", "level", "improved", "worse"} <= set(
             numbers
         )
         assert numbers["low"] <= numbers["difference"] <= numbers["high"] and numbers["n"] == n
-    assert report["improved"] == ["heldout_loss", "masked_token_accuracy"]
+    assert report["improved"] == ["heldout_cross_entropy", "masked_token_accuracy"]
     assert report["heldout_examples"] == report["heldout_gaps"] == n
     text = format_report(report)
-    assert "heldout_loss" in text and "better" in text and "within noise" in text
+    assert "heldout_cross_entropy" in text and "better" in text and "within noise" in text
     assert "-0.4833" in text  # the loss difference, signed
+    # No gap used a repository name: those rows are left out, and the last line says so.
+    assert report["name_gaps"] == 0 and "names_edit_similarity" not in report["metrics"]
+    assert text.splitlines()[-1] == (
+        "tuned on repository names: too few held-out gaps to compare; does not beat base on general code "
+        "beyond noise (+0.000 [+0.000, +0.000]) (edit similarity of the fills, paired 95% interval)"
+    )
+
+
+def test_the_last_line_says_where_the_tuned_model_wins_beyond_noise() -> None:
+    general = [0.20, 0.30, 0.10, 0.40, 0.25, 0.35]
+    base = {
+        "heldout_cross_entropy": [3.0] * 6,
+        "masked_token_accuracy": [0.4] * 6,
+        "edit_similarity": general,
+        "exact_match": [0.0] * 6,
+        "names_edit_similarity": [0.10, 0.20, 0.15, 0.05, 0.10, 0.20],
+        "names_exact_match": [0.0] * 6,
+        "names_recalled": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+    }
+    tuned = {
+        **base,
+        "edit_similarity": [
+            g + d for g, d in zip(general, [0.05, -0.05, 0.02, -0.02, 0.01, -0.01], strict=True)
+        ],
+        "names_edit_similarity": [0.30, 0.45, 0.35, 0.20, 0.30, 0.50],
+        "names_recalled": [1.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+    }
+    report = build_report(base, tuned, base_dir="b", tuned_dir="t", source="r")
+    assert report["name_gaps"] == 6 and "names_recalled" in report["improved"]
+    last = format_report(report).splitlines()[-1]
+    names = report["metrics"]["names_edit_similarity"]
+    assert last.startswith(
+        f"tuned beats base on repository names by {names['difference']:+.3f} "
+        f"[{names['low']:+.3f}, {names['high']:+.3f}]; does not beat base on general code beyond noise ("
+    )
+    worse = build_report(tuned, base, base_dir="b", tuned_dir="t", source="r")
+    assert "is worse than base on repository names by -0.217" in format_report(worse).splitlines()[-1]

@@ -76,7 +76,7 @@ def test_lora_fine_tune_keeps_the_release_layout_and_family(
         **TINY_RUN,
     )
     result = train(config)
-    assert result.steps == 2 and result.heldout_loss is not None
+    assert result.steps == 2 and result.heldout_cross_entropy is not None
     assert set(result.base_eval) == set(result.span_eval) == {"exact_match", "edit_similarity", "rows"}
     assert not list(out.glob("adapter_*"))  # LoRA merged into plain weights
 

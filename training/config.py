@@ -65,12 +65,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile the encoder stack (~10% faster steps after a minute or two)
     # Evaluation and checkpoints.
     eval_every: int = 100  # held-out loss
-    eval_batches: int = 4
-    eval_spans: int = 128  # held-out gaps decoded at the end (and examples in the fine-tuning report)
+    eval_batches: int = 16  # held-out examples: eval_batches x batch_size, the same at every evaluation
+    eval_spans: int = 128  # held-out gaps decoded at the end
+    eval_name_spans: int = 64  # fine-tuning: held-out gaps that use names the repository defines
     span_eval_every: int = 0  # decode the held-out gaps every N steps too (0: only at the end; slow)
     save_every: int = 50
     keep_checkpoints: int = 2
-    resume: bool = True
+    resume: bool = False  # continue the interrupted run in ``out`` from its last checkpoint
+    force: bool = False  # train again although ``out`` holds a finished or interrupted run
+    update: bool = False  # continue the finished model in ``out`` on the files changed since its commit
     compare_base: bool = True  # fine-tuning: also score the base model on the same held-out gaps
 
     def learning_rate(self) -> float:
@@ -105,6 +108,14 @@ class TrainConfig:
             raise TrainingError("--max-steps, --batch-size and --grad-accum must be positive")
         if not 0 <= self.edit_noise < 1 or (self.edit_noise and self.objective != "diffusion"):
             raise TrainingError("--edit-noise is a share in [0, 1), for the diffusion objective only")
+        if self.eval_batches < 1:
+            raise TrainingError("--eval-batches must be positive: the held-out cross-entropy needs examples")
+        if self.force and (self.update or self.resume):
+            raise TrainingError("--force starts over: it takes no --update or --resume")
+        if self.update and (self.repo is None or self.from_scratch or self.from_ar):
+            raise TrainingError(
+                "--update continues a model fine-tuned on --repo (not --from-scratch or --from-ar)"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -118,7 +129,7 @@ HELP = {
     "repo": "git repository to train on, only files git tracks are read (infill train: current directory)",
     "from_python_packages": "train on permissively licensed installed Python distributions instead of a repo",
     "corpus_archive": "train on a corpus archive (python -m training.archive build/merge) instead of a repo",
-    "out": "output model directory (checkpoints in OUT/checkpoints; resumed when present)",
+    "out": "output model directory (checkpoints in OUT/checkpoints; see --resume, --update, --force)",
     "objective": "diffusion (masked diffusion, the default), ar-fim (the autoregressive FIM peer) or "
     "block-diffusion (BD3-LM: autoregressive over blocks, masked diffusion inside; needs its own decoder)",
     "base": "model directory to fine-tune (default: the bundled model)",
@@ -133,14 +144,21 @@ HELP = {
     "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
     "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",
     "compile": "torch.compile the encoder stack (faster steps after a one-off compile)",
-    "eval_every": "held-out loss every N steps",
+    "eval_every": "held-out cross-entropy every N steps",
+    "eval_batches": "held-out batches for the held-out cross-entropy (per masked token; console, model card "
+    "and fine-tuning report score the same examples)",
+    "eval_name_spans": "fine-tuning: held-out gaps whose answer uses a name the repository defines",
+    "resume": "continue the interrupted run in --out from its last checkpoint",
+    "force": "train again from the start although --out holds a finished or interrupted run",
+    "update": "continue the finished model in --out on the training files changed since the commit it "
+    "was trained on (as many steps as give them the passes the first run gave the repository)",
     "span_eval_every": "also decode the held-out gaps every N steps (0: only at the end)",
     "threads": "torch CPU threads (default: torch's choice)",
     "heldout_fraction": "share of files held out (default: 0.1 for a repo, 0.05 for python packages)",
     "lr": "peak learning rate (default: 2e-3 from scratch, 5e-4 fine-tuning, 1e-3 with LoRA)",
     "data_workers": "processes that draw batches ahead of the optimizer and index the corpus (0: none)",
     "eval_spans": "held-out gaps decoded and scored (exact match, edit similarity); fine-tuning compares the "
-    "base on the same gaps and as many held-out examples (loss, masked-token accuracy)",
+    "base on the same gaps and held-out examples (cross-entropy, masked-token accuracy)",
     "compare_base": "when fine-tuning, also score the base model on the same held-out gaps",
 }
 

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from infill.models.families import FAMILY_KEY
 from training.config import TrainConfig
 from training.corpus import Corpus
+from training.finetune_report import HELDOUT_CE
 from training.model_factory import SHIFTED_DECODER, is_shifted_decoder, merged
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def export_model_dir(
 
 
 def write_loss_curve(log_path: Path, png_path: Path) -> None:
-    """Training loss (and held-out loss where evaluated) against step, as a PNG."""
+    """Training loss (the MDLM loss, 1/t-weighted) and, where evaluated, the held-out cross-entropy per masked
+    token (unweighted: the run's one held-out number) against step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,9 +74,9 @@ def write_loss_curve(log_path: Path, png_path: Path) -> None:
         if "loss" in record:
             steps.append(record["step"])
             losses.append(record["loss"])
-        elif "eval" in record and record["eval"].get("heldout_loss") is not None:
+        elif "eval" in record and record["eval"].get(HELDOUT_CE) is not None:
             eval_steps.append(record["eval"]["step"])
-            eval_losses.append(record["eval"]["heldout_loss"])
+            eval_losses.append(record["eval"][HELDOUT_CE])
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(losses) >= 20:  # a moving average reads better than the raw, noisy per-step losses
         k = max(5, len(losses) // 50)
@@ -87,7 +89,7 @@ def write_loss_curve(log_path: Path, png_path: Path) -> None:
     else:
         ax.plot(steps, losses, color="tab:blue", label="train")
     if eval_losses:
-        ax.plot(eval_steps, eval_losses, "o-", color="tab:orange", label="held-out")
+        ax.plot(eval_steps, eval_losses, "o-", color="tab:orange", label=f"{HELDOUT_CE} (per masked token)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
@@ -172,8 +174,10 @@ def write_model_card(
         *_init_lines(init or {}),
         "## Held-out evaluation",
         "",
-        "Held-out files (split by file, never by chunk); span exact match and "
-        "edit similarity on line and block gaps cut from them.",
+        f"Held-out files (split by file, never by chunk). `{HELDOUT_CE}`: cross-entropy per masked token of "
+        f"{config.eval_batches * config.batch_size} held-out examples (the number `infill train` prints and "
+        "`finetune_report.json` compares); span exact match and edit similarity on line and block gaps cut "
+        "from them.",
         "",
         _table([(k, "n/a" if v is None else f"{v:.4f}") for k, v in evals.items()]),
         "",

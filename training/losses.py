@@ -101,21 +101,10 @@ class DiffusionObjective(torch.nn.Module):
     def row_stats(self, batch: Batch) -> RowStats:
         """Per-example weighted CE, correct argmax predictions and masked counts (for paired comparisons)."""
         logits, targets, rows = self.predictions(batch)
-        ce = F.cross_entropy(logits, targets, reduction="none")
         weights = batch.weights[batch.labels != -100]
         size = batch.input_ids.shape[0]
-
-        def per_row(values: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(size, dtype=torch.float64).index_add_(0, rows.cpu(), values.double().cpu())
-
         maskable = batch.row_maskable if batch.row_maskable is not None else torch.zeros(size)
-        return RowStats(
-            per_row(ce * weights),
-            per_row(ce),
-            per_row((logits.argmax(-1) == targets).double()),
-            per_row(torch.ones_like(targets, dtype=torch.float64)),
-            maskable.double().cpu(),
-        )
+        return _row_stats(logits, targets, rows, weights, size, maskable)
 
 
 class ARObjective(torch.nn.Module):
@@ -129,6 +118,42 @@ class ARObjective(torch.nn.Module):
         return self.model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels
         ).loss
+
+    @torch.no_grad()
+    def row_stats(self, batch: Batch) -> RowStats:
+        """The same per-example sums over the predicted (next) tokens; no weights, every target counts."""
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        targets = batch.labels[:, 1:]  # (B, T-1): the logits at i predict the token at i+1
+        selected = targets != -100
+        rows = selected.nonzero()[:, 0]
+        picked = targets[selected]
+        counts = selected.sum(1).double().cpu()
+        return _row_stats(
+            logits[:, :-1][selected].float(), picked, rows, torch.ones_like(picked), len(targets), counts
+        )
+
+
+def _row_stats(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    weights: torch.Tensor,
+    size: int,
+    maskable: torch.Tensor,
+) -> RowStats:
+    """Sums per example of the N scored positions: logits (N, V), targets/rows/weights (N,)."""
+    ce = F.cross_entropy(logits, targets, reduction="none")
+
+    def per_row(values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(size, dtype=torch.float64).index_add_(0, rows.cpu(), values.double().cpu())
+
+    return RowStats(
+        per_row(ce * weights),
+        per_row(ce),
+        per_row((logits.argmax(-1) == targets).double()),
+        per_row(torch.ones_like(targets, dtype=torch.float64)),
+        maskable.double().cpu(),
+    )
 
 
 def _mask_or_none(attention_mask: torch.Tensor) -> torch.Tensor | None:

@@ -5,7 +5,10 @@ Layout of ``config.out``:
   config.json, model.safetensors, tokenizer files, generation_config.json, README.md   the model dir
   training_config.json, training_manifest.json, train_log.jsonl, loss_curve.png, eval.json,
   training_state.json (steps, tokens, wall and CPU seconds so far: what an AR-initialised run counts as its
-  AR phase)
+  AR phase), run_complete.json (a finished run: see training.run_state; repeats, --resume, --update, --force)
+
+One held-out number: the cross-entropy per masked token of the run's held-out examples
+(``finetune_report.heldout_batches``), the same at every evaluation and in the console, card and report.
 
 Time is counted in two clocks: wall seconds and CPU seconds of this process (``time.process_time``). On a
 machine shared with other work the CPU clock is the fair one: ``--max-cpu-minutes`` gives runs equal compute.
@@ -35,7 +38,16 @@ from training.block_diffusion import block_batch
 from training.config import TrainConfig
 from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
 from training.export import export_model_dir, write_loss_curve, write_model_card
-from training.finetune_report import build_report, example_scores, report_batches, write_report
+from training.file_modes import share_files
+from training.finetune_report import (
+    HELDOUT_CE,
+    build_report,
+    example_scores,
+    heldout_batches,
+    mean_heldout_ce,
+    read_report,
+    write_report,
+)
 from training.losses import ARObjective, DiffusionObjective, backbone_and_head
 from training.model_factory import (
     apply_lora,
@@ -49,11 +61,11 @@ from training.model_factory import (
 )
 from training.objective import Batch, ExampleSource
 from training.prefetch import batch_stream
-from training.repo_eval import complete_with_model_dir, heldout_rows, row_scores, score_rows
+from training.repo_eval import EvalRow, complete_with_model_dir, heldout_rows, row_scores, score_rows
+from training.repo_names import NameGap, name_gap_scores, name_gaps
+from training.run_state import LOG_FILE, RunPlan, fingerprint, plan_run, write_done
 
 logger = logging.getLogger(__name__)
-
-EVAL_SEED_OFFSET = 1_000_003  # held-out batches use their own fixed seeds, never the training stream's
 
 
 def _say(accelerator: Accelerator, message: str) -> None:
@@ -67,11 +79,12 @@ class TrainResult:
     out: Path
     steps: int
     tokens: int
-    heldout_loss: float | None
+    heldout_cross_entropy: float | None  # per masked token, on the run's held-out examples
     span_eval: dict[str, float] = field(default_factory=dict)
     base_eval: dict[str, float] = field(default_factory=dict)  # the base model on the same gaps
     report: dict | None = None  # fine-tuning: base vs fine-tuned with paired intervals (finetune_report)
     stopped: bool = False  # ended early by SIGTERM/SIGINT (resumable), not by its steps or time budget
+    up_to_date: str | None = None  # nothing trained: ``out`` already holds this run, finished (the message)
 
 
 def load_corpus(config: TrainConfig) -> Corpus:
@@ -108,25 +121,26 @@ def _model_and_tokenizer(
             tokenizer = new_tokenizer(corpus.train, config.vocab_size)
         build = build_ar_model if config.objective == "ar-fim" else build_diffusion_model
         return build(config, tokenizer), tokenizer, "from scratch", None
-    from infill.models import resolve_model_dir
-
-    try:
-        base = resolve_model_dir(config.base)
-    except Exception as exc:  # ModelLoadError: no bundled default, missing dir
-        raise TrainingError(f"no base model to fine-tune: {exc}") from exc
+    base = _base_dir(config)
+    assert base is not None
     model, tokenizer = load_base_model(base)
     if config.lora:
         model = apply_lora(model, config.lora_rank)
     return model, tokenizer, f"fine-tuned from {base}" + (" (LoRA)" if config.lora else ""), base
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
-    steps = sorted(
-        (int(p.name.removeprefix("step_")), p)
-        for p in (out / "checkpoints").glob("step_*")
-        if (p / "trainer_state.json").is_file()
-    )
-    return steps[-1][1] if steps else None
+def _base_dir(config: TrainConfig) -> Path | None:
+    """The model dir a fine-tuning run starts from (None from scratch); resolved without loading it."""
+    if config.from_ar:
+        return Path(config.from_ar)
+    if config.from_scratch:
+        return None
+    from infill.models import resolve_model_dir
+
+    try:
+        return resolve_model_dir(config.base)
+    except Exception as exc:  # ModelLoadError: no bundled default, missing dir
+        raise TrainingError(f"no base model to fine-tune: {exc}") from exc
 
 
 def _schedule(config: TrainConfig, state: dict) -> Callable[[int], float]:
@@ -178,9 +192,16 @@ def train(config: TrainConfig) -> TrainResult:
     corpus_name = config.repo or config.corpus_archive or "installed Python packages"
     _say(accelerator, f"reading the corpus ({corpus_name})")
     corpus = load_corpus(config)
-    _say(accelerator, f"{len(corpus.train)} files to train on, {len(corpus.heldout)} held out; loading")
     if not corpus.heldout:
         raise TrainingError("the corpus has a single file: nothing to hold out for evaluation")
+    run_fingerprint = fingerprint(config, corpus, _base_dir(config))
+    with accelerator.main_process_first():  # --force and --update change ``out``: once, on the main process
+        plan = plan_run(config, out, corpus, run_fingerprint)
+    if plan.up_to_date is not None:  # the caller says so (infill train prints the message and the report)
+        return _finished_result(out, plan)
+    if plan.note:
+        _say(accelerator, plan.note)
+    _say(accelerator, f"{len(corpus.train)} files to train on, {len(corpus.heldout)} held out; loading")
     with accelerator.main_process_first():
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
     shifted = is_shifted_decoder(model)
@@ -195,7 +216,10 @@ def train(config: TrainConfig) -> TrainResult:
         edit_noise=config.edit_noise,
     )
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction, shifted=shifted)
-    draw_train, draw_heldout = _drawer(config, train_source), _drawer(config, heldout_source)
+    draw_train = _drawer(config, train_source)
+    heldout_examples = heldout_batches(
+        _drawer(config, heldout_source), config.eval_batches, config.batch_size, config.seed
+    )
 
     optimizer = _optimizer(config, model)
     state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
@@ -203,51 +227,55 @@ def train(config: TrainConfig) -> TrainResult:
     objective = _objective(config, model)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
 
-    checkpoint = _latest_checkpoint(out) if config.resume else None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state.update(json.loads((checkpoint / "trainer_state.json").read_text()))
-        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    if plan.checkpoint is not None:
+        accelerator.load_state(str(plan.checkpoint))
+        state.update(json.loads((plan.checkpoint / "trainer_state.json").read_text()))
+        _say(accelerator, f"resuming from step {state['step']} ({plan.checkpoint})")
     if accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))  # available at once, e.g. for an AR peer sharing it
         config.write(out / "training_config.json")
         corpus.write_manifest(out / "training_manifest.json")
 
     eval_rows = heldout_rows(corpus.heldout, config.eval_spans, seed=config.seed)
-    log_path = out / "train_log.jsonl"
+    log_path = out / LOG_FILE
     rank = accelerator.process_index
     started = time.perf_counter() - state["elapsed_s"]
     cpu_started = time.process_time() - state["cpu_s"]
-    heldout_loss, span_eval, completions = None, {}, []
+    heldout_ce, span_eval, completions = None, {}, []
+    heldout_scores: dict[str, list[float]] = {}
     compare = base_dir is not None and config.compare_base
+    names = name_gaps(corpus.train, corpus.heldout, config.eval_name_spans, config.seed) if compare else []
+    gap_rows = eval_rows + [g.row for g in names]  # general gaps, then those on the repository's names
     if compare:
-        _say(accelerator, f"scoring the base model on {len(eval_rows)} held-out gaps")
-    base_completions = _base_completions(out, base_dir, eval_rows) if compare else []
-    base_eval = score_rows(eval_rows, base_completions) if compare and eval_rows else {}
+        _say(accelerator, f"scoring the base model on {len(eval_rows)} + {len(names)} held-out gaps")
+    base_completions = _base_completions(out, base_dir, gap_rows) if compare else []
+    base_eval = score_rows(eval_rows, base_completions[: len(eval_rows)]) if compare and eval_rows else {}
     init = _init_record(config)
 
     def evaluate(spans: bool) -> None:
-        nonlocal heldout_loss, span_eval, completions
-        _say(accelerator, f"step {state['step']}: held-out loss")
-        heldout_loss = _heldout_loss(objective, draw_heldout, config, accelerator)
+        nonlocal heldout_ce, heldout_scores, span_eval, completions
+        _say(accelerator, f"step {state['step']}: held-out cross-entropy")
+        heldout_scores = _heldout_scores(objective, heldout_examples, accelerator)
+        heldout_ce = mean_heldout_ce(heldout_scores)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(objective).model
             _say(accelerator, f"step {state['step']}: writing the model to {out}")
             export_model_dir(unwrapped, tokenizer, out, config)
-            if spans and eval_rows:
-                _say(accelerator, f"step {state['step']}: scoring {len(eval_rows)} held-out gaps")
-                completions = complete_with_model_dir(out, eval_rows)
-                span_eval = score_rows(eval_rows, completions)
-            record = {"step": state["step"], "heldout_loss": heldout_loss, **(span_eval if spans else {})}
+            if spans and gap_rows:
+                _say(accelerator, f"step {state['step']}: scoring {len(gap_rows)} held-out gaps")
+                completions = complete_with_model_dir(out, gap_rows)
+                span_eval = score_rows(eval_rows, completions[: len(eval_rows)]) if eval_rows else {}
+            record = {"step": state["step"], HELDOUT_CE: heldout_ce, **(span_eval if spans else {})}
             _append_log(log_path, {"eval": record})
             (out / "eval.json").write_text(json.dumps({**record, **init}, indent=2) + "\n")
             (out / "training_state.json").write_text(json.dumps(state) + "\n")
             write_loss_curve(log_path, out / "loss_curve.png")
             parameters = sum(p.numel() for p in unwrapped.parameters())
             base_numbers = {f"base_{k}": v for k, v in base_eval.items() if k != "rows"}
-            numbers = {"heldout_loss": heldout_loss, **span_eval, **base_numbers}
+            numbers = {HELDOUT_CE: heldout_ce, **span_eval, **base_numbers}
             write_model_card(out, config, corpus, state, origin, numbers, parameters, init)
+            share_files(out)
             logger.info("eval at step %d: %s", state["step"], record)
 
     bar = tqdm(
@@ -257,7 +285,7 @@ def train(config: TrainConfig) -> TrainResult:
         desc="train",
         unit="step",
     )
-    window: list[tuple[int, float]] = []  # (tokens, CPU seconds) of the last steps, for the rate shown
+    window: list[tuple[int, float, float]] = []  # (tokens, CPU s, wall s) of the last steps, for the bar
     stop = _StopRequest()
     batches = batch_stream(  # recipe: drawn ahead by config.data_workers processes, same stream as inline
         draw_train,
@@ -271,7 +299,7 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         while state["step"] < config.max_steps:
             step = state["step"]
-            step_cpu = time.process_time()
+            step_cpu, step_wall = time.process_time(), time.perf_counter()
             loss_sum, step_tokens = 0.0, 0
             for _micro in range(config.grad_accum):
                 batch = next(batches).to(accelerator.device)
@@ -289,9 +317,9 @@ def train(config: TrainConfig) -> TrainResult:
             state["step"] = step + 1
             state["elapsed_s"] = time.perf_counter() - started
             state["cpu_s"] = time.process_time() - cpu_started
-            window = [*window[-19:], (step_tokens, time.process_time() - step_cpu)]
-            rate = sum(t for t, _ in window) / max(1e-9, sum(c for _, c in window))
-            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_cpu_s=f"{rate:.0f}")
+            step_times = (time.process_time() - step_cpu, time.perf_counter() - step_wall)
+            window = [*window[-19:], (step_tokens, *step_times)]
+            bar.set_postfix(loss=f"{loss_sum:.3f}", **_progress(window, config, state))
             bar.update(1)
             if accelerator.is_main_process:
                 _append_log(
@@ -324,33 +352,81 @@ def train(config: TrainConfig) -> TrainResult:
     # Stopped by a signal: the checkpoint and the model dir (held-out loss) are written; no slow decoding.
     evaluate(spans=not stop.requested)
     report = None
-    if compare and eval_rows and not stop.requested and accelerator.is_main_process:
-        tuned = accelerator.unwrap_model(objective)
-        gaps = (eval_rows, base_completions, completions)
-        report = _finetune_report(config, heldout_source, tuned, base_dir, *gaps)
+    if compare and not stop.requested and accelerator.is_main_process:
+        _say(accelerator, "scoring the base model on the held-out examples")
+        base_scores = _gap_scores(eval_rows, names, base_completions)
+        base_scores |= _heldout_scores(_base_objective(base_dir), heldout_examples, accelerator)
+        tuned_scores = heldout_scores | _gap_scores(eval_rows, names, completions)
+        report = build_report(
+            base_scores, tuned_scores, base_dir=str(base_dir), tuned_dir=str(out), source=str(config.repo)
+        )
         write_report(report, out)
+    if not stop.requested and accelerator.is_main_process:
+        write_done(out, _done_record(run_fingerprint, plan, corpus, state, heldout_ce))
+        share_files(out)
     return TrainResult(
-        out, state["step"], state["tokens"], heldout_loss, span_eval, base_eval, report, stop.requested
+        out, state["step"], state["tokens"], heldout_ce, span_eval, base_eval, report, stop.requested
     )
 
 
-def _finetune_report(
-    config: TrainConfig,
-    source: ExampleSource,
-    tuned: DiffusionObjective,
-    base_dir: Path,
-    rows: list,
-    base_completions: list[str],
-    tuned_completions: list[str],
-) -> dict:
-    """Base vs fine-tuned on the same held-out examples (loss, token accuracy) and gaps (edit sim., exact)."""
-    batches = report_batches(source, max(config.eval_spans, 2), config.batch_size, config.seed)
+def _progress(window: list[tuple[int, float, float]], config: TrainConfig, state: dict) -> dict[str, str]:
+    """Tokens per second (wall and CPU) over the last steps and the time left: the steps still to go at the
+    recent pace, or the time budget's rest when that ends the run first."""
+    tokens, cpu, wall = (sum(column) for column in zip(*window, strict=True))
+    per_step = wall / len(window)
+    left = (config.max_steps - state["step"]) * per_step
+    if config.max_minutes is not None:
+        left = min(left, config.max_minutes * 60 - state["elapsed_s"])
+    if config.max_cpu_minutes is not None:  # CPU seconds left, at the recent wall seconds per CPU second
+        left = min(left, (config.max_cpu_minutes * 60 - state["cpu_s"]) * wall / max(1e-9, cpu))
+    minutes, seconds = divmod(max(0, round(left)), 60)
+    return {
+        "tok/s": f"{tokens / max(1e-9, wall):.0f}",
+        "tok/cpu-s": f"{tokens / max(1e-9, cpu):.0f}",
+        "left": f"{minutes}:{seconds:02d}",
+    }
+
+
+def _gap_scores(rows: list[EvalRow], names: list[NameGap], completions: list[str]) -> dict[str, list[float]]:
+    """Per-gap scores of the general gaps, then of the gaps on repository names (``completions``: both)."""
+    return row_scores(rows, completions[: len(rows)]) | name_gap_scores(names, completions[len(rows) :])
+
+
+def _base_objective(base_dir: Path) -> DiffusionObjective:
     base_model, _ = load_base_model(base_dir)
-    base = DiffusionObjective(base_model, shift=is_shifted_decoder(base_model))
-    base_scores = example_scores(base, batches) | row_scores(rows, base_completions)
-    tuned_scores = example_scores(tuned, batches) | row_scores(rows, tuned_completions)
-    return build_report(
-        base_scores, tuned_scores, base_dir=str(base_dir), tuned_dir=str(config.out), source=str(config.repo)
+    return DiffusionObjective(base_model, shift=is_shifted_decoder(base_model))
+
+
+def _done_record(fp: str, plan: RunPlan, corpus: Corpus, state: dict, heldout_ce: float | None) -> dict:
+    """run_complete.json: what makes a repeat a no-op, and what an --update scales its steps by (the first
+    run's steps per training character: an update's steps give the changed files as many passes)."""
+    source = corpus.manifest.get("source") or {}
+    commit = source.get("commit") if isinstance(source, dict) else None
+    if plan.done is not None and "basis" in plan.done:  # an update: keep the first run's basis
+        basis = plan.done["basis"]
+    else:
+        basis = {"steps": state["step"], "train_chars": corpus.manifest.get("train_chars", 0)}
+    return {
+        "fingerprint": fp,
+        "commit": commit or "(no commit)",
+        "steps": state["step"],
+        "tokens": state["tokens"],
+        HELDOUT_CE: heldout_ce,
+        "basis": basis,
+    }
+
+
+def _finished_result(out: Path, plan: RunPlan) -> TrainResult:
+    """The result of a run that is already done: its numbers as recorded, nothing loaded."""
+    done = plan.done or {}
+    report = read_report(out)
+    return TrainResult(
+        out,
+        done.get("steps", 0),
+        done.get("tokens", 0),
+        done.get(HELDOUT_CE),
+        report=report,
+        up_to_date=plan.up_to_date,
     )
 
 
@@ -414,15 +490,11 @@ def _drawer(config: TrainConfig, source: ExampleSource) -> Callable[..., Batch]:
     return source.diffusion_batch
 
 
-@torch.no_grad()
-def _heldout_loss(objective, draw: Callable[..., Batch], config: TrainConfig, accelerator) -> float:
-    objective.eval()
-    losses = []
-    for i in range(config.eval_batches):
-        batch = draw(config.batch_size, config.seed + EVAL_SEED_OFFSET, i, 0)
-        with accelerator.autocast():
-            losses.append(float(objective(batch.to(accelerator.device))))
-    return sum(losses) / len(losses)
+def _heldout_scores(objective: torch.nn.Module, batches: list[Batch], accelerator: Accelerator) -> dict:
+    """Per-example held-out cross-entropy and accuracy of the (unwrapped) model, as training computes."""
+    objective = accelerator.unwrap_model(objective).to(accelerator.device)
+    with accelerator.autocast():
+        return example_scores(objective, batches, accelerator.device)
 
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, state: dict, keep: int) -> None:
