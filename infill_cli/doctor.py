@@ -159,9 +159,10 @@ def _report_loaded(loaded: LoadedModel) -> None:
     framing = [*(_token(loaded, i) for i in special.prefix_ids), "prefix", "masks", "suffix"]
     framing += [_token(loaded, i) for i in special.suffix_ids]
     block_size = getattr(loaded.model, "block_size", None)
-    if block_size is not None:  # block diffusion: the suffix first, then the prefix, continued block by block
-        separator = [_token(loaded, i) for i in special.suffix_separator_ids]
-        framing = [*(["suffix", *separator] if separator else []), "prefix", f"blocks of {block_size} masks"]
+    if block_size is not None:  # block diffusion: the family's prompt layout, continued block by block
+        layout = special.block_prompt or ("{prefix}",)
+        pieces = [p.strip("{}") if isinstance(p, str) else _token(loaded, p) for p in layout]
+        framing = [*(_token(loaded, i) for i in special.prefix_ids), *pieces, f"blocks of {block_size} masks"]
     _row("canvas", " + ".join(framing))
     _row("model device/dtype", f"{loaded.device} / {str(loaded.dtype).removeprefix('torch.')}")
     _row("model window", f"{loaded.max_positions} tokens")

@@ -162,7 +162,9 @@ def main() -> None:
         loaded = dataclasses.replace(
             bundled,
             model=model,
-            special=dataclasses.replace(special, banned_ids=banned, suffix_separator_ids=(special.pad_id,)),
+            special=dataclasses.replace(
+                special, banned_ids=banned, block_prompt=("{suffix}", special.pad_id, "{prefix}")
+            ),
             max_positions=32768,
             generation_defaults={"context_tokens": args.context},
         )

@@ -284,7 +284,9 @@ def test_the_prefix_cache_is_reused_between_calls_and_changes_nothing(sdar_dir: 
 
 def test_the_suffix_goes_before_the_prefix_as_an_earlier_document(sdar_dir: Path) -> None:
     special = load_model(sdar_dir, device="cpu").special
-    assert block_prompt([1, 2], [7, 8], special) == [7, 8, *special.suffix_separator_ids, 1, 2]
+    separator = special.block_prompt[1]
+    assert special.block_prompt == ("{suffix}", separator, "{prefix}") and isinstance(separator, int)
+    assert block_prompt([1, 2], [7, 8], special) == [7, 8, separator, 1, 2]
     assert block_prompt([1, 2], [], special) == [1, 2]
 
 

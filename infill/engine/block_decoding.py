@@ -37,6 +37,7 @@ from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
+from infill.models.families import PREFIX, SUFFIX
 from infill.models.qwen2 import KeyValueCache
 
 logger = logging.getLogger(__name__)
@@ -176,10 +177,18 @@ def block_denoise(
 
 
 def block_prompt(prefix_ids: list[int], suffix_ids: list[int], special: SpecialTokens) -> list[int]:
-    """The ids a block model continues: the suffix first, as an earlier document ended by the family's
-    separator (the base model never saw fill-in-the-middle; families.suffix_before_prefix), then the
-    prefix. Without a separator, or without a suffix, only the prefix."""
-    head = list(special.prefix_ids)
-    if suffix_ids and special.suffix_separator_ids:
-        head += [*suffix_ids, *special.suffix_separator_ids]
-    return [*head, *prefix_ids]
+    """The ids a block model continues: the tokenizer's leading ids, then the family's layout
+    (families.Family.block_prompt) with the prefix and suffix put in; without a layout, the prefix alone. A
+    layout that starts with the suffix (an earlier document) is cut to the prefix on when there is none."""
+    layout = special.block_prompt or (PREFIX,)
+    if not suffix_ids and layout[0] == SUFFIX:
+        layout = layout[layout.index(PREFIX) :]
+    ids = list(special.prefix_ids)
+    for piece in layout:
+        ids += prefix_ids if piece == PREFIX else suffix_ids if piece == SUFFIX else [int(piece)]
+    return ids
+
+
+def framing_length(special: SpecialTokens) -> int:
+    """How many ids a block prompt adds to the prefix and suffix."""
+    return len(special.prefix_ids) + sum(isinstance(piece, int) for piece in special.block_prompt)

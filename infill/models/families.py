@@ -44,6 +44,8 @@ QWEN25_CONTROL_TOKENS = (
     "<tool_call>",
     "</tool_call>",
 )
+# Placeholders of a block model's prompt layout (Family.block_prompt): the code before and after the hole.
+PREFIX, SUFFIX = "{prefix}", "{suffix}"
 DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # LLaDA (modeling_llada.py, LLaDALlamaBlock) -> transformers LLaMA tensor names. ff_proj is the SwiGLU gate
@@ -147,6 +149,7 @@ class Family:
     # Special tokens.
     mask_from_config: bool = False  # config.json mask_token_id before the tokenizer's mask token
     mask_tokens: tuple[str, ...] = MASK_SPELLINGS
+    mask_id: int | None = None  # the authors' code's own mask id, tried after every spelling
     end_of_span_tokens: tuple[str, ...] = ()  # tried before the tokenizer's eos/sep/pad
     end_of_span_required: bool = False
     bos_tokens: tuple[str, ...] = ()  # tried before the tokenizer's bos role and config bos_token_id
@@ -169,9 +172,11 @@ class Family:
     block_size: int | None = None
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
-    # Fill-in-the-middle for models that only continue text: the suffix is shown before the prefix, as an
-    # earlier document ended by this token (spelling); None: the suffix follows the span on the canvas.
-    suffix_before_prefix: str | None = None
+    # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
+    # placeholders, in order (the base model's fill-in-the-middle format, e.g. Seed-Coder's SPM). Empty: the
+    # prefix alone. A layout that starts with SUFFIX shows the suffix as an earlier document (for a base model
+    # that never saw fill-in-the-middle) and, without a suffix, gives the prefix alone.
+    block_prompt: tuple[str, ...] = ()
 
     @property
     def is_decoder(self) -> bool:
@@ -277,7 +282,30 @@ FAMILIES: tuple[Family, ...] = (
         # Qwen3 (SDAR's base) was never trained on fill-in-the-middle, nor was SDAR: the suffix goes before
         # the prefix as an earlier document, where it can only inform names, not be continued. Unmeasured
         # on real weights here (README).
-        suffix_before_prefix="<|endoftext|>",
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    Family(
+        name="stable-diffcoder",
+        title="Stable-DiffCoder (ByteDance-Seed; Seed-Coder's LLaMA weights, block diffusion, blocks of 4)",
+        backbone="llama",
+        # config.json keeps model_type "llama": only the architecture singles it out.
+        architectures=("StableDiffcoderForCausalLM",),
+        attention="block-causal",
+        block_size=4,  # the model card's block_length
+        # generate_block's default mask_id is 5; the spelling is a third party's, not checked against the
+        # release.
+        mask_tokens=("<[MASK_TOKEN]>",),
+        mask_id=5,
+        # The model card's call: steps = gen_length over blocks of 4 (4 steps a block), threshold=None (the
+        # schedule's top-k only: nothing is strictly above 1.0), temperature 0, low_confidence. generate_block
+        # stops after the block holding eos_id (the tokenizer's eos, end of span here).
+        decoding_defaults={"block_steps": 4, "threshold": 1.0, "temperature": 0.0},
+        # Seed-Coder was pretrained with fill-in-the-middle in SPM order (its technical report: FIM ratio 0.5,
+        # 0.1 in continued pretraining); whether Stable-DiffCoder's block-diffusion stage kept FIM samples its
+        # release does not say. Unmeasured on real weights here (README).
+        block_prompt=("<[fim-suffix]>", SUFFIX, "<[fim-prefix]>", PREFIX, "<[fim-middle]>"),
+        never_commit=("<[fim-suffix]>", "<[fim-prefix]>", "<[fim-middle]>"),
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).

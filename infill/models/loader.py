@@ -49,7 +49,7 @@ def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code:
     if not config.get("auto_map"):
         raise ModelLoadError(
             f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder, "
-            "LLaDA and SDAR families"
+            "LLaDA, SDAR and Stable-DiffCoder families"
         )
     if not trust_remote_code:
         raise ModelLoadError(
@@ -158,7 +158,7 @@ def load_block_model(
     block_size = config.get("block_size", family.block_size)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ModelLoadError(f'"block_size" in {model_dir / "config.json"} must be a positive integer')
-    assert family.backbone in ("qwen2", "qwen3"), "block diffusion runs on qwen2.py's module"
+    assert family.backbone in ("qwen2", "qwen3", "llama"), "block diffusion runs on qwen2.py's module"
     native = load_qwen2(model_dir, config, device, dtype, family.backbone)
     if native is None:
         raise ModelLoadError(
