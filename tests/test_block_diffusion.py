@@ -70,7 +70,8 @@ class Reference:
     def logits(self, ids: list[int], allowed: torch.Tensor) -> torch.Tensor:
         """(T, V) logits of ``ids`` at positions 0..T-1, query t attending to key s where allowed[t, s]."""
         c, w = self.config, self.w
-        heads, kv_heads, dim = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+        dim = c.get("head_dim") or c["hidden_size"] // heads
         length = len(ids)
         inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, dim, 2).float() / dim))
         angles = torch.arange(length).float()[:, None] * inv_freq[None, :]
@@ -87,8 +88,9 @@ class Reference:
             q = (x @ w[p + "self_attn.q_proj.weight"].T).view(length, heads, dim)
             k = (x @ w[p + "self_attn.k_proj.weight"].T).view(length, kv_heads, dim)
             v = (x @ w[p + "self_attn.v_proj.weight"].T).view(length, kv_heads, dim)
-            q = self._rms(q, w[p + "self_attn.q_norm.weight"])
-            k = self._rms(k, w[p + "self_attn.k_norm.weight"])
+            if p + "self_attn.q_norm.weight" in w:  # Qwen3's head norms (SDAR); LLaMA has none
+                q = self._rms(q, w[p + "self_attn.q_norm.weight"])
+                k = self._rms(k, w[p + "self_attn.k_norm.weight"])
             outs = []
             for head in range(heads):
                 kv = head // (heads // kv_heads)
