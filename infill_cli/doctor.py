@@ -164,6 +164,8 @@ def _report_loaded(loaded: LoadedModel) -> None:
         pieces = [p.strip("{}") if isinstance(p, str) else _token(loaded, p) for p in layout]
         framing = [*(_token(loaded, i) for i in special.prefix_ids), *pieces, f"blocks of {block_size} masks"]
     _row("canvas", " + ".join(framing))
+    if block_size is not None:  # a block model's span ends where it stops, not at a length estimate
+        _row("span length", f"blocks of {block_size} until the block holding end of span, at most max tokens")
     _row("model device/dtype", f"{loaded.device} / {str(loaded.dtype).removeprefix('torch.')}")
     _row("model window", f"{loaded.max_positions} tokens")
     if loaded.generation_defaults:

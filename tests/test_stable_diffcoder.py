@@ -176,6 +176,7 @@ def test_doctor_shows_the_spm_prompt_and_complete_fills_a_line(
     assert report["model family"].strip().startswith("stable-diffcoder: Stable-DiffCoder")
     canvas = report["canvas"].replace("'", "")
     assert "6 <[fim-suffix]> + suffix + 3 <[fim-prefix]> + prefix + 4 <[fim-middle]> + blocks of 4" in canvas
+    assert report["span length"].strip().startswith("blocks of 4 until the block holding end of span")
     assert report["test fill"].strip().startswith("'x")
 
     (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
