@@ -130,7 +130,9 @@ def _report_model(args: argparse.Namespace) -> bool:
         return True
     started = time.perf_counter()
     try:
-        loaded = load_model(model_dir, device=args.device, trust_remote_code=args.trust_remote_code)
+        loaded = load_model(
+            model_dir, device=args.device, trust_remote_code=args.trust_remote_code, quantize=args.quantize
+        )
     except InfillError as error:
         _row("model loads", f"FAILED: {error}")
         return False

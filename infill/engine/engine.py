@@ -119,9 +119,14 @@ class InfillEngine:
 
     @classmethod
     def from_pretrained(
-        cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
+        cls,
+        model: str | Path | None = None,
+        *,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        quantize: str | None = None,
     ) -> InfillEngine:
-        return cls(load_model(model, device=device, trust_remote_code=trust_remote_code))
+        return cls(load_model(model, device=device, trust_remote_code=trust_remote_code, quantize=quantize))
 
     def default_config(self) -> DecodeConfig:
         """DecodeConfig() updated with the sampler defaults stored with the weights."""

@@ -19,6 +19,7 @@ from infill.models.devices import default_dtype, resolve_device
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
+from infill.models.quantize import check_quantization, quantize_linear_layers
 from infill.models.qwen2 import Qwen2ForCausalLM, load_qwen2
 from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
@@ -65,14 +66,17 @@ def load_model(
     device: str | None = None,
     trust_remote_code: bool = False,
     dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> LoadedModel:
-    """Load a local Hugging Face layout directory (explicit > INFILL_MODEL > bundled default)."""
+    """Load a local Hugging Face layout directory (explicit > INFILL_MODEL > bundled default); ``quantize``
+    "int8": its Linear layers in int8 (CPU, models up to 2B; quantize.py)."""
     started = time.perf_counter()
     model_dir = resolve_model_dir(model)
     config = read_config(model_dir)
     check_model_files(model_dir)
     family = family_or_refuse(config, model_dir, trust_remote_code)
     torch_device = resolve_device(device)
+    check_quantization(quantize, torch_device)
     torch_dtype = dtype or default_dtype(torch_device)
     hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 
@@ -109,6 +113,8 @@ def load_model(
         )
     special = resolve_special_tokens(hf_tokenizer, config, family, model_vocab)
     merge_stop_logits(hf_model, special.end_of_span_id, special.stop_ids)
+    if quantize is not None:  # after the stop-token merge, which edits the float LM head
+        quantize_linear_layers(hf_model, quantize)
     loaded = LoadedModel(
         model=adapter,
         tokenizer=HFTextTokenizer(hf_tokenizer),
