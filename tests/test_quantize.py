@@ -32,12 +32,14 @@ def test_int8_keeps_the_bundled_models_top1_on_real_code_and_replaces_every_line
     assert not any(isinstance(m, DynamicInt8Linear) for m in _modules(plain))
     quantized = [m for m in _modules(int8) if isinstance(m, DynamicInt8Linear)]
     assert quantized and not any(type(m) is torch.nn.Linear for m in _modules(int8))
-    text = (ROOT / "infill" / "engine" / "block_decoding.py").read_text()[:3000]
-    ids = torch.tensor([plain.tokenizer.encode(text)[:256]])
-    mask = torch.ones_like(ids)
-    reference, approximate = plain.model.logits(ids, mask)[0], int8.model.logits(ids, mask)[0]
+    # The masked LM's predictions at 15% masked positions of real code (two windows of 512 tokens).
+    text = (ROOT / "infill" / "engine" / "block_decoding.py").read_text()
+    ids = torch.tensor(plain.tokenizer.encode(text)[:1024]).view(2, 512)
+    masked = torch.rand(ids.shape, generator=torch.Generator().manual_seed(0)) < 0.15
+    canvas, real = ids.masked_fill(masked, plain.special.mask_id), torch.ones_like(ids)
+    reference, approximate = plain.model.logits(canvas, real)[masked], int8.model.logits(canvas, real)[masked]
     agreement = (reference.argmax(-1) == approximate.argmax(-1)).float().mean().item()
-    assert agreement >= 0.9, agreement
+    assert agreement >= 0.85, agreement  # 0.93 in scripts/bench_int8_agreement.py (BENCHMARKS.md)
     assert (reference - approximate).abs().max().item() > 0  # it did change the arithmetic
 
 
