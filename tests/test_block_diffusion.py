@@ -67,6 +67,12 @@ class Reference:
         eps = self.config["rms_norm_eps"]
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """A projection with its bias when the checkpoint has one (Qwen2's q/k/v: Fast-dLLM v2)."""
+        bias = self.w.get(name + ".bias")
+        out = x @ self.w[name + ".weight"].T
+        return out if bias is None else out + bias
+
     def logits(self, ids: list[int], allowed: torch.Tensor) -> torch.Tensor:
         """(T, V) logits of ``ids`` at positions 0..T-1, query t attending to key s where allowed[t, s]."""
         c, w = self.config, self.w
@@ -85,9 +91,9 @@ class Reference:
         for layer in range(c["num_hidden_layers"]):
             p = f"model.layers.{layer}."
             x = self._rms(h, w[p + "input_layernorm.weight"])
-            q = (x @ w[p + "self_attn.q_proj.weight"].T).view(length, heads, dim)
-            k = (x @ w[p + "self_attn.k_proj.weight"].T).view(length, kv_heads, dim)
-            v = (x @ w[p + "self_attn.v_proj.weight"].T).view(length, kv_heads, dim)
+            q = self._linear(x, p + "self_attn.q_proj").view(length, heads, dim)
+            k = self._linear(x, p + "self_attn.k_proj").view(length, kv_heads, dim)
+            v = self._linear(x, p + "self_attn.v_proj").view(length, kv_heads, dim)
             if p + "self_attn.q_norm.weight" in w:  # Qwen3's head norms (SDAR); LLaMA has none
                 q = self._rms(q, w[p + "self_attn.q_norm.weight"])
                 k = self._rms(k, w[p + "self_attn.k_norm.weight"])
@@ -97,7 +103,7 @@ class Reference:
                 scores = rope(q[:, head]) @ rope(k[:, kv]).T * dim**-0.5
                 scores = scores.masked_fill(~allowed, float("-inf"))
                 outs.append(scores.softmax(-1) @ v[:, kv])
-            h = h + torch.cat(outs, -1) @ w[p + "self_attn.o_proj.weight"].T
+            h = h + self._linear(torch.cat(outs, -1), p + "self_attn.o_proj")
             x = self._rms(h, w[p + "post_attention_layernorm.weight"])
             gate = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
             h = h + (gate * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T

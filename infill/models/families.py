@@ -134,7 +134,9 @@ class Family:
     architectures: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()  # added tokens that single out a variant sharing a config layout
     # Loading.
-    shift: bool = False  # the hidden state at i-1 predicts the token at i (Dream); realigned by the adapter
+    # The hidden state at i-1 predicts the token at i (Dream, Fast-dLLM v2); realigned by the adapter or the
+    # block decoding loop.
+    shift: bool = False
     # Run a qwen2 backbone by qwen2.py (plain torch, no transformers import) when it covers the config. Only
     # our own exports: released checkpoints keep transformers' classes.
     plain_torch: bool = False
@@ -170,6 +172,8 @@ class Family:
     # (infill/engine/block_decoding.py) instead of one bidirectional canvas.
     attention: Attention = "bidirectional"
     block_size: int | None = None
+    block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
+    sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -306,6 +310,30 @@ FAMILIES: tuple[Family, ...] = (
         # release does not say. Unmeasured on real weights here (README).
         block_prompt=("<[fim-suffix]>", SUFFIX, "<[fim-prefix]>", PREFIX, "<[fim-middle]>"),
         never_commit=("<[fim-suffix]>", "<[fim-prefix]>", "<[fim-middle]>"),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    Family(
+        name="fast-dllm-v2",
+        title="Fast-dLLM v2 (NVlabs; Qwen2.5 weights, block diffusion over blocks of 32, shifted logits)",
+        backbone="qwen2",
+        architectures=("Fast_dLLM_QwenForCausalLM",),
+        attention="block-causal",
+        block_size=32,  # generate's block_size; config.json's "bd_size" (training's) when present
+        block_size_keys=("block_size", "bd_size"),
+        sub_block_size=8,  # the model card's small_block_size
+        # Token shift: the hidden state at i - 1 predicts position i; a block's first token comes from the
+        # previous block's last position, committed before the block's steps (its generate).
+        shift=True,
+        mask_tokens=("|<MASK>|",),  # spelling unchecked against the release; generate's mask_id is 151665
+        mask_id=151665,
+        stop_tokens=("<|im_end|>", "<|endoftext|>"),  # generate's stop_token is 151645, <|im_end|>
+        never_commit=QWEN25_CONTROL_TOKENS,
+        # The model card's call: threshold 0.9 (every masked position of the sub-block above it, else the
+        # most confident one), greedy.
+        decoding_defaults={"block_steps": 0, "threshold": 0.9, "temperature": 0.0},
+        # Qwen2.5-7B-Instruct (its base) was not trained on fill-in-the-middle (Qwen2.5-Coder was): the suffix
+        # goes first as an earlier document, as for SDAR. Unmeasured on real weights here.
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).

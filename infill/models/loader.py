@@ -161,18 +161,22 @@ def load_block_model(
 ) -> tuple[Qwen2ForCausalLM, BlockDiffusionModel]:
     """A block-diffusion family's native module (qwen2.py; no transformers class has block-causal
     attention) and its adapter; the block size is config.json's "block_size", else the family's."""
-    block_size = config.get("block_size", family.block_size)
+    key = next((k for k in family.block_size_keys if k in config), None)
+    block_size = config[key] if key is not None else family.block_size
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ModelLoadError(f'"block_size" in {model_dir / "config.json"} must be a positive integer')
+        raise ModelLoadError(f'"{key}" in {model_dir / "config.json"} must be a positive integer')
     assert family.backbone in ("qwen2", "qwen3", "llama"), "block diffusion runs on qwen2.py's module"
-    native = load_qwen2(model_dir, config, device, dtype, family.backbone)
+    native = load_qwen2(model_dir, config, device, dtype, family.backbone, any_model_type=True)
     if native is None:
         raise ModelLoadError(
             f"This {family.title} variant is not one infill runs natively (scaled RoPE, sliding windows, "
             "another activation or quantized weights); only the released layout is supported"
         )
     model = checked_model(native, model_dir)
-    return model, BlockDiffusionModel(model, block_size)
+    sub_block = (
+        family.sub_block_size if family.sub_block_size and family.sub_block_size < block_size else None
+    )
+    return model, BlockDiffusionModel(model, block_size, shift=family.shift, sub_block_size=sub_block)
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:

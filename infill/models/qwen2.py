@@ -77,20 +77,24 @@ class Qwen2Config:
     o_bias: bool = False
 
     @classmethod
-    def from_json(cls, config: dict[str, Any], backbone: Backbone = "qwen2") -> Qwen2Config | None:
+    def from_json(
+        cls, config: dict[str, Any], backbone: Backbone = "qwen2", *, any_model_type: bool = False
+    ) -> Qwen2Config | None:
         """The config of a Qwen2 (or, with ``backbone`` "qwen3"/"llama", Qwen3/LLaMA) decoder this module
         computes exactly; None for anything else.
 
-        Covered: for "qwen2" ``model_type`` "qwen2" and ``architectures`` only Qwen2ForCausalLM (or none); for
+        Covered: for "qwen2" ``model_type`` "qwen2" and ``architectures`` only Qwen2ForCausalLM (or none;
+        ``any_model_type``: any, where a block-diffusion family entry decided the backbone); for
         "qwen3"/"llama" any model type (the family entry decided the backbone: SDAR's is "sdar");
         ``hidden_act`` silu, plain RoPE (``rope_parameters`` absent or ``rope_type`` "default" with at most
         ``rope_theta``; no ``rope_scaling``, no ``partial_rotary_factor``), every layer full attention
         (``use_sliding_window`` false, ``layer_types`` only "full_attention"), no ``quantization_config``,
         heads dividing the sizes; for "llama" no ``mlp_bias``.
         """
-        if backbone == "qwen2" and config.get("model_type") != "qwen2":
+        if backbone == "qwen2" and not any_model_type and config.get("model_type") != "qwen2":
             return None
-        if backbone == "qwen2" and any(a != "Qwen2ForCausalLM" for a in config.get("architectures") or []):
+        architectures = config.get("architectures") or []
+        if backbone == "qwen2" and not any_model_type and any(a != "Qwen2ForCausalLM" for a in architectures):
             return None
         if config.get("hidden_act", "silu") not in _ACTIVATIONS or config.get("quantization_config"):
             return None
@@ -422,11 +426,13 @@ def load_qwen2(
     device: torch.device,
     dtype: torch.dtype,
     backbone: Backbone = "qwen2",
+    *,
+    any_model_type: bool = False,
 ) -> tuple[Qwen2ForCausalLM, dict[str, list[str]]] | None:
     """The directory's decoder (``backbone`` "qwen2", "qwen3" or "llama") and its load report (missing,
     mismatched and unexpected tensor names, as transformers' ``output_loading_info`` gives them); None when
     ``Qwen2Config.from_json`` does not cover its config."""
-    parsed = Qwen2Config.from_json(config, backbone)
+    parsed = Qwen2Config.from_json(config, backbone, any_model_type=any_model_type)
     if parsed is None:
         return None
     # Uninitialised: every tensor comes from the checkpoint.
