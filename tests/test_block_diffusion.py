@@ -107,7 +107,8 @@ class Reference:
             x = self._rms(h, w[p + "post_attention_layernorm.weight"])
             gate = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
             h = h + (gate * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
-        return self._rms(h, w["model.norm.weight"]) @ w["lm_head.weight"].T
+        head = w.get("lm_head.weight", w["model.embed_tokens.weight"])  # tied embeddings: no lm_head tensor
+        return self._rms(h, w["model.norm.weight"]) @ head.T
 
     def generate(
         self,

@@ -336,6 +336,21 @@ FAMILIES: tuple[Family, ...] = (
         block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
         lora_targets=DECODER_LORA_TARGETS,
     ),
+    # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under
+    # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's
+    # spelling; not checked against the release) is what singles it out. Bidirectional (is_causal=False),
+    # logits shifted as Dream's (row 0 keeps its own), infilling canvas prefix + masks + suffix with no bos.
+    # Its p2 remasking sampler has no counterpart in infill's: infill's own sampler decodes it.
+    Family(
+        name="open-dcoder",
+        title="Open-dCoder (Open-dLLM; Qwen2.5-Coder weights, bidirectional, shifted logits)",
+        backbone="qwen2",
+        model_types=("qwen2",),
+        marker_tokens=("[MASK]",),
+        shift=True,
+        never_commit=QWEN25_CONTROL_TOKENS,
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).
     Family(
         name="masked-lm",
