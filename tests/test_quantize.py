@@ -67,7 +67,14 @@ def test_refusals_are_one_line_and_come_before_the_model_loads(
         check_quantization("int4", torch.device("cpu"))
     with pytest.raises(ModelLoadError, match="needs the model in float32"):
         load_model(device="cpu", dtype=torch.bfloat16, quantize="int8")
-    monkeypatch.setattr("infill.models.quantize.MAX_PARAMETERS", 1000)
+    from infill.models import quantize
+
+    monkeypatch.setattr(quantize, "MAX_PARAMETERS", 1000)
+    # Refused from the safetensors headers, before the weights are read.
+    monkeypatch.setattr("infill.models.loader.load_masked_lm", lambda *_: pytest.fail("weights were loaded"))
+    with pytest.raises(ModelLoadError, match="up to 0B parameters; this one has"):
+        load_model(device="cpu", quantize="int8")
+    assert quantize.checkpoint_parameters(ROOT / "infill" / "default_model") > 1_000_000
     (tmp_path / "a.py").write_text("x = \n")
     monkeypatch.chdir(tmp_path)
     assert main(["complete", "a.py:1:4", "--device", "cpu", "--quantize", "int8"]) != 0

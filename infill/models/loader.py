@@ -76,7 +76,7 @@ def load_model(
     check_model_files(model_dir)
     family = family_or_refuse(config, model_dir, trust_remote_code)
     torch_device = resolve_device(device)
-    check_quantization(quantize, torch_device)
+    check_quantization(quantize, torch_device, model_dir)
     torch_dtype = dtype or default_dtype(torch_device)
     hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 

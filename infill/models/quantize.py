@@ -9,8 +9,11 @@ models should take a GPU, and torch's dynamic int8 kernels are CPU-only.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from infill.errors import ModelLoadError
@@ -25,14 +28,38 @@ QUANTIZATIONS: tuple[Quantization, ...] = ("int8",)
 MAX_PARAMETERS = 2_000_000_000
 
 
-def check_quantization(quantize: str | None, device: torch.device) -> None:
-    """Refuse, before anything is loaded, what the model's size does not decide (the kind, the device)."""
+def check_quantization(quantize: str | None, device: torch.device, model_dir: Path | None = None) -> None:
+    """Refuse before anything is loaded: an unknown kind, a device other than the CPU, a checkpoint over
+    ``MAX_PARAMETERS`` (counted from its safetensors headers: an 8B model is refused, not loaded first)."""
     if quantize is None:
         return
     if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"Unknown quantization {quantize!r} (known: {', '.join(QUANTIZATIONS)})")
     if device.type != "cpu":
         raise ModelLoadError(f"--quantize {quantize} is for the CPU; on {device} the model runs in its dtype")
+    if model_dir is not None:
+        _check_size(quantize, checkpoint_parameters(model_dir))
+
+
+def checkpoint_parameters(model_dir: Path) -> int:
+    """How many parameters the directory's safetensors files hold, read from their JSON headers."""
+    total = 0
+    for path in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with path.open("rb") as file:
+                header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+            total += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelLoadError(f"Could not read the tensor sizes in {path}: {error}") from error
+    return total
+
+
+def _check_size(quantize: str, parameters: int) -> None:
+    if parameters > MAX_PARAMETERS:
+        raise ModelLoadError(
+            f"--quantize {quantize} is for models up to {MAX_PARAMETERS / 1e9:.0f}B parameters; this one has "
+            f"{parameters / 1e9:.1f}B (run it on a GPU instead)"
+        )
 
 
 def quantize_linear_layers(model: torch.nn.Module, quantize: str) -> int:
@@ -41,11 +68,7 @@ def quantize_linear_layers(model: torch.nn.Module, quantize: str) -> int:
     import torch
 
     parameters = sum(p.numel() for p in model.parameters())
-    if parameters > MAX_PARAMETERS:
-        raise ModelLoadError(
-            f"--quantize {quantize} is for models up to {MAX_PARAMETERS / 1e9:.0f}B parameters; this one has "
-            f"{parameters / 1e9:.1f}B (run it on a GPU instead)"
-        )
+    _check_size(quantize, parameters)
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise ModelLoadError(f"--quantize {quantize} needs the model in float32, not {dtype}")
