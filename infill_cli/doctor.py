@@ -137,6 +137,8 @@ def _report_model(args: argparse.Namespace) -> bool:
         _row("model loads", f"FAILED: {error}")
         return False
     _row("model loads", f"yes, in {time.perf_counter() - started:.1f} s")
+    if args.quantize:
+        _row("quantized", f"{args.quantize} Linear layers (torch dynamic quantization)")
     from infill.models.devices import use_threads
 
     _row("model cpu threads", use_threads(args.threads, loaded.model))

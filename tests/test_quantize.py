@@ -56,6 +56,9 @@ def test_a_block_model_fills_through_the_cli_in_int8(
     assert completion and set(completion) == {"x"}, completion
     loaded = load_model(x_dir, device="cpu", quantize="int8")
     assert isinstance(loaded.model.model.lm_head, DynamicInt8Linear)  # type: ignore[attr-defined]
+    assert main(["doctor", "--model", str(x_dir), "--device", "cpu", "--quantize", "int8"]) == 0
+    report = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines() if ":" in line)
+    assert report["quantized"].strip().startswith("int8") and report["test fill"].strip().startswith("'x")
 
 
 def test_refusals_are_one_line_and_come_before_the_model_loads(
