@@ -32,6 +32,10 @@ MIN_ENGINE_CANDIDATES = 2
 # many for `infill complete`'s one keeps its best the top of the editor's list (a further canvas can only add
 # a better-scoring candidate).
 INVOKED_CANDIDATES = 3
+# Further canvases decoded for a hole or region none of whose first canvases gave a valid fill.
+SPARE_GAP_CANDIDATES = 8
+# ...sampled at this temperature when the first ones were greedy (greedy has no further distinct canvases).
+SPARE_TEMPERATURE = 0.8
 # Budget for a `<|fill|>` hole when the caller gives none.
 DEFAULT_HOLE_TOKENS = 64
 # A regenerated region may come out somewhat longer than the code it replaces.
@@ -67,7 +71,7 @@ class Edit:
 
 def fill_mode_for(kind: str) -> FillMode:
     """The engine's span mode for a region kind: lines stop at the newline, bodies are blocks."""
-    if kind == "line":
+    if kind in ("line", "text_line"):
         return "line"
     if kind in ("block", "function", "region"):
         return "block"
@@ -89,6 +93,19 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
         cursor = edit.end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def _with_placeholders(
+    segments: Sequence[str], marks: Sequence[regions.MarkedRegion], language: str | None
+) -> list[str]:
+    """``segments`` (text between marks, then each mark's content, alternating) with each hole's content a
+    neutral placeholder, chosen hole by hole in the document the holes before it already hold theirs in."""
+    judged = list(segments)
+    for index, mark in enumerate(marks):
+        if mark.kind == "hole":
+            prefix, suffix = "".join(judged[: 2 * index + 1]), "".join(judged[2 * index + 2 :])
+            judged[2 * index + 1] = regions.neutral_placeholder(prefix, suffix, language)
+    return judged
 
 
 def _rows_for(request: CompletionRequest) -> int:
@@ -121,6 +138,9 @@ class _Slot:
     request: FillRequest
     kind: str  # Region kind passed to finalize_candidate
     indent: str | None = None  # indentation of the region's first line: fills are re-indented to it
+    # The document a fill is judged in, when it is not the one the model sees: (prefix, suffix) with the
+    # other holes of the file holding a neutral placeholder (fill_document).
+    judged_in: tuple[str, str] | None = None
 
 
 class Infiller:
@@ -159,22 +179,23 @@ class Infiller:
         return results
 
     def _valid_edits(self, slot: _Slot, candidates: Sequence[Candidate], language: str | None) -> list[Edit]:
-        """Finalised, syntax-checked, distinct candidates as edits, best first."""
-        edits: list[Edit] = []
+        """Finalised, syntax-checked, distinct candidates as edits, best first (whole before cut back)."""
+        ranked: list[tuple[bool, Edit]] = []  # (cut back to a valid prefix, edit)
         seen: set[str] = set()
         for candidate in candidates:
-            request = slot.request
-            text = regions.finalize_candidate(
-                request.prefix, candidate.text, request.suffix, language, slot.kind, slot.indent
+            prefix, suffix = slot.judged_in or (slot.request.prefix, slot.request.suffix)
+            text, shortened = regions.finalize_fill(
+                prefix, candidate.text, suffix, language, slot.kind, slot.indent
             )
             # U+FFFD means the span decoded to invalid UTF-8 (stray byte tokens): never code anyone wants.
             if text is None or not text.strip() or text in seen or "\ufffd" in text:
                 continue
             seen.add(text)
             tokens = candidate.tokens if text == candidate.text else _tokens_for_text(candidate.tokens, text)
-            edits.append(Edit(slot.start, slot.end, text, candidate.score, tokens))
-        edits.sort(key=lambda e: e.score, reverse=True)
-        return edits
+            ranked.append((shortened, Edit(slot.start, slot.end, text, candidate.score, tokens)))
+        # A candidate valid as its whole unit beats one that had to be cut back to a valid prefix.
+        ranked.sort(key=lambda item: (item[0], -item[1].score))
+        return [edit for _, edit in ranked]
 
     def _region_slot(self, text: str, region: regions.Region) -> _Slot:
         request = FillRequest(
@@ -324,8 +345,11 @@ class Infiller:
         """Fill every `<|fill|>` hole and regenerate every infill:begin/end region in one batched call.
 
         Each gap sees the rest of the document as written, minus all markers (other regions keep their old
-        code). The edits span the markers, so ``apply_edits`` removes them. Every marker gets an edit: when no
-        candidate passes the syntax check the best-scoring raw one is used and ``validated`` is False.
+        code). Its candidates are judged with every other hole holding a neutral placeholder
+        (``regions.neutral_placeholder``), so the empty holes' broken code neither hides nor excuses a broken
+        fill; a hole inside a comment or string is filled with text of that literal. The edits span the
+        markers, so ``apply_edits`` removes them. Every marker gets an edit: when no candidate passes the
+        syntax check the best-scoring raw one is used and ``validated`` is False.
         """
         marks = regions.find_fill_markers(text, language)
         if not marks:
@@ -339,6 +363,7 @@ class Infiller:
             segments.append(text[mark.fill_start : mark.fill_end] if mark.kind == "region" else "")
             cursor = mark.end
         segments.append(text[cursor:])
+        judged = _with_placeholders(segments, marks, language)
         slots: list[_Slot] = []
         for index, mark in enumerate(marks):
             prefix = "".join(segments[: 2 * index + 1])
@@ -348,13 +373,39 @@ class Infiller:
                 kind = "region"
             else:
                 budget = max_tokens or DEFAULT_HOLE_TOKENS
-                kind = "span"
+                kind = regions.hole_literal_kind(prefix, suffix, language) or "span"
             request = FillRequest(prefix=prefix, suffix=suffix, max_tokens=budget, mode=fill_mode_for(kind))
-            slots.append(_Slot(mark.start, mark.end, request, kind, mark.indent))
-        results = self._run(slots, self._config(config, 1), should_stop)
+            around = ("".join(judged[: 2 * index + 1]), "".join(judged[2 * index + 2 :]))
+            slots.append(_Slot(mark.start, mark.end, request, kind, mark.indent, around))
+        config = self._config(config, 1)
+        results = self._run(slots, config, should_stop)
+        checked = [
+            self._valid_edits(slot, result.candidates, language)
+            for slot, result in zip(slots, results, strict=True)
+        ]
+        # A gap none of whose canvases gave a valid fill gets spare canvases (further lengths) before it is
+        # given up: one more batched call, for those gaps only.
+        again = [index for index, valid in enumerate(checked) if not valid]
+        if again:
+            spares = [
+                replace(
+                    slots[index],
+                    request=replace(
+                        slots[index].request,
+                        num_candidates=SPARE_GAP_CANDIDATES,
+                        skip_candidates=config.num_candidates,
+                    ),
+                )
+                for index in again
+            ]
+            # Greedy decoding has only as many distinct canvases as lengths: the spares are drawn (seeded).
+            spare_config = config
+            if config.temperature <= 0:
+                spare_config = replace(config, temperature=SPARE_TEMPERATURE, seed=config.seed or 0)
+            for index, result in zip(again, self._run(spares, spare_config, should_stop), strict=True):
+                checked[index] = self._valid_edits(slots[index], result.candidates, language)
         edits: list[Edit] = []
-        for slot, result in zip(slots, results, strict=True):
-            valid = self._valid_edits(slot, result.candidates, language)
+        for slot, result, valid in zip(slots, results, checked, strict=True):
             if valid:
                 edits.append(valid[0])
                 continue

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 N = TypeVar("N", int, float)
 
 STRATEGIES = ("confidence", "margin", "entropy", "threshold", "blocks")
+# Exit code when the model ran but produced no checked fill: `complete` printed nothing, or `rewrite` left a
+# hole or region unfilled (or, with --keep-invalid, filled it with unchecked code). Documented in main.py.
+EXIT_UNFILLED = 3
 
 
 def _checked(convert: Callable[[str], N], accept: Callable[[N], bool], expected: str) -> Callable[[str], N]:

@@ -1,7 +1,8 @@
 """`infill complete PATH:LINE:COL`: print the completion the model proposes at a position.
 
 Plain output is the completion text (a newline is added when it does not end with one); with `-n N` each
-alternative gets a header line; `--json` gives exact texts, scores and the replaced range. Files in
+alternative gets a header line; `--json` gives exact texts, scores and the replaced range. When no candidate
+passes the syntax check, the exit code is 3 (EXIT_UNFILLED) with a line on stderr saying so. Files in
 languages without a grammar are completed with line heuristics (and a notice saying so).
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from infill.line_endings import lf_view
 from infill_cli.common import (
+    EXIT_UNFILLED,
     add_decode_options,
     add_model_options,
     check_model,
@@ -90,8 +92,13 @@ def complete_command(args: argparse.Namespace) -> int:
         )
     elif edits:
         sys.stdout.write(plain_report(edits, numbered=args.candidates > 1))
-    else:
-        print("infill: no completion passed the syntax check", file=sys.stderr)
+    if not edits:
+        print(
+            f"infill: {source.path}:{position.line}:{position.column}: no completion: no candidate the model "
+            "wrote there (nor any prefix of one) passed the syntax check",
+            file=sys.stderr,
+        )
+        return EXIT_UNFILLED
     return 0
 
 

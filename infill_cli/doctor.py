@@ -174,6 +174,13 @@ def _report_loaded(loaded: LoadedModel) -> None:
     _row("model window", f"{loaded.max_positions} tokens")
     if loaded.generation_defaults:
         _row("decoding defaults", loaded.generation_defaults)
+    from infill.engine.length import describe_length
+    from infill.engine.types import DecodeConfig
+
+    defaults = {**vars(DecodeConfig()), **loaded.generation_defaults}
+    share = defaults["canvas_share"]
+    share = float(share) if isinstance(share, int | float) else 1.0
+    _row("fill length", describe_length(loaded, defaults["estimate_length"] is True, share))
 
 
 def _report_fill(loaded: LoadedModel) -> bool:

@@ -1,7 +1,8 @@
 """`infill` entry point: registers one module per subcommand and turns errors into one line and an exit code.
 
 Exit codes: 0 ok, 1 `--check` found changes, 2 an error the user can fix (bad input, model, device),
-130 interrupted.
+3 the model produced no checked fill (`complete` printed nothing; `rewrite` left a hole or region without one,
+named on stderr with its line and why), 130 interrupted.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """`infill rewrite PATH...`: fill `<|fill|>` holes and regenerate `infill:begin`/`infill:end` regions.
 
 Default output is a unified diff on stdout; `--in-place` writes each file atomically; `--check` exits 1 when
-anything would change. Bytes outside holes and regions never change: the model works on an LF view of the
-file and its edits are mapped back to the original offsets (CRLF, missing final newline and all).
+anything would change. Exit code 3 (EXIT_UNFILLED, before 1) when a hole or region got no checked fill: each
+such gap is named on stderr with its line and why. Bytes outside holes and regions never change: the model
+works on an LF view of the file and its edits are mapped back to the original offsets (CRLF, missing final
+newline and all).
 
 Files in languages without a grammar (e.g. `.xyz`) are still processed, with a notice: markers are found with
 `#`, `//` and `--` comments and candidates are checked with bracket balance instead of a parser.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from infill.errors import MarkerError
 from infill.line_endings import lf_view
 from infill_cli.common import (
+    EXIT_UNFILLED,
     add_decode_options,
     add_model_options,
     check_model,
@@ -120,11 +123,12 @@ def rewrite_command(args: argparse.Namespace) -> int:
 
     infiller = load_infiller(args)
     config = decode_config(args, infiller)
-    changed = False
+    changed = unfilled = False
     for source, language in pending:
         result = _rewrite_source(infiller, source, language, config, args.max_tokens, args.keep_invalid)
         outcome = "kept the best-scoring one" if args.keep_invalid else "left it unchanged"
         for line in result.unvalidated_lines:
+            unfilled = True
             print(
                 f"infill: warning: {source.path}:{line}: no candidate passed the syntax check; {outcome}",
                 file=sys.stderr,
@@ -147,6 +151,8 @@ def rewrite_command(args: argparse.Namespace) -> int:
         else:
             sys.stdout.writelines(unified_diff(source.text, result.new_text, str(source.path)))
             sys.stdout.flush()
+    if unfilled:
+        return EXIT_UNFILLED
     return 1 if args.check and changed else 0
 
 
@@ -165,8 +171,8 @@ def _rewrite_source(
     edits = infiller.fill_document(view.text, language=language, config=config, max_tokens=max_tokens)
     if not keep_invalid:
         # Never write code that does not parse: such a gap keeps its markers and its old code. Each fill was
-        # judged with the other gaps empty, so judge them again side by side.
-        valid = _valid_together(view.text, [edit for edit in edits if edit.validated], language)
+        # judged with the other holes holding a placeholder, so judge them again side by side.
+        valid = _valid_together(view.text, edits, language)
         edits = [edit if edit in valid else replace(edit, validated=False) for edit in edits]
     unvalidated = tuple(line_column(view.text, e.start)[0] for e in edits if not e.validated)
     written = edits if keep_invalid else [edit for edit in edits if edit.validated]
@@ -192,15 +198,17 @@ def _rewrite_source(
 
 
 def _valid_together(text: str, edits: list[Edit], language: str | None) -> list[Edit]:
-    """The edits that are still valid code with all the others applied. An edit that is not is dropped
-    (dropping one may mend another, so this repeats); its hole is judged as empty, as when it was filled."""
+    """The validated ``edits`` that are still valid code with all the others applied. An edit that is not is
+    dropped (dropping one may mend another, so this repeats). A hole without a fill (never validated, or
+    dropped) holds a neutral placeholder meanwhile: its marker or its empty place would be a syntax error that
+    can hide another fill's (Python's compiler stops at the first one)."""
     from infill import regions
     from infill.infiller import apply_edits
 
-    kept = sorted(edits, key=lambda edit: edit.start)
-    blanked: list[Edit] = []  # dropped holes, seen empty by the others (their markers stay in the file)
+    kept = sorted((edit for edit in edits if edit.validated), key=lambda edit: edit.start)
+    idle = [edit for edit in edits if not edit.validated and text[edit.start : edit.end] == regions.HOLE]
     while kept:
-        applied_edits = sorted(kept + blanked, key=lambda edit: edit.start)
+        applied_edits = sorted(kept + _stand_ins(text, kept, idle, language), key=lambda edit: edit.start)
         applied = apply_edits(text, applied_edits)
         shift, failing = 0, None
         for edit in applied_edits:
@@ -216,8 +224,24 @@ def _valid_together(text: str, edits: list[Edit], language: str | None) -> list[
             return kept
         kept.remove(failing)
         if text[failing.start : failing.end] == regions.HOLE:
-            blanked.append(replace(failing, new_text=""))
+            idle.append(failing)
     return kept
+
+
+def _stand_ins(text: str, kept: list[Edit], holes: list[Edit], language: str | None) -> list[Edit]:
+    """``holes`` each holding ``regions.neutral_placeholder``, chosen in order of place with ``kept`` applied,
+    the holes before it holding theirs and the ones after it empty."""
+    from infill import regions
+    from infill.infiller import apply_edits
+
+    gap = "\x00gap\x00"  # marks the hole being judged; no source text holds a NUL
+    ordered = sorted(holes, key=lambda edit: edit.start)
+    standing = [replace(hole, new_text="") for hole in ordered]
+    for index, hole in enumerate(standing):
+        others = kept + standing[:index] + standing[index + 1 :]
+        before, after = apply_edits(text, [*others, replace(hole, new_text=gap)]).split(gap)
+        standing[index] = replace(hole, new_text=regions.neutral_placeholder(before, after, language))
+    return standing
 
 
 def unified_diff(old: str, new: str, path: str) -> Iterable[str]:

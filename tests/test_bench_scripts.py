@@ -121,3 +121,40 @@ def test_mbpp_benches_name_the_folder_their_tasks_ship_in(
     shown = capsys.readouterr().out.split("where the MBPP files live (default:", 1)[1].split(")", 1)[0]
     # The folder resolve_bench reads when --bench-dir is not given.
     assert (SCRIPTS.parent / " ".join(shown.split())).resolve() == DEFAULT_BENCH_DIR
+
+
+def test_bench_hole_fill_cuts_holes_at_syntactic_units() -> None:
+    bench = script("bench_hole_fill")
+    text = (
+        "def f(xs, ys):\n"
+        '    """Doc."""\n'
+        "    total = sum(xs)\n"
+        "    print(total)\n"
+        "    if ys:\n"
+        "        return total + len(ys)\n"
+        "    return total\n"
+    )
+    places = bench.places_in(Path("f.py"), text, max_block_lines=6)
+    cut = {(place.unit, text[place.start : place.end]) for place in places}
+    assert ("expression", "sum(xs)") in cut
+    assert ("expression", "total + len(ys)") in cut
+    assert ("statement", "print(total)") in cut
+    assert ("statement", "return total") in cut
+    assert ("block", "return total + len(ys)") in cut  # the hole at the body's indentation
+    assert not any('"""' in code for unit, code in cut if unit == "statement")  # a docstring is no hole
+
+
+def test_bench_length_compares_every_length_rule_on_the_same_gaps(
+    modernbert_dir: Path, bench_dir: Path, tmp_path: Path
+) -> None:
+    bench = script("bench_length")
+    out, rows_json = tmp_path / "length.md", tmp_path / "length.json"
+    argv = ["--model", str(modernbert_dir), "--bench-dir", str(bench_dir), "--tasks", "2", "--budget", "24"]
+    assert bench.main([*argv, "--workers", "1", "--out", str(out), "--json", str(rows_json)]) == 0
+    rows = json.loads(rows_json.read_text())
+    assert [row["condition"] for row in rows] == ["fixed", "ladder", "cal", "grow", "oracle"]
+    assert rows[0]["vs_fixed"] == 0.0 and all(0 <= row["edit_similarity"] <= 1 for row in rows)
+    assert all(row["pass_at_1"] is not None for row in rows)  # the sandbox ran every program
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("Command: `python scripts/bench_length.py --model ")
+    assert any(line.startswith("| grow | ") for line in lines)

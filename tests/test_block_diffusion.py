@@ -400,3 +400,10 @@ def test_config_block_size_wins_over_the_family_default_and_a_bad_one_is_refused
     (copy / "config.json").write_text(json.dumps({**config, "block_size": 0}))
     with pytest.raises(ModelLoadError, match=r'"block_size" in .* must be a positive integer'):
         load_model(copy, device="cpu")
+
+
+def test_doctor_says_a_block_model_decides_its_length_block_by_block(sdar_dir: Path) -> None:
+    from infill.engine.length import describe_length
+
+    line = describe_length(load_model(sdar_dir, device="cpu"), False, 0.33)
+    assert line.startswith("decided by the model, block by block: blocks of 4 tokens"), line

@@ -22,6 +22,7 @@ from infill import regions
 from infill.errors import InputError
 from infill.line_endings import LfView, lf_view
 from infill_cli.batch import read_rows
+from infill_cli.common import EXIT_UNFILLED
 from infill_cli.complete import json_report, plain_report
 from infill_cli.fileio import (
     Position,
@@ -293,11 +294,11 @@ def test_rewrite_leaves_a_gap_no_valid_candidate_fills_unless_asked(
     monkeypatch.chdir(tmp_path)
     model = ["--model", str(x_model_dir), *FAST]
 
-    assert main(["rewrite", "--in-place", "bad.py", *model]) == 0
+    assert main(["rewrite", "--in-place", "bad.py", *model]) == EXIT_UNFILLED
     assert path.read_text() == original
     assert "bad.py:2: no candidate passed the syntax check; left it unchanged" in capsys.readouterr().err
 
-    assert main(["rewrite", "--in-place", "--keep-invalid", "bad.py", *model]) == 0
+    assert main(["rewrite", "--in-place", "--keep-invalid", "bad.py", *model]) == EXIT_UNFILLED
     written = path.read_text()
     assert "<|fill|>" not in written and written.startswith("def f(a, b):\n    return (a ")
     err = capsys.readouterr().err
@@ -313,7 +314,7 @@ def test_fills_that_are_valid_alone_but_not_together_are_not_both_written(
     path = tmp_path / "two.py"
     path.write_text("print(<|fill|> <|fill|>)\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["rewrite", "--in-place", "two.py", "--model", str(x_model_dir), *FAST]) == 0
+    assert main(["rewrite", "--in-place", "two.py", "--model", str(x_model_dir), *FAST]) == EXIT_UNFILLED
     written = path.read_text()
     assert written.count("<|fill|>") == 1, written  # one hole filled, the other kept and named
     assert regions.document_parses(written.replace("<|fill|>", ""), "python")

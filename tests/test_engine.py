@@ -19,7 +19,7 @@ from infill.engine.candidates import rank_candidates, span_candidate
 from infill.engine.canvas import build_canvas, context_budget, trim_context
 from infill.engine.engine import check_config, default_context_tokens
 from infill.engine.healing import MAX_HEALED_TOKENS, HealedSpan, HealingConstraint, TokenTexts, heal_prefix
-from infill.engine.length import canvas_lengths, estimate_span_length, length_ladder
+from infill.engine.length import canvas_lengths, estimate_span_length, growing_lengths, length_ladder
 from infill.engine.types import DecodeConfig, FillRequest
 from infill.errors import Cancelled, ContextTooLong, InputError, ModelLoadError
 from infill.models import LoadedModel, load_model
@@ -423,3 +423,56 @@ def test_alternative_canvases_are_not_retried_on_the_full_budget(engines: dict[s
     assert result.best is not None and result.generated_tokens == 8
     full = len(build_canvas(engine._prepare(request, DecodeConfig()).context, 16, loaded.special).ids)
     assert set(model.widths[1:]) == {full - 8}
+
+
+class FixedEndModel:
+    """The real model with end_of_span always (``end`` True) or never (False) the likeliest token."""
+
+    def __init__(self, loaded: LoadedModel, end: bool) -> None:
+        self.model = loaded.model
+        self.end_of_span_id = loaded.special.end_of_span_id
+        self.end = end
+        self.widths: list[int] = []
+
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = self.model.logits(input_ids, attention_mask, positions)
+        logits[..., self.end_of_span_id] = 30.0 if self.end else -30.0
+        self.widths.append(input_ids.shape[1])
+        return logits
+
+
+def test_growing_lengths_start_at_the_share_and_double_to_the_budget() -> None:
+    assert growing_lengths(96, 0.33) == [32, 64, 96]
+    assert growing_lengths(64, 0.33) == [21, 42, 64]
+    assert growing_lengths(20, 0.1) == [8, 16, 20]  # never below CHEAP_CANVAS
+    assert growing_lengths(6, 0.5) == [6]
+    assert growing_lengths(96, 1.0) == [96]
+
+
+@pytest.mark.parametrize(("end", "canvases"), [(False, [12, 24, 48, 48]), (True, [12])])
+def test_a_growing_canvas_is_doubled_while_the_span_fills_it(
+    engines: dict[str, InfillEngine], end: bool, canvases: list[int]
+) -> None:
+    loaded = engines["modernbert"].loaded
+    model = FixedEndModel(loaded, end)
+    engine = InfillEngine(replace(loaded, model=model))
+    config = DecodeConfig(strategy="confidence", steps=2, canvas_share=0.25)
+    (result,) = engine.fill([FillRequest(PYTHON_PREFIX, PYTHON_SUFFIX, max_tokens=48)], config)
+    context = model.widths[0] - 12
+    # steps scale with the canvas: 1 step for 12 and 24 tokens, 2 for the whole budget of 48
+    assert [width - context for width in model.widths] == canvases
+    assert result.generated_tokens == (0 if end else 48)
+    assert result.forward_passes == len(canvases)
+    # A line fill is never grown: its newline ends it on the whole budget.
+    model.widths.clear()
+    engine.fill([FillRequest("x = ", "\n", max_tokens=16, mode="line")], replace(config, steps=1))
+    assert len(set(model.widths)) == 1
+
+
+def test_canvas_share_must_be_a_share() -> None:
+    with pytest.raises(InputError, match="canvas_share"):
+        check_config(DecodeConfig(canvas_share=0.0))
+    with pytest.raises(InputError, match="canvas_share"):
+        check_config(DecodeConfig(canvas_share=1.5))

@@ -320,12 +320,14 @@ class ScriptedEngine(InfillEngine):
 
 
 class SequencedEngine(InfillEngine):
-    """Fixed candidates per call (the first call gets ``script[0]``...), remembering every request."""
+    """Fixed candidates per call (the first call gets ``script[0]``...), remembering every request and
+    decoding config."""
 
     def __init__(self, loaded: LoadedModel, script: list[list[Candidate]]) -> None:
         super().__init__(loaded)
         self.script = script
         self.calls: list[list[FillRequest]] = []
+        self.configs: list[DecodeConfig | None] = []
 
     def fill(
         self,
@@ -335,6 +337,7 @@ class SequencedEngine(InfillEngine):
     ) -> list[FillResult]:
         candidates = self.script[len(self.calls)]
         self.calls.append(list(requests))
+        self.configs.append(config)
         return [FillResult(candidates=list(candidates)) for _ in requests]
 
 
@@ -343,7 +346,8 @@ def test_an_automatic_completion_decodes_one_canvas_and_the_spares_only_when_it_
 ) -> None:
     text = "def add(a, b):\n    \n    return a\n"
     request = CompletionRequest(text, text.index("\n    \n") + 5, "python", mode="line", trigger="automatic")
-    invalid, valid = Candidate("total = = 1", -0.1), Candidate("total = a + b", -0.5)
+    # No prefix of the invalid one is valid either (a valid prefix would be the fill).
+    invalid, valid = Candidate("= = 1", -0.1), Candidate("total = a + b", -0.5)
 
     passing = SequencedEngine(engine.loaded, [[valid]])
     assert [e.new_text for e in Infiller(passing).complete(request)] == ["total = a + b"]
@@ -411,10 +415,11 @@ def test_candidates_are_cut_checked_deduplicated_and_ranked(engine: RecordingEng
 
 def test_fill_document_keeps_an_unchecked_fill_rather_than_the_marker(engine: RecordingEngine) -> None:
     text = "x = [<|fill|>]\n"
-    scripted = ScriptedEngine(engine.loaded, [Candidate("1, (", -0.5)])
+    scripted = ScriptedEngine(engine.loaded, [Candidate("(1, ", -0.5)])  # no prefix of it is valid either
     (edit,) = Infiller(scripted).fill_document(text, language="python")
     assert not edit.validated
-    assert apply_edits(text, [edit]) == "x = [1, (]\n"
+    assert apply_edits(text, [edit]) == "x = [(1, ]\n"
+    # A candidate valid whole beats a better-scoring one cut back to its valid prefix ("1,").
     valid = ScriptedEngine(engine.loaded, [Candidate("1, (", -0.5), Candidate("1, 2", -0.9)])
     (edit,) = Infiller(valid).fill_document(text, language="python")
     assert edit.validated and apply_edits(text, [edit]) == "x = [1, 2]\n"

@@ -341,7 +341,7 @@ def test_llada_special_tokens(loaded: dict[str, LoadedModel], release_dirs: dict
     assert loaded_model.max_positions == config["max_sequence_length"]
 
 
-def test_dreamon_frames_the_suffix_with_eos_and_never_expands(tmp_path: Path) -> None:
+def test_dreamon_frames_the_suffix_with_eos_and_may_commit_expand(tmp_path: Path) -> None:
     loaded_model = load_model(
         build_dream_release(tmp_path / "DreamOn-v0-7B", variant="dreamon"), device="cpu"
     )
@@ -349,7 +349,10 @@ def test_dreamon_frames_the_suffix_with_eos_and_never_expands(tmp_path: Path) ->
     assert loaded_model.family == "dreamon"
     assert special.prefix_ids == (_token(loaded_model, "<|beginoftext|>"),)
     assert special.suffix_ids == (_token(loaded_model, "<|endoftext|>"),)
-    assert _token(loaded_model, "<|expand|>") in special.banned_ids
+    # DreamOn decides its length by expansion (tests/test_expand_delete.py): <|expand|> must be committable.
+    assert _token(loaded_model, "<|expand|>") not in special.banned_ids
+    assert loaded_model.expand_delete is not None
+    assert loaded_model.expand_delete.expand_id == _token(loaded_model, "<|expand|>")
 
 
 def test_our_shifted_decoder_family(tmp_path: Path) -> None:
@@ -466,3 +469,18 @@ def test_remote_code_written_for_transformers_4_fails_with_one_line_naming_the_c
     assert "\n" not in message
     assert "written for transformers 4.46.3" in message and "post_init()" in message
     assert "all_tied_weights_keys" in message
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_each_release_says_how_its_fill_length_is_decided(
+    release: str, loaded: dict[str, LoadedModel]
+) -> None:
+    from infill.engine.length import describe_length
+
+    loaded_model = loaded[release]
+    end = loaded_model.tokenizer.token_text(loaded_model.special.end_of_span_id)
+    assert loaded_model.expand_delete is None  # only DreamOn decides its own length (test_expand_delete.py)
+    line = describe_length(loaded_model, False)
+    assert line.startswith("a fixed canvas") and repr(end) in line and "\n" not in line
+    assert describe_length(loaded_model, True).startswith("searched")
+    assert describe_length(loaded_model, False, 0.33).startswith("grown: a canvas of 0.33 of the token")

@@ -221,7 +221,9 @@ def test_a_cold_complete_with_our_shifted_decoder_does_not_import_transformers(t
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "MODULE infill.models.qwen2 infill-shifted-decoder" in lines, out.stdout
-    assert lines[-1] == "HEAVY 0 ", out.stdout
+    # 0: a completion; 3 (EXIT_UNFILLED): the random tiny model's completion failed the check. Either way the
+    # whole path ran; what matters here is the list of heavy modules after it, which must be empty.
+    assert lines[-1] in ("HEAVY 0 ", "HEAVY 3 "), out.stdout
 
 
 def test_the_bundled_model_runs_natively_and_matches_transformers() -> None:

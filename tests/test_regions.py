@@ -614,19 +614,20 @@ def test_parse_error_count_counts_error_and_missing_nodes() -> None:
 def test_a_candidate_that_adds_a_parse_error_is_rejected() -> None:
     prefix, suffix = "def area(w, h):\n    return ", "\n"
     assert finalize_candidate(prefix, "w * h", suffix, "python", "line") == "w * h"
-    assert finalize_candidate(prefix, "w *", suffix, "python", "line") is None
+    # Not valid as a whole: the longest valid prefix is the fill (it was discarded whole once).
+    assert finalize_candidate(prefix, "w *", suffix, "python", "line") == "w"
     assert finalize_candidate("const xs = ", "[1, 2]", ";\n", "javascript", "line") == "[1, 2]"
-    assert finalize_candidate("const xs = [", "1, (2", "];\n", "javascript", "line") is None
+    assert finalize_candidate("const xs = [", "1, (2", "];\n", "javascript", "line") == "1,"
     assert finalize_candidate("let n = max(", "1, 2", ");\n", "rust", "span") == "1, 2"
-    assert finalize_candidate("let n = max(", "1 2", ");\n", "rust", "span") is None
-    assert finalize_candidate("x = f(", "a, [b)", ")\n", None, "span") is None
+    assert finalize_candidate("let n = max(", "1 2", ");\n", "rust", "span") == "1"
+    assert finalize_candidate("x = f(", "a, [b)", ")\n", None, "span") == "a,"
 
 
 def test_an_error_elsewhere_in_the_file_does_not_reject_a_good_candidate() -> None:
     prefix = "def broken(:\n    pass\n\n\ndef area(w, h):\n    return "
     assert parse_error_count(prefix + "\n", "python") > 0
     assert finalize_candidate(prefix, "w * h", "\n", "python", "line") == "w * h"
-    assert finalize_candidate(prefix, "w h", "\n", "python", "line") is None
+    assert finalize_candidate(prefix, "w h", "\n", "python", "line") == "w"
     go = "package main\n\nfunc broken( {\n}\n\nfunc f() int {\n\treturn "
     assert finalize_candidate(go, "1 + 2", "\n}\n", "go", "line") == "1 + 2"
 

@@ -78,11 +78,13 @@ def test_scratch_run_writes_a_model_dir_the_loader_reads(scratch_run: Path, repo
     assert loaded.kind == "masked_lm"
     assert loaded.tokenizer.decode(loaded.tokenizer.encode("x = 1\n")) == "x = 1\n"
     assert loaded.generation_defaults == generation["infill"]
-    # And the CLI completes code with it.
+    # And the CLI completes code with it (a 4-step model may produce nothing that passes the check: exit 3).
+    from infill_cli.common import EXIT_UNFILLED
     from infill_cli.main import main
 
     target = repo / "pkg" / "mod_alpha.py"
-    assert main(["complete", f"{target}:6:9", "--model", str(scratch_run), "--device", "cpu"]) == 0
+    code = main(["complete", f"{target}:6:9", "--model", str(scratch_run), "--device", "cpu"])
+    assert code in (0, EXIT_UNFILLED)
     capsys.readouterr()
 
 

@@ -74,7 +74,7 @@ def test_errors_the_file_already_has_neither_reject_nor_excuse_a_fill() -> None:
     # Another gap still empty below in the same function, an empty block above: not the fill's doing.
     cases = [
         ("python", "def f(x):\n    x = ", "1", "1 +", "\n    y = \n    return x\n"),
-        ("python", "def g(v):\n    if v:\n\n    total = ", "v * 2", "v *", "\n    return total\n"),
+        ("python", "def g(v):\n    if v:\n\n    total = ", "v * 2", "v * (", "\n    return total\n"),
         # A file broken far above (an unclosed call) does not make every fill below invalid, but the fill's
         # own line must parse, even when the empty gap already did not.
         (
@@ -89,24 +89,26 @@ def test_errors_the_file_already_has_neither_reject_nor_excuse_a_fill() -> None:
         assert fill_is_valid(prefix, good, suffix, language)
         assert not fill_is_valid(prefix, bad, suffix, language)
         assert finalize_candidate(prefix, good, suffix, language, "span") == good
-        assert finalize_candidate(prefix, bad, suffix, language, "span") is None
+        # The broken fill is never written: its longest valid prefix is.
+        assert finalize_candidate(prefix, bad, suffix, language, "span") == bad.split()[0]
 
 
 @pytest.mark.parametrize(
-    ("language", "prefix", "fill", "suffix"),
+    ("language", "prefix", "fill", "suffix", "shortened"),
     [
-        ("javascript", "const total = ", "items.reduce((a, b) => a +", ";\nconsole.log(total);\n"),
-        ("go", "func f() int {\n\tx := ", "x :=", "\n\treturn x\n}\n"),
-        ("rust", "fn f() -> i32 {\n    let x = ", "1 +", ";\n    x\n}\n"),
-        ("c", "int f(void) {\n    int x = ", "(1", ";\n    return x;\n}\n"),
+        ("javascript", "const t = ", "items.reduce((a, b) => a +", ";\nconsole.log(t);\n", "items.reduce"),
+        ("go", "func f() int {\n\tx := ", "x :=", "\n\treturn x\n}\n", "x"),
+        ("rust", "fn f() -> i32 {\n    let x = ", "1 +", ";\n    x\n}\n", "1"),
+        ("c", "int f(void) {\n    int x = ", "(1", ";\n    return x;\n}\n", None),
     ],
 )
 def test_every_grammar_rejects_a_fill_that_leaves_its_own_line_broken(
-    language: str, prefix: str, fill: str, suffix: str
+    language: str, prefix: str, fill: str, suffix: str, shortened: str | None
 ) -> None:
     assert not document_parses(prefix + suffix, language)  # the gap left empty is broken already
     assert not fill_is_valid(prefix, fill, suffix, language)
-    assert finalize_candidate(prefix, fill, suffix, language, "span") is None
+    # Written instead: the longest prefix that is valid there, never the broken whole.
+    assert finalize_candidate(prefix, fill, suffix, language, "span") == shortened
 
 
 def test_a_regenerated_go_loop_keeps_its_tabs() -> None:

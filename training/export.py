@@ -27,6 +27,9 @@ DIFFUSION_DECODE_DEFAULTS = {
     "block_steps": 2,
     "threshold": 0.9,
     "cache_refresh": 32,
+    # Trained with end-of-span tails as long as the middle, our models write about as much as their canvas
+    # holds: a span grows from a third of its budget (BENCHMARKS.md, "How long a fill is").
+    "canvas_share": 0.33,
 }
 
 

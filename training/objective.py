@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from infill.errors import TrainingError
 from training.corpus import SourceFile
+from training.length_states import LengthStates, length_state_batch
 from training.parallel import parallel_map
 from training.spans import Span, SpanIndex, index_spans, sample_span
 from training.tokenizer import (
@@ -140,9 +141,12 @@ class ExampleSource:
         workers: int = 1,
         *,
         shifted: bool = False,
+        length_states: bool = False,
     ) -> None:
         """``shifted``: examples for a shifted decoder start with <|endoftext|> (as the engine's canvas does
-        for that family), so every maskable position has a predecessor whose hidden state predicts it."""
+        for that family), so every maskable position has a predecessor whose hidden state predicts it.
+        ``length_states``: span examples carry DreamOn's expand and delete states (length_states.py; the
+        tokenizer needs an <|expand|> token)."""
         if not files:
             raise ValueError("ExampleSource needs at least one file")
         self.tokenizer = tokenizer
@@ -151,6 +155,11 @@ class ExampleSource:
             self.ids = dataclasses.replace(self.ids, prefix_ids=(self.ids.end_of_text,))
         self.seq_len = seq_len
         self.span_fraction = span_fraction
+        self.length_states = (
+            LengthStates.from_vocab(tokenizer.get_vocab(), self.ids.end_of_span, self.ids.mask)
+            if length_states
+            else None
+        )
         self.files = list(files)
         # recipe: a GPU run's corpus is hundreds of MB; parsing it for spans is spread over ``workers``.
         self.indexes: list[SpanIndex] = list(parallel_map(_index_file, self.files, workers, chunksize=16))
@@ -257,6 +266,8 @@ class ExampleSource:
         # Stratified mask rates across the batch (MDLM's low-discrepancy sampler): lower loss variance.
         offset = rng.random()
         rates = [max(MIN_MASK_RATE, ((offset + i / batch_size) % 1.0)) for i in range(batch_size)]
+        if self.length_states is not None:
+            return length_state_batch(self, self.length_states, rng, rates)
         T = self.seq_len
         input_ids = torch.full((batch_size, T), self.ids.pad, dtype=torch.long)
         attention = torch.zeros((batch_size, T), dtype=torch.long)

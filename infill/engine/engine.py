@@ -20,13 +20,16 @@ import torch
 from infill.engine.block_decoding import PrefixCaches, block_denoise, block_prompt, framing_length
 from infill.engine.candidates import ScoredCandidate, newline_token_ids, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
+from infill.engine.expand_delete import fill_expand_delete
 from infill.engine.healing import HealedSpan, HealingConstraint, TokenTexts, heal_prefix
 from infill.engine.length import (
     CHEAP_CANVAS,
     canvas_lengths,
     end_of_span_probabilities,
     estimate_span_length,
+    growing_lengths,
     length_ladder,
+    next_growing_length,
     unestimated_lengths,
 )
 from infill.engine.sampler import denoise
@@ -74,6 +77,7 @@ class _Row:
     span_length: int
     steps: int  # config.steps is for a full max_tokens canvas: a shorter one keeps the tokens per step
     estimated: bool = False  # the length came from the length estimate (so an overflow is retried)
+    grows: bool = False  # a canvas_share canvas: an overflow is retried on twice the canvas (length.py)
 
 
 # Each decoded canvas with its candidate (None when it could not honour token healing).
@@ -155,15 +159,23 @@ class InfillEngine:
         """
         config = config if config is not None else self.default_config()
         check_config(config)
+        if self.loaded.expand_delete is not None:  # the model decides each fill's length itself
+            for request in requests:
+                check_request(request)
+            return fill_expand_delete(self.loaded, self.context_tokens, requests, config, should_stop)
         started = time.perf_counter()
         job = _Job([self._prepare(request, config) for request in requests], config, should_stop)
         rows = self._plan_rows(job, self._estimate_lengths(job))
         decoded = self._decode_rows(job, rows, seed_offset=0)
         retries = self._retries(job, decoded)
-        if retries:
+        planned = len(rows)
+        while retries:  # at most once for an estimate; for a growing canvas, until it reaches the budget
             retried = {row.request for row in retries}
             decoded = [(r, c) for r, c in decoded if c is not None and (c.ended or r.request not in retried)]
-            decoded += self._decode_rows(job, retries, seed_offset=len(rows))
+            again = self._decode_rows(job, retries, seed_offset=planned)
+            planned += len(retries)
+            decoded += again
+            retries = self._retries(job, again)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for index, result in enumerate(job.results):
             mine = [candidate for row, candidate in decoded if row.request == index and candidate]
@@ -175,7 +187,7 @@ class InfillEngine:
         logger.info(
             "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
             len(requests),
-            len(rows) + len(retries),
+            planned,
             sum(r.generated_tokens for r in job.results),
             max((r.forward_passes for r in job.results), default=0),
             elapsed_ms,
@@ -183,10 +195,7 @@ class InfillEngine:
         return job.results
 
     def _prepare(self, request: FillRequest, config: DecodeConfig) -> _Prepared:
-        if request.max_tokens < 1:
-            raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
-        if (request.num_candidates is not None and request.num_candidates < 1) or request.skip_candidates < 0:
-            raise InputError("a request needs num_candidates >= 1 and skip_candidates >= 0")
+        check_request(request)
         loaded = self.loaded
         cap = config.context_tokens if config.context_tokens is not None else self.context_tokens
         budget = min(cap, context_budget(loaded.special, request.max_tokens, loaded.max_positions))
@@ -246,8 +255,14 @@ class InfillEngine:
         for i, item in enumerate(job.prepared):
             rungs = estimates[i]
             budget = item.span_budget
-            lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
-            if self.block_model is not None:  # a block model's span ends where it stops: one budget
+            # A block model's span ends where it stops: one budget, never grown.
+            grows = rungs is None and config.canvas_share < 1 and item.request.mode != "line"
+            grows = grows and self.block_model is None
+            if grows:
+                lengths = growing_lengths(budget, config.canvas_share)[:1]
+            else:
+                lengths = unestimated_lengths(budget) if rungs is None else canvas_lengths(rungs, budget)
+            if self.block_model is not None:
                 lengths = [budget]
             skip = item.request.skip_candidates
             end = skip + (item.request.num_candidates or config.num_candidates)
@@ -257,22 +272,27 @@ class InfillEngine:
             for k in range(skip, end):
                 length = lengths[k % len(lengths)]
                 steps = math.ceil(config.steps * length / budget)
-                rows.append(_Row(i, length, steps, estimated=rungs is not None))
+                rows.append(_Row(i, length, steps, estimated=rungs is not None, grows=grows))
         return rows
 
     def _retries(self, job: _Job, decoded: _Decoded) -> list[_Row]:
-        """Canvases to decode again on the full budget, once: a span that filled its estimated canvas
-        without ending was probably cut short by it (greedy: one retry per request, and none where a
-        full-budget canvas was decoded already). Shorter canvases planned without an estimate are
-        alternatives, not estimates: they are not retried."""
+        """Canvases to decode again, longer: a span that filled its estimated or growing canvas without
+        ending was probably cut short by it. An estimate is retried on the full budget, a growing canvas on
+        the next of its growing_lengths (greedy: one retry per request, and none where a full-budget canvas
+        was decoded already). Shorter canvases planned without an estimate are alternatives, not estimates:
+        they are not retried."""
         done = {row.request for row, _ in decoded if row.span_length == job.prepared[row.request].span_budget}
         retries: list[_Row] = []
         for row, candidate in decoded:
-            if candidate is None or candidate.ended or not row.estimated or row.request in done:
+            retried = row.estimated or row.grows
+            if candidate is None or candidate.ended or not retried or row.request in done:
                 continue
             if job.config.temperature <= 0:
                 done.add(row.request)
-            retries.append(_Row(row.request, job.prepared[row.request].span_budget, job.config.steps))
+            budget = job.prepared[row.request].span_budget
+            length = next_growing_length(row.span_length, budget) if row.grows else budget
+            steps = math.ceil(job.config.steps * length / budget)
+            retries.append(_Row(row.request, length, steps, grows=row.grows))
         return retries
 
     def _decode_rows(self, job: _Job, rows: list[_Row], seed_offset: int) -> _Decoded:
@@ -364,6 +384,14 @@ _INTEGER_SETTINGS = ("steps", "block_size", "block_steps", "num_candidates", "ca
 _OPTIONAL_INTEGER_SETTINGS = ("seed", "context_tokens")
 
 
+def check_request(request: FillRequest) -> None:
+    """Raise InputError for a FillRequest no decoding can honour."""
+    if request.max_tokens < 1:
+        raise InputError(f"max_tokens must be at least 1, not {request.max_tokens}")
+    if (request.num_candidates is not None and request.num_candidates < 1) or request.skip_candidates < 0:
+        raise InputError("a request needs num_candidates >= 1 and skip_candidates >= 0")
+
+
 def check_config(config: DecodeConfig) -> None:
     """Raise InputError for a DecodeConfig the sampler cannot honour."""
     problems: list[str] = []
@@ -402,6 +430,8 @@ def check_config(config: DecodeConfig) -> None:
         problems.append(f"num_candidates must be at least 1, not {config.num_candidates}")
     if config.cache_refresh < 0:
         problems.append(f"cache_refresh must be >= 0, not {config.cache_refresh}")
+    if not 0 < config.canvas_share <= 1:
+        problems.append(f"canvas_share must be in (0, 1], not {config.canvas_share}")
     if config.context_tokens is not None and config.context_tokens < 0:
         problems.append(f"context_tokens must be >= 0, not {config.context_tokens}")
     if problems:

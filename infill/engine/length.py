@@ -27,7 +27,8 @@ import torch
 
 from infill.engine.scoring import banned_token_ids
 from infill.engine.slots import editable_slots
-from infill.models.base import DenoisingModel, SpecialTokens
+from infill.models.base import DenoisingModel, LoadedModel, SpecialTokens
+from infill.models.block_model import BlockDiffusionModel
 
 # Canvases this short are decoded whole: the span tail rule ends them early, and an estimation pass would
 # cost about as much as it saves. Also the first rung of the ladder.
@@ -61,6 +62,22 @@ def end_of_span_probabilities(
         logits = model.logits(ids, attention_mask, slots.positions).float()  # (B, K, V)
         logits[..., banned_token_ids(special, ids.device)] = float("-inf")
         return torch.softmax(logits, dim=-1)[..., special.end_of_span_id]
+
+
+def growing_lengths(budget: int, share: float) -> list[int]:
+    """Canvases a growing span is decoded on, in order (DecodeConfig.canvas_share): ``share`` of the budget
+    (at least CHEAP_CANVAS, at most the budget), then doubling until the budget. A model trained with
+    end_of_span tails of up to the middle's length writes at least about half of whatever canvas it gets, so
+    a full-budget canvas makes short fills long; a span that fills its canvas without ending was cut short,
+    and gets the next one."""
+    lengths = [min(budget, max(CHEAP_CANVAS, round(budget * share)))]
+    while lengths[-1] < budget:
+        lengths.append(next_growing_length(lengths[-1], budget))
+    return lengths
+
+
+def next_growing_length(length: int, budget: int) -> int:
+    return min(budget, 2 * length)
 
 
 def unestimated_lengths(budget: int) -> list[int]:
@@ -115,3 +132,34 @@ def _confirmed(estimates: list[tuple[int, int]], index: int) -> bool:
         return True
     previous_length, previous_span = estimates[index - 1]
     return previous_span >= previous_length or _agree(span, previous_span)
+
+
+def describe_length(loaded: LoadedModel, estimate_length: bool, canvas_share: float = 1.0) -> str:
+    """One line for `infill doctor`: who decides how long this model's fills are, and with which settings."""
+    end = repr(loaded.tokenizer.token_text(loaded.special.end_of_span_id))
+    if loaded.expand_delete is not None:
+        settings = loaded.expand_delete.settings
+        expand = repr(loaded.tokenizer.token_text(loaded.expand_delete.expand_id))
+        return (
+            f"decided by the model: expand/delete decoding from {settings.min_gen_len} masks up to "
+            f"{settings.max_gen_len} tokens ({expand} adds a mask, {end} deletes one)"
+        )
+    if isinstance(loaded.model, BlockDiffusionModel):  # SDAR...: the engine decodes it block by block
+        return (
+            f"decided by the model, block by block: blocks of {loaded.model.block_size} tokens left to right "
+            f"until it writes {end} or the token budget (--max-tokens) runs out"
+        )
+    if estimate_length:
+        return (
+            f"searched: canvas lengths tried in one pass before decoding, the span ends at its first {end} "
+            "(estimate_length on; line fills end at their newline)"
+        )
+    if canvas_share < 1:
+        return (
+            f"grown: a canvas of {canvas_share:g} of the token budget, doubled while the span fills it "
+            f"without ending; the span ends at its first {end} (canvas_share; line fills: at their newline)"
+        )
+    return (
+        f"a fixed canvas of the token budget (--max-tokens): the span ends at its first {end} "
+        "(estimate_length off; line fills end at their newline)"
+    )

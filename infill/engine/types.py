@@ -33,6 +33,10 @@ class DecodeConfig:
     estimate_length: run the length-estimation pass (length.py) before decoding block and span fills
         (line fills never: their newline ends them); off, a span is decoded on its full budget and its
         end-of-span tail ends it.
+    canvas_share: below 1, a block or span fill is first decoded on a canvas of that share of its budget
+        (at least 8 tokens); a span that fills its canvas without ending is decoded again on twice the canvas,
+        up to the budget (length.py, ``growing_lengths``). 1 decodes on the whole budget at once. Set with the
+        weights for models that write about as much as their canvas holds (the bundled model: BENCHMARKS.md).
     cache_refresh: 0 decodes every step with a full forward pass; N > 0 uses the context key/value cache
         (Fast-dLLM's DualCache) where the model has one: a full pass when a row starts a new block and
         at least every N steps, in between only the current block is recomputed.
@@ -55,6 +59,7 @@ class DecodeConfig:
     num_candidates: int = 1
     seed: int | None = None
     estimate_length: bool = False
+    canvas_share: float = 1.0
     cache_refresh: int = 0
     context_tokens: int | None = None
 

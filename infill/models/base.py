@@ -7,6 +7,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from infill.models.expand_delete import ExpandDelete
+
 # How the model is run: a masked LM, a decoder made bidirectional (shifted or not), or remote code.
 ModelKind = Literal["masked_lm", "decoder", "remote"]
 
@@ -90,3 +92,6 @@ class LoadedModel:
     # Sampler defaults stored with the weights (generation_config.json "infill" keys, or the checkpoint's own
     # generation settings translated), e.g. {"steps": 32, "strategy": "threshold", "threshold": 0.9}.
     generation_defaults: dict[str, object] = field(default_factory=dict)
+    # Set for a family whose model decides the fill's length by expand/delete decoding (families.py
+    # expand_token): the engine then decodes with engine/expand_delete.py.
+    expand_delete: ExpandDelete | None = None

@@ -163,8 +163,14 @@ class Family:
     never_commit: tuple[str, ...] = ()
     # Tokens that end a span as end-of-span does (their probability is merged into it; stops.py).
     stop_tokens: tuple[str, ...] = ()
-    # Sampler defaults when generation_config.json has no "infill" entry.
-    generation_style: Literal["dream"] | None = None
+    # Sampler defaults when generation_config.json has no "infill" entry ("dreamon": the DreamOn eval
+    # generator's keys, models/expand_delete.py).
+    generation_style: Literal["dream", "dreamon"] | None = None
+    # Who decides how long a fill is. None: infill, on a canvas of the request's budget that the span's
+    # end-of-span tail ends (engine/length.py). A token here: the model, by expand/delete decoding
+    # (engine/expand_delete.py): decoding this token at a masked position makes it two masks, and an
+    # end-of-text decoded in the middle is deleted. The token is committable for the family, never banned.
+    expand_token: str | None = None
     # Fine-tuning.
     lora_targets: tuple[str, ...] | Literal["all-linear"] = "all-linear"
     # Block diffusion (SDAR...): block-causal attention over blocks of config.json "block_size" (else
@@ -240,12 +246,11 @@ FAMILIES: tuple[Family, ...] = (
         name="dreamon",
         title="DreamOn (Dream-Coder with variable-length infilling)",
         marker_tokens=("<|expand|>",),
-        # DreamOn's infilling prompt is bos + prefix + masks + suffix + eos. Expansion (a mask becoming two)
-        # is not part of infill's sampler: the expand token is never committed, the span length comes from the
-        # length estimate instead.
+        # DreamOn's infilling prompt is bos + prefix + masks + suffix + eos, decoded as its authors' generator
+        # does (engine/expand_delete.py). No stop tokens: their generator merges none into end-of-text.
         eos_after_suffix=True,
-        stop_tokens=("<|im_end|>",),
-        **{**_DREAM_BASE, "never_commit": (*QWEN25_CONTROL_TOKENS, "<|expand|>")},
+        expand_token="<|expand|>",
+        **{**_DREAM_BASE, "generation_style": "dreamon"},
     ),
     Family(
         name="dream",

@@ -16,6 +16,7 @@ from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
 from infill.models.block_model import BlockDiffusionModel
 from infill.models.devices import default_dtype, resolve_device
+from infill.models.expand_delete import load_expand_delete
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
@@ -113,6 +114,7 @@ def load_model(
         )
     special = resolve_special_tokens(hf_tokenizer, config, family, model_vocab)
     merge_stop_logits(hf_model, special.end_of_span_id, special.stop_ids)
+    expand_delete = load_expand_delete(model_dir, family, hf_tokenizer, special, model_vocab)
     if quantize is not None:  # after the stop-token merge, which edits the float LM head
         quantize_linear_layers(hf_model, quantize)
     loaded = LoadedModel(
@@ -129,6 +131,7 @@ def load_model(
         generation_defaults=read_generation_defaults(
             model_dir, {f.name for f in dataclasses.fields(DecodeConfig)}, family
         ),
+        expand_delete=expand_delete,
     )
     logger.info(
         "Loaded %s model %s on %s (%s) in %.1f s",

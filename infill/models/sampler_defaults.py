@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infill.errors import ModelLoadError
+from infill.models.expand_delete import expand_delete_defaults
 from infill.models.families import Family
 from infill.models.locate import read_json_object
 
@@ -31,6 +32,8 @@ def read_generation_defaults(model_dir: Path, known_keys: set[str], family: Fami
     data = read_json_object(path)
     infill = data.get("infill")
     if infill is None:
+        if family.generation_style == "dreamon":
+            return expand_delete_defaults(data, path)
         if family.generation_style == "dream":
             return dream_defaults(data, path)
         return dict(family.decoding_defaults)

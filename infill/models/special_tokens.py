@@ -81,8 +81,11 @@ def resolve_special_tokens(
         if role_id is not None:
             specials.add(role_id)
     specials.update(range(len(tokenizer), model_vocab_size))
-    # Dream's pad, bos and eos are all <|endoftext|>: ending the span must stay possible.
+    # Dream's pad, bos and eos are all <|endoftext|>: ending the span must stay possible. A family that
+    # decides its length by expansion must be able to commit its expand token.
     specials.discard(end_of_span_id)
+    if family.expand_token is not None:
+        specials.discard(vocab.get(family.expand_token))
     if mask_id == end_of_span_id:
         raise ModelLoadError("The model's mask token is also its end-of-span token")
     special = SpecialTokens(

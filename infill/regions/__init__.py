@@ -7,8 +7,9 @@ compiled by Python itself).
 Offsets are Python str indices everywhere in this API. Knows nothing about models.
 """
 
-from infill.regions.finalize import finalize_candidate
+from infill.regions.finalize import finalize_candidate, finalize_fill
 from infill.regions.functions import function_region
+from infill.regions.holes import hole_literal_kind, neutral_placeholder
 from infill.regions.languages import LANGUAGES, language_for_lsp_id, language_for_path
 from infill.regions.markers import HOLE, MarkedRegion, find_fill_markers
 from infill.regions.picker import expand_selection, pick_cursor_region
@@ -26,10 +27,13 @@ __all__ = [
     "expand_selection",
     "fill_is_valid",
     "finalize_candidate",
+    "finalize_fill",
     "find_fill_markers",
     "function_region",
+    "hole_literal_kind",
     "language_for_lsp_id",
     "language_for_path",
+    "neutral_placeholder",
     "parse_error_count",
     "pick_cursor_region",
 ]

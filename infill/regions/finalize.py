@@ -19,7 +19,16 @@ from infill.regions.heuristics import (
     missing_closers,
     unclosed_openers,
 )
+from infill.regions.holes import stays_in_literal
 from infill.regions.languages import check_language
+from infill.regions.length import (
+    cut_inline,
+    cut_repetition,
+    cut_statement,
+    cut_suffix_echo,
+    hole_unit,
+    shorter_prefixes,
+)
 from infill.regions.validity import first_valid_fill
 
 logger = logging.getLogger(__name__)
@@ -30,6 +39,8 @@ MULTI_LINE_KINDS = frozenset({"block", "function", "selection", "region"})
 _CLOSING_PUNCTUATION = frozenset(CLOSERS + ";,\"'`> \t\r\n")
 # ...or whole lines, or at least this many characters.
 _LONG_REPEAT = 8
+# Kinds of a hole inside a comment or string (holes.LiteralKind): its fill must stay text of that literal.
+LITERAL_KINDS = frozenset({"text_line", "text"})
 # Text either side of a gap that tells whether the file indents with tabs or spaces.
 _STYLE_CHARS = 8_000
 
@@ -37,6 +48,13 @@ _STYLE_CHARS = 8_000
 def finalize_candidate(
     prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None = None
 ) -> str | None:
+    """The fill ``finalize_fill`` chooses, or None."""
+    return finalize_fill(prefix, candidate, suffix, language, kind, indent)[0]
+
+
+def finalize_fill(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None = None
+) -> tuple[str | None, bool]:
     """The part of ``candidate`` to insert between ``prefix`` and ``suffix``, or None when no variant of it
     is valid there (``validity.first_valid_fill``: no syntax error on or around its lines, none added
     elsewhere, compiled by Python for Python; bracket balance for unknown languages).
@@ -45,10 +63,70 @@ def finalize_candidate(
     "function", "selection", "region"): end where a line dedents below the fill's indentation or a
     bracket closes what the fill did not open; with the region's ``indent``, a fill that starts a line is
     re-indented like the code around it (``keep_indentation``), the model's own indentation kept only as a
-    fallback. Any kind: a tail that repeats the start of the suffix (closing punctuation, or whole lines) is
-    dropped when that is valid too. May return "".
+    fallback. "span" (a ``<|fill|>`` hole): ends with the unit the hole stands for (length.hole_unit): its
+    expression, its statement, or its block at the dedent. Line fills and expressions also end at the first
+    stutter (`pathpath`) and before they write the rest of their line again. Any kind: a tail that repeats the
+    start of the suffix (closing punctuation, or whole lines) is dropped when that is valid too. "text_line"
+    and "text" (a hole in a comment or string, holes.LiteralKind): text of that literal only, on the hole's
+    line for "text_line". When no variant is valid, the longest valid prefix at a token boundary is the
+    fill. May return "".
+
+    Returns (the fill or None, whether it is such a fallback prefix: callers rank those below whole units).
     """
     check_language(language)
+    kind, cut = _cut_to_unit(prefix, candidate, suffix, language, kind)
+    options = _in_place(prefix, _options(prefix, cut, suffix, language, kind, indent), suffix, language, kind)
+    chosen = first_valid_fill(prefix, options, suffix, language)
+    if chosen is not None:
+        return options[chosen], False
+    # Not valid as a whole: its longest valid prefix (at a token boundary) is the fill, not nothing.
+    shorter = [
+        option
+        for prefix_text in shorter_prefixes(cut, not prefix[line_start(prefix, len(prefix)) :].strip())
+        for option in _options(prefix, prefix_text, suffix, language, kind, indent)
+        if option.strip()
+    ]
+    shorter = _in_place(prefix, list(dict.fromkeys(shorter)), suffix, language, kind)
+    chosen = first_valid_fill(prefix, shorter, suffix, language, ranked=False)
+    if chosen is None:
+        logger.debug("rejected candidate %r: no prefix of it is valid code there", candidate)
+        return None, False
+    return shorter[chosen], True
+
+
+def _in_place(prefix: str, options: list[str], suffix: str, language: str | None, kind: str) -> list[str]:
+    """``options`` that fit a literal's hole: text of that literal, not code after it."""
+    if kind not in LITERAL_KINDS:
+        return options
+    return [option for option in options if stays_in_literal(prefix, option, suffix, language)]
+
+
+def _cut_to_unit(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str
+) -> tuple[str, str]:
+    """(kind to finalise as, ``candidate`` cut where its unit ends): a line at its first stutter and before it
+    repeats the rest of its line; a hole as what it stands for (length.hole_unit), a body hole as a block."""
+    if kind == "text_line":  # a line comment or one-line string: a line break would end it
+        return kind, candidate.split("\n", 1)[0].rstrip("\r")
+    if kind == "line":
+        newline = candidate.find("\n")
+        first = candidate if newline < 0 else candidate[:newline]
+        cut = cut_suffix_echo(cut_repetition(first), suffix)
+        return kind, candidate if cut == first else cut
+    if kind != "span":
+        return kind, candidate
+    unit = hole_unit(prefix, suffix, language)
+    if unit == "block":
+        return "block", cut_repetition(candidate)
+    if unit == "statement":
+        return kind, cut_repetition(cut_statement(prefix, candidate, language))
+    return kind, cut_suffix_echo(cut_repetition(cut_inline(prefix, candidate, language)), suffix)
+
+
+def _options(
+    prefix: str, candidate: str, suffix: str, language: str | None, kind: str, indent: str | None
+) -> list[str]:
+    """The texts ``candidate`` may be written as, in preference order (see finalize_candidate)."""
     if kind == "line":
         # A line may close what its own line opened; a cut at the first extra closer wins only when it
         # parses better (the lexer cannot see that the line is, say, inside a comment or a string).
@@ -67,16 +145,16 @@ def finalize_candidate(
         variants = [_fit_line_ends(prefix, cut, suffix, kind)]
         if kind in MULTI_LINE_KINDS and indent is not None and _at_line_start(prefix):
             variants.insert(0, keep_indentation(prefix, variants[0], suffix, language, indent))
+    current_line = prefix[line_start(prefix, len(prefix)) :]
+    if current_line and not current_line.strip():
+        # The gap sits in its line's indentation: the model's own leading blanks would add to it (a block's
+        # later lines keep theirs: the dedent cut and the checks judge them where they land).
+        variants += [variant.lstrip(" \t") for variant in variants]
     options: list[str] = []
     for variant in variants:
         options.extend(_without_repeated_suffix(variant, suffix))
         options.append(variant)
-    options = list(dict.fromkeys(options))  # preference order, duplicates removed
-    chosen = first_valid_fill(prefix, options, suffix, language)
-    if chosen is None:
-        logger.debug("rejected candidate %r: no variant of it is valid code there", candidate)
-        return None
-    return options[chosen]
+    return list(dict.fromkeys(options))  # preference order, duplicates removed
 
 
 def _at_line_start(prefix: str) -> bool:
@@ -92,6 +170,8 @@ def _line_variants(prefix: str, candidate: str, suffix: str) -> list[str]:
         return [candidate + "\n", candidate] if whole_line_gap and candidate.strip() else [candidate]
     bare = candidate[:newline].rstrip("\r")
     kept = candidate[: newline + 1]
+    if suffix.split("\n", 1)[0].strip():
+        return [bare]  # code follows on the line: a line break would split it
     return [kept, bare] if whole_line_gap else [bare, kept]
 
 

@@ -38,18 +38,21 @@ class _Window:
     end: int
 
 
-def first_valid_fill(prefix: str, fills: Sequence[str], suffix: str, language: str | None) -> int | None:
+def first_valid_fill(
+    prefix: str, fills: Sequence[str], suffix: str, language: str | None, *, ranked: bool = True
+) -> int | None:
     """Index of the fill to write between ``prefix`` and ``suffix``, or None when no fill is valid.
 
     ``fills`` come in preference order; among the valid ones the fewest parse errors in the whole document
-    wins (a fill may also mend an error), then the earliest.
+    wins (a fill may also mend an error), then the earliest. ``ranked=False``: the earliest valid one, judged
+    one by one (a long list of fallbacks, longest first, costs only what it takes to reach a valid one).
     """
     if check_language(language) is None:
         near_prefix, near_suffix = bracket_window(prefix, suffix)
         baseline = bracket_errors(near_prefix + near_suffix)
         counts = [bracket_errors(near_prefix + fill + near_suffix) for fill in fills]
-        ranked = sorted((count, index) for index, count in enumerate(counts) if count <= baseline)
-        return ranked[0][1] if ranked else None
+        passing = [(count if ranked else 0, index) for index, count in enumerate(counts) if count <= baseline]
+        return min(passing)[1] if passing else None
     gap = GapParses(prefix, suffix, language)
     base_errors = error_nodes(gap.base.root_node)
     known_starts = {(node.start_byte, node.is_missing) for node in base_errors}
@@ -79,15 +82,24 @@ def first_valid_fill(prefix: str, fills: Sequence[str], suffix: str, language: s
                     for node in on_next
                 ):
                     continue
-        passed.append((len(errors), index, fill_data, window, tree))
-    for _, index, fill_data, window, tree in sorted(passed, key=lambda item: item[:2]):
-        if language != "python":
+        if ranked:
+            passed.append((len(errors), index, fill_data, window, tree))
+        elif _accepted(gap, fill_data, window, tree):
             return index
-        data = gap.prefix_data + fill_data + gap.suffix_data
-        line_given = window.start < len(gap.prefix_data)  # the prefix holds the start of the fill's line
-        if _python_accepts(data, window, tree.root_node, line_given):
+    for _, index, fill_data, window, tree in sorted(passed, key=lambda item: item[:2]):
+        if _accepted(gap, fill_data, window, tree):
             return index
     return None
+
+
+def _accepted(gap: GapParses, fill_data: bytes, window: _Window, tree: tree_sitter.Tree) -> bool:
+    """The last word on a fill tree-sitter passed: Python's compiler, for Python."""
+    if gap.language != "python":
+        return True
+    data = gap.prefix_data + fill_data + gap.suffix_data
+    # The indentation the code before the fill gives its first line; None when the fill starts its line.
+    given = gap.prefix_data[window.start :] if window.start < len(gap.prefix_data) else None
+    return _python_accepts(data, window, tree.root_node, None if given is None else _indent(given))
 
 
 def fill_is_valid(prefix: str, fill: str, suffix: str, language: str | None) -> bool:
@@ -158,8 +170,10 @@ def _belongs_to_fill(node: tree_sitter.Node, window: _Window, known_starts: set[
 # -- Python: the real compiler ----------------------------------------------------------------------------
 
 
-def _python_accepts(data: bytes, window: _Window, root: tree_sitter.Node, line_given: bool) -> bool:
-    """``line_given``: the fill's first line starts in the prefix, so its indentation is not the fill's."""
+def _python_accepts(data: bytes, window: _Window, root: tree_sitter.Node, given_indent: bytes | None) -> bool:
+    """``given_indent``: the fill's first line starts in the prefix, with this indentation before the fill;
+    blanks the fill itself adds to it are the fill's (an empty indented line filled with `   x` is judged at
+    the column the fill puts `x`, not the one the line had)."""
     unit_start, unit_end = _compile_unit(data, window, root)
     unit = data[unit_start:unit_end]
     error = _compile_error(unit)
@@ -173,7 +187,7 @@ def _python_accepts(data: bytes, window: _Window, root: tree_sitter.Node, line_g
         return False  # on a line only the fill wrote
     # On the fill's first line or below it (a bad indent shows on the next line; an empty block above shows
     # on the line after it): the fill's error unless a neutral line in its place fails the same way there.
-    neutral_error = _compile_error(_neutralised(unit, first, last, line_given))
+    neutral_error = _compile_error(_neutralised(unit, first, last, given_indent))
     shifted = first if error.lineno == first else error.lineno - (last - first)
     return neutral_error is not None and (type(neutral_error), neutral_error.lineno) == (type(error), shifted)
 
@@ -204,15 +218,17 @@ def _compile_error(source: bytes) -> SyntaxError | None:
     return None
 
 
-def _neutralised(unit: bytes, first: int, last: int, line_given: bool) -> bytes:
+def _neutralised(unit: bytes, first: int, last: int, given_indent: bytes | None) -> bytes:
     """``unit`` with lines first..last (1-based) replaced by one neutral line: ``pass``, or ``if 1:`` where a
-    block follows (the next code line is deeper, or the given line ends with ``:``). Its indentation is the
-    line's own when ``line_given``; otherwise what the code above asks for (deeper after an opener)."""
+    block follows (the next code line is deeper, or the given line ends with ``:``). Its indentation is
+    ``given_indent`` when the line was given; otherwise what the code above asks for (deeper after an
+    opener)."""
+    line_given = given_indent is not None
     lines = unit.split(b"\n")
     above = next((line for line in reversed(lines[: first - 1]) if _is_code(line)), b"")
     below = next((line for line in lines[last:] if _is_code(line)), None)
-    if line_given:
-        indent = _indent(lines[first - 1])
+    if given_indent is not None:
+        indent = given_indent
     elif above.rstrip().endswith(b":"):
         indent = _indent(above) + b"    "
         if below is not None and _width(_indent(below)) > _width(_indent(above)):
