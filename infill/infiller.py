@@ -152,9 +152,17 @@ class Infiller:
 
     @classmethod
     def load(
-        cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
+        cls,
+        model: str | Path | None = None,
+        *,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        quantize: str | None = None,
     ) -> Infiller:
-        return cls(InfillEngine.from_pretrained(model, device=device, trust_remote_code=trust_remote_code))
+        engine = InfillEngine.from_pretrained(
+            model, device=device, trust_remote_code=trust_remote_code, quantize=quantize
+        )
+        return cls(engine)
 
     # ----------------------------------------------------------------------------------------- plumbing
 

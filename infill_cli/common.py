@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from infill.models.quantize import QUANTIZATIONS
+
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
     from infill.infiller import Infiller
@@ -74,6 +76,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code",
         action="store_true",
         help="allow model directories that need their own Python code (only for models you trust)",
+    )
+    group.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,  # quantize.py imports torch only when it quantizes
+        default=None,
+        help="int8: the model's Linear layers in int8 (CPU only, models up to 2B parameters; faster)",
     )
     group.add_argument(
         "--threads",
@@ -142,7 +150,9 @@ def load_infiller(args: argparse.Namespace) -> Infiller:
     from infill.infiller import Infiller
     from infill.models.devices import use_threads
 
-    infiller = Infiller.load(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    infiller = Infiller.load(
+        args.model, device=args.device, trust_remote_code=args.trust_remote_code, quantize=args.quantize
+    )
     use_threads(args.threads, infiller.engine.loaded.model)
     return infiller
 

@@ -130,11 +130,15 @@ def _report_model(args: argparse.Namespace) -> bool:
         return True
     started = time.perf_counter()
     try:
-        loaded = load_model(model_dir, device=args.device, trust_remote_code=args.trust_remote_code)
+        loaded = load_model(
+            model_dir, device=args.device, trust_remote_code=args.trust_remote_code, quantize=args.quantize
+        )
     except InfillError as error:
         _row("model loads", f"FAILED: {error}")
         return False
     _row("model loads", f"yes, in {time.perf_counter() - started:.1f} s")
+    if args.quantize:
+        _row("quantized", f"{args.quantize} Linear layers (torch dynamic quantization)")
     from infill.models.devices import use_threads
 
     _row("model cpu threads", use_threads(args.threads, loaded.model))
@@ -159,10 +163,13 @@ def _report_loaded(loaded: LoadedModel) -> None:
     framing = [*(_token(loaded, i) for i in special.prefix_ids), "prefix", "masks", "suffix"]
     framing += [_token(loaded, i) for i in special.suffix_ids]
     block_size = getattr(loaded.model, "block_size", None)
-    if block_size is not None:  # block diffusion: the suffix first, then the prefix, continued block by block
-        separator = [_token(loaded, i) for i in special.suffix_separator_ids]
-        framing = [*(["suffix", *separator] if separator else []), "prefix", f"blocks of {block_size} masks"]
+    if block_size is not None:  # block diffusion: the family's prompt layout, continued block by block
+        layout = special.block_prompt or ("{prefix}",)
+        pieces = [p.strip("{}") if isinstance(p, str) else _token(loaded, p) for p in layout]
+        framing = [*(_token(loaded, i) for i in special.prefix_ids), *pieces, f"blocks of {block_size} masks"]
     _row("canvas", " + ".join(framing))
+    if block_size is not None:  # a block model's span ends where it stops, not at a length estimate
+        _row("span length", f"blocks of {block_size} until the block holding end of span, at most max tokens")
     _row("model device/dtype", f"{loaded.device} / {str(loaded.dtype).removeprefix('torch.')}")
     _row("model window", f"{loaded.max_positions} tokens")
     if loaded.generation_defaults:

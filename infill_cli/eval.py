@@ -187,6 +187,7 @@ def _evaluate_model(
         device=args.device,
         batch_size=args.batch_size,
         trust_remote_code=args.trust_remote_code,
+        quantize=args.quantize,
     )
     infiller = getattr(generate, "infiller", None)
     if infiller is not None:  # diffusion: the model's sampler defaults with the command line on top

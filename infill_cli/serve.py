@@ -13,6 +13,7 @@ import os
 import sys
 
 from infill.errors import InputError
+from infill.models.quantize import QUANTIZATIONS
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -40,6 +41,12 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--port", type=int, default=None, help="TCP port (required with --tcp)")
     parser.add_argument("--model", default=None, help="model directory (default: INFILL_MODEL, then bundled)")
     parser.add_argument("--device", default=None, help='"auto" (default), "cpu", "cuda" or "cuda:N"')
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="int8: the model's Linear layers in int8 (CPU only, models up to 2B parameters)",
+    )
     parser.add_argument(
         "--log-file",
         default=None,
@@ -112,6 +119,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     SERVER.cli_model = args.model
     SERVER.cli_device = args.device
+    SERVER.cli_quantize = args.quantize
     logging.getLogger(__name__).info("infill serve starting (%s)", "tcp" if args.tcp else "stdio")
     if args.tcp:
         SERVER.start_tcp(args.host, args.port)

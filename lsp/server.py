@@ -53,7 +53,7 @@ from lsp.rewrite import (
     rewrite_call,
     workspace_edit,
 )
-from lsp.settings import ServerSettings, model_spec, parse_settings
+from lsp.settings import ModelSpec, ServerSettings, model_spec, parse_settings
 from lsp.text_edits import LineIndex, PositionOutOfRange
 from lsp.worker import ModelCall, ModelWorker, SamplerOverrides, StopCheck, WorkerState
 
@@ -88,6 +88,7 @@ class InfillLanguageServer(LanguageServer):
         # `infill serve --model/--device`: used when the client leaves model/device unset.
         self.cli_model: str | None = None
         self.cli_device: str | None = None
+        self.cli_quantize: str | None = None  # `infill serve --quantize`: server-wide, not a client setting
         self.worker = ModelWorker(self._on_worker_status)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[tuple[str, str], PendingRequest] = {}
@@ -133,11 +134,14 @@ class InfillLanguageServer(LanguageServer):
         settings, problems = parse_settings(raw)
         if problems:
             self.show_message(types.MessageType.Warning, "infill settings: " + "; ".join(problems))
-        before = model_spec(self.settings, self.cli_model, self.cli_device)
+        before = self._model_spec(self.settings)
         if settings.threads != self.settings.threads:
             self.worker.set_threads(settings.threads)
         self.settings = settings
-        return model_spec(settings, self.cli_model, self.cli_device) != before
+        return self._model_spec(settings) != before
+
+    def _model_spec(self, settings: ServerSettings) -> ModelSpec:
+        return model_spec(settings, self.cli_model, self.cli_device, self.cli_quantize)
 
     async def load_model(self) -> None:
         """Start (re)loading in the worker; reports `$/progress` when the client lets us create a token."""
@@ -151,12 +155,12 @@ class InfillLanguageServer(LanguageServer):
             except Exception as error:  # the client may refuse; progress is only a nicety
                 logger.info("no progress token: %s", error)
         self._shown_load_error = False
-        self.worker.load(model_spec(self.settings, self.cli_model, self.cli_device))
+        self.worker.load(self._model_spec(self.settings))
 
     def ensure_model(self) -> None:
         """A client that never sent `initialized` still gets a model on its first request."""
         if self.worker.spec is None:
-            self.worker.load(model_spec(self.settings, self.cli_model, self.cli_device))
+            self.worker.load(self._model_spec(self.settings))
 
     def overrides(self) -> SamplerOverrides:
         return SamplerOverrides(steps=self.settings.steps, threshold=self.settings.threshold)

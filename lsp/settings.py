@@ -81,16 +81,22 @@ class ModelSpec:
     model: str | None
     device: str | None
     trust_remote_code: bool
+    quantize: str | None = None  # `infill serve --quantize` (infill.models.quantize)
 
 
-def model_spec(settings: ServerSettings, cli_model: str | None, cli_device: str | None) -> ModelSpec:
+def model_spec(
+    settings: ServerSettings, cli_model: str | None, cli_device: str | None, cli_quantize: str | None = None
+) -> ModelSpec:
     """Client setting > ``infill serve`` flag > the loader's own default (INFILL_MODEL, bundled model).
 
     A device of "auto" from the client means "let the server decide", i.e. the CLI flag if one was given.
     """
     device = settings.device if settings.device != "auto" else cli_device
     return ModelSpec(
-        model=settings.model or cli_model, device=device, trust_remote_code=settings.trust_remote_code
+        model=settings.model or cli_model,
+        device=device,
+        trust_remote_code=settings.trust_remote_code,
+        quantize=cli_quantize,
     )
 
 

@@ -225,7 +225,10 @@ class ModelWorker:
             from infill.infiller import Infiller  # torch comes in here, on this thread only
 
             self._infiller = Infiller.load(
-                spec.model, device=spec.device, trust_remote_code=spec.trust_remote_code
+                spec.model,
+                device=spec.device,
+                trust_remote_code=spec.trust_remote_code,
+                quantize=spec.quantize,
             )
         except InfillError as error:
             self.error = str(error)

@@ -36,6 +36,7 @@ from infill.engine.types import FillRequest
 from infill.models import load_model
 from infill.models.base import LoadedModel
 from infill.models.block_model import BlockDiffusionModel
+from infill.models.quantize import quantize_linear_layers
 from infill.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,13 +77,11 @@ def random_model(layers: int, seed: int = 0) -> Qwen2ForCausalLM:
 
 
 def quantized(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
-    """torch's dynamic int8 quantization of every Linear (the LM head gets its own int8 copy of the tied
-    embedding). infill's Linear is nn.Linear without the random init; quantize_dynamic matches exact types."""
+    """A copy with what ``--quantize int8`` does (infill/models/quantize.py): torch's dynamic int8
+    quantization of every Linear (the LM head gets its own int8 copy of the tied embedding)."""
     copied = copy.deepcopy(model)
-    for module in copied.modules():
-        if isinstance(module, torch.nn.Linear):
-            module.__class__ = torch.nn.Linear
-    return torch.ao.quantization.quantize_dynamic(copied, {torch.nn.Linear}, dtype=torch.qint8)
+    quantize_linear_layers(copied, "int8")
+    return copied
 
 
 def real_code_ids(loaded: LoadedModel, count: int) -> list[int]:
@@ -162,7 +161,9 @@ def main() -> None:
         loaded = dataclasses.replace(
             bundled,
             model=model,
-            special=dataclasses.replace(special, banned_ids=banned, suffix_separator_ids=(special.pad_id,)),
+            special=dataclasses.replace(
+                special, banned_ids=banned, block_prompt=("{suffix}", special.pad_id, "{prefix}")
+            ),
             max_positions=32768,
             generation_defaults={"context_tokens": args.context},
         )

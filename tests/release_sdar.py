@@ -45,8 +45,9 @@ WEIGHT_STD = 0.3
 SDAR_REMOTE_FILES = ("configuration_sdar.py", "modeling_sdar.py", "fused_linear_diffusion_cross_entropy.py")
 
 
-def _sdar_tokenizer(out: Path) -> dict[str, int]:
-    """Qwen3's tokenizer files with SDAR's mask token; returns the added tokens' ids and the size."""
+def qwen_fast_tokenizer(out: Path, added: tuple[tuple[str, bool], ...] = SDAR_ADDED) -> dict[str, int]:
+    """Qwen's fast tokenizer files with ``added`` (default: Qwen3's and SDAR's mask token); returns the added
+    tokens' ids and the size."""
     qwen2 = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
@@ -56,7 +57,7 @@ def _sdar_tokenizer(out: Path) -> dict[str, int]:
     bpe = _train_bpe(qwen2, normalizers.NFC())
     bpe.model.save(str(out))  # vocab.json + merges.txt, shipped beside tokenizer.json as Qwen3's are
     first = bpe.get_vocab_size()
-    bpe.add_tokens([AddedToken(t, special=special, normalized=False) for t, special in SDAR_ADDED])
+    bpe.add_tokens([AddedToken(t, special=special, normalized=False) for t, special in added])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, clean_up_tokenization_spaces=False)
     tokenizer.save_pretrained(str(out))
     roles = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
@@ -65,7 +66,7 @@ def _sdar_tokenizer(out: Path) -> dict[str, int]:
         {
             "add_bos_token": False,
             "add_prefix_space": False,
-            "added_tokens_decoder": _added_decoder(SDAR_ADDED, first),
+            "added_tokens_decoder": _added_decoder(added, first),
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
             "bos_token": None,
             "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
@@ -82,16 +83,14 @@ def _sdar_tokenizer(out: Path) -> dict[str, int]:
     _write_json(
         out / "special_tokens_map.json", {"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}
     )
-    return {content: first + i for i, (content, _) in enumerate(SDAR_ADDED)} | {
-        "size": first + len(SDAR_ADDED)
-    }
+    return {content: first + i for i, (content, _) in enumerate(added)} | {"size": first + len(added)}
 
 
 def build_sdar_release(out: Path, seed: int = 4) -> Path:
     """A JetLM/SDAR-8B-Chat-shaped directory with tiny random weights."""
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    ids = _sdar_tokenizer(out)
+    ids = qwen_fast_tokenizer(out)
     qwen3 = Qwen3Config(vocab_size=_padded(ids["size"]), head_dim=16, **TINY_QWEN)
     model = Qwen3ForCausalLM(qwen3)
     with torch.no_grad():

@@ -67,10 +67,17 @@ class Reference:
         eps = self.config["rms_norm_eps"]
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """A projection with its bias when the checkpoint has one (Qwen2's q/k/v: Fast-dLLM v2)."""
+        bias = self.w.get(name + ".bias")
+        out = x @ self.w[name + ".weight"].T
+        return out if bias is None else out + bias
+
     def logits(self, ids: list[int], allowed: torch.Tensor) -> torch.Tensor:
         """(T, V) logits of ``ids`` at positions 0..T-1, query t attending to key s where allowed[t, s]."""
         c, w = self.config, self.w
-        heads, kv_heads, dim = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+        dim = c.get("head_dim") or c["hidden_size"] // heads
         length = len(ids)
         inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, dim, 2).float() / dim))
         angles = torch.arange(length).float()[:, None] * inv_freq[None, :]
@@ -84,22 +91,24 @@ class Reference:
         for layer in range(c["num_hidden_layers"]):
             p = f"model.layers.{layer}."
             x = self._rms(h, w[p + "input_layernorm.weight"])
-            q = (x @ w[p + "self_attn.q_proj.weight"].T).view(length, heads, dim)
-            k = (x @ w[p + "self_attn.k_proj.weight"].T).view(length, kv_heads, dim)
-            v = (x @ w[p + "self_attn.v_proj.weight"].T).view(length, kv_heads, dim)
-            q = self._rms(q, w[p + "self_attn.q_norm.weight"])
-            k = self._rms(k, w[p + "self_attn.k_norm.weight"])
+            q = self._linear(x, p + "self_attn.q_proj").view(length, heads, dim)
+            k = self._linear(x, p + "self_attn.k_proj").view(length, kv_heads, dim)
+            v = self._linear(x, p + "self_attn.v_proj").view(length, kv_heads, dim)
+            if p + "self_attn.q_norm.weight" in w:  # Qwen3's head norms (SDAR); LLaMA has none
+                q = self._rms(q, w[p + "self_attn.q_norm.weight"])
+                k = self._rms(k, w[p + "self_attn.k_norm.weight"])
             outs = []
             for head in range(heads):
                 kv = head // (heads // kv_heads)
                 scores = rope(q[:, head]) @ rope(k[:, kv]).T * dim**-0.5
                 scores = scores.masked_fill(~allowed, float("-inf"))
                 outs.append(scores.softmax(-1) @ v[:, kv])
-            h = h + torch.cat(outs, -1) @ w[p + "self_attn.o_proj.weight"].T
+            h = h + self._linear(torch.cat(outs, -1), p + "self_attn.o_proj")
             x = self._rms(h, w[p + "post_attention_layernorm.weight"])
             gate = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
             h = h + (gate * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
-        return self._rms(h, w["model.norm.weight"]) @ w["lm_head.weight"].T
+        head = w.get("lm_head.weight", w["model.embed_tokens.weight"])  # tied embeddings: no lm_head tensor
+        return self._rms(h, w["model.norm.weight"]) @ head.T
 
     def generate(
         self,
@@ -284,7 +293,9 @@ def test_the_prefix_cache_is_reused_between_calls_and_changes_nothing(sdar_dir: 
 
 def test_the_suffix_goes_before_the_prefix_as_an_earlier_document(sdar_dir: Path) -> None:
     special = load_model(sdar_dir, device="cpu").special
-    assert block_prompt([1, 2], [7, 8], special) == [7, 8, *special.suffix_separator_ids, 1, 2]
+    separator = special.block_prompt[1]
+    assert special.block_prompt == ("{suffix}", separator, "{prefix}") and isinstance(separator, int)
+    assert block_prompt([1, 2], [7, 8], special) == [7, 8, separator, 1, 2]
     assert block_prompt([1, 2], [], special) == [1, 2]
 
 

@@ -18,6 +18,12 @@ generate.py, both no-ops for its defaults (blocks of 4, 4 steps): the share is c
 loop may write any id; infill never writes control tokens into code, and a family's stop ids are folded
 into end-of-span at the LM head, stops.py).
 
+Fast-dLLM v2 (BlockDiffusionModel ``shift`` and ``sub_block_size``, its generate without the block cache):
+row i of a pass is the prediction of position i + 1, so a block's first token is predicted by the previous
+block's last position, in a pass of its own that caches the finished block (or the prompt's blocks), and is
+committed before the block's steps; the steps then commit inside one sub-block at a time (the threshold rule
+with a share of one).
+
 ``PrefixCaches`` keeps the caches of recent prompts (memory-capped, least recently used evicted): a prompt
 that starts with the same whole blocks as a recent one (the previous keystroke's) reuses their keys and
 values, which is exact because a block's keys depend only on blocks before it.
@@ -37,6 +43,7 @@ from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
+from infill.models.families import PREFIX, SUFFIX
 from infill.models.qwen2 import KeyValueCache
 
 logger = logging.getLogger(__name__)
@@ -125,14 +132,25 @@ def block_denoise(
     ends = torch.tensor([special.end_of_span_id], device=device)
     ends = ends if stop_ids is None else torch.cat([ends, stop_ids.to(device)])
     generator = make_generator(config.seed, device)
-    schedule = transfer_schedule(size, config.block_steps or size)
     total = -(-(len(prompt) + max_tokens) // size) * size
     whole = len(prompt) // size * size  # the prompt's whole blocks: cached before decoding starts
     reused, cache = caches.lookup(prompt[:whole], size) if caches is not None else (0, None)
+    if model.shift and whole == len(prompt) and reused == whole > 0:
+        reused, cache = whole - size, cache.truncated(whole - size) if cache else None  # see next_first below
     # Ids to append to the cache with the next pass: the prompt's uncached whole blocks, later each
     # committed block (generate.py spends a pass of its own on each, store_kv).
     pending = prompt[reused:whole]
+    # A shifted model (Fast-dLLM v2) predicts a block's first token from the hidden state of the last
+    # position before it, in a pass of its own that also caches the blocks before: committed first, as its
+    # generate does, before any step of the block.
+    next_first: torch.Tensor | None = None
     passes = 0
+    if model.shift and pending:
+        next_first, cache = model.append_blocks(_ids(pending, device), cache)
+        passes += 1
+        if caches is not None:
+            caches.store(prompt[:whole], cache)
+        pending = []
     new_ids: list[int] = []
     confidences: list[float] = []
     for start in range(whole, total, size):
@@ -140,46 +158,75 @@ def block_denoise(
         spill = prompt[start : start + size]
         block[0, : len(spill)] = torch.tensor(spill, dtype=torch.long)
         confidence = torch.ones(size, device=device)
-        for share in schedule:
-            masked = block[0] == mask_id
-            if not masked.any():
-                break
-            if should_stop is not None and should_stop():
-                raise Cancelled("Cancelled")
-            appended = torch.tensor([pending], dtype=torch.long, device=device) if pending else None
-            logits, cache = model.block_logits(block, cache, appended)
-            logits = logits[0]  # (b, V)
-            passes += 1
-            if pending and start == whole and caches is not None:
-                caches.store(prompt[:whole], cache)  # the prompt's blocks, for the next keystroke
-            pending = []
-            logits[:, banned] = float("-inf")
-            chosen, probs = choose_tokens(logits, config.temperature, config.top_p, generator)
-            chosen_p = token_confidence(probs, chosen)
-            scores = torch.where(masked, chosen_p, float("-inf"))
-            confident = scores > config.threshold
-            commit = confident
-            wanted = min(share, int(masked.sum()))
-            if int(confident.sum()) < wanted:
-                commit = torch.zeros_like(masked)
-                commit[scores.topk(wanted).indices] = True
-            block[0] = torch.where(commit, chosen, block[0])
-            confidence = torch.where(commit, chosen_p, confidence)
+        if next_first is not None and not spill:
+            next_first[banned] = float("-inf")
+            chosen, probs = choose_tokens(next_first[None], config.temperature, config.top_p, generator)
+            block[0, 0], confidence[0] = chosen[0], token_confidence(probs, chosen)[0]
+        for lo, hi in _windows(size, model.sub_block_size):
+            for share in transfer_schedule(hi - lo, config.block_steps or hi - lo):
+                masked = block[0] == mask_id
+                masked[:lo] = masked[hi:] = False
+                if not masked.any():
+                    break
+                if should_stop is not None and should_stop():
+                    raise Cancelled("Cancelled")
+                logits, cache = model.block_logits(block, cache, _ids(pending, device) if pending else None)
+                logits = logits[0]  # (b, V)
+                if model.shift:  # row i is the hidden state at i - 1's (row 0 keeps its own: never masked)
+                    logits = torch.cat([logits[:1], logits[:-1]])
+                passes += 1
+                if pending and start == whole and caches is not None:
+                    caches.store(prompt[:whole], cache)  # the prompt's blocks, for the next keystroke
+                pending = []
+                logits[:, banned] = float("-inf")
+                chosen, probs = choose_tokens(logits, config.temperature, config.top_p, generator)
+                chosen_p = token_confidence(probs, chosen)
+                scores = torch.where(masked, chosen_p, float("-inf"))
+                confident = scores > config.threshold
+                commit = confident
+                wanted = min(share, int(masked.sum()))
+                if int(confident.sum()) < wanted:
+                    commit = torch.zeros_like(masked)
+                    commit[scores.topk(wanted).indices] = True
+                block[0] = torch.where(commit, chosen, block[0])
+                confidence = torch.where(commit, chosen_p, confidence)
         assert not (block[0] == mask_id).any(), "a block's steps commit all of it"
         fresh = slice(len(spill), size)
         new_ids += block[0, fresh].tolist()
         confidences += confidence[fresh].tolist()
         if torch.isin(block[0, fresh], ends).any() or start + size >= total:
             break
-        pending = block[0].tolist()
+        if model.shift:
+            next_first, cache = model.append_blocks(block, cache)
+            passes += 1
+        else:
+            pending = block[0].tolist()
     return BlockDecodeOutput(new_ids, confidences, passes, reused)
 
 
+def _windows(size: int, sub_block_size: int | None) -> list[tuple[int, int]]:
+    """The ranges of a block a step may commit in, one after another: its sub-blocks, or the whole block."""
+    step = sub_block_size or size
+    return [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+
+
+def _ids(ids: list[int], device: torch.device) -> torch.Tensor:
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
 def block_prompt(prefix_ids: list[int], suffix_ids: list[int], special: SpecialTokens) -> list[int]:
-    """The ids a block model continues: the suffix first, as an earlier document ended by the family's
-    separator (the base model never saw fill-in-the-middle; families.suffix_before_prefix), then the
-    prefix. Without a separator, or without a suffix, only the prefix."""
-    head = list(special.prefix_ids)
-    if suffix_ids and special.suffix_separator_ids:
-        head += [*suffix_ids, *special.suffix_separator_ids]
-    return [*head, *prefix_ids]
+    """The ids a block model continues: the tokenizer's leading ids, then the family's layout
+    (families.Family.block_prompt) with the prefix and suffix put in; without a layout, the prefix alone. A
+    layout that starts with the suffix (an earlier document) is cut to the prefix on when there is none."""
+    layout = special.block_prompt or (PREFIX,)
+    if not suffix_ids and layout[0] == SUFFIX:
+        layout = layout[layout.index(PREFIX) :]
+    ids = list(special.prefix_ids)
+    for piece in layout:
+        ids += prefix_ids if piece == PREFIX else suffix_ids if piece == SUFFIX else [int(piece)]
+    return ids
+
+
+def framing_length(special: SpecialTokens) -> int:
+    """How many ids a block prompt adds to the prefix and suffix."""
+    return len(special.prefix_ids) + sum(isinstance(piece, int) for piece in special.block_prompt)

@@ -17,7 +17,7 @@ from typing import TypeVar, get_args
 
 import torch
 
-from infill.engine.block_decoding import PrefixCaches, block_denoise, block_prompt
+from infill.engine.block_decoding import PrefixCaches, block_denoise, block_prompt, framing_length
 from infill.engine.candidates import ScoredCandidate, newline_token_ids, rank_candidates, span_candidate
 from infill.engine.canvas import Canvas, Context, build_canvas, context_budget, stack_canvases, trim_context
 from infill.engine.expand_delete import fill_expand_delete
@@ -123,9 +123,14 @@ class InfillEngine:
 
     @classmethod
     def from_pretrained(
-        cls, model: str | Path | None = None, *, device: str | None = None, trust_remote_code: bool = False
+        cls,
+        model: str | Path | None = None,
+        *,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        quantize: str | None = None,
     ) -> InfillEngine:
-        return cls(load_model(model, device=device, trust_remote_code=trust_remote_code))
+        return cls(load_model(model, device=device, trust_remote_code=trust_remote_code, quantize=quantize))
 
     def default_config(self) -> DecodeConfig:
         """DecodeConfig() updated with the sampler defaults stored with the weights."""
@@ -194,8 +199,8 @@ class InfillEngine:
         loaded = self.loaded
         cap = config.context_tokens if config.context_tokens is not None else self.context_tokens
         budget = min(cap, context_budget(loaded.special, request.max_tokens, loaded.max_positions))
-        if self.block_model is not None:  # the last block may run past max_tokens; the separator
-            budget = max(0, budget - self.block_model.block_size - len(loaded.special.suffix_separator_ids))
+        if self.block_model is not None:  # the last block may run past max_tokens; the prompt's framing
+            budget = max(0, budget - self.block_model.block_size - framing_length(loaded.special))
         context = trim_context(request.prefix, request.suffix, loaded.tokenizer.encode, budget)
         # Healing constrains canvas positions of the bidirectional sampler; a block model continues the
         # prefix's tokens as they are.

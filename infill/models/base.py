@@ -38,9 +38,9 @@ class SpecialTokens:
     suffix_ids: tuple[int, ...] = ()
     banned_ids: tuple[int, ...] = ()
     stop_ids: tuple[int, ...] = ()
-    # Block-diffusion families that never saw fill-in-the-middle (families.suffix_before_prefix): the
-    # prompt is suffix + these ids + prefix; empty: the suffix is not shown to a block model.
-    suffix_separator_ids: tuple[int, ...] = ()
+    # A block model's prompt layout (families.Family.block_prompt): token ids and the "{prefix}" and
+    # "{suffix}" placeholders; empty: the prefix alone.
+    block_prompt: tuple[int | str, ...] = ()
 
 
 class TextTokenizer(Protocol):

@@ -22,14 +22,26 @@ from infill.models.qwen2 import KeyValueCache, Qwen2ForCausalLM
 
 
 class BlockDiffusionModel:
-    """A native block-causal decoder (qwen2.py's module) and its block size. Logits are unshifted: row i is
-    the distribution of the token at position i."""
+    """A native block-causal decoder (qwen2.py's module), its block size and how its family decodes a block.
+    Logits are unshifted: row i is what the hidden state at i predicts. ``shift``: that is the token at i + 1
+    (Fast-dLLM v2's token shift; the decoding loop realigns), else the token at i. ``sub_block_size``: a step
+    commits only inside the first sub-block of this size that still has masks (Fast-dLLM v2), else anywhere
+    in the block."""
 
     caches_context = False  # the bidirectional DualCache (step_logits.py) does not apply
 
-    def __init__(self, model: Qwen2ForCausalLM, block_size: int) -> None:
+    def __init__(
+        self,
+        model: Qwen2ForCausalLM,
+        block_size: int,
+        *,
+        shift: bool = False,
+        sub_block_size: int | None = None,
+    ) -> None:
         self.model = model
         self.block_size = block_size
+        self.shift = shift
+        self.sub_block_size = sub_block_size
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -49,6 +61,16 @@ class BlockDiffusionModel:
         assert ids.shape[1] % self.block_size == 0, "only whole blocks are cached"
         with torch.inference_mode():
             return self.model.model(ids, past=past, store=True, block_size=self.block_size).cache
+
+    def append_blocks(
+        self, ids: torch.Tensor, past: KeyValueCache | None
+    ) -> tuple[torch.Tensor, KeyValueCache]:
+        """(V,) float32 logits of the last of ``ids (1, T)`` (whole blocks after ``past``'s positions) and
+        ``past`` extended by them: a shifted model's prediction of the next block's first token."""
+        with torch.inference_mode():
+            out = self.model.model(ids, past=past, store=True, block_size=self.block_size)
+            assert out.cache is not None
+            return self.model.lm_head(out.last_hidden_state[0, -1:]).float()[0], out.cache
 
     def block_logits(
         self, block: torch.Tensor, past: KeyValueCache | None, pending: torch.Tensor | None = None

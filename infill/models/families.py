@@ -44,6 +44,8 @@ QWEN25_CONTROL_TOKENS = (
     "<tool_call>",
     "</tool_call>",
 )
+# Placeholders of a block model's prompt layout (Family.block_prompt): the code before and after the hole.
+PREFIX, SUFFIX = "{prefix}", "{suffix}"
 DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # LLaDA (modeling_llada.py, LLaDALlamaBlock) -> transformers LLaMA tensor names. ff_proj is the SwiGLU gate
@@ -132,7 +134,9 @@ class Family:
     architectures: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()  # added tokens that single out a variant sharing a config layout
     # Loading.
-    shift: bool = False  # the hidden state at i-1 predicts the token at i (Dream); realigned by the adapter
+    # The hidden state at i-1 predicts the token at i (Dream, Fast-dLLM v2); realigned by the adapter or the
+    # block decoding loop.
+    shift: bool = False
     # Run a qwen2 backbone by qwen2.py (plain torch, no transformers import) when it covers the config. Only
     # our own exports: released checkpoints keep transformers' classes.
     plain_torch: bool = False
@@ -147,6 +151,7 @@ class Family:
     # Special tokens.
     mask_from_config: bool = False  # config.json mask_token_id before the tokenizer's mask token
     mask_tokens: tuple[str, ...] = MASK_SPELLINGS
+    mask_id: int | None = None  # the authors' code's own mask id, tried after every spelling
     end_of_span_tokens: tuple[str, ...] = ()  # tried before the tokenizer's eos/sep/pad
     end_of_span_required: bool = False
     bos_tokens: tuple[str, ...] = ()  # tried before the tokenizer's bos role and config bos_token_id
@@ -173,11 +178,15 @@ class Family:
     # (infill/engine/block_decoding.py) instead of one bidirectional canvas.
     attention: Attention = "bidirectional"
     block_size: int | None = None
+    block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
+    sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
-    # Fill-in-the-middle for models that only continue text: the suffix is shown before the prefix, as an
-    # earlier document ended by this token (spelling); None: the suffix follows the span on the canvas.
-    suffix_before_prefix: str | None = None
+    # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
+    # placeholders, in order (the base model's fill-in-the-middle format, e.g. Seed-Coder's SPM). Empty: the
+    # prefix alone. A layout that starts with SUFFIX shows the suffix as an earlier document (for a base model
+    # that never saw fill-in-the-middle) and, without a suffix, gives the prefix alone.
+    block_prompt: tuple[str, ...] = ()
 
     @property
     def is_decoder(self) -> bool:
@@ -282,7 +291,69 @@ FAMILIES: tuple[Family, ...] = (
         # Qwen3 (SDAR's base) was never trained on fill-in-the-middle, nor was SDAR: the suffix goes before
         # the prefix as an earlier document, where it can only inform names, not be continued. Unmeasured
         # on real weights here (README).
-        suffix_before_prefix="<|endoftext|>",
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    Family(
+        name="stable-diffcoder",
+        title="Stable-DiffCoder (ByteDance-Seed; Seed-Coder's LLaMA weights, block diffusion, blocks of 4)",
+        backbone="llama",
+        # config.json keeps model_type "llama": only the architecture singles it out.
+        architectures=("StableDiffcoderForCausalLM",),
+        attention="block-causal",
+        block_size=4,  # the model card's block_length
+        # generate_block's default mask_id is 5; the spelling is a third party's, not checked against the
+        # release.
+        mask_tokens=("<[MASK_TOKEN]>",),
+        mask_id=5,
+        # The model card's call: steps = gen_length over blocks of 4 (4 steps a block), threshold=None (the
+        # schedule's top-k only: nothing is strictly above 1.0), temperature 0, low_confidence. generate_block
+        # stops after the block holding eos_id (the tokenizer's eos, end of span here).
+        decoding_defaults={"block_steps": 4, "threshold": 1.0, "temperature": 0.0},
+        # Seed-Coder was pretrained with fill-in-the-middle in SPM order (its technical report: FIM ratio 0.5,
+        # 0.1 in continued pretraining); whether Stable-DiffCoder's block-diffusion stage kept FIM samples its
+        # release does not say. Unmeasured on real weights here (README).
+        block_prompt=("<[fim-suffix]>", SUFFIX, "<[fim-prefix]>", PREFIX, "<[fim-middle]>"),
+        never_commit=("<[fim-suffix]>", "<[fim-prefix]>", "<[fim-middle]>"),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    Family(
+        name="fast-dllm-v2",
+        title="Fast-dLLM v2 (NVlabs; Qwen2.5 weights, block diffusion over blocks of 32, shifted logits)",
+        backbone="qwen2",
+        architectures=("Fast_dLLM_QwenForCausalLM",),
+        attention="block-causal",
+        block_size=32,  # generate's block_size; config.json's "bd_size" (training's) when present
+        block_size_keys=("block_size", "bd_size"),
+        sub_block_size=8,  # the model card's small_block_size
+        # Token shift: the hidden state at i - 1 predicts position i; a block's first token comes from the
+        # previous block's last position, committed before the block's steps (its generate).
+        shift=True,
+        mask_tokens=("|<MASK>|",),  # spelling unchecked against the release; generate's mask_id is 151665
+        mask_id=151665,
+        stop_tokens=("<|im_end|>", "<|endoftext|>"),  # generate's stop_token is 151645, <|im_end|>
+        never_commit=QWEN25_CONTROL_TOKENS,
+        # The model card's call: threshold 0.9 (every masked position of the sub-block above it, else the
+        # most confident one), greedy.
+        decoding_defaults={"block_steps": 0, "threshold": 0.9, "temperature": 0.0},
+        # Qwen2.5-7B-Instruct (its base) was not trained on fill-in-the-middle (Qwen2.5-Coder was): the suffix
+        # goes first as an earlier document, as for SDAR. Unmeasured on real weights here.
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under
+    # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's
+    # spelling; not checked against the release) is what singles it out. Bidirectional (is_causal=False),
+    # logits shifted as Dream's (row 0 keeps its own), infilling canvas prefix + masks + suffix with no bos.
+    # Its p2 remasking sampler has no counterpart in infill's: infill's own sampler decodes it.
+    Family(
+        name="open-dcoder",
+        title="Open-dCoder (Open-dLLM; Qwen2.5-Coder weights, bidirectional, shifted logits)",
+        backbone="qwen2",
+        model_types=("qwen2",),
+        marker_tokens=("[MASK]",),
+        shift=True,
+        never_commit=QWEN25_CONTROL_TOKENS,
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).

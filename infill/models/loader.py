@@ -20,6 +20,7 @@ from infill.models.expand_delete import load_expand_delete
 from infill.models.families import REMOTE, Family, detect_family
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
+from infill.models.quantize import check_quantization, quantize_linear_layers
 from infill.models.qwen2 import Qwen2ForCausalLM, load_qwen2
 from infill.models.sampler_defaults import read_generation_defaults
 from infill.models.special_tokens import resolve_special_tokens
@@ -50,7 +51,7 @@ def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code:
     if not config.get("auto_map"):
         raise ModelLoadError(
             f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder, "
-            "LLaDA and SDAR families"
+            "LLaDA, SDAR and Stable-DiffCoder families"
         )
     if not trust_remote_code:
         raise ModelLoadError(
@@ -66,14 +67,17 @@ def load_model(
     device: str | None = None,
     trust_remote_code: bool = False,
     dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> LoadedModel:
-    """Load a local Hugging Face layout directory (explicit > INFILL_MODEL > bundled default)."""
+    """Load a local Hugging Face layout directory (explicit > INFILL_MODEL > bundled default); ``quantize``
+    "int8": its Linear layers in int8 (CPU, models up to 2B; quantize.py)."""
     started = time.perf_counter()
     model_dir = resolve_model_dir(model)
     config = read_config(model_dir)
     check_model_files(model_dir)
     family = family_or_refuse(config, model_dir, trust_remote_code)
     torch_device = resolve_device(device)
+    check_quantization(quantize, torch_device, model_dir)
     torch_dtype = dtype or default_dtype(torch_device)
     hf_tokenizer, tokenizer_source = load_tokenizer(model_dir, family, trust_remote_code=trust_remote_code)
 
@@ -111,6 +115,8 @@ def load_model(
     special = resolve_special_tokens(hf_tokenizer, config, family, model_vocab)
     merge_stop_logits(hf_model, special.end_of_span_id, special.stop_ids)
     expand_delete = load_expand_delete(model_dir, family, hf_tokenizer, special, model_vocab)
+    if quantize is not None:  # after the stop-token merge, which edits the float LM head
+        quantize_linear_layers(hf_model, quantize)
     loaded = LoadedModel(
         model=adapter,
         tokenizer=HFTextTokenizer(hf_tokenizer),
@@ -158,18 +164,22 @@ def load_block_model(
 ) -> tuple[Qwen2ForCausalLM, BlockDiffusionModel]:
     """A block-diffusion family's native module (qwen2.py; no transformers class has block-causal
     attention) and its adapter; the block size is config.json's "block_size", else the family's."""
-    block_size = config.get("block_size", family.block_size)
+    key = next((k for k in family.block_size_keys if k in config), None)
+    block_size = config[key] if key is not None else family.block_size
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ModelLoadError(f'"block_size" in {model_dir / "config.json"} must be a positive integer')
-    assert family.backbone in ("qwen2", "qwen3"), "block diffusion runs on qwen2.py's module"
-    native = load_qwen2(model_dir, config, device, dtype, family.backbone)
+        raise ModelLoadError(f'"{key}" in {model_dir / "config.json"} must be a positive integer')
+    assert family.backbone in ("qwen2", "qwen3", "llama"), "block diffusion runs on qwen2.py's module"
+    native = load_qwen2(model_dir, config, device, dtype, family.backbone, any_model_type=True)
     if native is None:
         raise ModelLoadError(
             f"This {family.title} variant is not one infill runs natively (scaled RoPE, sliding windows, "
             "another activation or quantized weights); only the released layout is supported"
         )
     model = checked_model(native, model_dir)
-    return model, BlockDiffusionModel(model, block_size)
+    sub_block = (
+        family.sub_block_size if family.sub_block_size and family.sub_block_size < block_size else None
+    )
+    return model, BlockDiffusionModel(model, block_size, shift=family.shift, sub_block_size=sub_block)
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:

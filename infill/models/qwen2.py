@@ -1,11 +1,13 @@
-"""Qwen2- and Qwen3-shaped decoders in plain torch, for inference: our ``infill-shifted-decoder`` family
-(bidirectional Qwen2) and block-diffusion checkpoints on Qwen3 (SDAR: block-causal attention).
+"""Qwen2-, Qwen3- and LLaMA-shaped decoders in plain torch, for inference: our ``infill-shifted-decoder``
+family (bidirectional Qwen2) and block-diffusion checkpoints on Qwen3 (SDAR) and LLaMA (Stable-DiffCoder, on
+Seed-Coder): block-causal attention.
 
 transformers' Qwen2ForCausalLM made bidirectional (decoders.py) computes the same thing as the Qwen2 case, but
 importing it costs about two ``import torch`` of a cold ``infill complete`` (modernbert.py says why). This
-module is one forward pass for both backbones: Qwen3 is Qwen2 with an RMSNorm over each query and key head
-(``q_norm``/``k_norm``, before RoPE) and ``attention_bias`` (default false) on all four projections instead of
-Qwen2's fixed q/k/v biases. Which keys a query sees is a mask the caller chooses, not a code path:
+module is one forward pass for the three backbones: Qwen3 is Qwen2 with an RMSNorm over each query and key
+head (``q_norm``/``k_norm``, before RoPE) and ``attention_bias`` (default false) on all four projections
+instead of Qwen2's fixed q/k/v biases; LLaMA is Qwen3 without the head norms (``mlp_bias`` must be false).
+Which keys a query sees is a mask the caller chooses, not a code path:
 ``block_size`` None is bidirectional (padding only), ``block_size`` b is block-causal over blocks of b
 absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache`` of earlier
 positions (their keys after RoPE, and values): new positions attend over it and their own keys, and with
@@ -16,7 +18,8 @@ transformers', so weights load by their checkpoint names and code that walks tra
 adapters' positions-only LM head, context_cache.py's layer loop, stop-token merging) works on them unchanged.
 The logits are the raw per-position ones; Dream's one-position shift is the adapter's (adapters.py).
 tests/test_native_qwen2.py checks the Qwen2 logits and cached fills against transformers';
-tests/test_block_diffusion.py checks Qwen3/SDAR against an implementation written from the authors' code.
+tests/test_block_diffusion.py checks Qwen3/SDAR and tests/test_stable_diffcoder.py LLaMA/Stable-DiffCoder
+against implementations written from the authors' code.
 
 Shapes: ids, attention_mask, position_ids (B, T); hidden (B, T, H); q (B, heads, T, D); k, v (B, kv heads,
 T, D); a cache holds (B, kv heads, P, D) per layer for P earlier positions.
@@ -74,21 +77,28 @@ class Qwen2Config:
     o_bias: bool = False
 
     @classmethod
-    def from_json(cls, config: dict[str, Any], backbone: Backbone = "qwen2") -> Qwen2Config | None:
-        """The config of a Qwen2 (or, with ``backbone`` "qwen3", Qwen3) decoder this module computes exactly;
-        None for anything else.
+    def from_json(
+        cls, config: dict[str, Any], backbone: Backbone = "qwen2", *, any_model_type: bool = False
+    ) -> Qwen2Config | None:
+        """The config of a Qwen2 (or, with ``backbone`` "qwen3"/"llama", Qwen3/LLaMA) decoder this module
+        computes exactly; None for anything else.
 
-        Covered: for "qwen2" ``model_type`` "qwen2" and ``architectures`` only Qwen2ForCausalLM (or none); for
-        "qwen3" any model type (the family entry decided the backbone: SDAR's is "sdar"); ``hidden_act``
-        silu, plain RoPE (``rope_parameters`` absent or ``rope_type`` "default" with at most ``rope_theta``;
-        no ``rope_scaling``, no ``partial_rotary_factor``), every layer full attention (``use_sliding_window``
-        false, ``layer_types`` only "full_attention"), no ``quantization_config``, heads dividing the sizes.
+        Covered: for "qwen2" ``model_type`` "qwen2" and ``architectures`` only Qwen2ForCausalLM (or none;
+        ``any_model_type``: any, where a block-diffusion family entry decided the backbone); for
+        "qwen3"/"llama" any model type (the family entry decided the backbone: SDAR's is "sdar");
+        ``hidden_act`` silu, plain RoPE (``rope_parameters`` absent or ``rope_type`` "default" with at most
+        ``rope_theta``; no ``rope_scaling``, no ``partial_rotary_factor``), every layer full attention
+        (``use_sliding_window`` false, ``layer_types`` only "full_attention"), no ``quantization_config``,
+        heads dividing the sizes; for "llama" no ``mlp_bias``.
         """
-        if backbone == "qwen2" and config.get("model_type") != "qwen2":
+        if backbone == "qwen2" and not any_model_type and config.get("model_type") != "qwen2":
             return None
-        if backbone == "qwen2" and any(a != "Qwen2ForCausalLM" for a in config.get("architectures") or []):
+        architectures = config.get("architectures") or []
+        if backbone == "qwen2" and not any_model_type and any(a != "Qwen2ForCausalLM" for a in architectures):
             return None
         if config.get("hidden_act", "silu") not in _ACTIVATIONS or config.get("quantization_config"):
+            return None
+        if backbone == "llama" and config.get("mlp_bias"):
             return None
         theta = _plain_rope_theta(config)
         if theta is None or config.get("use_sliding_window"):
@@ -128,8 +138,8 @@ class Qwen2Config:
 
 
 def _attention_kind(backbone: Backbone, attention_bias: bool) -> dict[str, bool]:
-    if backbone == "qwen3":
-        return {"qk_norm": True, "qkv_bias": attention_bias, "o_bias": attention_bias}
+    if backbone in ("qwen3", "llama"):  # LLaMA: Qwen3's attention without the q/k head norms
+        return {"qk_norm": backbone == "qwen3", "qkv_bias": attention_bias, "o_bias": attention_bias}
     return {"qk_norm": False, "qkv_bias": True, "o_bias": False}
 
 
@@ -398,21 +408,35 @@ class Qwen3ForCausalLM(Qwen2ForCausalLM):
     code keyed by class name (context_cache.cacheable) does not take it for a Qwen2."""
 
 
+class LlamaForCausalLM(Qwen2ForCausalLM):
+    """The same module with LLaMA's attention (``attention_bias`` on all four projections, no head norms;
+    Seed-Coder, Stable-DiffCoder); transformers' LLaMA class name, for the same reason."""
+
+
+_CLASSES: dict[Backbone, type[Qwen2ForCausalLM]] = {
+    "qwen2": Qwen2ForCausalLM,
+    "qwen3": Qwen3ForCausalLM,
+    "llama": LlamaForCausalLM,
+}
+
+
 def load_qwen2(
     model_dir: Path,
     config: dict[str, Any],
     device: torch.device,
     dtype: torch.dtype,
     backbone: Backbone = "qwen2",
+    *,
+    any_model_type: bool = False,
 ) -> tuple[Qwen2ForCausalLM, dict[str, list[str]]] | None:
-    """The directory's decoder (``backbone`` "qwen2" or "qwen3") and its load report (missing, mismatched and
-    unexpected tensor names, as transformers' ``output_loading_info`` gives them); None when
+    """The directory's decoder (``backbone`` "qwen2", "qwen3" or "llama") and its load report (missing,
+    mismatched and unexpected tensor names, as transformers' ``output_loading_info`` gives them); None when
     ``Qwen2Config.from_json`` does not cover its config."""
-    parsed = Qwen2Config.from_json(config, backbone)
+    parsed = Qwen2Config.from_json(config, backbone, any_model_type=any_model_type)
     if parsed is None:
         return None
     # Uninitialised: every tensor comes from the checkpoint.
-    model = (Qwen3ForCausalLM if parsed.qk_norm else Qwen2ForCausalLM)(parsed)
+    model = _CLASSES[backbone](parsed)
     report = load_by_name(model, model_dir, "lm_head.weight" if parsed.tie_word_embeddings else None)
     if report["missing_keys"] or report["mismatched_keys"]:
         return model, report  # checked_model refuses it by name

@@ -8,7 +8,7 @@ from typing import Any
 
 from infill.errors import ModelLoadError
 from infill.models.base import SpecialTokens
-from infill.models.families import Family
+from infill.models.families import PREFIX, SUFFIX, Family
 from infill.models.tokenizer_json import FastTokenizer
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def resolve_special_tokens(
     mask_candidates = [tokenizer.mask_token_id, _config_id(config, "mask_token_id")]
     if family.mask_from_config:
         mask_candidates.reverse()
-    mask_id = _first_id([*mask_candidates, *(vocab.get(spelling) for spelling in family.mask_tokens)])
+    spelled = [vocab.get(spelling) for spelling in family.mask_tokens]
+    mask_id = _first_id([*mask_candidates, *spelled, family.mask_id])
     if mask_id is None:
         raise ModelLoadError("The model has no mask token (neither the tokenizer nor config.json names one)")
     if mask_id >= model_vocab_size:
@@ -95,20 +96,23 @@ def resolve_special_tokens(
         suffix_ids=suffix_ids,
         banned_ids=tuple(sorted(specials)),
         stop_ids=stop_ids,
-        suffix_separator_ids=_suffix_separator(vocab, family),
+        block_prompt=_block_prompt(vocab, family),
     )
     logger.debug("Special tokens: %s", special)
     return special
 
 
-def _suffix_separator(vocab: dict[str, int], family: Family) -> tuple[int, ...]:
-    if family.suffix_before_prefix is None:
-        return ()
-    separator = vocab.get(family.suffix_before_prefix)
-    if separator is None:
-        spelling = family.suffix_before_prefix
-        raise ModelLoadError(f"The tokenizer has no {spelling} token to separate the suffix from the prefix")
-    return (separator,)
+def _block_prompt(vocab: dict[str, int], family: Family) -> tuple[int | str, ...]:
+    """The family's block prompt layout with its token spellings as this tokenizer's ids."""
+    layout: list[int | str] = []
+    for piece in family.block_prompt:
+        if piece in (PREFIX, SUFFIX):
+            layout.append(piece)
+        elif (token_id := vocab.get(piece)) is not None:
+            layout.append(token_id)
+        else:
+            raise ModelLoadError(f"The tokenizer has no {piece} token, which frames this model's prompt")
+    return tuple(layout)
 
 
 def _first_id(candidates: list[Any]) -> int | None:

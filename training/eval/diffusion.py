@@ -45,9 +45,10 @@ class DiffusionGenerator:
         batch_size: int = 8,
         config: DecodeConfig | None = None,
         trust_remote_code: bool = False,
+        quantize: str | None = None,
     ) -> None:
         self.stats = GenerationStats()
-        loaded = load_model(model_dir, device=device, trust_remote_code=trust_remote_code)
+        loaded = load_model(model_dir, device=device, trust_remote_code=trust_remote_code, quantize=quantize)
         self.infiller = Infiller(CountingEngine(loaded, self.stats))
         self.name = Path(model_dir).name
         self.mode = mode

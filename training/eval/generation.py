@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from infill.errors import ModelLoadError
+from infill.errors import InputError, ModelLoadError
 
 GenerateFn = Callable[[Sequence[tuple[str, str]]], list[str]]
 ModelFamily = Literal["diffusion", "psm", "block-diffusion"]
@@ -63,8 +63,13 @@ def load_generator(
     device: str | None = None,
     batch_size: int = 8,
     trust_remote_code: bool = False,
+    quantize: str | None = None,
 ) -> GenerateFn:
-    """The right generator for a model directory: ``ARGenerator`` for PSM peers, else the diffusion engine."""
+    """The right generator for a model directory: ``ARGenerator`` for PSM peers, else the diffusion engine
+    (``quantize``: the diffusion engine's only)."""
+    family = model_family(model_dir)
+    if quantize is not None and family in ("psm", "block-diffusion"):
+        raise InputError(f"--quantize is for the diffusion engine, not the {family} model in {model_dir}")
     if model_family(model_dir) == "psm":
         from training.ar_generate import ARGenerator
 
@@ -82,4 +87,5 @@ def load_generator(
         device=device,
         batch_size=batch_size,
         trust_remote_code=trust_remote_code,
+        quantize=quantize,
     )
