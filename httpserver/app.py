@@ -31,7 +31,7 @@ from httpserver import wire
 from httpserver.service import Completion, CompletionService, NotReady, QueueFull
 from infill import __version__
 from infill.errors import Cancelled, InfillError, InputError, ModelLoadError
-from infill.worker import ModelSpec, ModelWorker
+from infill.worker import ModelSpec, ModelWorker, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -342,13 +342,17 @@ def _sse(events: Iterable[dict[str, Any]], *, done_marker: bool) -> StreamingRes
     return StreamingResponse(_lines(lines), media_type="text/event-stream")
 
 
+def _log_status(state: WorkerState, message: str | None) -> None:
+    # busy/ready flip with every batch: debug, like the per-completion lines.
+    level = logging.DEBUG if state in ("busy", "ready") and message is None else logging.INFO
+    logger.log(level, "model %s%s", state, f": {message}" if message else "")
+
+
 def create_app(
     spec: ModelSpec, *, api_key: str | None = None, model_name: str | None = None, max_queue: int = MAX_QUEUE
 ) -> ASGIApp:
     """The application, its model loading in the background from startup (health answers 503 till then)."""
-    worker = ModelWorker(
-        lambda state, message: logger.info("model %s%s", state, f": {message}" if message else "")
-    )
+    worker = ModelWorker(_log_status)
     handlers = InfillApp(CompletionService(worker, max_queue), model_name or "infill")
 
     def route(path: str, handler: Callable[[Request], Awaitable[Response]], method: str) -> Route:

@@ -51,6 +51,14 @@ class Completion:
     elapsed_ms: float
 
 
+@dataclass(frozen=True)
+class Document:
+    text: str
+    cursor: int
+    indent: str  # inserted before the cursor: the answer starts with it
+    language: str | None
+
+
 @dataclass
 class _Chunk:
     text: str
@@ -63,29 +71,31 @@ class _ClientContext:
     chunks: collections.OrderedDict[str, _Chunk] = field(default_factory=collections.OrderedDict)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
+    gone: threading.Event | None  # set when the client hung up
     superseded: bool = False
+
+    def stale(self) -> bool:  # called on the worker thread too: an attribute and an Event read
+        return self.superseded or (self.gone is not None and self.gone.is_set())
 
 
 def insertion_at_cursor(text: str, cursor: int, edit: Edit) -> str | None:
-    """The text to insert at ``cursor`` that has ``edit``'s effect, or None when the edit cannot be one
-    insertion (it rewrites typed text, or replaces the rest of the line with something that does not end
-    with it). The completion protocols insert at the cursor and keep everything after it."""
+    """The text to insert at ``cursor`` that has ``edit``'s effect, or None when no insertion has it (the
+    edit rewrites typed text, or changes what follows the cursor otherwise than by inserting). The
+    completion protocols insert at the cursor and keep everything after it; the engine may regenerate the
+    rest of a line (closing brackets) or a block from its line start."""
     new_text, start = edit.new_text, edit.start
     if start < cursor:
         typed = text[start:cursor]
         if not new_text.startswith(typed):
             return None
         new_text, start = new_text[len(typed) :], cursor
-    elif start > cursor:
-        new_text = text[cursor:start] + new_text
-    replaced = text[cursor : max(edit.end, cursor)]
-    if replaced:
-        if not new_text.endswith(replaced):
-            return None
-        new_text = new_text[: len(new_text) - len(replaced)]
-    return new_text or None
+    after = text[cursor:start] + new_text + text[edit.end :]  # what will follow the cursor
+    kept = text[cursor:]
+    if not after.endswith(kept):
+        return None
+    return after[: len(after) - len(kept)] or None
 
 
 def blank_line_indent(prefix: str, suffix: str) -> str | None:
@@ -105,7 +115,7 @@ class CompletionService:
     def __init__(self, worker: ModelWorker, max_queue: int) -> None:
         self.worker = worker
         self.max_queue = max_queue
-        self.in_flight = 0
+        self._live: set[_Pending] = set()
         self._contexts: collections.OrderedDict[str, _ClientContext] = collections.OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._labels = itertools.count(1)
@@ -145,20 +155,16 @@ class CompletionService:
     ) -> Completion:
         """Complete for one client; Cancelled when a newer request of the same client and document, the
         client hanging up (``gone``) or shutdown overtook it."""
-        context = self._remember(client, request.extra)
+        context = self.remember(client, request.extra)
         if request.n_predict == 0:
             return Completion((), None, 0, 0.0)  # a cache warm-up: the context is kept, the model not asked
         self.check_ready()
-        if self.in_flight >= self.max_queue:
-            raise QueueFull(f"{self.in_flight} requests are waiting for the model")
-        language = self._language(request, context)
-        indent = blank_line_indent(request.prefix + request.prompt, request.suffix) or ""
-        before = self._context_text(context, language) + request.prefix + request.prompt + indent
-        text, cursor = before + request.suffix, len(before)
+        document = self.document(context, request)
+        text, cursor, indent = document.text, document.cursor, document.indent
         job = CompletionJob(
             text=text,
             offset=cursor,
-            language=language,
+            language=document.language,
             max_tokens=max(1, request.n_predict),
             num_candidates=request.n_cmpl,
             trigger="automatic" if request.n_cmpl == 1 else "invoked",
@@ -166,21 +172,23 @@ class CompletionService:
         key = (client, request.filename or "")
         if key in self._pending:
             self._pending[key].superseded = True  # llama.vim asks on every keystroke: the older one is stale
-        pending = self._pending[key] = _Pending()
-
-        def is_stale() -> bool:
-            return pending.superseded or (gone is not None and gone.is_set())
-
+        pending = _Pending(gone)
+        # Superseded and abandoned requests leave the worker at its next step: they hold no place in the queue
+        waiting = sum(not other.stale() for other in self._live)
+        if waiting >= self.max_queue:
+            raise QueueFull(f"{waiting} requests are waiting for the model")
+        self._pending[key] = pending
+        self._live.add(pending)
         label = f"http-{next(self._labels)}"
         started = time.perf_counter()
-        self.in_flight += 1
         try:
-            edits = await asyncio.wrap_future(self.worker.complete(job, SamplerOverrides(), is_stale, label))
+            future = self.worker.complete(job, SamplerOverrides(), pending.stale, label)
+            edits = await asyncio.wrap_future(future)
         finally:
-            self.in_flight -= 1
+            self._live.discard(pending)
             if self._pending.get(key) is pending:
                 del self._pending[key]
-        if is_stale():
+        if pending.stale():
             raise Cancelled("a newer request from this client superseded this one")
         return self._answer(text, cursor, indent, edits, request.stop, time.perf_counter() - started)
 
@@ -200,8 +208,17 @@ class CompletionService:
         predicted = len(edits[0].tokens) if edits else 0
         return Completion(tuple(texts), stopped, predicted, seconds * 1000)
 
+    def document(self, context: _ClientContext, request: FimRequest) -> Document:
+        """What the model sees: the client's other files above the prefix, the cursor after the prompt (and
+        after the indentation a blank line needs)."""
+        language = self._language(request, context)
+        indent = blank_line_indent(request.prefix + request.prompt, request.suffix) or ""
+        before = self._context_text(context, language) + request.prefix + request.prompt + indent
+        return Document(before + request.suffix, len(before), indent, language)
+
     # -- client context --------------------------------------------------------------------------------------
-    def _remember(self, client: str, chunks: Sequence[ExtraChunk]) -> _ClientContext:
+    def remember(self, client: str, chunks: Sequence[ExtraChunk]) -> _ClientContext:
+        """The client's context, with these chunks added (the oldest dropped beyond CHUNKS_PER_CLIENT)."""
         context = self._contexts.pop(client, None) or _ClientContext()
         self._contexts[client] = context
         while len(self._contexts) > CLIENTS_KEPT:

@@ -25,11 +25,12 @@ MAX_EXTRA_CHUNKS = 32
 MAX_STOP_STRINGS = 16
 
 # FIM templates clients apply themselves (Continue with Ollama ``raw: true``): (prefix, suffix, middle) marks
-# of Qwen2.5-Coder/StarCoder2-style, StarCoder and CodeLlama prompts.
+# of Qwen2.5-Coder/StarCoder2-style, StarCoder and CodeLlama prompts, and the space CodeLlama puts around its
+# marks ("<PRE> {prefix} <SUF>{suffix} <MID>").
 FIM_TEMPLATES = (
-    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("<PRE>", "<SUF>", "<MID>"),
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ""),
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", ""),
+    ("<PRE>", "<SUF>", "<MID>", " "),
 )
 
 
@@ -215,15 +216,14 @@ def openai_request(body: Mapping[str, Any]) -> FimRequest:
 
 def split_fim_prompt(prompt: str) -> tuple[str, str] | None:
     """(prefix, suffix) of a prompt in one of FIM_TEMPLATES (prefix-suffix-middle order); None otherwise."""
-    for begin, hole, middle in FIM_TEMPLATES:
-        match = re.fullmatch(
-            rf"(?s)(.*?){re.escape(begin)}(.*?){re.escape(hole)}(.*?){re.escape(middle)}\s?", prompt
-        )
+    for begin, hole, middle, space in FIM_TEMPLATES:
+        marks = [re.escape(mark) for mark in (begin + space, space + hole, space + middle)]
+        match = re.fullmatch(rf"(?s)(.*?){marks[0]}(.*?){marks[1]}(.*?){marks[2]}\s?", prompt)
         if match is not None:
             # Anything before the prefix mark (a repo name, file separators) is context that belongs above it.
             head, prefix, suffix = match.groups()
             head = re.sub(r"<\|?(repo_name|file_sep)\|?>", "\n", head).lstrip("\n")
-            return head + prefix.removeprefix(" "), suffix.removeprefix(" ")
+            return head + prefix, suffix
     return None
 
 

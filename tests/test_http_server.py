@@ -1,5 +1,6 @@
-"""`infill serve --http` as a real process on a real socket: every endpoint of the llama.cpp, Ollama and OpenAI
-protocols as their clients read them, and every bad input with its status code, the server alive after each.
+"""`infill serve --http` as a real process on a real socket: every endpoint of the llama.cpp, Ollama and
+OpenAI protocols as their clients read them, and every bad input with its status code, the server alive
+after each.
 
 The x model proposes "xxxx" wherever the checks let it, so a completion is recognisable."""
 
@@ -15,6 +16,7 @@ from tests.http_support import HttpServer
 
 PREFIX = "def scale(values):\n    total = 0\n"
 SUFFIX = "\n    return total\n"
+FIELDS = ("content", "timings/prompt_n", "timings/predicted_ms", "truncated", "tokens_cached")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def llama_vim_body(**changes: object) -> dict[str, object]:
         "t_max_prompt_ms": 500,
         "t_max_predict_ms": 250,
         "model": "",
-        "response_fields": ["content", "timings/prompt_n", "timings/predicted_ms", "truncated", "tokens_cached"],
+        "response_fields": list(FIELDS),
     }
     body.update(changes)
     return body
@@ -64,7 +66,7 @@ def test_llama_vim_infill_is_one_compact_line_its_regex_reads(server: HttpServer
     assert reply.status == 200 and reply.headers["content-type"] == "application/json"
     assert '"content":"' in reply.text and "\n" not in reply.text  # llama.vim: '\v"content"\s*:"' on one line
     answer = reply.json()
-    assert set(answer) == {"content", "timings/prompt_n", "timings/predicted_ms", "truncated", "tokens_cached"}
+    assert set(answer) == set(FIELDS)
     assert answer["content"].startswith("x") and answer["timings/predicted_ms"] > 0
 
 
@@ -112,7 +114,8 @@ def test_ollama_show_enables_fim_and_generate_streams_ndjson(server: HttpServer)
     shown = server.request("POST", "/api/show", {"name": "whatever"}).json()
     assert ".Suffix" in shown["template"]  # Continue uses fill-in-the-middle only then
     assert server.request("GET", "/api/tags").json()["models"][0]["name"] == "model"
-    body = {"model": "qwen", "prompt": PREFIX + "    total = ", "suffix": SUFFIX, "options": {"num_predict": 8}}
+    prompt = PREFIX + "    total = "
+    body = {"model": "qwen", "prompt": prompt, "suffix": SUFFIX, "options": {"num_predict": 8}}
     reply = server.request("POST", "/api/generate", body)
     lines = [json.loads(line) for line in reply.text.splitlines()]
     assert reply.headers["content-type"] == "application/x-ndjson"
