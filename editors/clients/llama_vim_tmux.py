@@ -43,7 +43,9 @@ class Server:
     def __init__(self, python: str, model: str, log: Path) -> None:
         argv = [python, "-m", "infill.cli.main", "serve", "--http", "--port", "0", "--model", model]
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "INFILL_LOG_LEVEL": "DEBUG"}
-        self.process = subprocess.Popen(argv + ["--device", "cpu"], stderr=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            argv + ["--device", "cpu"], stderr=subprocess.PIPE, text=True, env=env
+        )
         self.port = 0
         self.ready = threading.Event()
         self.log = log.open("w")
@@ -105,11 +107,21 @@ def main(argv: list[str] | None = None) -> int:
         tmux.command("2", escape=False)
         tmux.keys("A")  # end of `    total = 0`: erase the 0 and type as a user would
         tmux.keys("BSpace")
-        wait_for("ghost text after `total = `", lambda: re.search(r"total = x+", tmux.screen()), ANSWER_S, tmux.screen)
+        wait_for(
+            "ghost text after `total = `",
+            lambda: re.search(r"total = x+", tmux.screen()),
+            ANSWER_S,
+            tmux.screen,
+        )
         (args.artifacts / "llama-vim-ghost-text.txt").write_text(tmux.screen())
         tmux.keys("Tab")
         tmux.command("w")
-        wait_for("the file to gain the text", lambda: re.search(r"\n    total = x+\n", source.read_text()), 30, tmux.screen)
+        wait_for(
+            "the file to gain the text",
+            lambda: re.search(r"\n    total = x+\n", source.read_text()),
+            30,
+            tmux.screen,
+        )
 
     def indented_on_an_empty_line() -> None:
         # Not after an opener (there the engine indents the block itself): a new line inside the body.
