@@ -87,6 +87,23 @@ def test_a_full_queue_answers_503_with_retry_after(slow_server: HttpServer) -> N
     assert slow_server.alive()
 
 
+def test_health_and_completions_answer_503_while_the_model_loads(x_model_dir: Path) -> None:
+    """uvicorn listens before the worker has imported torch (seconds): clients hear "loading", not silence."""
+    server = HttpServer(x_model_dir)
+    try:
+        health = server.request("GET", "/health")
+        completion = server.request("POST", "/infill", BODY)
+        server.wait_ready()
+    finally:
+        server.close()
+    assert health.status == 503 and health.json()["error"] == {
+        "code": 503,
+        "message": "Loading model",
+        "type": "unavailable_error",
+    }
+    assert completion.status == 503 and completion.headers["retry-after"] == "5"
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "infill.cli.main", "serve", "--http", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, env=server_env())
