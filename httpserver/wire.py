@@ -5,6 +5,10 @@ for the text between a prefix and a suffix; they differ in field names, the FIM 
 applied itself (Ollama ``raw``), and how the answer is shaped. Unknown fields are ignored (llama.vscode sends
 a ``model`` naming some other model; llama.vim sends ``samplers`` and ``cache_prompt``). Everything a client
 sends is checked here and a bad value is a ``WireError`` naming the field, answered with 400.
+
+``t_max_predict_ms`` needs nothing here: llama.cpp stops at that limit only once the text holds a newline, so
+a fill is never cut empty (llama.vim caches an empty answer for good); a diffusion fill is decoded as a whole,
+its first line known only when all of it is, so every fill runs to its end.
 """
 
 from __future__ import annotations
@@ -60,7 +64,6 @@ class FimRequest:
     stream: bool = False
     response_fields: tuple[str, ...] = ()
     filename: str | None = None  # not sent by the known clients; when given it names the language
-    t_max_predict_ms: int | None = None
 
 
 def compact_json(value: Any) -> str:
@@ -133,15 +136,6 @@ def _extra(value: Any) -> tuple[ExtraChunk, ...]:
     return tuple(chunks)
 
 
-def _optional_ms(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise WireError(f"{name} must be a non-negative number of milliseconds")
-    return int(value) if value > 0 else None  # llama.cpp: 0 means no limit
-
-
 def llama_request(body: Mapping[str, Any], *, infill: bool) -> FimRequest:
     """``/infill`` (input_prefix, prompt, input_suffix, input_extra) or ``/completion`` (prompt only)."""
     fields = body.get("response_fields") or []
@@ -170,7 +164,6 @@ def llama_request(body: Mapping[str, Any], *, infill: bool) -> FimRequest:
         stream=_flag(body, "stream", False),
         response_fields=tuple(fields),
         filename=_text(body, "filename") or None,
-        t_max_predict_ms=_optional_ms(body, "t_max_predict_ms"),
     )
 
 

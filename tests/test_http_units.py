@@ -49,8 +49,8 @@ def test_compact_json_has_no_space_after_the_colon() -> None:
 
 
 def test_llama_defaults_and_limits() -> None:
-    request = wire.llama_request({"input_prefix": "a", "n_predict": -1, "t_max_predict_ms": 0}, infill=True)
-    assert request.n_predict == wire.DEFAULT_PREDICT and request.t_max_predict_ms is None
+    request = wire.llama_request({"input_prefix": "a", "n_predict": -1, "t_max_predict_ms": 1}, infill=True)
+    assert request.n_predict == wire.DEFAULT_PREDICT and request.prefix == "a"
     with pytest.raises(wire.WireError, match="n_predict"):
         wire.llama_request({"n_predict": 5000}, infill=True)
     with pytest.raises(wire.WireError, match="stream"):
