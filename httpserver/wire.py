@@ -151,7 +151,7 @@ def llama_request(body: Mapping[str, Any], *, infill: bool) -> FimRequest:
         prompt = body.get("prompt", "")
         if not isinstance(prompt, str):
             raise WireError("prompt must be a string (token arrays are not supported)")
-        prefix, suffix = split_fim_prompt(prompt) or (prompt, "")
+        prefix, suffix = _prefix_and_suffix(prompt, "")
         prompt = ""
     return FimRequest(
         prefix=prefix,
@@ -173,12 +173,9 @@ def ollama_request(body: Mapping[str, Any]) -> FimRequest:
     options = {} if options is None else options
     if not isinstance(options, dict):
         raise WireError("options must be an object")
-    prompt, suffix = _text(body, "prompt"), _text(body, "suffix")
-    split = split_fim_prompt(prompt)
-    if split is not None:
-        prompt, suffix = split
+    prefix, suffix = _prefix_and_suffix(_text(body, "prompt"), _text(body, "suffix"))
     return FimRequest(
-        prefix=prompt,
+        prefix=prefix,
         suffix=suffix,
         n_predict=_int(options, "num_predict", DEFAULT_PREDICT, 0, MAX_PREDICT),
         stop=_stop(options.get("stop")),
@@ -193,18 +190,20 @@ def openai_request(body: Mapping[str, Any]) -> FimRequest:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise WireError("prompt must be a string")
-    suffix = _text(body, "suffix")
-    split = split_fim_prompt(prompt)
-    if split is not None:
-        prompt, suffix = split
+    prefix, suffix = _prefix_and_suffix(prompt, _text(body, "suffix"))
     return FimRequest(
-        prefix=prompt,
+        prefix=prefix,
         suffix=suffix,
         n_predict=_int(body, "max_tokens", DEFAULT_PREDICT, 0, MAX_PREDICT),
         n_cmpl=_int(body, "n", 1, 1, MAX_CANDIDATES),
         stop=_stop(body.get("stop")),
         stream=_flag(body, "stream", False),
     )
+
+
+def _prefix_and_suffix(prompt: str, suffix: str) -> tuple[str, str]:
+    """A prompt in a FIM template carries its own suffix; otherwise the prompt is the prefix."""
+    return split_fim_prompt(prompt) or (prompt, suffix)
 
 
 def split_fim_prompt(prompt: str) -> tuple[str, str] | None:
