@@ -377,6 +377,9 @@ def create_app(
         route("/api/show", handlers.ollama_show, "POST"),
         route("/api/tags", handlers.ollama_tags, "GET"),
         route("/v1/completions", handlers.openai_completions, "POST"),
+        # The FIM endpoint of Mistral's and DeepSeek's OpenAI-style APIs (prompt + suffix, same answer), which
+        # Continue's OpenAI adapter calls for providers it knows to support FIM.
+        route("/v1/fim/completions", handlers.openai_completions, "POST"),
     ]
 
     async def http_error(request: Request, error: Exception) -> Response:

@@ -139,6 +139,8 @@ def test_openai_completions_with_suffix_stream_and_not(server: HttpServer) -> No
     events = [json.loads(block[6:]) for block in reply.text.split("\n\n") if block and "[DONE]" not in block]
     assert "".join(event["choices"][0]["text"] for event in events).startswith("x")
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    fim = server.request("POST", "/v1/fim/completions", body).json()  # Mistral/DeepSeek-style FIM path
+    assert fim["choices"][0]["text"].startswith("x")
 
 
 @pytest.mark.parametrize(
