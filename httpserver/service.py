@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from httpserver.wire import ExtraChunk, FimRequest, cut_at_stop
 from infill.errors import Cancelled, ModelLoadError
 from infill.regions import language_for_path, parse_error_count
-from infill.worker import CompletionJob, ModelWorker, SamplerOverrides, WorkerState
+from infill.worker import CompletionJob, ModelWorker, SamplerOverrides
 
 if TYPE_CHECKING:
     from infill.infiller import Edit, Infiller
@@ -122,10 +122,6 @@ class CompletionService:
         self._model_info: dict[str, Any] | None = None
 
     # -- model state ---------------------------------------------------------------------------------------
-    @property
-    def state(self) -> WorkerState:
-        return self.worker.state
-
     def check_ready(self) -> None:
         if self.worker.state == "error":
             raise ModelLoadError(f"the model failed to load: {self.worker.error}")
