@@ -23,8 +23,9 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
     parser = subparsers.add_parser(
         "serve",
-        help="run the language server (stdio by default)",
-        description="Run the infill language server: inline completions, infill/rewrite and code actions.",
+        help="run the language server (stdio by default), or the HTTP completion server (--http)",
+        description="Run the infill language server: inline completions, infill/rewrite and code actions; "
+        "or, with --http, llama.cpp's, Ollama's and OpenAI's completion endpoints for existing clients.",
         epilog=(
             "settings (initializationOptions or workspace/didChangeConfiguration, all optional;\n"
             "an invalid value falls back to its default with one warning):\n" + settings_help()
@@ -43,7 +44,9 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         help="serve llama.cpp's /infill, Ollama's /api/generate and OpenAI's /v1/completions over HTTP",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="TCP/HTTP host; --tcp needs loopback, --http anything else a key"
+        "--host",
+        default="127.0.0.1",
+        help="host to bind; --tcp: loopback only; --http: anything but loopback needs --api-key",
     )
     parser.add_argument("--port", type=int, default=None, help="TCP port (required with --tcp; --http: 8012)")
     parser.add_argument(
@@ -59,7 +62,7 @@ def serve_command_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument(
         "--max-queue",
         type=int,
-        default=64,
+        default=None,
         help="--http: requests waiting for the model before new ones get 503 with Retry-After (default: 64)",
     )
     parser.add_argument("--model", default=None, help="model directory (default: INFILL_MODEL, then bundled)")
@@ -140,7 +143,8 @@ def _serve_http(args: argparse.Namespace) -> int:
     port = 8012 if args.port is None else args.port
     if not 0 <= port < 65536:
         raise InputError("--port needs 0 <= N < 65536 (0: any free port, logged at startup)")
-    if args.max_queue < 1:
+    max_queue = 64 if args.max_queue is None else args.max_queue
+    if max_queue < 1:
         raise InputError("--max-queue needs N >= 1")
     model_dir = check_model(args)
     # stderr is free here (no protocol on stdout), so log lines go there unless --log-file says otherwise.
@@ -150,7 +154,7 @@ def _serve_http(args: argparse.Namespace) -> int:
     from httpserver.app import serve
 
     spec = ModelSpec(model=str(model_dir), device=args.device, trust_remote_code=False)
-    serve(spec, args.host, port, api_key=api_key, model_name=model_dir.name, max_queue=args.max_queue)
+    serve(spec, args.host, port, api_key=api_key, model_name=model_dir.name, max_queue=max_queue)
     return 0
 
 
@@ -159,8 +163,8 @@ def serve_command(args: argparse.Namespace) -> int:
         if args.tcp or args.stdio:
             raise InputError("--http excludes --stdio and --tcp")
         return _serve_http(args)
-    if args.api_key or args.insecure_no_api_key:
-        raise InputError("--api-key and --insecure-no-api-key are only used with --http")
+    if args.api_key or args.insecure_no_api_key or args.max_queue is not None:
+        raise InputError("--api-key, --insecure-no-api-key and --max-queue are only used with --http")
     if args.tcp and args.stdio:
         raise InputError("--stdio and --tcp exclude each other")
     if args.tcp:
