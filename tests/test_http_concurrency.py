@@ -45,6 +45,19 @@ def wait_for_line(server: HttpServer, seen: int, needle: str) -> None:
         time.sleep(0.05)
 
 
+def wait_until_idle(server: HttpServer) -> int:
+    """Until the worker's last status line is "model ready" (a test's "model busy" is then its own); the
+    number of lines read so far."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        seen = len(server.lines)
+        states = [line for line in server.lines[:seen] if "httpserver.app: model " in line]
+        if states and "httpserver.app: model ready" in states[-1]:
+            return seen
+        assert time.monotonic() < deadline, "the worker did not go idle:\n" + "".join(server.lines)
+        time.sleep(0.05)
+
+
 def in_background(call: Callable[[], Reply]) -> tuple[threading.Thread, list[Reply]]:
     replies: list[Reply] = []
     thread = threading.Thread(target=lambda: replies.append(call()), daemon=True)
@@ -53,7 +66,7 @@ def in_background(call: Callable[[], Reply]) -> tuple[threading.Thread, list[Rep
 
 
 def test_a_newer_request_of_the_same_client_supersedes_the_older(slow_server: HttpServer) -> None:
-    seen = len(slow_server.lines)
+    seen = wait_until_idle(slow_server)
     thread, first = in_background(lambda: slow_server.request("POST", "/infill", BODY))
     wait_for_line(slow_server, seen, "model busy")
     second = slow_server.request("POST", "/infill", {**BODY, "n_predict": 2})
@@ -64,7 +77,7 @@ def test_a_newer_request_of_the_same_client_supersedes_the_older(slow_server: Ht
 
 
 def test_a_client_hanging_up_stops_the_model(slow_server: HttpServer) -> None:
-    seen = len(slow_server.lines)
+    seen = wait_until_idle(slow_server)
     body = json.dumps(BODY).encode()
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=TIMEOUT_S) as connection:
         head = f"POST /infill HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -75,7 +88,7 @@ def test_a_client_hanging_up_stops_the_model(slow_server: HttpServer) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after(slow_server: HttpServer) -> None:
-    seen = len(slow_server.lines)
+    seen = wait_until_idle(slow_server)
     thread, first = in_background(lambda: slow_server.request("POST", "/infill", BODY))
     wait_for_line(slow_server, seen, "model busy")
     other = slow_server.request("POST", "/infill", BODY, headers={"X-Client-Id": "someone else"})
