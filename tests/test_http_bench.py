@@ -23,6 +23,5 @@ def test_the_load_benchmark_accounts_for_every_request(x_model_dir: Path, tmp_pa
     result = json.loads(out.read_text())
     assert result["requests"] > 2 and result["failed"] == 0
     assert result["answered"] + result["cancelled"] == result["requests"]
-    assert result["cancelled"] >= 1  # keystrokes hang up the request before them
     assert result["latest_answered"] >= 1 and result["latest_p50_ms"] > 0
     assert result["server_rss_mib"] > 0
