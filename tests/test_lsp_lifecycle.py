@@ -158,25 +158,28 @@ def test_serve_accepts_the_stdio_flag_editors_append(tmp_path: Path) -> None:
 
 
 def test_log_lines_reach_the_client_as_log_messages_at_their_level(x_model_dir: Path) -> None:
-    """Editors show a server's stderr as errors; once the client is there, INFO goes to it as Info."""
+    """Editors show a server's stderr as errors; once the client is there, INFO goes to it as Info. The
+    per-completion lines are debug: an editor asks on every pause in typing, and it got 4-5 Info messages
+    for each (issue 16)."""
     argv = [*serve_argv(x_model_dir, Path("unused"))]
     argv = argv[: argv.index("--log-file")] + argv[argv.index("--log-file") + 2 :]  # no log file
     session = LspSession(argv)
     try:
         session.initialize({"maxTokens": 4, "steps": 2, "debounceMs": 0})
         session.open("file:///logs.py", "x = \n")
-        session.request(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params("file:///logs.py", 0, 4))
-        session.wait_for(
-            lambda: any("completion id=" in m.message for m in session.log_messages),
-            "the completion's log line",
-        )
+        # The ready status is sent after the load's log lines (model loaded, torch threads).
+        session.wait_for(lambda: any(s["state"] == "ready" for s in session.statuses), "the model's load")
+        before = len(session.log_messages)
+        for _ in range(3):
+            params = inline_params("file:///logs.py", 0, 4)
+            assert session.request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params) is not None
     finally:
         session.close()
-    assert session.log_messages, "no window/logMessage arrived"
-    loaded = [m for m in session.log_messages if m.message.startswith("lsp.worker: model loaded")]
-    completed = [m for m in session.log_messages if m.message.startswith("lsp.worker: completion id=")]
-    assert loaded and completed
-    assert {m.type for m in loaded + completed} == {types.MessageType.Info}
+    # A log line is queued on the protocol thread before its completion's answer, so all have arrived.
+    per_completion = session.log_messages[before:]
+    assert per_completion == [], [m.message for m in per_completion]
+    loaded = [m for m in session.log_messages if m.message.startswith("infill.worker: model loaded")]
+    assert loaded and {m.type for m in loaded} == {types.MessageType.Info}
     # stderr (editors show it as errors) gets no INFO line: warnings only, before the client is there.
     stderr = session.stderr.decode()
     assert " INFO " not in stderr, stderr

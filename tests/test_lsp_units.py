@@ -296,7 +296,7 @@ def test_code_action_edits_carry_unchecked_fills_only_as_edits_needing_confirmat
 
 def test_lsp_modules_do_not_import_torch_or_transformers() -> None:
     code = (
-        "import sys, lsp.server, lsp.worker, lsp.completion, lsp.actions, infill_cli.serve\n"
+        "import sys, lsp.server, infill.worker, lsp.completion, lsp.actions, infill_cli.serve\n"
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "print(','.join(heavy))"
     )
@@ -363,5 +363,5 @@ def test_client_log_fallback_gets_only_what_its_level_lets_through(
     fallback.setLevel(logging.WARNING)
     handler = ClientLogHandler(server, fallback)
     for level, message in ((logging.INFO, "completion id=1"), (logging.WARNING, "model slow")):
-        handler.emit(logging.makeLogRecord({"name": "lsp.worker", "levelno": level, "msg": message}))
+        handler.emit(logging.makeLogRecord({"name": "infill.worker", "levelno": level, "msg": message}))
     assert "model slow" in stderr.getvalue() and "completion id=1" not in stderr.getvalue()

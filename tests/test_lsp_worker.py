@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from infill.errors import Cancelled, ModelLoadError
-from lsp.settings import ModelSpec
-from lsp.worker import CompletionJob, ModelWorker, SamplerOverrides
+from infill.worker import CompletionJob, ModelSpec, ModelWorker, SamplerOverrides
 
 TEXT = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
 TIMEOUT_S = 120
@@ -55,7 +54,7 @@ def never_stale() -> bool:
 def test_concurrent_completions_share_one_batch(
     worker: ModelWorker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lsp.worker")
+    caplog.set_level(logging.DEBUG, logger="infill.worker")
     overrides = SamplerOverrides(steps=4)
     futures = [worker.complete(job(), overrides, never_stale, f"req-{i}") for i in range(4)]
     results = [future.result(TIMEOUT_S) for future in futures]

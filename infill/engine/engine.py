@@ -184,7 +184,7 @@ class InfillEngine:
             result.candidates = [item.candidate for item in ranked]
             result.generated_tokens = ranked[0].generated_tokens if ranked else 0
             result.elapsed_ms = elapsed_ms
-        logger.info(
+        logger.debug(  # per request: at debug, or a server logs every keystroke
             "fill: %d requests, %d canvases, %d tokens, %d forward passes, %.0f ms",
             len(requests),
             planned,

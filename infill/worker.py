@@ -1,4 +1,5 @@
-"""The one model worker: a thread that owns the Infiller, loads it, batches completions and runs rewrites.
+"""The one model worker of the servers (LSP and HTTP): a thread that owns the Infiller, loads it, batches
+completions and runs rewrites. It knows no protocol; each front end turns its requests into jobs here.
 
 The protocol thread never touches the model: it submits work here and awaits the returned future. The
 infill package (and with it torch) is imported lazily on this thread, so the server answers ``initialize``
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from infill.errors import Cancelled, InfillError, ModelLoadError
-from lsp.settings import ModelSpec
 
 if TYPE_CHECKING:
     from infill.engine.types import DecodeConfig
@@ -36,6 +36,16 @@ StatusCallback = Callable[[WorkerState, str | None], None]
 StopCheck = Callable[[], bool]
 # A rewrite-style task: (infiller, decode config, should_stop) -> result.
 ModelCall = Callable[["Infiller", "DecodeConfig", StopCheck], T]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides which model the worker holds; a change of it means a reload."""
+
+    model: str | None
+    device: str | None
+    trust_remote_code: bool
+    quantize: str | None = None  # `infill serve --quantize` (infill.models.quantize)
 
 
 @dataclass(frozen=True)
@@ -289,7 +299,7 @@ class ModelWorker:
                 requests, config, should_stop=lambda: self._all_stale(live)
             )
         except Cancelled as error:
-            logger.info(
+            logger.debug(
                 "completion id=%s cancelled after %.0f ms (stop flag)",
                 ",".join(task.label for task in live),
                 (time.perf_counter() - started) * 1000,
@@ -314,7 +324,8 @@ class ModelWorker:
         elapsed_ms = (time.perf_counter() - started) * 1000
         for task, edits in zip(live, results, strict=True):
             tokens = len(edits[0].tokens) if edits else 0
-            logger.info(
+            # One line per completion, at debug: an editor asks on every pause in typing (issue 16).
+            logger.debug(
                 "completion id=%s batch=%d candidates=%d tokens=%d max_steps=%d ms=%.0f%s",
                 task.label,
                 len(live),
