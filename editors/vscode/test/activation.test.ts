@@ -38,14 +38,28 @@ test("activate wires commands, status item and client; disposing the context und
   assert.match(item.text, /sparkle/);
 
   // Inline completions go to the server until toggled off.
-  const next = () => "from server";
+  // The server's items for `value = a + x|`: a completion at the cursor and a next-edit suggestion replacing
+  // "x"; VS Code gets the first (ghost text) and not the second, which VS Code 1.99 could not show.
+  const text = "value = a + x\n";
+  const at = (offset: number) => ({ offset });
+  const ghost = { insertText: " + 1", range: { start: at(13), end: at(13) } };
+  const suggestion = { insertText: " a + b", range: { start: at(9), end: at(13) } };
+  const next = () => Promise.resolve({ items: [ghost, suggestion] });
+  const document = (languageId: string) => ({
+    languageId,
+    uri: { toString: () => "file:///a.py" },
+    version: 1,
+    getText: () => text,
+    offsetAt: (p: { offset: number }) => p.offset,
+  });
   const provide = (languageId: string) =>
-    client.clientOptions.middleware.provideInlineCompletionItems({ languageId }, {}, {}, {}, next);
-  assert.equal(provide("python"), "from server");
+    client.clientOptions.middleware.provideInlineCompletionItems(document(languageId), at(13), {}, {}, next);
+  assert.deepEqual(await provide("python"), { items: [ghost] });
+  assert.deepEqual(recorded.executed.at(-1), ["setContext", "infill.nextEditVisible", true], "the preview is shown");
   await recorded.commands.get("infill.toggle")?.();
   await tick();
   assert.equal(recorded.config["infill.enable"], false);
-  assert.equal(provide("python"), null);
+  assert.equal(await provide("python"), null);
   assert.match(item.text, /\(off\)/);
 
   // The server's "Fill holes" code action runs the confirming command instead of applying its edit unasked.
@@ -96,6 +110,9 @@ test("activate wires commands, status item and client; disposing the context und
   }
   assert.ok(recorded.disposed.includes("onDidChangeConfiguration"));
   assert.ok(recorded.disposed.includes("notification:infill/status"));
+  assert.ok(recorded.disposed.includes("notification:infill/nextEditReady"));
+  assert.equal(recorded.disposed.filter((d) => d === "decorationType").length, 3, "preview and marks disposed");
+  assert.ok(recorded.disposed.includes("onDidChangeTextDocument"));
   assert.equal(item.disposed, true);
   assert.equal(restarted.disposed, true);
 });
