@@ -30,6 +30,9 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # The tiny ModernBERT biased to fill "xxxx" wherever that parses: a known answer for every request (ghost text
 # after `value = `, rewritten lines and bodies), and no valid fill for `value = 1 <|fill|>`.
 export INFILL_TEST_X_MODEL="$WORK/x-model"
+# The tiny ModernBERT sure of `    return a + b` that replaces any other token there with " b": a next-edit
+# suggestion after a line is changed, and a low-confidence mark on a planted token.
+export INFILL_TEST_EDIT_MODEL="$WORK/edit-model"
 REAL_EDITORS="${INFILL_REAL_EDITORS:-1}"
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 
@@ -80,8 +83,8 @@ skip() {
   RESULTS+=("SKIP  $1 (INFILL_REAL_EDITORS=0)")
 }
 
-say "tiny test model ($INFILL_TEST_X_MODEL)"
-if ! (cd "$ROOT" && "$PYTHON" -c "from pathlib import Path; from tests.tiny_models import build_x_model; build_x_model(Path('$INFILL_TEST_X_MODEL'))" >/dev/null); then
+say "tiny test models ($INFILL_TEST_X_MODEL, $INFILL_TEST_EDIT_MODEL)"
+if ! (cd "$ROOT" && "$PYTHON" -c "from pathlib import Path; from tests.tiny_models import build_edit_model, build_x_model; build_x_model(Path('$INFILL_TEST_X_MODEL')); build_edit_model(Path('$INFILL_TEST_EDIT_MODEL'))" >/dev/null); then
   echo "cannot build the tiny model with $PYTHON (is the project's virtualenv active?)"
   echo "editors: 0 passed, 1 failed"
   exit 1
@@ -131,6 +134,7 @@ fi
 if [[ "${INFILL_UPDATE_SCREENSHOTS:-0}" == "1" ]]; then
   mkdir -p "$ROOT/docs/img"
   for shot in editors/vscode/.artifacts/vscode-ghost-text.png editors/vscode/.artifacts/vscode-unchecked-fill-warning.png \
+    editors/vscode/.artifacts/vscode-next-edit.png editors/vscode/.artifacts/vscode-low-confidence.png \
     editors/nvim/.artifacts/nvim-ghost-text.png editors/nvim/.artifacts/nvim-unchecked-fill-warning.png; do
     if [[ -f "$ROOT/$shot" ]]; then cp "$ROOT/$shot" "$ROOT/docs/img/" && echo "updated docs/img/$(basename "$shot")"; fi
   done

@@ -54,7 +54,7 @@ export interface OffsetItem {
 
 /**
  * Splits the server's items at `cursor`: the indices VS Code can show as ghost text, and the next-edit
- * suggestion to preview (the last item that is not ghost text), if any.
+ * suggestion to preview (the last item that is not ghost text), if any; with a suggestion, no ghost text.
  */
 export function splitItems(
   text: string,
@@ -75,7 +75,8 @@ export function splitItems(
       suggestion = replacement;
     }
   });
-  return { ghost, suggestion };
+  // While a suggestion is shown, Tab must mean it: the ghost text of the same request is left out.
+  return { ghost: suggestion === undefined ? ghost : [], suggestion };
 }
 
 export type AcceptPart = "all" | "word" | "line";

@@ -32,8 +32,9 @@ test("items VS Code can show as ghost text stay; a replacement becomes the previ
     undefined, // no range: VS Code's own handling
     { start: text.indexOf(" a"), end: cursor, insertText: " a + b" }, // the next-edit suggestion
   ]);
-  assert.deepEqual(ghost, [0, 1]);
+  assert.deepEqual(ghost, [], "with a suggestion to preview, Tab means it: no ghost text");
   assert.deepEqual(suggestion, { start: cursor - 1, end: cursor, oldText: "x", newText: "b" });
+  assert.deepEqual(splitItems(text, cursor, [{ start: cursor, end: cursor, insertText: " + 1" }, undefined]).ghost, [0, 1]);
   // An insertion away from the cursor cannot be ghost text either.
   assert.deepEqual(splitItems(text, 0, [{ start: 5, end: 5, insertText: "_x" }]).ghost, []);
 });
