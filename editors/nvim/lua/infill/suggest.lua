@@ -32,7 +32,8 @@ function M.uses_native()
   return config.options.native ~= false and vim.lsp.inline_completion ~= nil
 end
 
-local function byte_col(line, character, encoding)
+--- The byte column of an LSP character offset (in `encoding` units) in a line.
+function M.byte_col(line, character, encoding)
   if encoding == "utf-8" then
     return math.min(character, #line)
   end
@@ -68,8 +69,8 @@ function M.suggestion_from_item(bufnr, item, row, col, encoding)
     if item.range.start.line ~= row or item.range["end"].line ~= row then
       return nil
     end
-    start_col = byte_col(line, item.range.start.character, encoding)
-    end_col = byte_col(line, item.range["end"].character, encoding)
+    start_col = M.byte_col(line, item.range.start.character, encoding)
+    end_col = M.byte_col(line, item.range["end"].character, encoding)
   end
   if start_col > col or end_col < col then
     return nil
