@@ -126,7 +126,7 @@ run "nvim: next-edit tests (headless)" "$NVIM_DIR" timeout 120 "$NVIM" --headles
 run "nvim: real-server tests (headless)" "$NVIM_DIR" timeout 400 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/server_spec.lua"
 if [[ "$REAL_EDITORS" != "0" ]]; then
   run "nvim: real Neovim in tmux" "$NVIM_DIR" timeout 500 "$PYTHON" tests/tmux_e2e.py --nvim "$NVIM" \
-    --model "$INFILL_TEST_X_MODEL" --python "$PYTHON" --artifacts "$NVIM_DIR/.artifacts"
+    --model "$INFILL_TEST_X_MODEL" --edit-model "$INFILL_TEST_EDIT_MODEL" --python "$PYTHON" --artifacts "$NVIM_DIR/.artifacts"
 else
   skip "nvim: real Neovim in tmux"
 fi
@@ -136,7 +136,8 @@ if [[ "${INFILL_UPDATE_SCREENSHOTS:-0}" == "1" ]]; then
   mkdir -p "$ROOT/docs/img"
   for shot in editors/vscode/.artifacts/vscode-ghost-text.png editors/vscode/.artifacts/vscode-unchecked-fill-warning.png \
     editors/vscode/.artifacts/vscode-next-edit.png editors/vscode/.artifacts/vscode-low-confidence.png \
-    editors/nvim/.artifacts/nvim-ghost-text.png editors/nvim/.artifacts/nvim-unchecked-fill-warning.png; do
+    editors/nvim/.artifacts/nvim-ghost-text.png editors/nvim/.artifacts/nvim-unchecked-fill-warning.png \
+    editors/nvim/.artifacts/nvim-next-edit.png editors/nvim/.artifacts/nvim-low-confidence.png; do
     if [[ -f "$ROOT/$shot" ]]; then cp "$ROOT/$shot" "$ROOT/docs/img/" && echo "updated docs/img/$(basename "$shot")"; fi
   done
 fi

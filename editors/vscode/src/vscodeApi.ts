@@ -102,7 +102,9 @@ export function rewriteHost(
 /** Low-confidence marks (edit-mode rewrites): a wavy underline with a hover, unless `enabled()` is false. */
 export function lowConfidenceMarker(enabled: () => boolean): { mark(uri: string, ranges: Range[]): void } & vscode.Disposable {
   const decoration = vscode.window.createTextEditorDecorationType({
-    textDecoration: "underline wavy",
+    // Amber, readable on light and dark themes.
+    textDecoration: "underline wavy rgba(255, 170, 0, 0.9)",
+    backgroundColor: "rgba(255, 170, 0, 0.18)",
     overviewRulerColor: new vscode.ThemeColor("editorWarning.foreground"),
     overviewRulerLane: vscode.OverviewRulerLane.Right,
   });
