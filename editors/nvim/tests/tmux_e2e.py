@@ -141,6 +141,10 @@ _ATTRIBUTES = {
     22: ("bold", False),
     23: ("italic", False),
     27: ("reverse", False),
+    4: ("underline", True),
+    24: ("underline", False),
+    9: ("strike", True),
+    29: ("strike", False),
 }
 
 
@@ -169,9 +173,10 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
     out: list[str] = []
     fg: str | None = None
     bg: str | None = None
-    attrs = dict.fromkeys(("bold", "italic", "reverse"), False)
-    for piece in re.split(r"(\x1b\[[0-9;]*m)", screen):
-        match = re.fullmatch(r"\x1b\[([0-9;]*)m", piece)
+    attrs = dict.fromkeys(("bold", "italic", "reverse", "underline", "strike"), False)
+    # (Sub-parameters after ":" are dropped: "4:3", an undercurl, is drawn as an underline.)
+    for piece in re.split(r"(\x1b\[[0-9;:]*m)", screen):
+        match = re.fullmatch(r"\x1b\[([0-9;:]*)m", piece)
         if match is None:
             if piece:
                 reverse = attrs["reverse"]
@@ -179,9 +184,13 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
                 style = (f"color:{colour};" if colour else "") + (f"background:{back};" if back else "")
                 style += "font-weight:bold;" if attrs["bold"] else ""
                 style += "font-style:italic;" if attrs["italic"] else ""
+                decoration = "underline " if attrs["underline"] else ""
+                decoration += "line-through" if attrs["strike"] else ""
+                style += f"text-decoration:{decoration};" if decoration else ""
                 out.append(f'<span style="{style}">{html.escape(piece)}</span>')
             continue
-        codes = [int(code) if code else 0 for code in match.group(1).split(";")]
+        # "4:0" turns the underline off like 24.
+        codes = [24 if code == "4:0" else int(code.split(":")[0] or 0) for code in match.group(1).split(";")]
         i = 0
         while i < len(codes):
             code = codes[i]
@@ -196,9 +205,10 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
                 fg = _BASIC[code - 30 if code < 90 else code - 82]
             elif 40 <= code <= 47 or 100 <= code <= 107:
                 bg = _BASIC[code - 40 if code < 100 else code - 92]
-            elif code in (38, 48):
+            elif code in (38, 48, 58):
                 colour, used = _sgr_colour(codes, i)
-                fg, bg = (colour, bg) if code == 38 else (fg, colour)
+                if code != 58:  # (58: the underline's colour, not drawn)
+                    fg, bg = (colour, bg) if code == 38 else (fg, colour)
             elif code == 39:
                 fg = None
             elif code == 49:

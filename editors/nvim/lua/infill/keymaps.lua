@@ -10,7 +10,8 @@ local M = {}
 M.setup_done = false
 
 local function feed(key)
-  vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(key, true, false, true), "n", false)
+  -- "i": before the keys typed after it, which may already wait in the typeahead (<Esc> then `:w`).
+  vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(key, true, false, true), "in", false)
 end
 
 local function map(key, modes, desc, action)
