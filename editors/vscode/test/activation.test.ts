@@ -1,6 +1,6 @@
 // Loads the real entry point (src/extension.ts) with stand-ins for `vscode` and the language client, and checks
 // the wiring: what activate() registers, what reaches the client, and that everything is disposed.
-import { recorded } from "./fakeVscode"; // first: installs the stand-ins before the extension loads them
+import { fakeVscode, recorded } from "./fakeVscode"; // first: installs the stand-ins before the extension loads them
 
 import { strict as assert } from "node:assert";
 import { readFileSync } from "node:fs";
@@ -56,6 +56,16 @@ test("activate wires commands, status item and client; disposing the context und
     client.clientOptions.middleware.provideInlineCompletionItems(document(languageId), at(13), {}, {}, next);
   assert.deepEqual(await provide("python"), { items: [] });
   assert.deepEqual(recorded.executed.at(-1), ["setContext", "infill.nextEditVisible", true], "the preview is shown");
+  // `infill/nextEditReady` for the active document's version asks VS Code for inline items again; for an older
+  // version it does nothing.
+  const window = fakeVscode.window as { activeTextEditor: unknown };
+  window.activeTextEditor = { document: { uri: { toString: () => "file:///a.py" }, version: 2 } };
+  const ready = client.notificationHandlers.get("infill/nextEditReady");
+  ready?.({ uri: "file:///a.py", version: 1 });
+  assert.notDeepEqual(recorded.executed.at(-1), ["editor.action.inlineSuggest.trigger"]);
+  ready?.({ uri: "file:///a.py", version: 2 });
+  assert.deepEqual(recorded.executed.at(-1), ["editor.action.inlineSuggest.trigger"]);
+  window.activeTextEditor = undefined;
   await recorded.commands.get("infill.toggle")?.();
   await tick();
   assert.equal(recorded.config["infill.enable"], false);

@@ -29,7 +29,7 @@ function disposable(name: string) {
   return { dispose: () => recorded.disposed.push(name) };
 }
 
-const fakeVscode = {
+export const fakeVscode = {
   StatusBarAlignment: { Left: 1, Right: 2 },
   ConfigurationTarget: { Global: 1, Workspace: 2, WorkspaceFolder: 3 },
   ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
