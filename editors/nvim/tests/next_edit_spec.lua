@@ -11,13 +11,7 @@ next_edit.setup()
 rewrite.setup()
 require("infill.keymaps").setup()
 
-local function buffer(lines, row, col)
-  local bufnr = vim.api.nvim_create_buf(true, false)
-  vim.api.nvim_set_current_buf(bufnr)
-  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, lines)
-  vim.api.nvim_win_set_cursor(0, { row + 1, col })
-  return bufnr
-end
+local buffer = h.buffer
 
 local function range(line, from, to_line, to)
   return { start = { line = line, character = from }, ["end"] = { line = to_line, character = to } }
@@ -66,8 +60,8 @@ test("accept word and accept line take part of the new text and keep previewing 
   eq({ "x = total", "" }, text(bufnr))
   local rest = next_edit.current(bufnr)
   eq({ 0, 9, 0, 9, " + 1\ny = 2" }, { rest.start_row, rest.start_col, rest.end_row, rest.end_col, rest.text })
-  truthy(next_edit.accept(bufnr, "line"))
-  eq({ "x = total + 1", "", "" }, text(bufnr))
+  truthy(next_edit.accept(bufnr, "line")) -- the rest of the line (as for ghost text), then the next line
+  eq({ "x = total + 1", "" }, text(bufnr))
   truthy(next_edit.accept(bufnr, "all"))
   eq({ "x = total + 1", "y = 2", "" }, text(bufnr))
   eq(nil, next_edit.current(bufnr))

@@ -90,14 +90,7 @@ local function render(bufnr, suggestion)
       hl_group = "InfillNextEditDelete",
     })
   end
-  local new_lines = vim.split(suggestion.text, "\n", { plain = true })
-  local opts = { virt_text = { { new_lines[1], "InfillNextEditAdd" } }, virt_text_pos = "inline" }
-  if #new_lines > 1 then
-    opts.virt_lines = {}
-    for i = 2, #new_lines do
-      table.insert(opts.virt_lines, { { new_lines[i], "InfillNextEditAdd" } })
-    end
-  end
+  local opts = require("infill.suggest").virtual_text(suggestion.text, "InfillNextEditAdd")
   vim.api.nvim_buf_set_extmark(bufnr, M.ns, suggestion.end_row, suggestion.end_col, opts)
 end
 
@@ -142,32 +135,10 @@ function M.accept(bufnr, what)
     return false
   end
   local suggest = require("infill.suggest")
-  local part = suggestion.text
-  if what == "word" then
-    part = suggest.next_word(part)
-  elseif what == "line" then
-    part = suggest.next_line(part)
-    -- A line break ends the accepted line: it is taken with it.
-    if suggestion.text:sub(#part + 1, #part + 1) == "\n" then
-      part = part .. "\n"
-    end
-  end
-  local lines = vim.split(part, "\n", { plain = true })
-  vim.api.nvim_buf_set_text(
-    bufnr,
-    suggestion.start_row,
-    suggestion.start_col,
-    suggestion.end_row,
-    suggestion.end_col,
-    lines
-  )
+  local part = suggest.accepted_part(suggestion.text, what)
   M.dismiss(bufnr)
-  local row = suggestion.start_row + #lines - 1
-  local col = (#lines == 1 and suggestion.start_col or 0) + #lines[#lines]
-  local win = vim.api.nvim_get_current_win()
-  if vim.api.nvim_win_get_buf(win) == bufnr then
-    vim.api.nvim_win_set_cursor(win, { row + 1, col })
-  end
+  local s = suggestion
+  local row, col = suggest.put_text(bufnr, s.start_row, s.start_col, s.end_row, s.end_col, part)
   local rest = suggestion.text:sub(#part + 1)
   if rest ~= "" then
     M.show(bufnr, { start_row = row, start_col = col, end_row = row, end_col = col, text = rest })

@@ -423,6 +423,18 @@ function step(name: string, run: () => Promise<void>): void {
   });
 }
 
+/** Opens the user settings.json in the editor, as a user does (a file written from outside is not always noticed),
+ * with the cursor in it. */
+async function openUserSettingsJson(): Promise<void> {
+  await runCommand("Preferences: Open User Settings (JSON)");
+  await waitFor("settings.json in the editor", async () => {
+    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
+    return tab !== null && (await editorText()).startsWith("{") ? true : null;
+  }, 30_000);
+  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
+  await lines!.click();
+}
+
 step("infill.serverCommand (the venv's `infill`) starts the server: status ready", async () => {
   const ready = await waitReady();
   log(`ready: ${JSON.stringify(ready)}; server: ${JSON.stringify(infillServers())}`);
@@ -457,13 +469,7 @@ step("typing `value = ` shows ghost text; Tab inserts it into the file", async (
 
 step("infill.pythonPath restarts the server as `python -m infill_cli.main serve`", async () => {
   // As a user does: in the settings.json editor (a file written from outside is not always noticed).
-  await runCommand("Preferences: Open User Settings (JSON)");
-  await waitFor("settings.json in the editor", async () => {
-    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
-    return tab !== null && (await editorText()).startsWith("{") ? true : null;
-  }, 30_000);
-  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
-  await lines!.click();
+  await openUserSettingsJson();
   await press("Control", "Home");
   await press("End"); // after the opening brace
   const loadsBefore = modelLoads();
@@ -526,13 +532,7 @@ function decorated(line: "line-through" | "underline"): Promise<string[]> {
 
 step("a change gets a next-edit suggestion, previewed in place; Tab applies it", async () => {
   // The edit model with next-edit suggestions on, set in settings.json as a user does.
-  await runCommand("Preferences: Open User Settings (JSON)");
-  await waitFor("settings.json in the editor", async () => {
-    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
-    return tab !== null && (await editorText()).startsWith("{") ? true : null;
-  }, 30_000);
-  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
-  await lines!.click();
+  await openUserSettingsJson();
   const loadsBefore = modelLoads();
   await press("Control", "a");
   const settings = settingsWith({ "infill.pythonPath": venvPython, "infill.model": editModel, "infill.nextEdit": true });
