@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 
 import { createLanguageClient } from "./client";
-import { NextEditController } from "./nextEdit";
+import { NextEditController, Replacement } from "./nextEdit";
 import { FILL_HOLES_COMMAND, runRewrite } from "./rewrite";
 import { InfillSession } from "./session";
 import { StatusController } from "./status";
@@ -39,7 +39,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     nextEdits: {
       // The server has a suggestion for this version: ask for inline items again (the middleware previews it).
       onNextEditReady: (params: unknown) => (isReadyFor(params, activeDocumentVersion()) ? triggerInlineSuggest() : undefined),
-      onNextEdit: (uri: string, version: number, replacement: Parameters<NextEditController["offer"]>[2] | undefined) =>
+      onNextEdit: (uri: string, version: number, replacement: Replacement | undefined) =>
         replacement === undefined ? nextEdits.onDocumentChanged(uri, version) : nextEdits.offer(uri, version, replacement),
     },
   };
