@@ -33,6 +33,9 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # The tiny ModernBERT biased to fill "xxxx" wherever that parses: a known answer for every request (ghost text
 # after `value = `, rewritten lines and bodies), and no valid fill for `value = 1 <|fill|>`.
 export INFILL_TEST_X_MODEL="$WORK/x-model"
+# The tiny ModernBERT sure of `    return a + b` that replaces any other token there with " b": a next-edit
+# suggestion after a line is changed, and a low-confidence mark on a planted token.
+export INFILL_TEST_EDIT_MODEL="$WORK/edit-model"
 REAL_EDITORS="${INFILL_REAL_EDITORS:-1}"
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 
@@ -83,8 +86,8 @@ skip() {
   RESULTS+=("SKIP  $1 (${2:-INFILL_REAL_EDITORS=0})")
 }
 
-say "tiny test model ($INFILL_TEST_X_MODEL)"
-if ! (cd "$ROOT" && "$PYTHON" -c "from pathlib import Path; from tests.tiny_models import build_x_model; build_x_model(Path('$INFILL_TEST_X_MODEL'))" >/dev/null); then
+say "tiny test models ($INFILL_TEST_X_MODEL, $INFILL_TEST_EDIT_MODEL)"
+if ! (cd "$ROOT" && "$PYTHON" -c "from pathlib import Path; from tests.tiny_models import build_edit_model, build_x_model; build_x_model(Path('$INFILL_TEST_X_MODEL')); build_edit_model(Path('$INFILL_TEST_EDIT_MODEL'))" >/dev/null); then
   echo "cannot build the tiny model with $PYTHON (is the project's virtualenv active?)"
   echo "editors: 0 passed, 1 failed"
   exit 1
@@ -122,10 +125,11 @@ run "nvim: install Neovim ($NEOVIM_WHEEL)" "$NVIM_DIR" install_neovim
 
 run "nvim: stylua --check" "$NVIM_DIR" bash -c 'npm ci --no-audit --no-fund --loglevel=error && npx --no-install stylua --check lua tests && echo "stylua: formatted"'
 run "nvim: plugin tests (headless)" "$NVIM_DIR" timeout 120 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/suggest_spec.lua"
+run "nvim: next-edit tests (headless)" "$NVIM_DIR" timeout 120 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/next_edit_spec.lua"
 run "nvim: real-server tests (headless)" "$NVIM_DIR" timeout 400 "$NVIM" --headless -u tests/minimal_init.lua -c "luafile tests/server_spec.lua"
 if [[ "$REAL_EDITORS" != "0" ]]; then
   run "nvim: real Neovim in tmux" "$NVIM_DIR" timeout 500 "$PYTHON" tests/tmux_e2e.py --nvim "$NVIM" \
-    --model "$INFILL_TEST_X_MODEL" --python "$PYTHON" --artifacts "$NVIM_DIR/.artifacts"
+    --model "$INFILL_TEST_X_MODEL" --edit-model "$INFILL_TEST_EDIT_MODEL" --python "$PYTHON" --artifacts "$NVIM_DIR/.artifacts"
 else
   skip "nvim: real Neovim in tmux"
 fi
@@ -154,7 +158,9 @@ run "ollama (npm client) and OpenAI SSE against infill serve --http" "$CLIENTS_D
 if [[ "${INFILL_UPDATE_SCREENSHOTS:-0}" == "1" ]]; then
   mkdir -p "$ROOT/docs/img"
   for shot in editors/vscode/.artifacts/vscode-ghost-text.png editors/vscode/.artifacts/vscode-unchecked-fill-warning.png \
-    editors/nvim/.artifacts/nvim-ghost-text.png editors/nvim/.artifacts/nvim-unchecked-fill-warning.png; do
+    editors/vscode/.artifacts/vscode-next-edit.png editors/vscode/.artifacts/vscode-low-confidence.png \
+    editors/nvim/.artifacts/nvim-ghost-text.png editors/nvim/.artifacts/nvim-unchecked-fill-warning.png \
+    editors/nvim/.artifacts/nvim-next-edit.png editors/nvim/.artifacts/nvim-low-confidence.png; do
     if [[ -f "$ROOT/$shot" ]]; then cp "$ROOT/$shot" "$ROOT/docs/img/" && echo "updated docs/img/$(basename "$shot")"; fi
   done
 fi

@@ -130,5 +130,4 @@ def edit_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     that line as written, rejects any other token there (e.g. a planted " x") and puts " b" in its place."""
     from tests import tiny_models
 
-    preferred = {"   ": 30.0, " return": 30.0, " a": 30.0, " +": 30.0, " b": 31.0, "\n": 30.0}
-    return tiny_models.build_preferring_model(tmp_path_factory.mktemp("edit_model") / "model", preferred)
+    return tiny_models.build_edit_model(tmp_path_factory.mktemp("edit_model") / "model")

@@ -196,3 +196,11 @@ def build_preferring_model(out: Path, preferred: dict[str, float], seed: int = 0
         (token_id,) = tokenizer.encode(text, add_special_tokens=False)
         raise_by[token_id] = amount
     return push_bias(out, "decoder.bias", raise_by)
+
+
+def build_edit_model(out: Path) -> Path:
+    """The tiny ModernBERT biased towards the tokens of `    return a + b` (tests/conftest.py EDIT_CLEAN_LINE;
+    +30 each, " b" +31): it is sure of
+    that line as written, rejects any other token there (e.g. a planted " x") and puts " b" in its place."""
+    preferred = {"   ": 30.0, " return": 30.0, " a": 30.0, " +": 30.0, " b": 31.0, "\n": 30.0}
+    return build_preferring_model(out, preferred)

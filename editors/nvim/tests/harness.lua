@@ -34,6 +34,15 @@ function M.truthy(value, what)
   return value
 end
 
+--- A new buffer in the current window holding `lines`, with the cursor at (row, col) (0-based, byte column).
+function M.buffer(lines, row, col)
+  local bufnr = vim.api.nvim_create_buf(true, false)
+  vim.api.nvim_set_current_buf(bufnr)
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, lines)
+  vim.api.nvim_win_set_cursor(0, { row + 1, col })
+  return bufnr
+end
+
 --- Runs the event loop until check() returns a value (LSP replies and timers are processed meanwhile).
 function M.wait_for(what, check, timeout_ms)
   local result

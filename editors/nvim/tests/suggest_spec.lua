@@ -8,13 +8,7 @@ config.setup({ filetypes = { "python" }, settings = { maxTokens = 32 }, native =
 local suggest = require("infill.suggest")
 local rewrite = require("infill.rewrite")
 
-local function buffer(lines, row, col)
-  local bufnr = vim.api.nvim_create_buf(true, false)
-  vim.api.nvim_set_current_buf(bufnr)
-  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, lines)
-  vim.api.nvim_win_set_cursor(0, { row + 1, col })
-  return bufnr
-end
+local buffer = h.buffer
 
 local function extmarks(bufnr)
   return vim.api.nvim_buf_get_extmarks(bufnr, suggest.ns, 0, -1, { details = true })

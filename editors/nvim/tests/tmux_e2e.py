@@ -3,10 +3,13 @@
 Flow, as a user meets it: the server starts and reports ready (in the statusline); typing `value = ` in
 insert mode shows ghost text; <Tab> inserts it (checked in the file written with :w); :InfillFillHoles on a
 hole that no candidate can fill validly opens a preview that says so, `a` refuses to apply it, `A` applies it
-anyway. Neovim 0.12+ renders suggestions with vim.lsp.inline_completion, older ones with the plugin's own
+anyway; then, with the edit model and next-edit suggestions on, a changed line gets a next-edit preview (old
+text struck, new text beside it) that <Tab> applies, and :InfillEdit highlights the token the model doubted.
+Neovim 0.12+ renders suggestions with vim.lsp.inline_completion, older ones with the plugin's own
 ghost text. The screen is saved as text and, through Debian's Chromium, as PNG screenshots.
 
-    python tests/tmux_e2e.py --nvim NVIM --model X_MODEL_DIR --python PYTHON --artifacts DIR
+    python tests/tmux_e2e.py --nvim NVIM --model X_MODEL_DIR --edit-model EDIT_MODEL_DIR --python PYTHON \
+        --artifacts DIR
 
 Prints one line per step and "nvim-tmux: N passed, M failed" last; exits 1 when a step failed.
 """
@@ -47,7 +50,7 @@ require("infill").setup({{
   cmd = {{ {python}, "-m", "infill_cli.main", "serve", "--model", {model}, "--device", "cpu",
           "--log-file", {log_file} }},
   cmd_env = {{ PYTHONPATH = {pythonpath} }},
-  filetypes = {{ "python" }},
+  filetypes = {{ "python", "text" }},
   settings = {{ maxTokens = 8 }},
 }})
 -- Which renderer shows the suggestions: vim.lsp.inline_completion (0.12+) or the plugin's own extmarks.
@@ -138,6 +141,10 @@ _ATTRIBUTES = {
     22: ("bold", False),
     23: ("italic", False),
     27: ("reverse", False),
+    4: ("underline", True),
+    24: ("underline", False),
+    9: ("strike", True),
+    29: ("strike", False),
 }
 
 
@@ -166,9 +173,10 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
     out: list[str] = []
     fg: str | None = None
     bg: str | None = None
-    attrs = dict.fromkeys(("bold", "italic", "reverse"), False)
-    for piece in re.split(r"(\x1b\[[0-9;]*m)", screen):
-        match = re.fullmatch(r"\x1b\[([0-9;]*)m", piece)
+    attrs = dict.fromkeys(("bold", "italic", "reverse", "underline", "strike"), False)
+    # (Sub-parameters after ":" are dropped: "4:3", an undercurl, is drawn as an underline.)
+    for piece in re.split(r"(\x1b\[[0-9;:]*m)", screen):
+        match = re.fullmatch(r"\x1b\[([0-9;:]*)m", piece)
         if match is None:
             if piece:
                 reverse = attrs["reverse"]
@@ -176,9 +184,13 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
                 style = (f"color:{colour};" if colour else "") + (f"background:{back};" if back else "")
                 style += "font-weight:bold;" if attrs["bold"] else ""
                 style += "font-style:italic;" if attrs["italic"] else ""
+                decoration = "underline " if attrs["underline"] else ""
+                decoration += "line-through" if attrs["strike"] else ""
+                style += f"text-decoration:{decoration};" if decoration else ""
                 out.append(f'<span style="{style}">{html.escape(piece)}</span>')
             continue
-        codes = [int(code) if code else 0 for code in match.group(1).split(";")]
+        # "4:0" turns the underline off like 24.
+        codes = [24 if code == "4:0" else int(code.split(":")[0] or 0) for code in match.group(1).split(";")]
         i = 0
         while i < len(codes):
             code = codes[i]
@@ -193,9 +205,10 @@ def ansi_to_html(screen: str, foreground: str = "#e0e2ea", background: str = "#1
                 fg = _BASIC[code - 30 if code < 90 else code - 82]
             elif 40 <= code <= 47 or 100 <= code <= 107:
                 bg = _BASIC[code - 40 if code < 100 else code - 92]
-            elif code in (38, 48):
+            elif code in (38, 48, 58):
                 colour, used = _sgr_colour(codes, i)
-                fg, bg = (colour, bg) if code == 38 else (fg, colour)
+                if code != 58:  # (58: the underline's colour, not drawn)
+                    fg, bg = (colour, bg) if code == 38 else (fg, colour)
             elif code == 39:
                 fg = None
             elif code == 49:
@@ -313,10 +326,83 @@ def step_unchecked_fill(s: Session) -> None:
     s.wait_file("holes.py", r"^value = 1 x+\n$")
 
 
+# The line the edit model is sure of (tests/tiny_models.py build_edit_model).
+SURE_LINE = "    return a + b\n"
+# InfillLowConfidence's background (lua/infill/rewrite.lua) as an SGR sequence in `capture-pane -e`.
+LOW_CONFIDENCE_BG = "48;2;74;58;16"
+
+
+def has_strikethrough(screen: str) -> bool:
+    """Whether an SGR sequence of `capture-pane -e` turns strikethrough (9) on; the numbers inside a colour
+    (38/48;5;N or 38/48;2;R;G;B) are skipped."""
+    for sequence in re.findall(r"\x1b\[([0-9;]*)m", screen):
+        codes = [int(code) for code in sequence.split(";") if code]
+        i = 0
+        while i < len(codes):
+            if codes[i] in (38, 48, 58) and i + 1 < len(codes):
+                i += 3 if codes[i + 1] == 5 else 5
+                continue
+            if codes[i] == 9:
+                return True
+            i += 1
+    return False
+
+
+def model_loads(s: Session) -> int:
+    log = s.work / "serve.log"
+    return log.read_text(encoding="utf-8").count("model loaded in") if log.exists() else 0
+
+
+def step_next_edit(s: Session) -> None:
+    loads = model_loads(s)
+    settings = "require('infill.config').options.settings"
+    s.tmux.command(
+        f"lua {settings}.model = {lua_string(str(s.args.edit_model))}; {settings}.nextEdit = true; "
+        "require('infill.client').push_settings()"
+    )
+    wait_for("the edit model to load", lambda: model_loads(s) > loads or None, READY_S, s.tmux.screen)
+    s.tmux.command("edit nextedit.txt")
+    s.wait_screen("nextedit.txt open", r"return a \+ x", 10.0)
+    # The user changes " b" to " x" on line 2: the model doubts it and suggests " b" back, previewed as
+    # "x" struck through with "b" after it.
+    s.tmux.keys("2", "G", "A")
+    s.tmux.keys("BSpace")
+    s.tmux.type("x")
+    s.wait_screen("the next-edit preview", r"^\s*2 +return a \+ xb\s*$", ANSWER_S)
+    assert has_strikethrough(s.tmux.screen(colors=True)), "nothing on the screen is struck through"
+    time.sleep(0.3)
+    s.shot("nvim-next-edit")
+    s.tmux.keys("Tab")
+    time.sleep(0.5)
+    s.tmux.command("w")
+    text = s.wait_file("nextedit.txt", r"^(.*\n){6}")
+    assert text.splitlines(keepends=True)[1] == SURE_LINE, f"Tab applied something else: {text!r}"
+
+
+def step_low_confidence(s: Session) -> None:
+    # Line 7 holds a planted " x": :InfillEdit changes it to " b" and highlights the doubted token.
+    s.tmux.command("7InfillEdit")
+    s.wait_screen("the edit preview", r"\+    return a \+ b", ANSWER_S)
+    s.tmux.keys("a")
+    time.sleep(0.5)
+    s.tmux.command("w")
+    text = s.wait_file("nextedit.txt", r"^(.*\n){6}")
+    assert text == SURE_LINE * 7, f"the edit changed something else: {text!r}"
+    wait_for(
+        "a low-confidence highlight",
+        lambda: LOW_CONFIDENCE_BG in s.tmux.screen(colors=True) or None,
+        10.0,
+        lambda: s.tmux.screen(colors=True),
+    )
+    s.shot("nvim-low-confidence")
+
+
 STEPS: list[tuple[str, Callable[[Session], None]]] = [
     ("the server starts from vim.lsp and reports ready in the statusline", step_ready),
     ("typing `value = ` shows ghost text; <Tab> inserts it", step_ghost_text),
     (":InfillFillHoles flags an unchecked fill; `a` refuses it, `A` applies it", step_unchecked_fill),
+    ("a change gets a next-edit preview; <Tab> applies it", step_next_edit),
+    (":InfillEdit highlights the token the model doubted", step_low_confidence),
 ]
 
 
@@ -326,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nvim", required=True, help="the nvim executable")
     parser.add_argument("--model", required=True, help="a model that fills 'xxxx' (tests/tiny_models.py)")
+    parser.add_argument("--edit-model", required=True, help="tests/tiny_models.py build_edit_model's model")
     parser.add_argument("--python", default=sys.executable, help="Python that runs `infill serve`")
     parser.add_argument("--artifacts", type=Path, default=PLUGIN / ".artifacts", help="screens go here")
     parser.add_argument("--chromium", default=shutil.which("chromium"), help="renders screenshots (optional)")
@@ -342,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         (work / "ghost.py").write_text("import os\n\n")
         (work / "holes.py").write_text("value = 1 <|fill|>\n")
+        (work / "nextedit.txt").write_text(SURE_LINE * 6 + SURE_LINE.replace(" b", " x"))
         (work / "init.lua").write_text(
             INIT_LUA.format(
                 plugin=lua_string(str(PLUGIN)),

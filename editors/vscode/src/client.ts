@@ -3,7 +3,7 @@
 // module only adds the enable/disabled-languages gate, the `infill/status` handler, settings pushes and
 // sends the server's "Fill holes" code action through the Fill holes command (which confirms unchecked fills).
 
-import type { CodeAction } from "vscode";
+import type { CodeAction, InlineCompletionItem, InlineCompletionList, Position, TextDocument } from "vscode";
 import {
   DidChangeConfigurationNotification,
   LanguageClient,
@@ -12,10 +12,37 @@ import {
   State,
 } from "vscode-languageclient/node";
 
+import { OffsetItem, splitItems } from "./nextEdit";
 import { FILL_HOLES_COMMAND, isFillHolesAction } from "./rewrite";
-import { ClientFactory, ServerClient } from "./session";
+import { ClientFactory, ClientHooks, ServerClient } from "./session";
 
 export const STATUS_NOTIFICATION = "infill/status";
+export const NEXT_EDIT_READY = "infill/nextEditReady";
+
+/**
+ * Keeps the items VS Code can show as ghost text and hands the next-edit suggestion (an item that replaces
+ * text or inserts away from the cursor, which VS Code 1.99 would drop) to the preview.
+ */
+function routeInlineItems(
+  document: TextDocument,
+  position: Position,
+  result: InlineCompletionItem[] | InlineCompletionList | null | undefined,
+  hooks: ClientHooks,
+): InlineCompletionItem[] | InlineCompletionList | null | undefined {
+  if (result === null || result === undefined) {
+    return result;
+  }
+  const items = Array.isArray(result) ? result : result.items;
+  const offsets = items.map((item): OffsetItem | undefined =>
+    item.range !== undefined && typeof item.insertText === "string"
+      ? { start: document.offsetAt(item.range.start), end: document.offsetAt(item.range.end), insertText: item.insertText }
+      : undefined,
+  );
+  const { ghost, suggestion } = splitItems(document.getText(), document.offsetAt(position), offsets);
+  hooks.onNextEdit(document.uri.toString(), document.version, suggestion);
+  const kept = ghost.map((i) => items[i]);
+  return Array.isArray(result) ? kept : { ...result, items: kept };
+}
 
 export const createLanguageClient: ClientFactory = (launch, initial, hooks): ServerClient => {
   // No `transport`: with TransportKind.stdio vscode-languageclient appends `--stdio` to the command line, which
@@ -26,8 +53,10 @@ export const createLanguageClient: ClientFactory = (launch, initial, hooks): Ser
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
     initializationOptions: initial,
     middleware: {
-      provideInlineCompletionItems: (document, position, context, token, next) =>
-        hooks.completionsWanted(document.languageId) ? next(document, position, context, token) : null,
+      provideInlineCompletionItems: async (document, position, context, token, next) =>
+        hooks.completionsWanted(document.languageId)
+          ? routeInlineItems(document, position, await next(document, position, context, token), hooks)
+          : null,
       // The server's "Fill holes" action runs the Fill holes command, which asks before applying a fill that
       // did not pass the syntax check (the action's own edit would apply it silently).
       provideCodeActions: async (document, range, context, token, next) => {
@@ -46,6 +75,7 @@ export const createLanguageClient: ClientFactory = (launch, initial, hooks): Ser
   const client = new LanguageClient("infill", "Infill", serverOptions, clientOptions);
   const subscriptions = [
     client.onNotification(STATUS_NOTIFICATION, (params: unknown) => hooks.onStatus(params)),
+    client.onNotification(NEXT_EDIT_READY, (params: unknown) => hooks.onNextEditReady(params)),
     client.onDidChangeState((event) => {
       if (event.newState === State.Stopped) {
         hooks.onStopped();

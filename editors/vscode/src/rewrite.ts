@@ -1,7 +1,11 @@
 // The rewrite commands ("Rewrite selection", "Rewrite function", "Fill holes"): send `infill/rewrite` for the
 // active document and apply the returned edits, unless the document changed meanwhile (the user's newer text
 // always wins). An edit the server marks `validated: false` (no candidate passed its syntax check) is never
-// applied without the user's explicit confirmation. Pure over `RewriteHost` so it can be unit tested.
+// applied without the user's explicit confirmation. In edit mode ("Edit function/selection in place") the
+// server changes only the tokens the model doubts and reports them (`lowConfidence`); the client marks them.
+// Pure over `RewriteHost` so it can be unit tested.
+
+import { marksAfterEdits, parseLowConfidence } from "./confidence";
 
 export interface Position {
   line: number; // 0-based
@@ -14,6 +18,8 @@ export interface Range {
 }
 
 export type RewriteTarget = "range" | "function" | "holes";
+/** "regenerate" writes the region anew; "edit" keeps it and changes only the tokens the model doubts. */
+export type RewriteMode = "regenerate" | "edit";
 
 export interface TextEdit {
   range: Range;
@@ -32,6 +38,7 @@ export interface RewriteParams {
   version: number;
   range?: Range;
   target: RewriteTarget;
+  mode?: RewriteMode;
 }
 
 export interface ActiveDocument {
@@ -51,6 +58,8 @@ export interface RewriteHost {
   showError(message: string): void;
   /** A modal warning with these choices; resolves to the chosen one, undefined when dismissed. */
   confirm(message: string, choices: string[]): Promise<string | undefined>;
+  /** Marks the low-confidence ranges in the document of `uri` (replacing its earlier marks; none clears). */
+  markLowConfidence(uri: string, ranges: Range[]): void;
 }
 
 export type RewriteOutcome =
@@ -116,8 +125,15 @@ function isEmptyRange(range: Range): boolean {
   return range.start.line === range.end.line && range.start.character === range.end.character;
 }
 
-export function buildRewriteParams(doc: ActiveDocument, target: RewriteTarget): RewriteParams {
+export function buildRewriteParams(
+  doc: ActiveDocument,
+  target: RewriteTarget,
+  mode: RewriteMode = "regenerate",
+): RewriteParams {
   const params: RewriteParams = { textDocument: { uri: doc.uri }, version: doc.version, target };
+  if (mode === "edit") {
+    params.mode = mode;
+  }
   // "function" sends the (possibly empty) selection so the server knows where the cursor is.
   if (target !== "holes") {
     params.range = doc.selection;
@@ -183,7 +199,11 @@ async function confirmUnchecked(host: RewriteHost, edits: RewriteEdit[]): Promis
   return choice === APPLY_CHECKED ? checked : [];
 }
 
-export async function runRewrite(host: RewriteHost, target: RewriteTarget): Promise<RewriteOutcome> {
+export async function runRewrite(
+  host: RewriteHost,
+  target: RewriteTarget,
+  mode: RewriteMode = "regenerate",
+): Promise<RewriteOutcome> {
   const doc = host.activeDocument();
   if (doc === undefined) {
     host.showInfo("Infill: open a file to rewrite.");
@@ -193,7 +213,7 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
     host.showInfo("Infill: select the code to rewrite first.");
     return "no-selection";
   }
-  const params = buildRewriteParams(doc, target);
+  const params = buildRewriteParams(doc, target, mode);
   let edits: RewriteEdit[];
   let result: unknown;
   try {
@@ -211,7 +231,12 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
     host.showError(`Infill: rewrite failed: ${errorMessage(error)}`);
     return "failed";
   }
+  // Marks of an earlier edit-mode rewrite no longer hold once the code changes.
+  const marks = parseLowConfidence(result);
   if (edits.length === 0) {
+    if (host.documentVersion(doc.uri) === doc.version) {
+      host.markLowConfidence(doc.uri, marks);
+    }
     host.showInfo(nothingMessage(result, target));
     return "nothing";
   }
@@ -235,5 +260,6 @@ export async function runRewrite(host: RewriteHost, target: RewriteTarget): Prom
     host.showError("Infill: the editor refused the edit (the document may have changed).");
     return "failed";
   }
+  host.markLowConfidence(doc.uri, marksAfterEdits(marks, edits));
   return "applied";
 }

@@ -11,6 +11,7 @@ import {
   ServerSettings,
   serverSettings,
 } from "./settings";
+import type { Replacement } from "./nextEdit";
 import { StatusController } from "./status";
 
 /** The language client as the session sees it (the real one wraps vscode-languageclient). */
@@ -27,6 +28,10 @@ export interface ClientHooks {
   onStatus(params: unknown): void;
   onStopped(): void;
   completionsWanted(languageId: string): boolean;
+  /** `infill/nextEditReady` from the server. */
+  onNextEditReady(params: unknown): void;
+  /** A next-edit suggestion among the inline items for this document version (shown as a preview). */
+  onNextEdit(uri: string, version: number, replacement: Replacement | undefined): void;
 }
 
 export type ClientFactory = (launch: ServerLaunch, initial: ServerSettings, hooks: ClientHooks) => ServerClient;
@@ -36,6 +41,8 @@ export interface SessionHost {
   /** Persists `infill.enable` (user settings); the host then reports a settings change. */
   writeEnable(enable: boolean): Promise<void>;
   showError(message: string): void;
+  /** Next-edit suggestions (absent in tests that do not need them). */
+  nextEdits?: Pick<ClientHooks, "onNextEditReady" | "onNextEdit">;
 }
 
 export class InfillSession {
@@ -89,6 +96,16 @@ export class InfillSession {
         }
       },
       completionsWanted: (languageId) => completionsWanted(this.settings, languageId),
+      onNextEditReady: (params) => {
+        if (generation === this.generation) {
+          this.host.nextEdits?.onNextEditReady(params);
+        }
+      },
+      onNextEdit: (uri, version, replacement) => {
+        if (generation === this.generation) {
+          this.host.nextEdits?.onNextEdit(uri, version, replacement);
+        }
+      },
     };
     this.status.setState("starting");
     const client = this.createClient(launch, serverSettings(this.settings), hooks);

@@ -21,6 +21,8 @@ export interface ClientSettings {
   serverCommand: string;
   serverArgs: string[];
   pythonPath: string | null;
+  /** Mark the tokens an edit-mode rewrite found unlikely. */
+  showLowConfidence: boolean;
 }
 
 export type InfillSettings = ServerSettings & ClientSettings;
@@ -44,6 +46,7 @@ export const CLIENT_DEFAULTS: Readonly<ClientSettings> = Object.freeze({
   serverCommand: "infill",
   serverArgs: [],
   pythonPath: null,
+  showLowConfidence: true,
 });
 
 export const SERVER_SETTING_KEYS = Object.keys(SERVER_DEFAULTS) as (keyof ServerSettings)[];
@@ -92,6 +95,7 @@ export function readSettings(read: SettingReader): InfillSettings {
     serverCommand: nonEmptyString(read("serverCommand")) ?? CLIENT_DEFAULTS.serverCommand,
     serverArgs: isStringArray(args) ? [...args] : [],
     pythonPath: nonEmptyString(read("pythonPath")),
+    showLowConfidence: read("showLowConfidence") !== false,
   };
 }
 

@@ -3,6 +3,7 @@
 
 import * as vscode from "vscode";
 
+import { NextEditHost } from "./nextEdit";
 import { ActiveDocument, Range, RewriteHost, RewriteParams, TextEdit } from "./rewrite";
 import { InfillSettings, readSettings } from "./settings";
 import { SessionHost } from "./session";
@@ -55,7 +56,10 @@ function findDocument(uri: string): vscode.TextDocument | undefined {
   return vscode.workspace.textDocuments.find((doc) => doc.uri.toString() === uri);
 }
 
-export function rewriteHost(send: (method: string, params: RewriteParams) => Promise<unknown>): RewriteHost {
+export function rewriteHost(
+  send: (method: string, params: RewriteParams) => Promise<unknown>,
+  markLowConfidence: (uri: string, ranges: Range[]) => void,
+): RewriteHost {
   return {
     activeDocument: (): ActiveDocument | undefined => {
       const editor = vscode.window.activeTextEditor;
@@ -91,5 +95,104 @@ export function rewriteHost(send: (method: string, params: RewriteParams) => Pro
     showInfo: (message) => void vscode.window.showInformationMessage(message),
     showError: (message) => void vscode.window.showErrorMessage(message),
     confirm: (message, choices) => Promise.resolve(vscode.window.showWarningMessage(message, { modal: true }, ...choices)),
+    markLowConfidence,
   };
+}
+
+/** Low-confidence marks (edit-mode rewrites): a wavy underline with a hover, unless `enabled()` is false. */
+export function lowConfidenceMarker(enabled: () => boolean): { mark(uri: string, ranges: Range[]): void } & vscode.Disposable {
+  const decoration = vscode.window.createTextEditorDecorationType({
+    // Amber, readable on light and dark themes.
+    textDecoration: "underline wavy rgba(255, 170, 0, 0.9)",
+    backgroundColor: "rgba(255, 170, 0, 0.18)",
+    overviewRulerColor: new vscode.ThemeColor("editorWarning.foreground"),
+    overviewRulerLane: vscode.OverviewRulerLane.Right,
+  });
+  const hover = new vscode.MarkdownString("Infill: the model doubts this code (low confidence).");
+  return {
+    mark: (uri, ranges) => {
+      const options = enabled() ? ranges.map((range) => ({ range: toVsRange(range), hoverMessage: hover })) : [];
+      for (const editor of vscode.window.visibleTextEditors) {
+        if (editor.document.uri.toString() === uri) {
+          editor.setDecorations(decoration, options);
+        }
+      }
+    },
+    dispose: () => decoration.dispose(),
+  };
+}
+
+export const NEXT_EDIT_CONTEXT = "infill.nextEditVisible";
+
+/** The next-edit preview: the replaced text struck through, the new text right after it. */
+export function nextEditHost(): NextEditHost & vscode.Disposable {
+  const struck = vscode.window.createTextEditorDecorationType({
+    textDecoration: "line-through",
+    backgroundColor: new vscode.ThemeColor("diffEditor.removedTextBackground"),
+  });
+  const inserted = vscode.window.createTextEditorDecorationType({
+    after: {
+      backgroundColor: new vscode.ThemeColor("diffEditor.insertedTextBackground"),
+      color: new vscode.ThemeColor("editorGhostText.foreground"),
+    },
+  });
+  const clearAll = () => {
+    for (const editor of vscode.window.visibleTextEditors) {
+      editor.setDecorations(struck, []);
+      editor.setDecorations(inserted, []);
+    }
+  };
+  return {
+    show: (uri, replacement) => {
+      clearAll();
+      void vscode.commands.executeCommand("setContext", NEXT_EDIT_CONTEXT, replacement !== undefined);
+      const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri);
+      if (replacement === undefined || editor === undefined) {
+        return;
+      }
+      const doc = editor.document;
+      const start = doc.positionAt(replacement.start);
+      const end = doc.positionAt(replacement.end);
+      editor.setDecorations(struck, [new vscode.Range(start, end)]);
+      // Decoration text is one line: line breaks of the new text are shown as "⏎".
+      const contentText = replacement.newText.replace(/\r?\n/g, "⏎");
+      editor.setDecorations(inserted, [{ range: new vscode.Range(end, end), renderOptions: { after: { contentText } } }]);
+    },
+    apply: async (uri, version, replacement) => {
+      const doc = findDocument(uri);
+      if (doc === undefined || doc.version !== version) {
+        return false;
+      }
+      const edit = new vscode.WorkspaceEdit();
+      edit.replace(doc.uri, new vscode.Range(doc.positionAt(replacement.start), doc.positionAt(replacement.end)), replacement.newText);
+      return vscode.workspace.applyEdit(edit);
+    },
+    documentVersion: (uri) => findDocument(uri)?.version,
+    dispose: () => {
+      struck.dispose();
+      inserted.dispose();
+    },
+  };
+}
+
+/** The active editor's document and its version, if any. */
+export function activeDocumentVersion(): { uri: string; version: number } | undefined {
+  const doc = vscode.window.activeTextEditor?.document;
+  return doc === undefined ? undefined : { uri: doc.uri.toString(), version: doc.version };
+}
+
+export function triggerInlineSuggest(): void {
+  void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+}
+
+/** Every change of a document (its uri and new version) and every switch of the active editor. */
+export function onEditorChanges(
+  changed: (uri: string, version: number) => void,
+  switched: () => void,
+): vscode.Disposable {
+  const subscriptions = [
+    vscode.workspace.onDidChangeTextDocument((event) => changed(event.document.uri.toString(), event.document.version)),
+    vscode.window.onDidChangeActiveTextEditor(() => switched()),
+  ];
+  return { dispose: () => subscriptions.forEach((s) => s.dispose()) };
 }

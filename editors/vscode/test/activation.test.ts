@@ -1,6 +1,6 @@
 // Loads the real entry point (src/extension.ts) with stand-ins for `vscode` and the language client, and checks
 // the wiring: what activate() registers, what reaches the client, and that everything is disposed.
-import { recorded } from "./fakeVscode"; // first: installs the stand-ins before the extension loads them
+import { fakeVscode, recorded } from "./fakeVscode"; // first: installs the stand-ins before the extension loads them
 
 import { strict as assert } from "node:assert";
 import { readFileSync } from "node:fs";
@@ -38,14 +38,38 @@ test("activate wires commands, status item and client; disposing the context und
   assert.match(item.text, /sparkle/);
 
   // Inline completions go to the server until toggled off.
-  const next = () => "from server";
+  // The server's items for `value = a + x|`: a completion at the cursor and a next-edit suggestion replacing
+  // "x", which VS Code 1.99 could not show: it goes to the preview, and no ghost text competes for Tab.
+  const text = "value = a + x\n";
+  const at = (offset: number) => ({ offset });
+  const ghost = { insertText: " + 1", range: { start: at(13), end: at(13) } };
+  const suggestion = { insertText: " a + b", range: { start: at(9), end: at(13) } };
+  const next = () => Promise.resolve({ items: [ghost, suggestion] });
+  const document = (languageId: string) => ({
+    languageId,
+    uri: { toString: () => "file:///a.py" },
+    version: 1,
+    getText: () => text,
+    offsetAt: (p: { offset: number }) => p.offset,
+  });
   const provide = (languageId: string) =>
-    client.clientOptions.middleware.provideInlineCompletionItems({ languageId }, {}, {}, {}, next);
-  assert.equal(provide("python"), "from server");
+    client.clientOptions.middleware.provideInlineCompletionItems(document(languageId), at(13), {}, {}, next);
+  assert.deepEqual(await provide("python"), { items: [] });
+  assert.deepEqual(recorded.executed.at(-1), ["setContext", "infill.nextEditVisible", true], "the preview is shown");
+  // `infill/nextEditReady` for the active document's version asks VS Code for inline items again; for an older
+  // version it does nothing.
+  const window = fakeVscode.window as { activeTextEditor: unknown };
+  window.activeTextEditor = { document: { uri: { toString: () => "file:///a.py" }, version: 2 } };
+  const ready = client.notificationHandlers.get("infill/nextEditReady");
+  ready?.({ uri: "file:///a.py", version: 1 });
+  assert.notDeepEqual(recorded.executed.at(-1), ["editor.action.inlineSuggest.trigger"]);
+  ready?.({ uri: "file:///a.py", version: 2 });
+  assert.deepEqual(recorded.executed.at(-1), ["editor.action.inlineSuggest.trigger"]);
+  window.activeTextEditor = undefined;
   await recorded.commands.get("infill.toggle")?.();
   await tick();
   assert.equal(recorded.config["infill.enable"], false);
-  assert.equal(provide("python"), null);
+  assert.equal(await provide("python"), null);
   assert.match(item.text, /\(off\)/);
 
   // The server's "Fill holes" code action runs the confirming command instead of applying its edit unasked.
@@ -96,6 +120,9 @@ test("activate wires commands, status item and client; disposing the context und
   }
   assert.ok(recorded.disposed.includes("onDidChangeConfiguration"));
   assert.ok(recorded.disposed.includes("notification:infill/status"));
+  assert.ok(recorded.disposed.includes("notification:infill/nextEditReady"));
+  assert.equal(recorded.disposed.filter((d) => d === "decorationType").length, 3, "preview and marks disposed");
+  assert.ok(recorded.disposed.includes("onDidChangeTextDocument"));
   assert.equal(item.disposed, true);
   assert.equal(restarted.disposed, true);
 });

@@ -11,6 +11,7 @@ export interface Recorded {
   configListeners: ((event: { affectsConfiguration(section: string): boolean }) => void)[];
   clients: FakeLanguageClient[];
   messages: string[];
+  executed: unknown[][];
 }
 
 export const recorded: Recorded = {
@@ -21,17 +22,28 @@ export const recorded: Recorded = {
   configListeners: [],
   clients: [],
   messages: [],
+  executed: [],
 };
 
 function disposable(name: string) {
   return { dispose: () => recorded.disposed.push(name) };
 }
 
-const fakeVscode = {
+export const fakeVscode = {
   StatusBarAlignment: { Left: 1, Right: 2 },
   ConfigurationTarget: { Global: 1, Workspace: 2, WorkspaceFolder: 3 },
   ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
+  OverviewRulerLane: { Left: 1, Center: 2, Right: 4, Full: 7 },
+  ThemeColor: class {
+    constructor(readonly id: string) {}
+  },
+  MarkdownString: class {
+    constructor(readonly value: string) {}
+  },
   window: {
+    createTextEditorDecorationType: () => disposable("decorationType"),
+    visibleTextEditors: [],
+    onDidChangeActiveTextEditor: () => disposable("onDidChangeActiveTextEditor"),
     createStatusBarItem: () => {
       const item = {
         text: "",
@@ -54,6 +66,7 @@ const fakeVscode = {
     activeTextEditor: undefined,
   },
   commands: {
+    executeCommand: async (...args: unknown[]) => void recorded.executed.push(args),
     registerCommand: (id: string, run: () => unknown) => {
       recorded.commands.set(id, run);
       return disposable(`command:${id}`);
@@ -61,6 +74,7 @@ const fakeVscode = {
   },
   workspace: {
     textDocuments: [],
+    onDidChangeTextDocument: () => disposable("onDidChangeTextDocument"),
     getConfiguration: (section: string) => ({
       get: (key: string) => recorded.config[`${section}.${key}`],
       inspect: () => ({ globalValue: undefined, workspaceValue: undefined }),

@@ -6,6 +6,7 @@ import {
   APPLY_ANYWAY,
   APPLY_CHECKED,
   parseRewriteResult,
+  Range,
   RewriteHost,
   RewriteParams,
   runRewrite,
@@ -21,6 +22,7 @@ class FakeEditor implements RewriteHost {
   infos: string[] = [];
   errors: string[] = [];
   confirms: { message: string; choices: string[] }[] = [];
+  marks: { uri: string; ranges: Range[] }[] = [];
   version: number;
 
   constructor(
@@ -50,6 +52,9 @@ class FakeEditor implements RewriteHost {
   }
   showError(message: string) {
     this.errors.push(message);
+  }
+  markLowConfidence(uri: string, ranges: Range[]) {
+    this.marks.push({ uri, ranges });
   }
   async confirm(message: string, choices: string[]) {
     this.confirms.push({ message, choices });
@@ -203,4 +208,36 @@ test("an edit without `validated` counts as checked; only an explicit false is u
   });
   assert.equal(plain.validated, true);
   assert.equal(unchecked.validated, false);
+});
+
+test("edit mode sends mode edit, applies the edit and marks the doubted tokens where they are afterwards", async () => {
+  // The server's answer for `return a + xy  # x`: " xy" on line 1 doubted and replaced by " b", and "#" doubted.
+  const doubted = { start: { line: 1, character: 14 }, end: { line: 1, character: 17 } };
+  const comment = { start: { line: 1, character: 19 }, end: { line: 1, character: 20 } };
+  const result = {
+    edits: [{ range: doubted, newText: " b", confidence: [], validated: true }],
+    reason: "changed",
+    lowConfidence: [
+      { range: doubted, confidence: 0.01 },
+      { range: comment, confidence: 0.05 },
+    ],
+  };
+  const editor = new FakeEditor(doc(CURSOR), async () => result);
+  assert.equal(await runRewrite(editor, "function", "edit"), "applied");
+  assert.equal(editor.sent[0].params.mode, "edit");
+  assert.deepEqual(editor.applied[0].edits, [{ range: doubted, newText: " b" }]);
+  assert.deepEqual(editor.marks, [
+    {
+      uri: "file:///w/a.py",
+      ranges: [
+        { start: { line: 1, character: 14 }, end: { line: 1, character: 16 } },
+        { start: { line: 1, character: 18 }, end: { line: 1, character: 19 } },
+      ],
+    },
+  ]);
+  // The regenerate mode sends no mode (the server's default) and its result carries no marks.
+  const plain = new FakeEditor(doc(CURSOR), async () => ({ edits: [] }));
+  await runRewrite(plain, "function");
+  assert.equal(plain.sent[0].params.mode, undefined);
+  assert.deepEqual(plain.marks, [{ uri: "file:///w/a.py", ranges: [] }]);
 });

@@ -33,6 +33,7 @@ test("values of the wrong type fall back to defaults", () => {
       trustRemoteCode: "yes",
       threads: 0,
       enable: 0,
+      showLowConfidence: "no",
     }),
   );
   assert.equal(settings.maxTokens, 64);
@@ -44,8 +45,10 @@ test("values of the wrong type fall back to defaults", () => {
   assert.deepEqual(settings.serverArgs, []);
   assert.equal(settings.trustRemoteCode, false);
   assert.equal(settings.threads, null);
-  // Only an explicit `false` disables completions.
+  // Only an explicit `false` disables completions or the low-confidence marks.
   assert.equal(settings.enable, true);
+  assert.equal(settings.showLowConfidence, true);
+  assert.equal(readSettings(reader({ showLowConfidence: false })).showLowConfidence, false);
 });
 
 test("server settings carry exactly the wire keys", () => {

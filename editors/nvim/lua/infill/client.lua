@@ -97,7 +97,12 @@ function M.attach(bufnr)
     root_dir = root_dir(bufnr),
     init_options = opts.settings,
     settings = { infill = opts.settings },
-    handlers = { ["infill/status"] = on_status },
+    handlers = {
+      ["infill/status"] = on_status,
+      ["infill/nextEditReady"] = function(err, params)
+        require("infill.next_edit").on_ready(err, params)
+      end,
+    },
     on_exit = function()
       M.status = { state = "stopped" }
     end,

@@ -47,12 +47,18 @@ M.defaults = {
   -- Client-side wait after the last keystroke before a completion is requested (own ghost text only).
   debounce_ms = 75,
   ghost_text = { hl_group = "Comment" },
+  -- Highlight (InfillLowConfidence) the tokens an edit-mode rewrite (:InfillEdit, :InfillEditFunction)
+  -- found unlikely.
+  show_low_confidence = true,
   -- Insert-mode keys; set one to false to leave that key alone.
   keymaps = {
     accept = "<Tab>",
     accept_word = "<M-Right>",
     accept_line = "<M-Down>",
     dismiss = "<C-]>",
+    -- A next-edit suggestion (settings.nextEdit) is accepted with `accept`, `accept_word`, `accept_line`
+    -- too, in insert and normal mode; this key dismisses it.
+    dismiss_next_edit = "<Esc>",
   },
   rewrite = {
     border = "rounded",

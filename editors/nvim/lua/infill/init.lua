@@ -18,6 +18,7 @@ function M.setup(opts)
   require("infill.config").setup(opts)
   require("infill.client").setup()
   require("infill.suggest").setup()
+  require("infill.next_edit").setup()
   require("infill.keymaps").setup()
   require("infill.rewrite").setup()
 

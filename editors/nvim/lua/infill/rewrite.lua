@@ -3,6 +3,9 @@
 -- a floating window and applied only on :InfillAccept (or `a` / <CR> there), and only to the unchanged buffer.
 -- A fill the server marks `validated = false` (no candidate passed its syntax check) is flagged in the preview
 -- and left out by :InfillAccept; only :InfillAccept! (or `A`) applies it.
+-- :InfillEdit and :InfillEditFunction do the same in edit mode: the server keeps the code and changes only the
+-- tokens the model doubts, and reports them (`lowConfidence`), highlighted with InfillLowConfidence (config
+-- `show_low_confidence`). The marks are extmarks, so they follow the code as the edits are applied.
 local client = require("infill.client")
 local config = require("infill.config")
 
@@ -11,6 +14,7 @@ local M = {}
 M.setup_done = false
 M.METHOD = "infill/rewrite"
 M.ns = vim.api.nvim_create_namespace("infill.rewrite")
+M.low_confidence_ns = vim.api.nvim_create_namespace("infill.low_confidence")
 
 -- The preview waiting for a decision: { bufnr, edits, tick, encoding, win, preview_buf, target }.
 M.pending = nil
@@ -153,10 +157,41 @@ local REASONS = {
   confident = "the model is confident in this code; nothing to change",
 }
 
+--- Highlights the `lowConfidence` ranges of an edit-mode result (replacing the buffer's earlier marks). A
+--- mark's end moves right with text inserted at it, so a mark the edit replaces covers the new text.
+function M.mark_low_confidence(bufnr, marks, encoding)
+  vim.api.nvim_buf_clear_namespace(bufnr, M.low_confidence_ns, 0, -1)
+  if not config.options.show_low_confidence then
+    return 0
+  end
+  local count = 0
+  for _, mark in ipairs(marks or {}) do
+    local range = type(mark) == "table" and mark.range or nil
+    local first = range and vim.api.nvim_buf_get_lines(bufnr, range.start.line, range.start.line + 1, false)[1]
+    local last = range and vim.api.nvim_buf_get_lines(bufnr, range["end"].line, range["end"].line + 1, false)[1]
+    if first ~= nil and last ~= nil then
+      local byte_col = require("infill.suggest").byte_col
+      local start_col = byte_col(first, range.start.character, encoding)
+      local ok = pcall(vim.api.nvim_buf_set_extmark, bufnr, M.low_confidence_ns, range.start.line, start_col, {
+        end_row = range["end"].line,
+        end_col = byte_col(last, range["end"].character, encoding),
+        hl_group = "InfillLowConfidence",
+        right_gravity = false,
+        end_right_gravity = true,
+      })
+      if ok then
+        count = count + 1
+      end
+    end
+  end
+  return count
+end
+
 --- Sends `infill/rewrite` and opens the preview when edits come back.
 ---@param target "range"|"function"|"holes"
 ---@param range table|nil LSP range (for "range" and "function")
-function M.request(bufnr, target, range)
+---@param mode "regenerate"|"edit"|nil edit: change only the tokens the model doubts (not for "holes")
+function M.request(bufnr, target, range, mode)
   bufnr = client.buf(bufnr)
   local lsp_client = client.get(bufnr)
   if lsp_client == nil then
@@ -169,6 +204,7 @@ function M.request(bufnr, target, range)
     version = client.version(bufnr),
     target = target,
     range = range,
+    mode = mode,
   }
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   local encoding = lsp_client.offset_encoding or "utf-16"
@@ -182,6 +218,9 @@ function M.request(bufnr, target, range)
       return
     end
     local edits = result and result.edits or {}
+    if vim.api.nvim_buf_is_valid(bufnr) and vim.api.nvim_buf_get_changedtick(bufnr) == tick then
+      M.mark_low_confidence(bufnr, result and result.lowConfidence, encoding)
+    end
     if #edits == 0 then
       notify(REASONS[result and result.reason] or NOTHING[target])
       return
@@ -287,12 +326,19 @@ function M.setup()
     return
   end
   M.setup_done = true
+  vim.api.nvim_set_hl(0, "InfillLowConfidence", { default = true, undercurl = true, sp = "Orange", bg = "#4a3a10" })
   vim.api.nvim_create_user_command("InfillRewrite", function(opts)
     M.request(0, "range", M.line_range(vim.api.nvim_get_current_buf(), opts.line1, opts.line2))
   end, { range = true, desc = "infill: rewrite the lines in the range" })
   vim.api.nvim_create_user_command("InfillRewriteFunction", function()
     M.request(0, "function", cursor_range())
   end, { desc = "infill: rewrite the function around the cursor" })
+  vim.api.nvim_create_user_command("InfillEdit", function(opts)
+    M.request(0, "range", M.line_range(vim.api.nvim_get_current_buf(), opts.line1, opts.line2), "edit")
+  end, { range = true, desc = "infill: edit the lines in the range in place (only doubted tokens change)" })
+  vim.api.nvim_create_user_command("InfillEditFunction", function()
+    M.request(0, "function", cursor_range(), "edit")
+  end, { desc = "infill: edit the function around the cursor in place (only doubted tokens change)" })
   vim.api.nvim_create_user_command("InfillFillHoles", function()
     M.request(0, "holes", nil)
   end, { desc = "infill: fill <|fill|> holes and infill:begin/end regions" })

@@ -32,7 +32,8 @@ function M.uses_native()
   return config.options.native ~= false and vim.lsp.inline_completion ~= nil
 end
 
-local function byte_col(line, character, encoding)
+--- The byte column of an LSP character offset (in `encoding` units) in a line.
+function M.byte_col(line, character, encoding)
   if encoding == "utf-8" then
     return math.min(character, #line)
   end
@@ -68,8 +69,8 @@ function M.suggestion_from_item(bufnr, item, row, col, encoding)
     if item.range.start.line ~= row or item.range["end"].line ~= row then
       return nil
     end
-    start_col = byte_col(line, item.range.start.character, encoding)
-    end_col = byte_col(line, item.range["end"].character, encoding)
+    start_col = M.byte_col(line, item.range.start.character, encoding)
+    end_col = M.byte_col(line, item.range["end"].character, encoding)
   end
   if start_col > col or end_col < col then
     return nil
@@ -86,10 +87,10 @@ function M.suggestion_from_item(bufnr, item, row, col, encoding)
   return { row = row, col = col, replace_end = end_col, text = ghost }
 end
 
-local function render(bufnr, suggestion)
-  vim.api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
-  local hl = config.options.ghost_text.hl_group
-  local lines = vim.split(suggestion.text, "\n", { plain = true })
+--- Extmark options that show `text` in `hl` as virtual text at a position: its first line inline, the others
+--- as virtual lines below.
+function M.virtual_text(text, hl)
+  local lines = vim.split(text, "\n", { plain = true })
   local opts = { virt_text = { { lines[1], hl } }, virt_text_pos = "inline", hl_mode = "combine" }
   if #lines > 1 then
     opts.virt_lines = {}
@@ -97,6 +98,12 @@ local function render(bufnr, suggestion)
       table.insert(opts.virt_lines, { { lines[i], hl } })
     end
   end
+  return opts
+end
+
+local function render(bufnr, suggestion)
+  vim.api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
+  local opts = M.virtual_text(suggestion.text, config.options.ghost_text.hl_group)
   vim.api.nvim_buf_set_extmark(bufnr, M.ns, suggestion.row, suggestion.col, opts)
 end
 
@@ -246,6 +253,31 @@ function M.next_line(text)
   return second and text:sub(1, second - 1) or text
 end
 
+--- What an accept takes of a suggestion's text: all of it, its next word, or its next line.
+---@param what "all"|"word"|"line"
+function M.accepted_part(text, what)
+  if what == "word" then
+    return M.next_word(text)
+  elseif what == "line" then
+    return M.next_line(text)
+  end
+  return text
+end
+
+--- Replaces the buffer's text from (row, col) to (end_row, end_col) with `text` and puts the cursor (when the
+--- buffer is in the current window) after it; returns that position (0-based row, byte column).
+function M.put_text(bufnr, row, col, end_row, end_col, text)
+  local lines = vim.split(text, "\n", { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, row, col, end_row, end_col, lines)
+  local after_row = row + #lines - 1
+  local after_col = (#lines == 1 and col or 0) + #lines[#lines]
+  local win = vim.api.nvim_get_current_win()
+  if vim.api.nvim_win_get_buf(win) == bufnr then
+    vim.api.nvim_win_set_cursor(win, { after_row + 1, after_col })
+  end
+  return after_row, after_col
+end
+
 --- Inserts the suggestion, or its next word or line (then the rest stays shown).
 ---@param what "all"|"word"|"line"
 ---@return boolean accepted
@@ -258,23 +290,11 @@ function M.accept(bufnr, what)
   if suggestion == nil then
     return false
   end
-  local part = suggestion.text
-  if what == "word" then
-    part = M.next_word(part)
-  elseif what == "line" then
-    part = M.next_line(part)
-  end
+  local part = M.accepted_part(suggestion.text, what)
   local whole = part == suggestion.text
-  local lines = vim.split(part, "\n", { plain = true })
   -- Only a whole accept replaces the range after the cursor; a partial one inserts in front of it.
   local end_col = whole and suggestion.replace_end or suggestion.col
-  vim.api.nvim_buf_set_text(bufnr, suggestion.row, suggestion.col, suggestion.row, end_col, lines)
-  local row = suggestion.row + #lines - 1
-  local col = (#lines == 1 and suggestion.col or 0) + #lines[#lines]
-  local _, _, win = cursor_in(bufnr)
-  if win ~= nil then
-    vim.api.nvim_win_set_cursor(win, { row + 1, col })
-  end
+  local row, col = M.put_text(bufnr, suggestion.row, suggestion.col, suggestion.row, end_col, part)
   M.clear(bufnr)
   local st = state(bufnr)
   if not whole then

@@ -26,6 +26,8 @@ const READY_MS = 240_000; // first start: code-server, extension host, Python, t
 const GHOST_MS = 120_000;
 const VIEWPORT = { width: 1000, height: 560 };
 const X_FILL = /^x{4,}$/; // what the x model writes after `value = `
+const editModel = required("INFILL_TEST_EDIT_MODEL");
+const SURE_LINE = "    return a + b\n"; // the line the edit model is sure of (tests/tiny_models.py build_edit_model)
 
 function required(name: string): string {
   const value = process.env[name];
@@ -128,8 +130,8 @@ function serverLogTail(): string {
   return `last lines of the Infill output channel:\n${lines.slice(-15).join("\n")}`;
 }
 
-function writeSettings(launch: Record<string, string>): void {
-  const settings = {
+function settingsWith(launch: Record<string, string | boolean | number>): Record<string, unknown> {
+  return {
     ...launch,
     "infill.model": model,
     "infill.device": "cpu",
@@ -156,8 +158,12 @@ function writeSettings(launch: Record<string, string>): void {
     "update.mode": "none",
     "chat.commandCenter.enabled": false,
     "window.commandCenter": false,
+    ...launch,
   };
-  writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify(settings, null, 2));
+}
+
+function writeSettings(launch: Record<string, string>): void {
+  writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify(settingsWith(launch), null, 2));
 }
 
 async function shot(name: string): Promise<void> {
@@ -295,6 +301,8 @@ before(async () => {
   mkdirSync(workspace);
   writeFileSync(path.join(workspace, "ghost.py"), "import os\n\n");
   writeFileSync(path.join(workspace, "holes.py"), "value = 1 <|fill|>\n");
+  // Lines the edit model is sure of, and one with a planted " x" it doubts (far from line 2, the one changed).
+  writeFileSync(path.join(workspace, "nextedit.txt"), SURE_LINE.repeat(6) + SURE_LINE.replace(" b", " x"));
 
   venvPython = execFileSync(python(), ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim();
   venvInfill = path.join(path.dirname(venvPython), "infill");
@@ -415,6 +423,18 @@ function step(name: string, run: () => Promise<void>): void {
   });
 }
 
+/** Opens the user settings.json in the editor, as a user does (a file written from outside is not always noticed),
+ * with the cursor in it. */
+async function openUserSettingsJson(): Promise<void> {
+  await runCommand("Preferences: Open User Settings (JSON)");
+  await waitFor("settings.json in the editor", async () => {
+    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
+    return tab !== null && (await editorText()).startsWith("{") ? true : null;
+  }, 30_000);
+  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
+  await lines!.click();
+}
+
 step("infill.serverCommand (the venv's `infill`) starts the server: status ready", async () => {
   const ready = await waitReady();
   log(`ready: ${JSON.stringify(ready)}; server: ${JSON.stringify(infillServers())}`);
@@ -449,13 +469,7 @@ step("typing `value = ` shows ghost text; Tab inserts it into the file", async (
 
 step("infill.pythonPath restarts the server as `python -m infill_cli.main serve`", async () => {
   // As a user does: in the settings.json editor (a file written from outside is not always noticed).
-  await runCommand("Preferences: Open User Settings (JSON)");
-  await waitFor("settings.json in the editor", async () => {
-    const tab = await page.$('.tab.active[aria-label^="settings.json"]');
-    return tab !== null && (await editorText()).startsWith("{") ? true : null;
-  }, 30_000);
-  const lines = await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true });
-  await lines!.click();
+  await openUserSettingsJson();
   await press("Control", "Home");
   await press("End"); // after the opening brace
   const loadsBefore = modelLoads();
@@ -503,4 +517,69 @@ step("Fill holes: an unchecked fill is applied only after the warning is confirm
     return text.includes("<|fill|>") ? null : text;
   }, 10_000);
   assert.match(filled, /^value = 1 x+/);
+});
+
+/** The texts of the editor's spans drawn with a CSS text decoration (line-through, wavy underline). */
+function decorated(line: "line-through" | "underline"): Promise<string[]> {
+  return page.evaluate(
+    (want) =>
+      [...document.querySelectorAll(".editor-instance .view-lines span span")]
+        .filter((span) => getComputedStyle(span).textDecorationLine.includes(want))
+        .map((span) => span.textContent ?? ""),
+    line,
+  );
+}
+
+step("a change gets a next-edit suggestion, previewed in place; Tab applies it", async () => {
+  // The edit model with next-edit suggestions on, set in settings.json as a user does.
+  await openUserSettingsJson();
+  const loadsBefore = modelLoads();
+  await press("Control", "a");
+  const settings = settingsWith({ "infill.pythonPath": venvPython, "infill.model": editModel, "infill.nextEdit": true });
+  await page.keyboard.type(JSON.stringify(settings));
+  await press("Control", "s");
+  await waitFor("the edit model to load", async () => (modelLoads() > loadsBefore ? true : null), READY_MS);
+  await waitReady();
+
+  await openFile("nextedit.txt");
+  await press("Control", "Home");
+  await press("ArrowDown");
+  await press("End");
+  // The user changes " b" to " x" on line 2: the model doubts it and suggests " b" back.
+  await press("Backspace");
+  await page.keyboard.type("x");
+  await press("Control", "s");
+  const line2 = () => readFileSync(path.join(workspace, "nextedit.txt"), "utf8").split("\n")[1];
+  await waitFor("the change saved", async () => (line2().endsWith("+ x") ? true : null), 10_000);
+  const struck = await waitFor("the next-edit preview", async () => {
+    const found = await decorated("line-through");
+    return found.length > 0 ? found : null;
+  }, GHOST_MS);
+  log(`struck through: ${JSON.stringify(struck)}`);
+  assert.ok(struck.every((text) => text.trim() === "x" || text.trim() === "a"), JSON.stringify(struck));
+  await sleep(500);
+  await shot("vscode-next-edit.png");
+  await press("Tab");
+  await waitFor("the preview to go", async () => ((await decorated("line-through")).length === 0 ? true : null), 10_000);
+  await press("Control", "s");
+  // Tab applied the suggestion: the file's line 2 no longer holds the " x" the model doubted.
+  const saved = await waitFor("the applied suggestion saved", async () => (line2().endsWith("+ x") ? null : line2()), 10_000);
+  log(`line 2 after Tab: ${JSON.stringify(saved)}`);
+  assert.equal(saved, SURE_LINE.trimEnd());
+});
+
+step("Edit selection in place marks the token the model doubted", async () => {
+  await press("Control", "End");
+  await press("ArrowUp"); // column 0 of the planted line (the last line is empty)
+  await press("Shift", "ArrowDown");
+  await runCommand("Infill: Edit selection in place");
+  const marked = await waitFor("a low-confidence mark", async () => {
+    const found = await decorated("underline");
+    return found.length > 0 ? found : null;
+  }, GHOST_MS);
+  log(`marked: ${JSON.stringify(marked)}; last line: ${JSON.stringify((await editorText()).split("\n").at(-2))}`);
+  await press("ArrowUp"); // the selection off the mark, for the screenshot
+  await sleep(500);
+  await shot("vscode-low-confidence.png");
+  assert.ok(marked.some((text) => text.trim() === "b"), JSON.stringify(marked));
 });
