@@ -373,9 +373,12 @@ def step_next_edit(s: Session) -> None:
     time.sleep(0.3)
     s.shot("nvim-next-edit")
     s.tmux.keys("Tab")
-    time.sleep(0.5)
+    # Wait for the applied line on screen (the preview gone), then for the written file: on a busy machine a
+    # fixed pause before :w wrote the file before the edit landed.
+    s.wait_screen("line 2 applied", r"^\s*2 +return a \+ b\s*$", ANSWER_S)
     s.tmux.command("w")
-    text = s.wait_file("nextedit.txt", r"^(.*\n){6}")
+    expected = SURE_LINE * 6 + SURE_LINE.replace(" b", " x")
+    text = s.wait_file("nextedit.txt", rf"\A{re.escape(expected)}\Z")
     assert text.splitlines(keepends=True)[1] == SURE_LINE, f"Tab applied something else: {text!r}"
 
 
@@ -384,9 +387,9 @@ def step_low_confidence(s: Session) -> None:
     s.tmux.command("7InfillEdit")
     s.wait_screen("the edit preview", r"\+    return a \+ b", ANSWER_S)
     s.tmux.keys("a")
-    time.sleep(0.5)
+    s.wait_screen("line 7 applied", r"^\s*7 +return a \+ b\s*$", ANSWER_S)
     s.tmux.command("w")
-    text = s.wait_file("nextedit.txt", r"^(.*\n){6}")
+    text = s.wait_file("nextedit.txt", rf"\A{re.escape(SURE_LINE * 7)}\Z")
     assert text == SURE_LINE * 7, f"the edit changed something else: {text!r}"
     wait_for(
         "a low-confidence highlight",
