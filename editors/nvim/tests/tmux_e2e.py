@@ -269,6 +269,20 @@ class Session:
         assert isinstance(found, re.Match)
         return found.group(0)
 
+    def write_until(self, name: str, pattern: str, command: str = "w") -> str:
+        """Writes the buffer (`command`) until the file matches: a key sent through tmux lands when Neovim
+        gets to it, so one :w right after it may write the text from before (seen on a busy machine)."""
+        path = self.work / name
+
+        def written() -> str | None:
+            self.tmux.command(command, escape=command == "w")
+            text = path.read_text(encoding="utf-8")
+            return text if re.search(pattern, text) else None
+
+        found = wait_for(f"{name} written to match {pattern!r}", written, ANSWER_S, path.read_text)
+        assert isinstance(found, str)
+        return found
+
     def wait_file(self, name: str, pattern: str) -> str:
         path = self.work / name
 
@@ -299,9 +313,7 @@ def step_ghost_text(s: Session) -> None:
     ghost = shown.removeprefix("value = ")
     assert (s.work / "ghost.py").read_text() == "import os\n\n", "the file changed before accepting"
     s.tmux.keys("Tab")
-    time.sleep(0.5)
-    s.tmux.command("w")
-    text = s.wait_file("ghost.py", r"value = x+\n")
+    text = s.write_until("ghost.py", r"value = x+\n")
     # ghost.py is "import os" and an empty line; `G` `A` typed on the empty one.
     assert text == f"import os\nvalue = {ghost}\n", f"Tab inserted something else: {text!r}"
 
@@ -321,9 +333,7 @@ def step_unchecked_fill(s: Session) -> None:
     text = (s.work / "holes.py").read_text()
     assert text == "value = 1 <|fill|>\n", f"`a` applied an unchecked fill: {text!r}"
     s.tmux.keys("A")
-    time.sleep(0.5)
-    s.tmux.command("wall", escape=False)
-    s.wait_file("holes.py", r"^value = 1 x+\n$")
+    s.write_until("holes.py", r"^value = 1 x+\n$", "wall")
 
 
 # The line the edit model is sure of (tests/tiny_models.py build_edit_model).
