@@ -137,9 +137,6 @@ class Family:
     # The hidden state at i-1 predicts the token at i (Dream, Fast-dLLM v2); realigned by the adapter or the
     # block decoding loop.
     shift: bool = False
-    # Run a qwen2 backbone by qwen2.py (plain torch, no transformers import) when it covers the config. Only
-    # our own exports: released checkpoints keep transformers' classes.
-    plain_torch: bool = False
     # How to build the tokenizer when there is no tokenizer.json.
     slow_tokenizer: Literal["qwen2"] | None = None
     # transformers config key <- the checkpoint's config keys (first present non-null wins); its defaults; the
@@ -224,7 +221,6 @@ FAMILIES: tuple[Family, ...] = (
         title="infill shifted diffusion decoder (Qwen2 shape, bidirectional, Dream's shift, our tokenizer)",
         backbone="qwen2",
         shift=True,
-        plain_torch=True,
         end_of_span_tokens=(END_OF_SPAN_TOKEN,),
         end_of_span_required=True,
         # <|endoftext|> separates files in our training stream: the natural predecessor of a file's first
