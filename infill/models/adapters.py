@@ -24,7 +24,7 @@ import torch
 if TYPE_CHECKING:  # importing any transformers model class costs seconds: only types here
     from transformers import PreTrainedModel
 
-from infill.models.families import module_layout
+from infill.models.families import DECODER_LAYOUT, module_layout
 from infill.models.kv_cache import KeyValueCache
 from infill.models.modernbert import ModernBertForMaskedLM
 from infill.models.qwen2 import Qwen2ForCausalLM
@@ -95,7 +95,6 @@ class DecoderAdapter:
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
-        self._layout = module_layout(model)
         self.caches_context = isinstance(model, Qwen2ForCausalLM)
 
     def logits(
@@ -106,18 +105,13 @@ class DecoderAdapter:
             attention_mask, every_position(input_ids) if positions is None else positions
         )
         with torch.inference_mode():
-            if self._layout is not None:
-                hidden = getattr(self.model, self._layout.backbone)(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    use_cache=False,
-                ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
-                return self._head(gather_positions(hidden, rows))
-            raw = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            ).logits
-        return gather_positions(raw, rows).float()
+            hidden = getattr(self.model, DECODER_LAYOUT.backbone)(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+            ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
+            return self._head(gather_positions(hidden, rows))
 
     def logits_with_cache(
         self,
@@ -130,7 +124,7 @@ class DecoderAdapter:
         predecessor too: its hidden state gives the logits, and its keys see the block's new tokens."""
         assert self.caches_context, "only infill's own modules take a cache"
         rows = self._hidden_rows(attention_mask, positions)  # (B, K) where the logits come from
-        backbone = self.model.model
+        backbone = getattr(self.model, DECODER_LAYOUT.backbone)
         with torch.inference_mode():
             if cache is None:
                 position_ids = real_token_positions(attention_mask)
@@ -143,8 +137,7 @@ class DecoderAdapter:
             return self._head(hidden[:, : rows.shape[1]]), cache
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        assert self._layout is not None
-        return _apply([getattr(self.model, name) for name in self._layout.head], hidden)
+        return _apply([getattr(self.model, name) for name in DECODER_LAYOUT.head], hidden)
 
     def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, K) positions whose hidden states give the logits of ``positions``."""

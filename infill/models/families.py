@@ -109,13 +109,15 @@ class ModuleLayout:
     head: tuple[str, ...]  # applied in order to the trunk's hidden states
 
 
-# Per transformers class: the trunk and the LM head modules (the head's output is the logits).
+# Every decoder backbone's (qwen2, qwen3, llama: qwen2.py's module and transformers' classes alike).
+DECODER_LAYOUT = ModuleLayout("model", ("lm_head",))
+# Masked LMs, per class: the trunk and the LM head modules (the head's output is the logits). Keyed by class
+# name because the "masked-lm" backbone is whichever class transformers' AutoModelForMaskedLM picks for a
+# model type (ModernBERT: modernbert.py's module, which has its class name and attribute paths).
 MODULE_LAYOUTS = {
     "ModernBertForMaskedLM": ModuleLayout("model", ("head", "decoder")),
     "RobertaForMaskedLM": ModuleLayout("roberta", ("lm_head",)),
     "BertForMaskedLM": ModuleLayout("bert", ("cls",)),
-    "Qwen2ForCausalLM": ModuleLayout("model", ("lm_head",)),
-    "LlamaForCausalLM": ModuleLayout("model", ("lm_head",)),
 }
 
 
@@ -430,5 +432,5 @@ def added_token_names(model_dir: Path) -> set[str]:
 
 
 def module_layout(model: object) -> ModuleLayout | None:
-    """Trunk and LM head of a loaded transformers model (None for classes infill does not know)."""
+    """Trunk and LM head of a loaded masked LM (None for classes infill does not know)."""
     return MODULE_LAYOUTS.get(type(model).__name__)
