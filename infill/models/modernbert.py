@@ -6,7 +6,10 @@ torch``, paid by every cold ``infill complete``. This module is transformers' fo
 it covers (``ModernBertConfig.from_json`` returns None for any other, and the loader then uses
 transformers): the same module tree and attribute names (``model.layers[i].attn.Wqkv``, ``head``,
 ``decoder``...), so the weights load by their checkpoint names and code that walks transformers' modules
-(the positions-only LM head, the context cache, stop-token merging) works on it unchanged.
+(the positions-only LM head, stop-token merging) works on it unchanged. The forward pass takes an optional
+``KeyValueCache`` (kv_cache.py) for Fast-dLLM's DualCache: with ``past`` and ``at`` the block's positions
+are written into their slots of the cached canvas and attend over all of it (tests/test_context_cache.py).
+A ModernBERT loaded by transformers (a config this module does not cover) runs without that cache.
 tests/test_native_modernbert.py checks the logits against transformers' on several configs.
 
 Shapes: ids, attention_mask (B, T); hidden (B, T, H); q, k, v (B, heads, T, D).

@@ -9,20 +9,23 @@ head (``q_norm``/``k_norm``, before RoPE) and ``attention_bias`` (default false)
 instead of Qwen2's fixed q/k/v biases; LLaMA is Qwen3 without the head norms (``mlp_bias`` must be false).
 Which keys a query sees is a mask the caller chooses, not a code path:
 ``block_size`` None is bidirectional (padding only), ``block_size`` b is block-causal over blocks of b
-absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache`` of earlier
-positions (their keys after RoPE, and values): new positions attend over it and their own keys, and with
-``store`` their keys and values are appended, which is the exact prefix cache of a block-causal model (a
-block's keys depend only on earlier blocks). Modules, attribute names (``model.layers[i].self_attn.q_proj``,
+absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache``
+(kv_cache.py; keys after RoPE, and values) in its two uses: new positions after the cached ones, appended
+with ``store``, which is the exact prefix cache of a block-causal model (a block's keys depend only on
+earlier blocks); or, with ``at``, new positions written into their slots of a cached bidirectional canvas,
+which is Fast-dLLM's DualCache (adapters.DecoderAdapter.logits_with_cache). No other module of infill runs
+these layers (tests/test_backbone_module.py). Modules, attribute names (``model.layers[i].self_attn.q_proj``,
 ``q_norm``, ``mlp.gate_proj``, ``input_layernorm``, ``model.norm``, ``lm_head``...) and class names are
 transformers', so weights load by their checkpoint names and code that walks transformers' modules (the
-adapters' positions-only LM head, context_cache.py's layer loop, stop-token merging) works on them unchanged.
+adapters' positions-only LM head, stop-token merging, int8 quantization) works on them unchanged.
 The logits are the raw per-position ones; Dream's one-position shift is the adapter's (adapters.py).
-tests/test_native_qwen2.py checks the Qwen2 logits and cached fills against transformers';
+tests/test_native_qwen2.py and test_backbone_module.py check the Qwen2 and LLaMA logits of our shifted
+decoder and the released Dream/DiffuCoder/LLaDA layouts against transformers';
 tests/test_block_diffusion.py checks Qwen3/SDAR and tests/test_stable_diffcoder.py LLaMA/Stable-DiffCoder
 against implementations written from the authors' code.
 
 Shapes: ids, attention_mask, position_ids (B, T); hidden (B, T, H); q (B, heads, T, D); k, v (B, kv heads,
-T, D); a cache holds (B, kv heads, P, D) per layer for P earlier positions.
+T, D); a cache holds (B, kv heads, P, D) per layer for P positions.
 """
 
 from __future__ import annotations
@@ -71,7 +74,6 @@ class Qwen2Config:
     max_position_embeddings: int
     rms_norm_eps: float
     tie_word_embeddings: bool
-    use_sliding_window: bool = False  # always: context_cache.cacheable reads it
     # Qwen2: biases on q/k/v only. Qwen3: per-head q/k RMSNorm, ``attention_bias`` on q/k/v/o.
     qk_norm: bool = False
     qkv_bias: bool = True
@@ -384,13 +386,13 @@ class Qwen2ForCausalLM(nn.Module):
 
 
 class Qwen3ForCausalLM(Qwen2ForCausalLM):
-    """The same module with Qwen3's attention (``Qwen2Config.qk_norm``); transformers' Qwen3 class name, so
-    code keyed by class name (context_cache.cacheable) does not take it for a Qwen2."""
+    """The same module with Qwen3's attention (``Qwen2Config.qk_norm``), under transformers' Qwen3 class
+    name (what reports print)."""
 
 
 class LlamaForCausalLM(Qwen2ForCausalLM):
     """The same module with LLaMA's attention (``attention_bias`` on all four projections, no head norms;
-    Seed-Coder, Stable-DiffCoder); transformers' LLaMA class name, for the same reason."""
+    Seed-Coder, Stable-DiffCoder; LLaDA), under transformers' LLaMA class name."""
 
 
 _CLASSES: dict[Backbone, type[Qwen2ForCausalLM]] = {
