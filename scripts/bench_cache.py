@@ -4,8 +4,9 @@
         [--steps-per-block 8] [--repeats 3] [--threads 1] [--device cpu] [--dtype float32]
 
 Builds a random model with Dream's architecture (Qwen2 layout, 152,064-token vocabulary, grouped-query
-attention, bidirectional, shifted logits; speed does not depend on the weights) with --layers layers, puts a
---canvas-token masked span after --context tokens of context, and times one denoising step's model call:
+attention, bidirectional, shifted logits; speed does not depend on the weights) in qwen2.py's module, which
+the loader runs Dream-family checkpoints in, with --layers layers, puts a --canvas-token masked span
+after --context tokens of context, and times one denoising step's model call:
 
 - full: a plain forward pass over the whole canvas, LM head on the block's positions (cache off);
 - refresh: the full pass that also builds the cache (a step at the start of each block);
@@ -27,33 +28,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from infill.models.adapters import DecoderAdapter
+from infill.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
 
 DREAM_VOCAB = 152_064
 
 
 def dream_shaped(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> DecoderAdapter:
-    config = Qwen2Config(
-        vocab_size=DREAM_VOCAB,
-        hidden_size=args.hidden,
-        intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads,
-        max_position_embeddings=32_768,
-        tie_word_embeddings=False,
+    """The shape in qwen2.py's module, which the loader runs Dream-family checkpoints in (and which alone
+    takes the cache), with random weights."""
+    config = Qwen2Config.from_json(
+        {
+            "model_type": "qwen2",
+            "vocab_size": DREAM_VOCAB,
+            "hidden_size": args.hidden,
+            "intermediate_size": args.intermediate,
+            "num_hidden_layers": args.layers,
+            "num_attention_heads": args.heads,
+            "num_key_value_heads": args.kv_heads,
+            "max_position_embeddings": 32_768,
+            "tie_word_embeddings": False,
+        }
     )
-    config.is_causal = False  # bidirectional masks, as the Dream loader sets up
+    assert config is not None
     with torch.device(device):
-        model = Qwen2ForCausalLM(config).to(dtype).eval()
-    for module in model.modules():
-        if hasattr(module, "is_causal"):
-            module.is_causal = False
-    return DecoderAdapter(model, shift=True)
+        model = Qwen2ForCausalLM(config)
+    with torch.no_grad():  # the module is built uninitialised (its weights come from a checkpoint)
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.fill_(1.0)
+            else:
+                parameter.normal_(0.0, 0.02)
+    return DecoderAdapter(model.to(dtype).eval(), shift=True)
 
 
 def timed(call: Callable[[], object], repeats: int, device: torch.device) -> float:

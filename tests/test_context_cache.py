@@ -1,5 +1,7 @@
-"""The context key/value cache (infill/models/context_cache.py, infill/engine/step_logits.py) on real tiny
-models: a ModernBERT with local (sliding-window) layers, Dream's shifted Qwen2 layout and an unshifted LLaMA.
+"""The context key/value cache (Fast-dLLM's DualCache: the native modules' forward with ``past``/``at``,
+infill/models/adapters.py, kv_cache.py, infill/engine/step_logits.py) on real tiny models: a ModernBERT with
+local (sliding-window) layers, Dream's shifted Qwen2 layout and an unshifted LLaMA, each in infill's own
+module (modernbert.py, qwen2.py), which the loader runs and which alone takes the cache.
 
 Cached logits equal the full forward pass when the cache was built on the same ids; the sampler gives the
 same tokens with the cache refreshed every step as without it (left and right padding, batch > 1); between
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import ModernBertConfig, ModernBertForMaskedLM
+from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedModel
 
 from infill.engine.sampler import denoise
 from infill.engine.step_logits import StepLogits
@@ -21,6 +23,10 @@ from infill.engine.types import DecodeConfig
 from infill.models import load_model
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import SpecialTokens
+from infill.models.modernbert import ModernBertConfig as NativeModernBertConfig
+from infill.models.modernbert import ModernBertForMaskedLM as NativeModernBert
+from infill.models.qwen2 import LlamaForCausalLM as NativeLlama
+from infill.models.qwen2 import Qwen2Config as NativeDecoderConfig
 from tests.test_forward import llama_adapter, padded_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,14 +49,31 @@ def local_modernbert(seed: int = 0) -> MaskedLMAdapter:
         pad_token_id=0,
     )
     assert config.layer_types == ["full_attention", "sliding_attention", "full_attention"]
-    return MaskedLMAdapter(ModernBertForMaskedLM(config).eval())
+    return MaskedLMAdapter(native_twin(ModernBertForMaskedLM(config).eval()))
+
+
+def native_twin(model: PreTrainedModel) -> torch.nn.Module:
+    """The transformers model's weights in infill's own module of its backbone (what the loader builds)."""
+    config = model.config.to_dict()
+    native: torch.nn.Module
+    if config["model_type"] == "modernbert":
+        parsed = NativeModernBertConfig.from_json(config)
+        assert parsed is not None
+        native = NativeModernBert(parsed)
+    else:
+        decoder = NativeDecoderConfig.from_json(config, "llama", any_model_type=True)
+        assert decoder is not None
+        native = NativeLlama(decoder)
+    native.load_state_dict(model.state_dict())
+    return native.eval()
 
 
 @pytest.fixture(scope="module")
 def adapters(dream_dir: Path) -> dict[str, MaskedLMAdapter | DecoderAdapter]:
     dream = load_model(dream_dir, device="cpu").model
     assert isinstance(dream, DecoderAdapter)
-    return {"modernbert": local_modernbert(), "dream": dream, "llama": llama_adapter(VOCAB)}
+    llama = DecoderAdapter(native_twin(llama_adapter(VOCAB).model), shift=False)
+    return {"modernbert": local_modernbert(), "dream": dream, "llama": llama}
 
 
 class CountingRows:

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from infill.errors import InfillError, TrainingError
 from infill.models.adapters import predecessor_index
 from infill.models.decoders import load_decoder
-from infill.models.families import Family, module_layout
+from infill.models.families import DECODER_LAYOUT, Family
 from infill.models.special_tokens import resolve_special_tokens
 from infill.models.tokenizer_files import load_transformers_tokenizer
 
@@ -48,8 +48,7 @@ class DiffusionDecoder(torch.nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
     ) -> MaskedLMOutput:
         hf = self.transformers_model()
-        layout = module_layout(hf)
-        assert layout is not None, f"no module layout for {type(hf).__name__}"
+        layout = DECODER_LAYOUT
         # Positions count real tokens only, as at inference (adapters.DecoderAdapter).
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         trunk = getattr(hf, layout.backbone)

@@ -1,5 +1,5 @@
 """The model call of one denoising step: a full forward pass, or Fast-dLLM's DualCache where the model has a
-context key/value cache (``caches_context``, see infill/models/context_cache.py) and ``cache_refresh`` > 0.
+context key/value cache (``caches_context``, see infill/models/adapters.py) and ``cache_refresh`` > 0.
 
 With the cache, a row gets a full pass (which rebuilds its cache) when it starts a new block, on the first
 step, and every ``cache_refresh`` steps; in between only the positions asked about are recomputed,
@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from infill.models.base import DenoisingModel
-from infill.models.context_cache import ContextCache
+from infill.models.kv_cache import KeyValueCache
 
 
 class StepLogits:
     def __init__(self, model: DenoisingModel, cache_refresh: int) -> None:
         self.model = model
         self.cache_refresh = cache_refresh if getattr(model, "caches_context", False) else 0
-        self._cache: ContextCache | None = None
+        self._cache: KeyValueCache | None = None
         self._since_refresh: list[int] = []  # per row: steps since its last full pass
 
     def __call__(
@@ -61,8 +61,7 @@ class StepLogits:
         kept_logits, kept_cache = model.logits_with_cache(
             ids[kept], attention_mask[kept], positions[kept], self._cache.rows(kept)
         )
-        self._cache.put_rows(fresh, fresh_cache)
-        self._cache.put_rows(kept, kept_cache)
+        self._cache = self._cache.with_rows(fresh, fresh_cache).with_rows(kept, kept_cache)
         logits = fresh_logits.new_empty((len(refresh), *fresh_logits.shape[1:]))
         logits[fresh], logits[kept] = fresh_logits, kept_logits
         return logits

@@ -3,7 +3,15 @@
 Loading (which classes, which weights, which special ids) lives in the family loaders; this module only turns
 a loaded module into ``DenoisingModel.logits``. The backbone runs over the whole canvas, the LM head only on
 the positions asked for: for a 152k vocabulary the head over every position would be the biggest tensor of a
-pass. Adapters of the model classes context_cache.py covers also offer ``logits_with_cache``.
+pass.
+
+Adapters of infill's own modules (modernbert.py, qwen2.py) also offer ``logits_with_cache``, Fast-dLLM's
+DualCache (engine/step_logits.py): a full pass keeps every layer's keys and values of the canvas; a cached
+pass runs only the block being decoded through the module's own forward, its keys and values written into
+their slots of that cache (kv_cache.py) and its queries attending over all of it, so everything else is seen
+as it was at the last full pass. With the cache refreshed on the same ids a cached pass gives the full pass's
+logits within float tolerance (tests/test_context_cache.py). A model loaded through transformers' classes
+(a config the native modules do not cover) runs without the cache.
 """
 
 from __future__ import annotations
@@ -16,14 +24,10 @@ import torch
 if TYPE_CHECKING:  # importing any transformers model class costs seconds: only types here
     from transformers import PreTrainedModel
 
-from infill.models.context_cache import (
-    ContextCache,
-    cacheable,
-    decoder_hidden,
-    modernbert_hidden,
-    real_token_positions,
-)
-from infill.models.families import module_layout
+from infill.models.families import DECODER_LAYOUT, module_layout
+from infill.models.kv_cache import KeyValueCache
+from infill.models.modernbert import ModernBertForMaskedLM
+from infill.models.qwen2 import Qwen2ForCausalLM
 
 
 class MaskedLMAdapter:
@@ -38,7 +42,7 @@ class MaskedLMAdapter:
         layout = module_layout(model)
         self._backbone = getattr(model, layout.backbone) if layout else None
         self._head = [getattr(model, name) for name in layout.head] if layout else []
-        self.caches_context = cacheable(model)
+        self.caches_context = isinstance(model, ModernBertForMaskedLM)
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -60,16 +64,20 @@ class MaskedLMAdapter:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         positions: torch.Tensor,
-        cache: ContextCache | None,
-    ) -> tuple[torch.Tensor, ContextCache]:
-        """Logits at ``positions`` and the context cache: a full pass building it when ``cache`` is None,
-        else only ``positions`` recomputed against it (see context_cache.py). Needs ``caches_context``."""
-        assert self.caches_context, "this model class has no cached forward pass"
+        cache: KeyValueCache | None,
+    ) -> tuple[torch.Tensor, KeyValueCache]:
+        """Logits at ``positions (B, K)`` and the context cache: a full pass building it when ``cache`` is
+        None, else only ``positions`` recomputed against it. Needs ``caches_context``."""
+        assert self.caches_context, "only infill's own modules take a cache"
         with torch.inference_mode():
-            query = positions if cache is not None else every_position(input_ids)
-            hidden, cache = modernbert_hidden(self.model, input_ids, attention_mask, query, cache)
-            if query is not positions:
+            if cache is None:
+                hidden, cache = self.model.model(input_ids, attention_mask, store=True)
                 hidden = gather_positions(hidden, positions)
+            else:
+                hidden, cache = self.model.model(
+                    input_ids.gather(1, positions), past=cache, at=positions, store=True
+                )
+            assert cache is not None
             return _apply(self._head, hidden), cache
 
 
@@ -87,8 +95,7 @@ class DecoderAdapter:
     def __init__(self, model: PreTrainedModel, *, shift: bool = True) -> None:
         self.model = model
         self.shift = shift
-        self._layout = module_layout(model)
-        self.caches_context = cacheable(model)
+        self.caches_context = isinstance(model, Qwen2ForCausalLM)
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -98,42 +105,39 @@ class DecoderAdapter:
             attention_mask, every_position(input_ids) if positions is None else positions
         )
         with torch.inference_mode():
-            if self._layout is not None:
-                hidden = getattr(self.model, self._layout.backbone)(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    use_cache=False,
-                ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
-                return self._head(gather_positions(hidden, rows))
-            raw = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            ).logits
-        return gather_positions(raw, rows).float()
+            hidden = getattr(self.model, DECODER_LAYOUT.backbone)(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+            ).last_hidden_state  # (B, T, H): with shift, hidden[:, i] predicts the next attended token
+            return self._head(gather_positions(hidden, rows))
 
     def logits_with_cache(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         positions: torch.Tensor,
-        cache: ContextCache | None,
-    ) -> tuple[torch.Tensor, ContextCache]:
+        cache: KeyValueCache | None,
+    ) -> tuple[torch.Tensor, KeyValueCache]:
         """As MaskedLMAdapter.logits_with_cache. With ``shift`` a cached pass recomputes each position's
         predecessor too: its hidden state gives the logits, and its keys see the block's new tokens."""
-        assert self.caches_context, "this model class has no cached forward pass"
+        assert self.caches_context, "only infill's own modules take a cache"
         rows = self._hidden_rows(attention_mask, positions)  # (B, K) where the logits come from
+        backbone = getattr(self.model, DECODER_LAYOUT.backbone)
         with torch.inference_mode():
             if cache is None:
-                query = every_position(input_ids)
-                hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, None)
+                position_ids = real_token_positions(attention_mask)
+                hidden, cache = backbone(input_ids, attention_mask, position_ids, store=True)
+                assert cache is not None
                 return self._head(gather_positions(hidden, rows)), cache
             query = torch.cat([rows, positions], dim=1) if self.shift else positions
-            hidden, cache = decoder_hidden(self.model, input_ids, attention_mask, query, cache)
+            hidden, cache = backbone(input_ids.gather(1, query), past=cache, at=query, store=True)
+            assert cache is not None
             return self._head(hidden[:, : rows.shape[1]]), cache
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        assert self._layout is not None
-        return _apply([getattr(self.model, name) for name in self._layout.head], hidden)
+        return _apply([getattr(self.model, name) for name in DECODER_LAYOUT.head], hidden)
 
     def _hidden_rows(self, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, K) positions whose hidden states give the logits of ``positions``."""
@@ -144,6 +148,12 @@ def _apply(modules: list[Callable[[torch.Tensor], torch.Tensor]], hidden: torch.
     for module in modules:
         hidden = module(hidden)
     return hidden.float()
+
+
+def real_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) position ids that count real tokens only (left padding gets 0, right padding the last real
+    token's), so that left and right padding give a decoder the same positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def every_position(input_ids: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,10 @@
 A block-diffusion model is autoregressive over blocks of ``block_size`` absolute positions (block i holds
 positions i*b .. i*b+b-1) and a masked diffusion model inside a block: a position attends to every position
 of its own block and of earlier blocks. So the keys and values of a finished block never change once it is
-committed, and a cache of them is exact, not an approximation (contrast context_cache.py's DualCache for
-bidirectional models). The decoding loop (infill/engine/block_decoding.py) caches the prompt's whole
-blocks once, decodes each new block against that cache and appends the block once it is committed, each
-append riding on the next block's first pass (``block_logits``'s ``pending``).
+committed, and a cache of them is exact, not an approximation (contrast the DualCache of bidirectional
+models, adapters.py, which the same forward pass serves). The decoding loop (infill/engine/block_decoding.py)
+caches the prompt's whole blocks once, decodes each new block against that cache and appends the block once
+it is committed, each append riding on the next block's first pass (``block_logits``'s ``pending``).
 
 ``logits`` (the ``DenoisingModel`` protocol) is the same computation without a cache, one full block-causal
 pass, for callers that ask for arbitrary positions (tests, tools); the engine decodes block models only

@@ -109,13 +109,15 @@ class ModuleLayout:
     head: tuple[str, ...]  # applied in order to the trunk's hidden states
 
 
-# Per transformers class: the trunk and the LM head modules (the head's output is the logits).
+# Every decoder backbone's (qwen2, qwen3, llama: qwen2.py's module and transformers' classes alike).
+DECODER_LAYOUT = ModuleLayout("model", ("lm_head",))
+# Masked LMs, per class: the trunk and the LM head modules (the head's output is the logits). Keyed by class
+# name because the "masked-lm" backbone is whichever class transformers' AutoModelForMaskedLM picks for a
+# model type (ModernBERT: modernbert.py's module, which has its class name and attribute paths).
 MODULE_LAYOUTS = {
     "ModernBertForMaskedLM": ModuleLayout("model", ("head", "decoder")),
     "RobertaForMaskedLM": ModuleLayout("roberta", ("lm_head",)),
     "BertForMaskedLM": ModuleLayout("bert", ("cls",)),
-    "Qwen2ForCausalLM": ModuleLayout("model", ("lm_head",)),
-    "LlamaForCausalLM": ModuleLayout("model", ("lm_head",)),
 }
 
 
@@ -137,9 +139,6 @@ class Family:
     # The hidden state at i-1 predicts the token at i (Dream, Fast-dLLM v2); realigned by the adapter or the
     # block decoding loop.
     shift: bool = False
-    # Run a qwen2 backbone by qwen2.py (plain torch, no transformers import) when it covers the config. Only
-    # our own exports: released checkpoints keep transformers' classes.
-    plain_torch: bool = False
     # How to build the tokenizer when there is no tokenizer.json.
     slow_tokenizer: Literal["qwen2"] | None = None
     # transformers config key <- the checkpoint's config keys (first present non-null wins); its defaults; the
@@ -224,7 +223,6 @@ FAMILIES: tuple[Family, ...] = (
         title="infill shifted diffusion decoder (Qwen2 shape, bidirectional, Dream's shift, our tokenizer)",
         backbone="qwen2",
         shift=True,
-        plain_torch=True,
         end_of_span_tokens=(END_OF_SPAN_TOKEN,),
         end_of_span_required=True,
         # <|endoftext|> separates files in our training stream: the natural predecessor of a file's first
@@ -434,5 +432,5 @@ def added_token_names(model_dir: Path) -> set[str]:
 
 
 def module_layout(model: object) -> ModuleLayout | None:
-    """Trunk and LM head of a loaded transformers model (None for classes infill does not know)."""
+    """Trunk and LM head of a loaded masked LM (None for classes infill does not know)."""
     return MODULE_LAYOUTS.get(type(model).__name__)

@@ -15,6 +15,7 @@ from infill.errors import ModelLoadError
 from infill.models.adapters import DecoderAdapter, MaskedLMAdapter
 from infill.models.base import DenoisingModel, LoadedModel, ModelKind
 from infill.models.block_model import BlockDiffusionModel
+from infill.models.decoders import decoder_fields, load_decoder
 from infill.models.devices import default_dtype, resolve_device
 from infill.models.expand_delete import load_expand_delete
 from infill.models.families import REMOTE, Family, detect_family
@@ -147,15 +148,22 @@ def load_model(
 def load_decoder_model(
     model_dir: Path, family: Family, config: dict[str, Any], device: torch.device, dtype: torch.dtype
 ) -> torch.nn.Module:
-    """A decoder family's bidirectional model: qwen2.py's (no transformers import) where the family allows it
-    and the config is one it covers, else transformers' class (decoders.py)."""
-    if family.plain_torch and family.backbone == "qwen2":
-        native = load_qwen2(model_dir, config, device, dtype)
-        if native is not None:
-            return checked_model(native, model_dir)
-        logger.info("config.json in %s is not one qwen2.py covers: loading it with transformers", model_dir)
-    from infill.models.decoders import load_decoder
-
+    """A decoder family's bidirectional model: qwen2.py's (no transformers import) where it covers the
+    config, the family's key and weight maps applied, else transformers' class (decoders.py)."""
+    fields = decoder_fields(family, config)
+    native = load_qwen2(
+        model_dir,
+        fields,
+        device,
+        dtype,
+        family.backbone,
+        any_model_type=True,
+        weight_names=family.weight_names,
+        what=f"{family.name} model",
+    )
+    if native is not None:
+        return checked_model(native, model_dir)
+    logger.info("config.json in %s is not one qwen2.py covers: loading it with transformers", model_dir)
     return load_decoder(model_dir, family, config, device, dtype)
 
 

@@ -6,7 +6,10 @@ torch``, paid by every cold ``infill complete``. This module is transformers' fo
 it covers (``ModernBertConfig.from_json`` returns None for any other, and the loader then uses
 transformers): the same module tree and attribute names (``model.layers[i].attn.Wqkv``, ``head``,
 ``decoder``...), so the weights load by their checkpoint names and code that walks transformers' modules
-(the positions-only LM head, the context cache, stop-token merging) works on it unchanged.
+(the positions-only LM head, stop-token merging) works on it unchanged. The forward pass takes an optional
+``KeyValueCache`` (kv_cache.py) for Fast-dLLM's DualCache: with ``past`` and ``at`` the block's positions
+are written into their slots of the cached canvas and attend over all of it (tests/test_context_cache.py).
+A ModernBERT loaded by transformers (a config this module does not cover) runs without that cache.
 tests/test_native_modernbert.py checks the logits against transformers' on several configs.
 
 Shapes: ids, attention_mask (B, T); hidden (B, T, H); q, k, v (B, heads, T, D).
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infill.models.kv_cache import KeyValueCache, cached_keys, layer_keys
 from infill.models.weights import load_by_name
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -220,15 +224,23 @@ class ModernBertAttention(nn.Module):
         self.Wo = Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
 
     def forward(
-        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
-    ) -> torch.Tensor:
-        """``allowed`` (B, 1, T, T) bool: which keys each query attends to."""
+        self,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        at: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``allowed`` (B, 1, T, S) bool: which keys each query attends to (its own and ``past``'s, as
+        kv_cache.layer_keys puts them). Returns the output and the keys and values attended over."""
         batch, length, _ = hidden.shape
         qkv = self.Wqkv(hidden).view(batch, length, 3, -1, self.head_dim)
         q, k, v = (part.transpose(1, 2) for part in qkv.unbind(dim=2))  # (B, heads, T, D)
         q, k = apply_rotary_pos_emb(q, k, *rotary)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.head_dim**-0.5)
-        return self.Wo(out.transpose(1, 2).reshape(batch, length, -1))
+        keys = layer_keys(None if past is None else past[0], k, at)
+        values = layer_keys(None if past is None else past[1], v, at)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, scale=self.head_dim**-0.5)
+        return self.Wo(out.transpose(1, 2).reshape(batch, length, -1)), keys, values
 
 
 class ModernBertEncoderLayer(nn.Module):
@@ -243,10 +255,16 @@ class ModernBertEncoderLayer(nn.Module):
         self.attention_type = config.layer_types[index]
 
     def forward(
-        self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
-    ) -> torch.Tensor:
-        hidden = hidden + self.attn(self.attn_norm(hidden), rotary, allowed)
-        return hidden + self.mlp(self.mlp_norm(hidden))
+        self,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        at: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attended, keys, values = self.attn(self.attn_norm(hidden), rotary, allowed, past, at)
+        hidden = hidden + attended
+        return hidden + self.mlp(self.mlp_norm(hidden)), keys, values
 
 
 class ModernBertModel(nn.Module):
@@ -260,24 +278,43 @@ class ModernBertModel(nn.Module):
         self.rotary_emb = ModernBertRotaryEmbedding(config)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor]:
-        """(final hidden states (B, T, H),), as transformers' model output indexes."""
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        past: KeyValueCache | None = None,
+        at: torch.Tensor | None = None,
+        store: bool = False,
+    ) -> tuple[torch.Tensor, KeyValueCache | None]:
+        """(final hidden states (B, T, H), the cache with ``store``), as transformers' model output indexes
+        its first item. ``past`` and ``at`` (B, T): a DualCache step (kv_cache.py): the new positions replace
+        the cached canvas's slots ``at`` and attend over all of it."""
         batch, length = input_ids.shape
         hidden = self.embeddings(input_ids)
         # ModernBERT numbers positions 0..T-1 whatever the padding.
-        positions = torch.arange(length, device=input_ids.device).expand(batch, -1)
-        keys = (
+        if past is not None and at is not None:
+            positions = past.positions.gather(1, at)
+        else:
+            assert past is None, "a bidirectional encoder's cache is replaced into, never appended to"
+            positions = torch.arange(length, device=input_ids.device).expand(batch, -1)
+        real = (
             torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         )
-        full = keys[:, None, None, :].expand(-1, 1, length, -1)  # (B, 1, T, T): padding keys masked
-        distance = (positions[0][:, None] - positions[0][None, :]).abs()
+        key_positions, key_real = cached_keys(past, positions, real, at)
+        full = key_real[:, None, None, :].expand(-1, 1, length, -1)  # (B, 1, T, S): padding keys masked
+        distance = (positions[:, None, :, None] - key_positions[:, None, None, :]).abs()
         near = full & (distance <= self.config.sliding_window)  # local layers see a window only
         allowed = {"full_attention": full, "sliding_attention": near}
         rotary = {kind: self.rotary_emb(hidden, positions, kind) for kind in set(self.config.layer_types)}
-        for layer in self.layers:
-            hidden = layer(hidden, rotary[layer.attention_type], allowed[layer.attention_type])
-        return (self.final_norm(hidden),)
+        keys, values = [], []
+        for index, layer in enumerate(self.layers):
+            layer_past = None if past is None else (past.keys[index], past.values[index])
+            kind = layer.attention_type
+            hidden, k, v = layer(hidden, rotary[kind], allowed[kind], layer_past, at)
+            keys.append(k)
+            values.append(v)
+        cache = KeyValueCache(tuple(keys), tuple(values), key_positions, key_real) if store else None
+        return self.final_norm(hidden), cache
 
 
 class ModernBertPredictionHead(nn.Module):

@@ -9,20 +9,23 @@ head (``q_norm``/``k_norm``, before RoPE) and ``attention_bias`` (default false)
 instead of Qwen2's fixed q/k/v biases; LLaMA is Qwen3 without the head norms (``mlp_bias`` must be false).
 Which keys a query sees is a mask the caller chooses, not a code path:
 ``block_size`` None is bidirectional (padding only), ``block_size`` b is block-causal over blocks of b
-absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache`` of earlier
-positions (their keys after RoPE, and values): new positions attend over it and their own keys, and with
-``store`` their keys and values are appended, which is the exact prefix cache of a block-causal model (a
-block's keys depend only on earlier blocks). Modules, attribute names (``model.layers[i].self_attn.q_proj``,
+absolute positions (b = 1 would be causal). The forward pass takes an optional ``KeyValueCache``
+(kv_cache.py; keys after RoPE, and values) in its two uses: new positions after the cached ones, appended
+with ``store``, which is the exact prefix cache of a block-causal model (a block's keys depend only on
+earlier blocks); or, with ``at``, new positions written into their slots of a cached bidirectional canvas,
+which is Fast-dLLM's DualCache (adapters.DecoderAdapter.logits_with_cache). No other module of infill runs
+these layers (tests/test_backbone_module.py). Modules, attribute names (``model.layers[i].self_attn.q_proj``,
 ``q_norm``, ``mlp.gate_proj``, ``input_layernorm``, ``model.norm``, ``lm_head``...) and class names are
 transformers', so weights load by their checkpoint names and code that walks transformers' modules (the
-adapters' positions-only LM head, context_cache.py's layer loop, stop-token merging) works on them unchanged.
+adapters' positions-only LM head, stop-token merging, int8 quantization) works on them unchanged.
 The logits are the raw per-position ones; Dream's one-position shift is the adapter's (adapters.py).
-tests/test_native_qwen2.py checks the Qwen2 logits and cached fills against transformers';
+tests/test_native_qwen2.py and test_backbone_module.py check the Qwen2 and LLaMA logits of our shifted
+decoder and the released Dream/DiffuCoder/LLaDA layouts against transformers';
 tests/test_block_diffusion.py checks Qwen3/SDAR and tests/test_stable_diffcoder.py LLaMA/Stable-DiffCoder
 against implementations written from the authors' code.
 
 Shapes: ids, attention_mask, position_ids (B, T); hidden (B, T, H); q (B, heads, T, D); k, v (B, kv heads,
-T, D); a cache holds (B, kv heads, P, D) per layer for P earlier positions.
+T, D); a cache holds (B, kv heads, P, D) per layer for P positions.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infill.models.families import Backbone
+from infill.models.kv_cache import KeyValueCache, cached_keys, layer_keys
 from infill.models.modernbert import Embedding, Linear, rope_cos_sin, rotate_half
 from infill.models.weights import load_by_name
 
@@ -70,7 +74,6 @@ class Qwen2Config:
     max_position_embeddings: int
     rms_norm_eps: float
     tie_word_embeddings: bool
-    use_sliding_window: bool = False  # always: context_cache.cacheable reads it
     # Qwen2: biases on q/k/v only. Qwen3: per-head q/k RMSNorm, ``attention_bias`` on q/k/v/o.
     qk_norm: bool = False
     qkv_bias: bool = True
@@ -209,33 +212,6 @@ class Qwen2RotaryEmbedding(nn.Module):
         return rope_cos_sin(position_ids, inv_freq, x.dtype)
 
 
-@dataclass(frozen=True)
-class KeyValueCache:
-    """Keys (after norm and RoPE) and values of P earlier positions, per layer (B, kv heads, P, D), and
-    their position ids (B, P). Immutable: storing returns a longer cache, so a caller may keep a prefix's
-    cache and extend copies of it."""
-
-    keys: tuple[torch.Tensor, ...]
-    values: tuple[torch.Tensor, ...]
-    positions: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return self.positions.shape[1]
-
-    def truncated(self, length: int) -> KeyValueCache:
-        """The cache of the first ``length`` positions (a block-causal prefix's keys do not depend on what
-        follows it)."""
-        return KeyValueCache(
-            tuple(k[:, :, :length] for k in self.keys),
-            tuple(v[:, :, :length] for v in self.values),
-            self.positions[:, :length],
-        )
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
-
 def attention_allowed(
     query_positions: torch.Tensor,
     key_positions: torch.Tensor,
@@ -275,9 +251,11 @@ class Qwen2Attention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         allowed: torch.Tensor,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``allowed`` (B, 1, T, P + T) bool: which keys (``past``'s P, then the T new ones) each query
-        attends to. Returns the output and the new positions' keys and values."""
+        """``allowed`` (B, 1, T, S) bool: which keys each query attends to: ``past``'s P then the T new ones
+        (S = P + T), or ``past``'s with the new ones written at slots ``at`` (S = P; kv_cache.layer_keys).
+        Returns the output and the keys and values attended over."""
         shape = (*hidden.shape[:2], -1, self.head_dim)
         q = self.q_proj(hidden).view(shape)
         k = self.k_proj(hidden).view(shape)
@@ -286,11 +264,12 @@ class Qwen2Attention(nn.Module):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(hidden).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rotary)
-        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        keys = layer_keys(None if past is None else past[0], k, at)
+        values = layer_keys(None if past is None else past[1], v, at)
         out = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=allowed, scale=self.scaling, enable_gqa=self.num_key_value_groups > 1
         )
-        return self.o_proj(out.transpose(1, 2).flatten(2)), k, v
+        return self.o_proj(out.transpose(1, 2).flatten(2)), keys, values
 
 
 class Qwen2DecoderLayer(nn.Module):
@@ -307,15 +286,16 @@ class Qwen2DecoderLayer(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         allowed: torch.Tensor,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attended, k, v = self.self_attn(self.input_layernorm(hidden), rotary, allowed, past)
+        attended, k, v = self.self_attn(self.input_layernorm(hidden), rotary, allowed, past, at)
         hidden = hidden + attended
         return hidden + self.mlp(self.post_attention_layernorm(hidden)), k, v
 
 
 class ModelOutput(NamedTuple):
     last_hidden_state: torch.Tensor  # (B, T, H), after the final norm
-    cache: KeyValueCache | None = None  # with ``store``: the given cache with these positions appended
+    cache: KeyValueCache | None = None  # with ``store``: the given cache with these positions in it
 
 
 class CausalLMOutput(NamedTuple):
@@ -342,34 +322,35 @@ class Qwen2Model(nn.Module):
         past: KeyValueCache | None = None,
         store: bool = False,
         block_size: int | None = None,
+        at: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """Hidden states of ``input_ids`` attending to ``past`` (every cached position is a real token) and
-        to each other, bidirectionally or block-causally (``block_size``; see ``attention_allowed``).
-        ``position_ids`` default to past.length.. (0..T-1 without a cache, as transformers'; the adapters pass
-        real-token positions). ``store``: also return ``past`` extended by these positions. ``use_cache`` is
-        accepted for transformers' call signature and ignored."""
+        """Hidden states of ``input_ids`` attending to ``past`` and to each other, bidirectionally or
+        block-causally (``block_size``; see ``attention_allowed``). ``at`` (B, T): the new positions replace
+        ``past``'s slots ``at`` instead of following it (a DualCache step; kv_cache.py), and their position
+        ids default to those slots'. ``position_ids`` otherwise default to past.length.. (0..T-1 without a
+        cache, as transformers'; the adapters pass real-token positions). ``store``: also return the cache
+        with these positions in it. ``use_cache`` is accepted for transformers' call signature and
+        ignored."""
         batch, length = input_ids.shape
-        start = 0 if past is None else past.length
-        if position_ids is None:
+        if position_ids is None and past is not None and at is not None:
+            position_ids = past.positions.gather(1, at)
+        elif position_ids is None:
+            start = 0 if past is None else past.length
             position_ids = torch.arange(start, start + length, device=input_ids.device).expand(batch, -1)
         real = (
             torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         )
-        key_positions, key_real = position_ids, real
-        if past is not None:
-            key_positions = torch.cat([past.positions, position_ids], dim=1)
-            key_real = torch.cat([torch.ones_like(past.positions, dtype=torch.bool), real], dim=1)
-        allowed = attention_allowed(position_ids, key_positions, key_real, block_size)  # (B, 1, T, P + T)
+        key_positions, key_real = cached_keys(past, position_ids, real, at)
+        allowed = attention_allowed(position_ids, key_positions, key_real, block_size)  # (B, 1, T, S)
         hidden = self.embed_tokens(input_ids)
         rotary = self.rotary_emb(hidden, position_ids)
         keys, values = [], []
         for index, layer in enumerate(self.layers):
             layer_past = None if past is None else (past.keys[index], past.values[index])
-            hidden, k, v = layer(hidden, rotary, allowed, layer_past)
-            if store:
-                keys.append(k if layer_past is None else torch.cat([layer_past[0], k], dim=2))
-                values.append(v if layer_past is None else torch.cat([layer_past[1], v], dim=2))
-        cache = KeyValueCache(tuple(keys), tuple(values), key_positions) if store else None
+            hidden, k, v = layer(hidden, rotary, allowed, layer_past, at)
+            keys.append(k)
+            values.append(v)
+        cache = KeyValueCache(tuple(keys), tuple(values), key_positions, key_real) if store else None
         return ModelOutput(self.norm(hidden), cache)
 
 
@@ -396,21 +377,22 @@ class Qwen2ForCausalLM(nn.Module):
         past: KeyValueCache | None = None,
         store: bool = False,
         block_size: int | None = None,
+        at: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         hidden, cache = self.model(
-            input_ids, attention_mask, position_ids, past=past, store=store, block_size=block_size
+            input_ids, attention_mask, position_ids, past=past, store=store, block_size=block_size, at=at
         )
         return CausalLMOutput(self.lm_head(hidden), cache)
 
 
 class Qwen3ForCausalLM(Qwen2ForCausalLM):
-    """The same module with Qwen3's attention (``Qwen2Config.qk_norm``); transformers' Qwen3 class name, so
-    code keyed by class name (context_cache.cacheable) does not take it for a Qwen2."""
+    """The same module with Qwen3's attention (``Qwen2Config.qk_norm``), under transformers' Qwen3 class
+    name (what reports print)."""
 
 
 class LlamaForCausalLM(Qwen2ForCausalLM):
     """The same module with LLaMA's attention (``attention_bias`` on all four projections, no head norms;
-    Seed-Coder, Stable-DiffCoder); transformers' LLaMA class name, for the same reason."""
+    Seed-Coder, Stable-DiffCoder; LLaDA), under transformers' LLaMA class name."""
 
 
 _CLASSES: dict[Backbone, type[Qwen2ForCausalLM]] = {
@@ -428,16 +410,20 @@ def load_qwen2(
     backbone: Backbone = "qwen2",
     *,
     any_model_type: bool = False,
+    weight_names: tuple[tuple[str, str], ...] = (),
+    what: str = "model",
 ) -> tuple[Qwen2ForCausalLM, dict[str, list[str]]] | None:
     """The directory's decoder (``backbone`` "qwen2", "qwen3" or "llama") and its load report (missing,
     mismatched and unexpected tensor names, as transformers' ``output_loading_info`` gives them); None when
-    ``Qwen2Config.from_json`` does not cover its config."""
+    ``Qwen2Config.from_json`` does not cover its config. ``weight_names``: the family's renames of checkpoint
+    tensors to these modules' names (LLaDA's); ``what``: the model as an error names it."""
     parsed = Qwen2Config.from_json(config, backbone, any_model_type=any_model_type)
     if parsed is None:
         return None
     # Uninitialised: every tensor comes from the checkpoint.
     model = _CLASSES[backbone](parsed)
-    report = load_by_name(model, model_dir, "lm_head.weight" if parsed.tie_word_embeddings else None)
+    tied_head = "lm_head.weight" if parsed.tie_word_embeddings else None
+    report = load_by_name(model, model_dir, tied_head, weight_names, what)
     if report["missing_keys"] or report["mismatched_keys"]:
         return model, report  # checked_model refuses it by name
     if parsed.tie_word_embeddings:

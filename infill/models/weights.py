@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,16 +88,26 @@ def read_safetensors(model_dir: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_by_name(model: torch.nn.Module, model_dir: Path, tied_head: str | None) -> dict[str, list[str]]:
+def load_by_name(
+    model: torch.nn.Module,
+    model_dir: Path,
+    tied_head: str | None,
+    renames: tuple[tuple[str, str], ...] = (),
+    what: str = "model",
+) -> dict[str, list[str]]:
     """Fill ``model`` (built uninitialised from the directory's config) with the directory's tensors, by name;
     returns the load report (missing, mismatched and unexpected names, as transformers'
     ``output_loading_info`` gives them) and loads nothing when a tensor is missing or mis-shaped, for
     ``checked_model`` to refuse. ``tied_head``: the output projection's name when it shares the embedding's
-    weight (the caller ties them), so the checkpoint need not hold it."""
+    weight (the caller ties them), so the checkpoint need not hold it. ``renames``: (regex, replacement) on
+    the checkpoint's names, the first that matches wins (a family's weight map, as transformers'
+    ``key_mapping``). ``what``: the model as an error names it ("the dream model")."""
     try:
         weights = read_safetensors(model_dir)
     except Exception as exc:  # safetensors, OSError, a bad index...: all mean the directory is unusable
-        raise ModelLoadError(f"Could not load the model in {model_dir}: {describe_error(exc)}") from exc
+        raise ModelLoadError(f"Could not load the {what} in {model_dir}: {describe_error(exc)}") from exc
+    if renames:
+        weights = {_renamed(name, renames): tensor for name, tensor in weights.items()}
     expected = model.state_dict()
     if tied_head is not None:
         expected.pop(tied_head)
@@ -110,3 +121,11 @@ def load_by_name(model: torch.nn.Module, model_dir: Path, tied_head: str | None)
     if not report["missing_keys"] and not report["mismatched_keys"]:
         model.load_state_dict({name: weights[name] for name in expected}, strict=False)
     return report
+
+
+def _renamed(name: str, renames: tuple[tuple[str, str], ...]) -> str:
+    for pattern, replacement in renames:
+        new, count = re.subn(pattern, replacement, name)
+        if count:
+            return new
+    return name
