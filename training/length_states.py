@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from infill.errors import TrainingError
+from infill.models.families import EXPAND_TOKEN
 
 if TYPE_CHECKING:  # objective.py imports this module
     from training.objective import Batch, ExampleSource
 
-EXPAND_TOKEN = "<|expand|>"
 MAX_DELETE = 64  # DreamOn's max_delete: end tokens appended after the middle, at most
 MERGE_PROB = 0.5  # DreamOn's merge_prob
 
