@@ -66,6 +66,8 @@ def test_the_written_model_has_the_expand_token_and_decides_its_length(
     assert EXPAND_TOKEN not in load_tokenizer_from(plain_model).get_vocab()
     assert expand_id == len(tokenizer) - 1 and _vocab(length_model) == _vocab(plain_model) + 1
     assert json.loads((length_model / "training_config.json").read_text())["length_states"] is True
+    card = (length_model / "README.md").read_text()
+    assert "diffusion, with DreamOn's length states (expand/delete), with edit noise 0.1" in card
     generation = json.loads((length_model / "generation_config.json").read_text())
     assert generation["infill"]["strategy"] == "entropy" and generation["min_gen_len"] >= 1
     loaded = load_model(length_model, device="cpu")

@@ -147,6 +147,15 @@ def _init_lines(init: dict) -> list[str]:
     ]
 
 
+def _objective_text(config: TrainConfig) -> str:
+    parts = [config.objective]
+    if config.length_states:
+        parts.append("with DreamOn's length states (expand/delete)")
+    if config.edit_noise:
+        parts.append(f"with edit noise {config.edit_noise:g}")
+    return ", ".join(parts)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
@@ -184,7 +193,7 @@ def write_model_card(
                 ("batch", f"{config.batch_size} x {config.grad_accum}"),
                 ("learning rate", str(config.learning_rate())),
                 ("span-infilling share", str(config.span_fraction)),
-                ("objective", config.objective),
+                ("objective", _objective_text(config)),
             ]
         ),
         "",
