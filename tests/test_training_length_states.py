@@ -81,6 +81,9 @@ def test_the_objective_option_draws_batches_with_expand_and_delete_targets(files
     assert (batch.labels == states.expand).any() and (batch.labels == states.end).any()
     assert not (plain.diffusion_batch(8, seed=3, step=0).labels == states.expand).any()
     assert batch.row_maskable is not None and (batch.row_maskable > 0).all()
+    # End tokens are masked always: weight 1; the rest were masked at their row's rate t: weight 1/t > 1.
+    ends = batch.labels == states.end
+    assert (batch.weights[ends] == 1.0).all() and (batch.weights[scored & ~ends] > 1.0).all()
 
 
 def test_edit_noise_also_corrupts_length_state_batches(files) -> None:
