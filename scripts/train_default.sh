@@ -56,6 +56,11 @@ SEQ_LEN=${SEQ_LEN:-512} BATCH=${BATCH:-128} LR=${LR:-1e-3} WARMUP=${WARMUP:-200}
 TRAIN_MINUTES=${TRAIN_MINUTES:-8}         # wall time of the two concurrent training runs
 STEPS=${STEPS:-auto}                      # steps per model; auto: from a calibration run of both models
 CALIBRATE_STEPS=${CALIBRATE_STEPS:-40}
+# Extra options for the diffusion model's objective, e.g. "--length-states --edit-noise 0.1" (DreamOn's length
+# states: the model decides how long a fill is by expand/delete; edit noise: plausible wrong tokens to undo, for
+# edit mode). Off by default: on the CPU the bundle continued with both lost 0.208 of MBPP edit similarity
+# (BENCHMARKS.md, "Length states and edit noise"); turn them on for a run that is compared before it is bundled.
+DIFFUSION_ARGS=${DIFFUSION_ARGS:-}
 MAX_CORPUS_CHARS=${MAX_CORPUS_CHARS:-4000000000}
 MAX_CHARS_PER_DISTRIBUTION=${MAX_CHARS_PER_DISTRIBUTION:-8000000}
 DATA_WORKERS=${DATA_WORKERS:-6}           # per training process; two run at once on the 16 cores
@@ -182,14 +187,15 @@ step() {
 }
 
 train_cmd() {  # $1 out dir, $2 objective, then extra trainer options
-    local out=$1 objective=$2
+    local out=$1 objective=$2 objective_args=""
     shift 2
+    if [ "$objective" = diffusion ]; then objective_args=$DIFFUSION_ARGS; fi
     # shellcheck disable=SC2086
     "$PYTHON" -m infill_cli.main train --corpus-archive "$RUN/corpus" --out "$out" --objective "$objective" \
         --vocab-size "$VOCAB" --hidden-size "$HIDDEN" --num-layers "$LAYERS" --num-heads "$HEADS" \
         --intermediate-size "$FFN" --seq-len "$SEQ_LEN" --max-positions "$SEQ_LEN" --batch-size "$BATCH" \
         --lr "$LR" --warmup-steps "$WARMUP" --max-corpus-chars "$MAX_CORPUS_CHARS" \
-        --data-workers "$DATA_WORKERS" --keep-checkpoints 1 --eval-every 1000000000 --resume "$@" $EXTRA_TRAIN_ARGS
+        --data-workers "$DATA_WORKERS" --keep-checkpoints 1 --eval-every 1000000000 --resume $objective_args "$@" $EXTRA_TRAIN_ARGS
 }
 
 # Steps that fit TRAIN_MINUTES (times $1, the share of it) at the rate a calibration run's log shows.

@@ -208,12 +208,15 @@ def test_the_gpu_recipe_runs_end_to_end_at_toy_size(
     config = json.loads((installed / "config.json").read_text())
     assert config["hidden_size"] == 32 and config["dtype"] == "bfloat16"
     from infill.engine import InfillEngine
-    from infill.engine.types import DecodeConfig, FillRequest
+    from infill.engine.types import FillRequest
     from infill.models import load_model
 
     loaded = load_model(installed, device="cpu")
-    (result,) = InfillEngine(loaded).fill(
-        [FillRequest("def add(a, b):\n    return ", "\n", max_tokens=8)], DecodeConfig()
+    # The recipe's default objective has no length states (DIFFUSION_ARGS adds them): a fixed-canvas model.
+    assert loaded.expand_delete is None
+    engine = InfillEngine(loaded)
+    (result,) = engine.fill(
+        [FillRequest("def add(a, b):\n    return ", "\n", max_tokens=8)], engine.default_config()
     )
     assert result.forward_passes > 0
 

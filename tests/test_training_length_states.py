@@ -81,3 +81,24 @@ def test_the_objective_option_draws_batches_with_expand_and_delete_targets(files
     assert (batch.labels == states.expand).any() and (batch.labels == states.end).any()
     assert not (plain.diffusion_batch(8, seed=3, step=0).labels == states.expand).any()
     assert batch.row_maskable is not None and (batch.row_maskable > 0).all()
+    # End tokens are masked always: weight 1; the rest were masked at their row's rate t: weight 1/t > 1.
+    ends = batch.labels == states.end
+    assert (batch.weights[ends] == 1.0).all() and (batch.weights[scored & ~ends] > 1.0).all()
+
+
+def test_edit_noise_also_corrupts_length_state_batches(files) -> None:
+    """Both options at once (the bundled model's objective): unmasked canvas tokens get plausible wrong
+    tokens whose originals are scored, beside the expand and delete targets."""
+    tokenizer = train_code_tokenizer(CODE_SAMPLES + list(SOURCES.values()), vocab_size=500)
+    tokenizer.add_special_tokens({"additional_special_tokens": [EXPAND_TOKEN]})
+    plain = ExampleSource(files, tokenizer, 96, span_fraction=1.0, length_states=True)
+    noisy = ExampleSource(files, tokenizer, 96, span_fraction=1.0, length_states=True, edit_noise=0.3)
+    mask = plain.length_states.mask
+    clean, batch = plain.diffusion_batch(8, seed=5, step=0), noisy.diffusion_batch(8, seed=5, step=0)
+    changed = batch.input_ids != clean.input_ids
+    assert changed.any()
+    assert (clean.input_ids[changed] != mask).all() and (
+        batch.labels[changed] == clean.input_ids[changed]
+    ).all()
+    assert (batch.weights[changed] == 1.0).all()
+    assert (clean.labels.eq(plain.length_states.expand) | clean.labels.eq(plain.length_states.end)).any()

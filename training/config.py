@@ -46,6 +46,7 @@ class TrainConfig:
     seq_len: int = 256
     span_fraction: float = 0.6  # share of span-infilling examples (rest: plain MDLM / next-token windows)
     edit_noise: float = 0.0  # share of unmasked canvas positions given a plausible wrong token to undo
+    length_states: bool = False  # DreamOn's expand/delete states: the model learns how long a fill is
     heldout_fraction: float | None = None  # None: 0.1 for a repo, 0.05 for python packages
     max_corpus_chars: int = 12_000_000
     max_chars_per_distribution: int = 250_000
@@ -108,6 +109,11 @@ class TrainConfig:
             raise TrainingError("--max-steps, --batch-size and --grad-accum must be positive")
         if not 0 <= self.edit_noise < 1 or (self.edit_noise and self.objective != "diffusion"):
             raise TrainingError("--edit-noise is a share in [0, 1), for the diffusion objective only")
+        if self.length_states and (self.objective != "diffusion" or self.lora):
+            raise TrainingError(
+                "--length-states is for the diffusion objective without --lora (the new <|expand|> row "
+                "must train)"
+            )
         if self.eval_batches < 1:
             raise TrainingError("--eval-batches must be positive: the held-out cross-entropy needs examples")
         if self.force and (self.update or self.resume):
@@ -140,6 +146,9 @@ HELP = {
     "edit_noise": "diffusion only: share of the unmasked canvas positions of a training example given a "
     "plausible wrong token (another identifier, a swapped operator, a literal off by one, and/or, "
     "True/False) whose original the model learns, for edit mode's in-place scores (0: none)",
+    "length_states": "diffusion only: span examples carry DreamOn's expand/delete states (adjacent masks "
+    "merged into one <|expand|> target, 0-64 end tokens to delete), so the model decides how long a fill is; "
+    "adds <|expand|> to the tokenizer when missing and the written model decodes with expand/delete",
     "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
     "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
     "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",

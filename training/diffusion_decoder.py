@@ -11,7 +11,7 @@ the same family.
 from __future__ import annotations
 
 import copy
-import shutil
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,12 @@ class DiffusionDecoder(torch.nn.Module):
         out = Path(out)
         self.transformers_model().save_pretrained(str(out), **kwargs)
         # The checkpoint's own config.json: family detection, its keys and special ids stay as released.
-        shutil.copy(self.source_dir / "config.json", out / "config.json")
+        # One change: a vocabulary grown in training (length states add <|expand|>: training/expand_token.py).
+        config = json.loads((self.source_dir / "config.json").read_text())
+        vocab = self.transformers_model().get_input_embeddings().weight.shape[0]
+        if config.get("vocab_size", vocab) != vocab:
+            config["vocab_size"] = vocab
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def load_diffusion_decoder(

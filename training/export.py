@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from infill.models.families import FAMILY_KEY
+from infill.models.families import END_OF_SPAN_TOKEN, EXPAND_TOKEN, FAMILY_KEY
 from training.config import TrainConfig
 from training.corpus import Corpus
 from training.finetune_report import HELDOUT_CE
@@ -18,6 +18,7 @@ from training.model_factory import SHIFTED_DECODER, is_shifted_decoder, merged
 logger = logging.getLogger(__name__)
 
 MAX_SHARD_SIZE = "14MB"
+INFILL_MASKED = "infill-masked"  # the family (infill.models.families) of our ModernBERT models
 # Sampler defaults stored with the weights: left-to-right blocks decode code best (measured probe).
 # The bundled model's decoding settings (chosen in BENCHMARKS.md, "Decoding speed on the request path"): every
 # model the trainer writes decodes the way the shipped default does, so a fine-tuned model is as fast.
@@ -31,6 +32,17 @@ DIFFUSION_DECODE_DEFAULTS = {
     # Trained with end-of-span tails as long as the middle, our models write about as much as their canvas
     # holds: a span grows from a third of its budget (BENCHMARKS.md, "How long a fill is").
     "canvas_share": 0.33,
+}
+# A model trained with length states decides its length by expand/delete decoding (infill/engine/
+# expand_delete.py): DreamOn's eval-generator keys (models/expand_delete.py) beside infill's shared ones,
+# greedy, one token committed per step as the authors do.
+EXPAND_DELETE_DECODE_DEFAULTS = {
+    "infill": {"strategy": "entropy", "steps": 128, "temperature": 0.0},
+    "min_gen_len": 4,
+    "max_gen_len": 64,
+    "number_transfer_tokens": 1,
+    "pad_eos_to_right": True,
+    "delete_eos_token": True,
 }
 
 
@@ -48,11 +60,18 @@ def export_model_dir(
     if config.objective == "ar-fim":
         model_config["infill_format"] = "psm"
         generation = {"eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+    elif EXPAND_TOKEN in tokenizer.get_vocab():  # our families decode it with expand/delete (families.py)
+        generation = json.loads(json.dumps(EXPAND_DELETE_DECODE_DEFAULTS))
     else:
         generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
     if config.objective == "block-diffusion":
         # The engine decodes one canvas; this model needs block-by-block decoding (training.block_diffusion).
         model_config.update({"infill_format": "block-diffusion", "infill_block_size": config.block_size})
+    vocab = tokenizer.get_vocab()
+    ours = END_OF_SPAN_TOKEN in vocab and config.objective == "diffusion" and FAMILY_KEY not in model_config
+    if EXPAND_TOKEN in vocab and ours and not is_shifted_decoder(plain):
+        # Our masked models are otherwise detected as plain masked LMs, whose family decodes no expansion.
+        model_config[FAMILY_KEY] = INFILL_MASKED
     if is_shifted_decoder(plain):
         # The family entry (infill.models.families) loads it bidirectional with shifted logits.
         model_config.update({FAMILY_KEY: SHIFTED_DECODER, "mask_token_id": tokenizer.mask_token_id})
@@ -128,6 +147,15 @@ def _init_lines(init: dict) -> list[str]:
     ]
 
 
+def _objective_text(config: TrainConfig) -> str:
+    parts = [config.objective]
+    if config.length_states:
+        parts.append("with DreamOn's length states (expand/delete)")
+    if config.edit_noise:
+        parts.append(f"with edit noise {config.edit_noise:g}")
+    return ", ".join(parts)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
@@ -165,7 +193,7 @@ def write_model_card(
                 ("batch", f"{config.batch_size} x {config.grad_accum}"),
                 ("learning rate", str(config.learning_rate())),
                 ("span-infilling share", str(config.span_fraction)),
-                ("objective", config.objective),
+                ("objective", _objective_text(config)),
             ]
         ),
         "",

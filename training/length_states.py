@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from infill.errors import TrainingError
+from infill.models.families import EXPAND_TOKEN
 
 if TYPE_CHECKING:  # objective.py imports this module
     from training.objective import Batch, ExampleSource
 
-EXPAND_TOKEN = "<|expand|>"
 MAX_DELETE = 64  # DreamOn's max_delete: end tokens appended after the middle, at most
 MERGE_PROB = 0.5  # DreamOn's merge_prob
 
@@ -93,9 +93,9 @@ def state_canvas(
 
 def length_state_example(
     source: ExampleSource, states: LengthStates, rate: float, rng: random.Random, room: int
-) -> tuple[list[int], list[int | None], int]:
-    """(ids, targets, canvas length) of one span example of at most ``room`` tokens: prefix + stated canvas
-    + suffix."""
+) -> tuple[list[int], list[int | None], range]:
+    """(ids, targets, canvas positions) of one span example of at most ``room`` tokens: prefix + stated
+    canvas + suffix."""
     prefix, middle, suffix, _ = source.sample_gap(rng)
     middle = middle[: room // 2]
     deletes = rng.randint(0, max(0, min(states.max_delete, room - len(middle) - 1)))
@@ -105,16 +105,22 @@ def length_state_example(
     prefix, suffix = source._fit_context(rng, prefix, suffix, room - len(canvas.inputs))
     ids = prefix + canvas.inputs + suffix
     targets: list[int | None] = [None] * len(prefix) + canvas.targets + [None] * len(suffix)
-    return ids, targets, len(canvas.inputs)
+    return ids, targets, range(len(prefix), len(prefix) + len(canvas.inputs))
 
 
 def length_state_batch(
-    source: ExampleSource, states: LengthStates, rng: random.Random, rates: list[float]
+    source: ExampleSource,
+    states: LengthStates,
+    rng: random.Random,
+    rates: list[float],
+    generator: torch.Generator,
 ) -> Batch:
     """A diffusion batch whose span examples carry DreamOn's states; plain windows stay plain MDLM.
 
     One example per mask rate in ``rates`` (the caller's stratified rates). Weights are 1/t on the scored
-    positions and the normaliser counts the canvas positions, as in the plain objective.
+    positions masked at rate t and 1 on the end tokens (masked always); the normaliser counts the canvas
+    positions, as in the plain objective. With the source's edit noise, unmasked canvas positions get
+    plausible wrong tokens to undo, as in the plain objective.
     """
     from training.objective import Batch
 
@@ -126,9 +132,12 @@ def length_state_batch(
     labels = torch.full_like(input_ids, -100)
     weights = torch.zeros(input_ids.shape)
     maskable = torch.zeros(len(rates), dtype=torch.long)
+    canvas = torch.zeros(input_ids.shape, dtype=torch.bool)
     for b, rate in enumerate(rates):
         if rng.random() < source.span_fraction:
-            ids, targets, maskable[b] = length_state_example(source, states, rate, rng, room)
+            ids, targets, positions = length_state_example(source, states, rate, rng, room)
+            maskable[b] = len(positions)
+            canvas[b, positions.start + len(before) : positions.stop + len(before)] = True
         else:
             window = source._window(rng, room)
             hidden = [rng.random() < rate for _ in window]
@@ -137,6 +146,7 @@ def length_state_batch(
             ids = [states.mask if h else token for token, h in zip(window, hidden, strict=True)]
             targets = [token if h else None for token, h in zip(window, hidden, strict=True)]
             maskable[b] = len(window)
+            canvas[b, len(before) : len(before) + len(window)] = True
         ids = before + ids + after
         targets = [None] * len(before) + targets + [None] * len(after)
         input_ids[b, : len(ids)] = torch.tensor(ids)
@@ -144,5 +154,13 @@ def length_state_batch(
         for position, target in enumerate(targets):
             if target is not None:
                 labels[b, position] = target
-                weights[b, position] = 1.0 / rate
+                # 1/t undoes masking at rate t; an end token is masked always, so its weight is 1 (at
+                # 1/t the many always-masked ends of low-t examples swamp the loss, and the model learned
+                # to call every mask an end: P(end) ~0.9 at the first of 4 masks after 700 steps).
+                weights[b, position] = 1.0 if target == states.end else 1.0 / rate
+    if source.edit_noise is not None:
+        candidates = canvas & (labels == -100)
+        input_ids, labels, weights = source.edit_noise.corrupt(
+            input_ids, labels, weights, candidates, generator
+        )
     return Batch(input_ids, attention, labels, weights, int(maskable.sum()), maskable)

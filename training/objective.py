@@ -272,7 +272,7 @@ class ExampleSource:
         offset = rng.random()
         rates = [max(MIN_MASK_RATE, ((offset + i / batch_size) % 1.0)) for i in range(batch_size)]
         if self.length_states is not None:
-            return length_state_batch(self, self.length_states, rng, rates)
+            return length_state_batch(self, self.length_states, rng, rates, gen)
         T = self.seq_len
         input_ids = torch.full((batch_size, T), self.ids.pad, dtype=torch.long)
         attention = torch.zeros((batch_size, T), dtype=torch.long)

@@ -37,6 +37,7 @@ from infill.errors import TrainingError
 from training.block_diffusion import block_batch
 from training.config import TrainConfig
 from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
+from training.expand_token import ensure_expand_token
 from training.export import export_model_dir, write_loss_curve, write_model_card
 from training.file_modes import share_files
 from training.finetune_report import (
@@ -48,6 +49,7 @@ from training.finetune_report import (
     read_report,
     write_report,
 )
+from training.length_states import EXPAND_TOKEN
 from training.losses import ARObjective, DiffusionObjective, backbone_and_head
 from training.model_factory import (
     apply_lora,
@@ -204,6 +206,8 @@ def train(config: TrainConfig) -> TrainResult:
     _say(accelerator, f"{len(corpus.train)} files to train on, {len(corpus.heldout)} held out; loading")
     with accelerator.main_process_first():
         model, tokenizer, origin, base_dir = _model_and_tokenizer(config, corpus)
+    if config.length_states and ensure_expand_token(model, tokenizer):
+        _say(accelerator, f"added {EXPAND_TOKEN} to the tokenizer and the embeddings (length states)")
     shifted = is_shifted_decoder(model)
     seq_len = min(config.seq_len, getattr(model.config, "max_position_embeddings", config.seq_len))
     train_source = ExampleSource(
@@ -214,6 +218,7 @@ def train(config: TrainConfig) -> TrainResult:
         workers=max(1, config.data_workers),
         shifted=shifted,
         edit_noise=config.edit_noise,
+        length_states=config.length_states,
     )
     heldout_source = ExampleSource(corpus.heldout, tokenizer, seq_len, config.span_fraction, shifted=shifted)
     draw_train = _drawer(config, train_source)

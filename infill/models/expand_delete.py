@@ -165,6 +165,8 @@ def load_expand_delete(
     if family.expand_token is None:
         return None
     expand_id = tokenizer.get_vocab().get(family.expand_token)
+    if expand_id is None and family.expand_token_optional:  # not trained with length states
+        return None
     if expand_id is None or expand_id >= model_vocab:
         raise ModelLoadError(
             f"The tokenizer in {model_dir} has no {family.expand_token} token to expand with"

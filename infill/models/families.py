@@ -32,6 +32,7 @@ FAMILY_KEY = "infill_family"
 # Mask spellings of common tokenizers, tried after the tokenizer's and config.json's own mask ids.
 MASK_SPELLINGS = ("<|mask|>", "<mask>", "[MASK]", "<|mdm_mask|>")
 END_OF_SPAN_TOKEN = "<|endofspan|>"  # our own tokenizer's (training/tokenizer.py)
+EXPAND_TOKEN = "<|expand|>"  # DreamOn's; ours when trained with length states (training/expand_token.py)
 # Qwen2.5's fill-in-the-middle, repository and tool-call tokens: added tokens its tokenizer_config.json does
 # not mark special, so nothing else keeps a diffusion sampler from writing them into code.
 QWEN25_CONTROL_TOKENS = (
@@ -170,6 +171,9 @@ class Family:
     # (engine/expand_delete.py): decoding this token at a masked position makes it two masks, and an
     # end-of-text decoded in the middle is deleted. The token is committable for the family, never banned.
     expand_token: str | None = None
+    # Our own families: expand/delete only when the tokenizer has ``expand_token`` (a model trained with
+    # ``infill train --length-states``, training/expand_token.py); without it, infill decides as above.
+    expand_token_optional: bool = False
     # Fine-tuning.
     lora_targets: tuple[str, ...] | Literal["all-linear"] = "all-linear"
     # Block diffusion (SDAR...): block-causal attention over blocks of config.json "block_size" (else
@@ -217,6 +221,8 @@ FAMILIES: tuple[Family, ...] = (
         backbone="masked-lm",
         end_of_span_tokens=(END_OF_SPAN_TOKEN,),
         end_of_span_required=True,
+        expand_token=EXPAND_TOKEN,
+        expand_token_optional=True,
     ),
     Family(
         name="infill-shifted-decoder",
@@ -229,6 +235,8 @@ FAMILIES: tuple[Family, ...] = (
         # token.
         bos_tokens=("<|endoftext|>",),
         bos_before_prefix=True,
+        expand_token=EXPAND_TOKEN,
+        expand_token_optional=True,
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Released checkpoints. Variants sharing Dream's config layout come first (their marker tokens decide).
@@ -243,11 +251,11 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         name="dreamon",
         title="DreamOn (Dream-Coder with variable-length infilling)",
-        marker_tokens=("<|expand|>",),
+        marker_tokens=(EXPAND_TOKEN,),
         # DreamOn's infilling prompt is bos + prefix + masks + suffix + eos, decoded as its authors' generator
         # does (engine/expand_delete.py). No stop tokens: their generator merges none into end-of-text.
         eos_after_suffix=True,
-        expand_token="<|expand|>",
+        expand_token=EXPAND_TOKEN,
         **{**_DREAM_BASE, "generation_style": "dreamon"},
     ),
     Family(
