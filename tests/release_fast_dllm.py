@@ -25,6 +25,7 @@ from tests.release_models import (
     _save_sharded,
     _write_json,
     _write_remote_code,
+    randomize_weights,
 )
 from tests.release_sdar import qwen_fast_tokenizer
 
@@ -40,12 +41,7 @@ def build_fast_dllm_release(out: Path, seed: int = 7, bd_size: int = 32) -> Path
     ids = qwen_fast_tokenizer(out, FAST_DLLM_ADDED)
     qwen2 = Qwen2Config(vocab_size=_padded(ids["size"]), **TINY_QWEN)
     model = Qwen2ForCausalLM(qwen2)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.uniform_(0.5, 1.5)
-            else:
-                param.normal_(0.0, WEIGHT_STD)
+    randomize_weights(model, WEIGHT_STD)
     _save_sharded(model, out)
     config = {
         "architectures": ["Fast_dLLM_QwenForCausalLM"],

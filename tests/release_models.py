@@ -187,6 +187,17 @@ TINY_QWEN = {
 }
 
 
+def randomize_weights(model: torch.nn.Module, weight_std: float) -> None:
+    """Norm weights that are not ones (a skipped norm changes the logits) and other weights larger than the
+    0.02 init (so greedy decoding does not repeat one token throughout)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(0.5, 1.5)
+            else:
+                param.normal_(0.0, weight_std)
+
+
 def _padded(size: int, multiple: int = 64) -> int:
     return -(-size // multiple) * multiple
 

@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from tests.release_models import QWEN25_ADDED, TINY_QWEN, _padded, _save_sharded, _write_json
+from tests.release_models import (
+    QWEN25_ADDED,
+    TINY_QWEN,
+    _padded,
+    _save_sharded,
+    _write_json,
+    randomize_weights,
+)
 from tests.release_sdar import qwen_fast_tokenizer
 
 OPEN_DCODER_ADDED = (*QWEN25_ADDED, ("[MASK]", True))
@@ -32,12 +39,7 @@ def build_open_dcoder_release(out: Path, seed: int = 8) -> Path:
     sizes = {**TINY_QWEN, "tie_word_embeddings": True}
     qwen2 = Qwen2Config(vocab_size=_padded(ids["size"]), **sizes)
     model = Qwen2ForCausalLM(qwen2)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.uniform_(0.5, 1.5)
-            else:
-                param.normal_(0.0, WEIGHT_STD)
+    randomize_weights(model, WEIGHT_STD)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     _save_sharded(model, out, state)
     config = {

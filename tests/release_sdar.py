@@ -31,6 +31,7 @@ from tests.release_models import (
     _train_bpe,
     _write_json,
     _write_remote_code,
+    randomize_weights,
 )
 
 QWEN3_ADDED = (
@@ -93,12 +94,7 @@ def build_sdar_release(out: Path, seed: int = 4) -> Path:
     ids = qwen_fast_tokenizer(out)
     qwen3 = Qwen3Config(vocab_size=_padded(ids["size"]), head_dim=16, **TINY_QWEN)
     model = Qwen3ForCausalLM(qwen3)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:  # norm weights that are not ones: a skipped norm changes the logits
-                param.uniform_(0.5, 1.5)
-            else:  # larger than the 0.02 init, so greedy decoding does not repeat one token throughout
-                param.normal_(0.0, WEIGHT_STD)
+    randomize_weights(model, WEIGHT_STD)
     _save_sharded(model, out)
     config = {
         "architectures": ["SDARForCausalLM"],

@@ -32,6 +32,7 @@ from tests.release_models import (
     _train_bpe,
     _write_json,
     _write_remote_code,
+    randomize_weights,
 )
 
 BOS, PAD, EOS, MASK = "<[begin▁of▁sentence]>", "<[PAD▁TOKEN]>", "<[end▁of▁sentence]>", "<[MASK_TOKEN]>"
@@ -92,12 +93,7 @@ def build_stable_diffcoder_release(out: Path, seed: int = 5) -> Path:
     sizes = {**TINY_QWEN, "rope_theta": 500_000.0}
     llama = LlamaConfig(vocab_size=_padded(ids["size"]), attention_bias=False, mlp_bias=False, **sizes)
     model = LlamaForCausalLM(llama)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:  # norm weights that are not ones: a skipped norm changes the logits
-                param.uniform_(0.5, 1.5)
-            else:  # larger than the 0.02 init, so greedy decoding does not repeat one token throughout
-                param.normal_(0.0, WEIGHT_STD)
+    randomize_weights(model, WEIGHT_STD)
     _save_sharded(model, out)
     config = {
         "architectures": ["StableDiffcoderForCausalLM"],
