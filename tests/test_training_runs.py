@@ -232,19 +232,21 @@ def test_resume_after_a_real_interrupt_continues_from_the_checkpoint(
         "--from-scratch", *TINY_RUN, "--save-every", "2", "--eval-spans", "0",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with subprocess.Popen(
-        [*command, "--max-steps", "1000000"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        first_checkpoint = out / "checkpoints" / "step_2" / "trainer_state.json"
-        while proc.poll() is None and not first_checkpoint.is_file():  # the event: a checkpoint is written
+    # Output to files, not pipes: nothing reads a pipe while we wait, and a full one blocks the trainer.
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with (
+        stdout_path.open("w") as stdout,
+        stderr_path.open("w") as stderr,
+        subprocess.Popen([*command, "--max-steps", "1000000"], env=env, stdout=stdout, stderr=stderr) as proc,
+    ):
+        # The event: some checkpoint is written. Not step_2 by name: on an idle machine the trainer is
+        # hundreds of steps further before a poll sees it, and only the last few checkpoints are kept.
+        while proc.poll() is None and not any((out / "checkpoints").glob("step_*/trainer_state.json")):
             time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert proc.poll() is None, stderr_path.read_text()
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        printed, err = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
+    printed, err = stdout_path.read_text(), stderr_path.read_text()
     assert proc.returncode == 130, err
     assert "add --resume to the same command to continue" in printed
     stopped = json.loads((out / "training_state.json").read_text())["step"]
