@@ -236,9 +236,11 @@ class Infiller:
         requests: Sequence[CompletionRequest],
         config: DecodeConfig | None = None,
         should_stop: StopCallback | None = None,
+        stale: Callable[[], Sequence[bool]] | None = None,
     ) -> list[list[Edit]]:
         """complete() for many cursors in one batched engine call (and a second one for the automatic
-        requests whose one canvas gave nothing that passes the syntax check)."""
+        requests whose one canvas gave nothing that passes the syntax check). ``stale()``, one flag per
+        request, drops a request that went stale from the batch (InfillEngine.fill): [] and no retry."""
         if not requests:
             return []
         for request in requests:
@@ -255,15 +257,20 @@ class Infiller:
         config = config if config is not None else self.engine.default_config()
         rows = [_rows_for(r) for r in requests]
         first = [replace(slot.request, num_candidates=count) for slot, count in zip(slots, rows, strict=True)]
-        kept = self._checked(requests, slots, self.engine.fill(first, config, should_stop=should_stop))
+        kept = self._checked(requests, slots, self._fill(first, config, should_stop, stale))
         # An automatic completion whose one canvas failed the check gets the spare ones after all.
-        again = [i for i, r in enumerate(requests) if r.trigger == "automatic" and not kept[i]]
+        gone = stale() if stale is not None else [False] * len(requests)
+        again = [
+            i for i, r in enumerate(requests) if r.trigger == "automatic" and not kept[i] and not gone[i]
+        ]
         if again:
             retried = [
                 replace(slots[i].request, num_candidates=MIN_ENGINE_CANDIDATES, skip_candidates=rows[i])
                 for i in again
             ]
-            results = self.engine.fill(retried, config, should_stop=should_stop)
+            results = self._fill(
+                retried, config, should_stop, None if stale is None else lambda: [stale()[i] for i in again]
+            )
             checked = self._checked([requests[i] for i in again], [slots[i] for i in again], results)
             for i, edits in zip(again, checked, strict=True):
                 kept[i] = edits
@@ -275,6 +282,17 @@ class Infiller:
             len(again),
         )
         return kept
+
+    def _fill(
+        self,
+        requests: Sequence[FillRequest],
+        config: DecodeConfig,
+        should_stop: StopCallback | None,
+        stale: Callable[[], Sequence[bool]] | None,
+    ) -> list[FillResult]:
+        # ``stale`` only when there is one: engines that do not drop stale requests keep working.
+        more = {} if stale is None else {"stale": stale}
+        return self.engine.fill(requests, config, should_stop=should_stop, **more)
 
     def _checked(
         self, requests: Sequence[CompletionRequest], slots: Sequence[_Slot], results: Sequence[FillResult]

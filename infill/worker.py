@@ -5,8 +5,9 @@ The protocol thread never touches the model: it submits work here and awaits the
 infill package (and with it torch) is imported lazily on this thread, so the server answers ``initialize``
 while the model loads.
 
-Staleness is checked three times: before a task runs, between denoising steps (``should_stop``), and before
-its result is handed back; stale or cancelled work ends with ``Cancelled``.
+Staleness is checked three times: before a task runs, between denoising steps (``should_stop``; for a batch
+of completions also per request, so one that goes stale leaves the batch and stops costing forward passes),
+and before its result is handed back; stale or cancelled work ends with ``Cancelled``.
 """
 
 from __future__ import annotations
@@ -295,8 +296,12 @@ class ModelWorker:
         config = self._config(live[0].overrides)
         started = time.perf_counter()
         try:
+            # A request that goes stale leaves the batch at the next step; the others decode on.
             results = self._infiller.complete_many(
-                requests, config, should_stop=lambda: self._all_stale(live)
+                requests,
+                config,
+                should_stop=lambda: self._all_stale(live),
+                stale=lambda: [self._closing or task.stale() for task in live],
             )
         except Cancelled as error:
             logger.debug(

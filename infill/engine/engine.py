@@ -91,6 +91,7 @@ class _Job:
     prepared: list[_Prepared]
     config: DecodeConfig
     should_stop: Callable[[], bool] | None
+    stale: Callable[[], Sequence[bool]] | None = None  # per request: its decoding may stop (see fill)
     results: list[FillResult] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,8 +152,13 @@ class InfillEngine:
         requests: Sequence[FillRequest],
         config: DecodeConfig | None = None,
         should_stop: Callable[[], bool] | None = None,
+        stale: Callable[[], Sequence[bool]] | None = None,
     ) -> list[FillResult]:
         """One FillResult per request, candidates best first; raises Cancelled when should_stop() is true.
+
+        ``stale()`` (one flag per request), checked between denoising steps, drops a stale request's
+        canvases from the batch, so the others stop paying for it; its result has no candidates (the caller
+        answers it Cancelled). Block and expand/delete models decode request by request and ignore it.
 
         FillResult.forward_passes counts the passes a request went through (shared with the requests
         batched with it); generated_tokens the content tokens of its best candidate.
@@ -164,7 +170,7 @@ class InfillEngine:
                 check_request(request)
             return fill_expand_delete(self.loaded, self.context_tokens, requests, config, should_stop)
         started = time.perf_counter()
-        job = _Job([self._prepare(request, config) for request in requests], config, should_stop)
+        job = _Job([self._prepare(request, config) for request in requests], config, should_stop, stale)
         rows = self._plan_rows(job, self._estimate_lengths(job))
         decoded = self._decode_rows(job, rows, seed_offset=0)
         retries = self._retries(job, decoded)
@@ -320,6 +326,13 @@ class InfillEngine:
             if item.removed
         ]
         constraint = HealingConstraint(self.token_texts, healed, special.mask_id) if healed else None
+        stale = job.stale
+
+        def row_stale() -> list[bool]:
+            assert stale is not None
+            flags = stale()
+            return [bool(flags[row.request]) for row in rows]
+
         out = denoise(
             self.loaded.model,
             ids,
@@ -328,6 +341,7 @@ class InfillEngine:
             special,
             config,
             should_stop=job.should_stop,
+            row_stale=None if stale is None else row_stale,
             constrain=constraint,
             row_steps=torch.tensor([row.steps for row in rows]),
             line_rows=torch.tensor([item.request.mode == "line" for item in items]),
@@ -336,6 +350,9 @@ class InfillEngine:
         job.count_passes({row.request for row in rows}, out.forward_passes)
         decoded: _Decoded = []
         for index, (row, item, canvas) in enumerate(zip(rows, items, canvases, strict=True)):
+            if index in out.dropped:  # stale: left undecoded, no candidate
+                decoded.append((row, None))
+                continue
             span = slice(canvas.span_start, canvas.span_start + canvas.span_length)
             candidate = span_candidate(
                 out.ids[index, span].tolist(),

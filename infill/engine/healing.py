@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -118,6 +118,14 @@ class HealingConstraint:
         self.mask_id = mask_id
         self._whole: dict[str, list[int]] = {}
         self._partial: dict[str, list[int]] = {}
+
+    def rows(self, kept: list[int]) -> HealingConstraint:
+        """This constraint for the batch of rows ``kept`` only (row ``kept[i]`` becomes row i)."""
+        new_row = {row: index for index, row in enumerate(kept)}
+        spans = [replace(span, row=new_row[span.row]) for span in self.spans if span.row in new_row]
+        kept_constraint = HealingConstraint(self.texts, spans, self.mask_id)
+        kept_constraint._whole, kept_constraint._partial = self._whole, self._partial
+        return kept_constraint
 
     def __call__(
         self, ids: torch.Tensor, logits: CanvasLogits | torch.Tensor, priority: torch.Tensor

@@ -19,8 +19,8 @@ Invariants (stated here, tested in tests/test_sampler.py, asserted each step whe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -56,6 +56,7 @@ class DenoiseOutput:
     confidences: torch.Tensor  # (B, T) model probability of each token when it was committed; 1 elsewhere
     commit_step: torch.Tensor  # (B, T) step (0-based) that committed each editable position; -1 elsewhere
     forward_passes: int
+    dropped: list[int] = field(default_factory=list)  # rows dropped as stale (row_stale): ids left masked
 
 
 def denoise(
@@ -67,6 +68,7 @@ def denoise(
     config: DecodeConfig,
     *,
     should_stop: Callable[[], bool] | None = None,
+    row_stale: Callable[[], Sequence[bool]] | None = None,
     constrain: Constraint | None = None,
     row_steps: torch.Tensor | None = None,
     line_rows: torch.Tensor | None = None,
@@ -80,6 +82,10 @@ def denoise(
     of the block whose confidence is >= ``config.threshold``. Non-"blocks" strategies use one block.
     ``should_stop`` is checked before every forward pass and raises Cancelled. ``row_steps (B,)`` overrides
     config.steps per row; ``line_rows (B,)`` marks rows that end at their first newline.
+    ``row_stale()`` (one flag per row of ``input_ids``), checked with should_stop, drops the rows that went
+    stale from every later forward pass (the others decode as before); they are listed in ``dropped`` and
+    left masked, and Cancelled is raised once every row is stale. A constraint without ``rows`` (see
+    healing.HealingConstraint.rows) keeps every row in the batch.
     """
     device = input_ids.device
     mask_id, eos = special.mask_id, special.end_of_span_id
@@ -99,8 +105,26 @@ def denoise(
     current_block = torch.full((len(ids),), -1, dtype=torch.long, device=device)
     step_logits = StepLogits(model, config.cache_refresh)
     steps_left = torch.zeros_like(current_block)
+    full_ids, alive = ids, list(range(len(ids)))  # alive: the input row of each row still decoded
+    droppable = row_stale is not None and (constrain is None or hasattr(constrain, "rows"))
     with torch.inference_mode():
         while slots.count > 0:
+            if droppable and row_stale is not None:
+                stale = row_stale()
+                live = [row for row, original in enumerate(alive) if not stale[original]]
+                if not live:
+                    raise Cancelled("Cancelled")
+                if len(live) < len(alive):
+                    # Drop the stale rows from every per-row tensor the loop carries (ids, attention mask,
+                    # slots, decisions, schedule, context cache, constraint): no forward pass pays for them.
+                    index = torch.tensor(live, device=device)
+                    ids, attention_mask = ids[index], attention_mask[index]
+                    segment, line = segment[index], line[index]
+                    steps_per_block, current_block = steps_per_block[index], current_block[index]
+                    steps_left, slots, state = steps_left[index], slots.rows(index), state.rows(index)
+                    step_logits.keep_rows(live, index)
+                    constrain = constrain.rows(live) if constrain is not None else None  # type: ignore[attr-defined]
+                    alive = [alive[row] for row in live]
             masked = slots.valid & (state.tokens == mask_id)
             # Each row works on the block of its leftmost masked slot; a new block restarts its steps.
             row_block = torch.where(masked, slots.block, slots.count).amin(dim=1)
@@ -164,15 +188,18 @@ def denoise(
                 kept = ~masked & ~remasked
                 assert commit.any(), "a denoising step must commit at least one position"
                 assert torch.equal(state.tokens[kept], previous[kept]), "committed tokens are carried over"
+    rows = torch.tensor(alive, device=device)
     if invariants.enabled():
-        assert not (editable & (ids == mask_id)).any(), "every editable position is committed"
-        assert not torch.isin(ids[editable], banned).any(), "no banned id is committed"
-    return DenoiseOutput(
-        ids=ids,
-        confidences=slots.to_canvas(state.confidences, ids.shape, 1.0),
-        commit_step=slots.to_canvas(state.commit_step, ids.shape, -1),
-        forward_passes=passes,
-    )
+        assert not (editable[rows] & (ids == mask_id)).any(), "every editable position is committed"
+        assert not torch.isin(ids[editable[rows]], banned).any(), "no banned id is committed"
+    confidences = slots.to_canvas(state.confidences, ids.shape, 1.0)
+    commit_step = slots.to_canvas(state.commit_step, ids.shape, -1)
+    dropped = sorted(set(range(len(full_ids))) - set(alive))
+    if dropped:  # the kept rows back at their input rows; the dropped ones as they started, all masked
+        ids = full_ids.index_copy(0, rows, ids)
+        confidences = torch.ones(full_ids.shape, device=device).index_copy(0, rows, confidences)
+        commit_step = torch.full_like(full_ids, -1).index_copy(0, rows, commit_step)
+    return DenoiseOutput(ids, confidences, commit_step, passes, dropped)
 
 
 def num_transfer_tokens(masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:

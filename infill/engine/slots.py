@@ -23,6 +23,10 @@ class Slots:
     def count(self) -> int:
         return self.positions.shape[1]
 
+    def rows(self, index: torch.Tensor) -> Slots:
+        """The slots of the batch rows ``index`` (the sampler dropping stale rows)."""
+        return Slots(self.positions[index], self.valid[index], self.block[index], self.block_width)
+
     def spread(self, values: torch.Tensor, columns: torch.Tensor, fill: float | bool) -> torch.Tensor:
         """Column values ``(B, W)`` at their slots ``columns (B, W)`` -> (B, K), ``fill`` elsewhere."""
         out = torch.full(self.positions.shape, fill, dtype=values.dtype, device=values.device)
@@ -48,6 +52,9 @@ class SlotState:
     tokens: torch.Tensor
     confidences: torch.Tensor  # model probability of each token when it was committed
     commit_step: torch.Tensor  # step that committed each slot; -1 while masked
+
+    def rows(self, index: torch.Tensor) -> SlotState:
+        return SlotState(self.tokens[index], self.confidences[index], self.commit_step[index])
 
     def set(
         self, where: torch.Tensor, tokens: torch.Tensor | int, confidences: torch.Tensor | float, step: int

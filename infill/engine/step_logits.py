@@ -25,6 +25,12 @@ class StepLogits:
         self._cache: KeyValueCache | None = None
         self._since_refresh: list[int] = []  # per row: steps since its last full pass
 
+    def keep_rows(self, kept: list[int], index: torch.Tensor) -> None:
+        """Keep only the batch rows ``kept`` (``index`` on the device), each on its own refresh schedule."""
+        self._since_refresh = [self._since_refresh[row] for row in kept] if self._since_refresh else []
+        if self._cache is not None:
+            self._cache = self._cache.rows(index)
+
     def __call__(
         self, ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, new_block: list[bool]
     ) -> torch.Tensor:
