@@ -1,14 +1,21 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 # The sampler's per-step invariant checks (infill/engine/invariants.py) read tensors back to the host, so
 # they are off in normal use; every test runs with them on, child processes (servers, CLI) included.
 os.environ.setdefault("INFILL_CHECK_INVARIANTS", "1")
+
+if TYPE_CHECKING:
+    from infill.worker import ModelWorker
+
+WORKER_TIMEOUT_S = 120
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -131,3 +138,35 @@ def edit_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests import tiny_models
 
     return tiny_models.build_edit_model(tmp_path_factory.mktemp("edit_model") / "model")
+
+
+class StatusLog:
+    """A model worker's status callback that tests can wait on."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str | None]] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, state: str, message: str | None) -> None:
+        with self.changed:
+            self.states.append((state, message))
+            self.changed.notify_all()
+
+    def wait_for(self, state: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(
+                lambda: any(s == state for s, _ in self.states), timeout=WORKER_TIMEOUT_S
+            )
+
+
+@pytest.fixture(scope="module")
+def worker(modernbert_dir: Path) -> Iterator[ModelWorker]:
+    """A model worker with the tiny ModernBERT loaded, one per test module."""
+    from infill.worker import ModelSpec, ModelWorker
+
+    status = StatusLog()
+    model_worker = ModelWorker(status)
+    model_worker.load(ModelSpec(str(modernbert_dir), "cpu", False))
+    status.wait_for("ready")
+    yield model_worker
+    model_worker.close()

@@ -6,41 +6,16 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infill.errors import Cancelled, ModelLoadError
 from infill.worker import CompletionJob, ModelSpec, ModelWorker, SamplerOverrides
+from tests.conftest import StatusLog
 
 TEXT = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
 TIMEOUT_S = 120
-
-
-class StatusLog:
-    def __init__(self) -> None:
-        self.states: list[tuple[str, str | None]] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, state: str, message: str | None) -> None:
-        with self.changed:
-            self.states.append((state, message))
-            self.changed.notify_all()
-
-    def wait_for(self, state: str) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: any(s == state for s, _ in self.states), timeout=TIMEOUT_S)
-
-
-@pytest.fixture(scope="module")
-def worker(modernbert_dir: Path) -> Any:
-    status = StatusLog()
-    model_worker = ModelWorker(status)
-    model_worker.load(ModelSpec(str(modernbert_dir), "cpu", False))
-    status.wait_for("ready")
-    yield model_worker
-    model_worker.close()
 
 
 def job(max_tokens: int = 4) -> CompletionJob:

@@ -15,8 +15,8 @@ from infill.engine.sampler import denoise
 from infill.engine.types import DecodeConfig
 from infill.errors import Cancelled
 from infill.models import LoadedModel, load_model
-from infill.worker import CompletionJob, ModelSpec, ModelWorker, SamplerOverrides
-from tests.test_lsp_worker import TIMEOUT_S, StatusLog
+from infill.worker import CompletionJob, ModelWorker, SamplerOverrides
+from tests.test_lsp_worker import TIMEOUT_S
 from tests.test_sampler import make_batch
 
 # Blocks of 4 with a context cache refreshed every 3 steps: stale rows must leave the cache too.
@@ -119,16 +119,6 @@ def test_a_healing_constraint_keeps_the_spans_of_the_kept_rows_renumbered(loaded
 
 TEXT = "def add(a, b):\n    return a + b\n\n\nresult = add(1, \n"
 OTHER = "def scale(x, factor):\n    return \n"
-
-
-@pytest.fixture(scope="module")
-def worker(modernbert_dir: Path) -> Any:
-    status = StatusLog()
-    model_worker = ModelWorker(status)
-    model_worker.load(ModelSpec(str(modernbert_dir), "cpu", False))
-    status.wait_for("ready")
-    yield model_worker
-    model_worker.close()
 
 
 def test_the_worker_cancels_a_request_gone_stale_mid_batch_and_answers_the_other_as_alone(
