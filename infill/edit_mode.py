@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from infill import regions
 from infill.engine.types import TokenConfidence
+from infill.regions.heuristics import common_prefix_length
 
 if TYPE_CHECKING:
     from infill.engine.edit import EditConfig
@@ -74,8 +75,8 @@ def edit_span(
         valid = regions.document_parses(before + edited.text + after, language)
     if not valid:
         return EditOutcome(start, end, "invalid", None, edited.text, original, original)
-    head = _common_prefix(old, edited.text)
-    tail = _common_prefix(old[head:][::-1], edited.text[head:][::-1])
+    head = common_prefix_length(old, edited.text)
+    tail = common_prefix_length(old[head:][::-1], edited.text[head:][::-1])
     new_text = edited.text[head : len(edited.text) - tail]
     spans = tuple(replace(s, start=s.start + start, end=s.end + start) for s in edited.confidences)
     # The tokens that spell new_text: those overlapping it, cut to it.
@@ -109,15 +110,6 @@ def lines_around(text: str, offset: int, lines: int = NEXT_EDIT_LINES) -> tuple[
             return start, len(text)
         end = newline + 1
     return start, end
-
-
-def _common_prefix(a: str, b: str) -> int:
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
 
 
 def edit_marked_regions(

@@ -18,6 +18,19 @@ CLOSERS = ")]}"
 _MATCH = {")": "(", "]": "[", "}": "{"}
 
 
+def common_prefix_length(a: str | bytes, b: str | bytes) -> int:
+    """Length of the longest common prefix of two texts of one type: a binary search over slice comparisons
+    (memcmp in C, not a loop over characters)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def line_start(text: str, offset: int) -> int:
     return text.rfind("\n", 0, offset) + 1
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import tree_sitter
 
-from infill.regions.heuristics import bracket_errors
+from infill.regions.heuristics import bracket_errors, common_prefix_length
 from infill.regions.languages import check_language, parser_for
 
 # Per thread (parsers and trees are not shared between threads): the last few parsed texts. A new text is
@@ -171,9 +171,9 @@ class TextEdit:
     @classmethod
     def between(cls, old: bytes, new: bytes) -> TextEdit:
         """The span between the common prefix and the common suffix of ``old`` and ``new``."""
-        start = _common_prefix(old, new)
+        start = common_prefix_length(old, new)
         # The common suffix may not reach into the common prefix of either text.
-        tail = _common_prefix(old[start:][::-1], new[start:][::-1])
+        tail = common_prefix_length(old[start:][::-1], new[start:][::-1])
         old_end, new_end = len(old) - tail, len(new) - tail
         return cls(
             start,
@@ -193,18 +193,6 @@ class TextEdit:
             old_end_point=self.old_end_point,
             new_end_point=self.new_end_point,
         )
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the longest common prefix: a binary search over slice comparisons (memcmp in C)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[low:middle] == b[low:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 def _point_of(data: bytes, offset: int) -> tuple[int, int]:
