@@ -74,6 +74,24 @@ def test_heldout_split_is_by_file_and_stable(tmp_path: Path) -> None:
     assert {f.path for f in other.heldout} | {f.path for f in other.train} == set(SOURCES)
 
 
+def test_stubs_train_but_are_never_held_out_while_code_files_can_be(tmp_path: Path) -> None:
+    # more-itertools held out its __init__.pyi: gaps in ``def chunked(...) -> ...: ...`` measure nothing.
+    stubs = {
+        path.replace(".py", ".pyi"): "\n".join(
+            f"def {name}_{i}(value: int, other: str) -> list[int]: ..." for i in range(12)
+        )
+        + "\n"
+        for path, name in zip(SOURCES, ("alpha", "beta", "gamma", "delta", "eps", "zeta"), strict=False)
+    }
+    repo = make_repo(tmp_path / "repo", {**SOURCES, **stubs})
+    corpus = corpus_from_git(repo, heldout_fraction=0.95)
+    assert {f.path for f in corpus.train} >= set(stubs)
+    assert corpus.heldout and not any(f.path.endswith(".pyi") for f in corpus.heldout)
+    # A repository of nothing but stubs still holds one out: there is nothing better to score.
+    only_stubs = corpus_from_git(make_repo(tmp_path / "stubs", stubs), heldout_fraction=0.1)
+    assert len(only_stubs.heldout) == 1
+
+
 def test_bad_inputs_raise_one_line_training_errors(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()

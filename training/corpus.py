@@ -55,12 +55,18 @@ def heldout_score(path: str, seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+# Declaration-only files: their "bodies" are ``...``, so a gap held out in one measures nothing a user types.
+STUB_SUFFIXES = (".pyi", ".d.ts")
+
+
 def _split(files: list[SourceFile], heldout_fraction: float, seed: int) -> tuple[list, list]:
-    scores = [heldout_score(f.path, seed) for f in files]
-    heldout = [f for f, s in zip(files, scores, strict=True) if s < heldout_fraction]
+    """Held out by a stable per-path score; stubs train but are held out only when nothing else can be."""
+    eligible = [f for f in files if not f.path.endswith(STUB_SUFFIXES)] or files
+    scores = [heldout_score(f.path, seed) for f in eligible]
+    heldout = [f for f, s in zip(eligible, scores, strict=True) if s < heldout_fraction]
     if not heldout and len(files) >= 2 and heldout_fraction > 0:
         # A small repository still gets one held-out file, the one with the lowest score.
-        heldout = [min(zip(scores, range(len(files)), files, strict=True))[2]]
+        heldout = [min(zip(scores, range(len(eligible)), eligible, strict=True))[2]]
     held = {f.path for f in heldout}
     return [f for f in files if f.path not in held], heldout
 
