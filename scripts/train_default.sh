@@ -228,11 +228,11 @@ train_scratch() {
     local limit
     limit=$(awk "BEGIN {print $TRAIN_MINUTES * 1.15 + 0.5}")  # a stop that only a bad calibration reaches
     train_cmd "$RUN/diffusion" diffusion --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$STEPS_DIFFUSION" \
-        --save-every $((STEPS_DIFFUSION / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
+        --save-every $((STEPS_DIFFUSION / 2 + 1)) --minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
         > "$RUN/report/train_diffusion.log" 2>&1 &
     local pid=$!
     train_cmd "$RUN/ar-peer" ar-fim --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$STEPS_AR" \
-        --save-every $((STEPS_AR / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
+        --save-every $((STEPS_AR / 2 + 1)) --minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
         > "$RUN/report/train_ar.log" 2>&1
     wait "$pid"
 }
@@ -250,9 +250,9 @@ train_ar_init() {
     fi
     train_cmd "$RUN/ar-peer" ar-fim --from-scratch --tokenizer "$RUN/tokenizer" --max-steps "$ar_steps" \
         --save-every $((ar_steps / 2 + 1)) \
-        --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 > "$RUN/report/train_ar.log" 2>&1
+        --minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 > "$RUN/report/train_ar.log" 2>&1
     train_cmd "$RUN/diffusion" diffusion --from-ar "$RUN/ar-peer" --max-steps "$diffusion_steps" \
-        --save-every $((diffusion_steps / 2 + 1)) --max-minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
+        --save-every $((diffusion_steps / 2 + 1)) --minutes "$limit" --eval-spans "$EVAL_SPANS" --eval-batches 8 \
         > "$RUN/report/train_diffusion.log" 2>&1
 }
 

@@ -331,6 +331,32 @@ def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> N
     assert json.loads((out / "training_state.json").read_text())["step"] == result.steps
 
 
+def test_a_minutes_budget_sets_the_step_count_and_anneals_by_time(repo: Path, tmp_path: Path) -> None:
+    """``--minutes`` is a time budget: without --max-steps the budget, not the default 150 steps, ends the
+    run, and the learning rate reaches its floor when the time is up whatever the step rate was."""
+    from training.config import DEFAULT_STEPS, UNBOUNDED_STEPS
+    from training.trainer import _schedule
+
+    assert TrainConfig().step_limit() == DEFAULT_STEPS
+    assert TrainConfig(minutes=5).step_limit() == UNBOUNDED_STEPS
+    assert TrainConfig(max_cpu_minutes=5).step_limit() == UNBOUNDED_STEPS
+    assert TrainConfig(minutes=5, max_steps=7).step_limit() == 7
+    budget = TrainConfig(minutes=10, warmup_steps=10)
+    factor = _schedule(budget, {"elapsed_s": 300.0, "cpu_s": 0.0})
+    assert factor(50) == pytest.approx(0.55)  # half the budget gone: half-way down the cosine
+    assert _schedule(budget, {"elapsed_s": 600.0, "cpu_s": 0.0})(50) == pytest.approx(0.1)
+    steps_only = TrainConfig(warmup_steps=10)  # no budget: the clock does not move the schedule
+    late, early = ({"elapsed_s": seconds, "cpu_s": 0.0} for seconds in (600.0, 0.0))
+    assert _schedule(steps_only, late)(50) == _schedule(steps_only, early)(50) > 0.8
+    out = tmp_path / "minutes"
+    config = TrainConfig(
+        repo=str(repo), out=str(out), from_scratch=True, minutes=0.0005, save_every=100, eval_every=100,
+        **TINY,
+    )
+    result = train(config)
+    assert 1 <= result.steps < DEFAULT_STEPS and (out / "model.safetensors").is_file()
+
+
 def test_sigterm_stops_after_the_step_with_a_checkpoint(repo: Path, tmp_path: Path, monkeypatch) -> None:
     """A long background run is stopped with SIGTERM: it saves, exports and exits; run again, it resumes."""
     import os

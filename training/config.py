@@ -16,6 +16,8 @@ from typing import Literal, get_args, get_origin, get_type_hints
 from infill.errors import TrainingError
 
 Objective = Literal["diffusion", "ar-fim", "block-diffusion"]
+DEFAULT_STEPS = 150
+UNBOUNDED_STEPS = 10**9  # a time budget without --max-steps: the budget ends the run
 
 
 @dataclass
@@ -53,8 +55,8 @@ class TrainConfig:
     # Optimisation.
     batch_size: int = 8
     grad_accum: int = 1
-    max_steps: int = 150
-    max_minutes: float | None = None  # stop (and save) after this much wall time even if steps remain
+    max_steps: int | None = None  # None: DEFAULT_STEPS, or as many as a time budget allows
+    minutes: float | None = None  # wall-clock budget: the schedule anneals over it and the run ends there
     max_cpu_minutes: float | None = None  # the same in CPU time of this process (equal-compute comparisons)
     lr: float | None = None  # None: 2e-3 from scratch, 5e-4 fine-tuning (1e-3 with LoRA)
     warmup_steps: int = 20
@@ -76,6 +78,12 @@ class TrainConfig:
     force: bool = False  # train again although ``out`` holds a finished or interrupted run
     update: bool = False  # continue the finished model in ``out`` on the files changed since its commit
     compare_base: bool = True  # fine-tuning: also score the base model on the same held-out gaps
+
+    def step_limit(self) -> int:
+        """--max-steps when given; else as many as fit the time budget, or DEFAULT_STEPS without one."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return UNBOUNDED_STEPS if self.minutes or self.max_cpu_minutes else DEFAULT_STEPS
 
     def learning_rate(self) -> float:
         if self.lr is not None:
@@ -105,7 +113,7 @@ class TrainConfig:
             raise TrainingError(f"--seq-len must be between 32 and --max-positions ({self.max_positions})")
         if self.hidden_size % self.num_heads:
             raise TrainingError("--hidden-size must be a multiple of --num-heads")
-        if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+        if self.step_limit() < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise TrainingError("--max-steps, --batch-size and --grad-accum must be positive")
         if not 0 <= self.edit_noise < 1 or (self.edit_noise and self.objective != "diffusion"):
             raise TrainingError("--edit-noise is a share in [0, 1), for the diffusion objective only")
@@ -150,7 +158,10 @@ HELP = {
     "merged into one <|expand|> target, 0-64 end tokens to delete), so the model decides how long a fill is; "
     "adds <|expand|> to the tokenizer when missing and the written model decodes with expand/delete",
     "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
-    "max_minutes": "stop and save after this much wall time even if steps remain (default: no limit)",
+    "max_steps": f"optimizer steps (default: {DEFAULT_STEPS}; with --minutes or --max-cpu-minutes and no "
+    "--max-steps, as many as fit the budget)",
+    "minutes": "time budget in minutes of wall time: the learning rate anneals over it and the run stops and "
+    "saves at it (default: none)",
     "max_cpu_minutes": "stop and save after this much CPU time of this process (fair on a shared machine)",
     "compile": "torch.compile the encoder stack (faster steps after a one-off compile)",
     "eval_every": "held-out cross-entropy every N steps",

@@ -148,7 +148,7 @@ def _plan_update(config: TrainConfig, out: Path, corpus: Corpus, fp: str) -> Run
         _snapshot(out, previous)
     basis = start["basis"]
     chars = sum(len(f.text) for f in train)
-    steps = min(config.max_steps, max(1, math.ceil(basis["steps"] * chars / max(1, basis["train_chars"]))))
+    steps = min(config.step_limit(), max(1, math.ceil(basis["steps"] * chars / max(1, basis["train_chars"]))))
     corpus.train = train
     corpus.manifest = {
         **corpus.manifest,

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from infill.errors import TrainingError
 from training.block_diffusion import block_batch
-from training.config import TrainConfig
+from training.config import UNBOUNDED_STEPS, TrainConfig
 from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
 from training.expand_token import ensure_expand_token
 from training.export import export_model_dir, write_loss_curve, write_model_card
@@ -146,15 +146,17 @@ def _base_dir(config: TrainConfig) -> Path | None:
 
 
 def _schedule(config: TrainConfig, state: dict) -> Callable[[int], float]:
-    """Linear warm-up, then cosine to 0.1x over the steps, or over the CPU budget when that ends first
-    (a ``--max-cpu-minutes`` run anneals by the time it stops, whatever its step rate)."""
+    """Linear warm-up, then cosine to 0.1x over the steps, or over the time budget when that ends first
+    (a ``--minutes`` or ``--max-cpu-minutes`` run anneals by the time it stops, whatever its step rate)."""
 
     def factor(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        progress = (step - config.warmup_steps) / max(1, config.step_limit() - config.warmup_steps)
         if config.max_cpu_minutes:
             progress = max(progress, state["cpu_s"] / (config.max_cpu_minutes * 60))
+        if config.minutes:
+            progress = max(progress, state["elapsed_s"] / (config.minutes * 60))
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -284,7 +286,7 @@ def train(config: TrainConfig) -> TrainResult:
             logger.info("eval at step %d: %s", state["step"], record)
 
     bar = tqdm(
-        total=config.max_steps,
+        total=None if config.step_limit() == UNBOUNDED_STEPS else config.step_limit(),
         initial=state["step"],
         disable=not accelerator.is_main_process,
         desc="train",
@@ -302,7 +304,7 @@ def train(config: TrainConfig) -> TrainResult:
     )
     objective.train()
     try:
-        while state["step"] < config.max_steps:
+        while state["step"] < config.step_limit():
             step = state["step"]
             step_cpu, step_wall = time.process_time(), time.perf_counter()
             loss_sum, step_tokens = 0.0, 0
@@ -339,7 +341,7 @@ def train(config: TrainConfig) -> TrainResult:
                     },
                 )
             out_of_time = _out_of_time(config, state) or stop.requested
-            done = state["step"] >= config.max_steps or out_of_time
+            done = state["step"] >= config.step_limit() or out_of_time
             if state["step"] % config.save_every == 0 or done:
                 _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
             if not done and state["step"] % config.eval_every == 0:
@@ -379,9 +381,9 @@ def _progress(window: list[tuple[int, float, float]], config: TrainConfig, state
     recent pace, or the time budget's rest when that ends the run first."""
     tokens, cpu, wall = (sum(column) for column in zip(*window, strict=True))
     per_step = wall / len(window)
-    left = (config.max_steps - state["step"]) * per_step
-    if config.max_minutes is not None:
-        left = min(left, config.max_minutes * 60 - state["elapsed_s"])
+    left = (config.step_limit() - state["step"]) * per_step
+    if config.minutes is not None:
+        left = min(left, config.minutes * 60 - state["elapsed_s"])
     if config.max_cpu_minutes is not None:  # CPU seconds left, at the recent wall seconds per CPU second
         left = min(left, (config.max_cpu_minutes * 60 - state["cpu_s"]) * wall / max(1e-9, cpu))
     minutes, seconds = divmod(max(0, round(left)), 60)
@@ -459,7 +461,7 @@ class _StopRequest:
 
 
 def _out_of_time(config: TrainConfig, state: dict) -> bool:
-    wall = config.max_minutes is not None and state["elapsed_s"] > config.max_minutes * 60
+    wall = config.minutes is not None and state["elapsed_s"] > config.minutes * 60
     cpu = config.max_cpu_minutes is not None and state["cpu_s"] > config.max_cpu_minutes * 60
     return wall or cpu
 
