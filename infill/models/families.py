@@ -24,7 +24,7 @@ from infill.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 # Which module runs a family: Auto masked LMs, a decoder class (bidirectional or block-causal), remote code.
-Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "remote"]
+Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "llada2-moe", "remote"]
 # Which keys a query sees: every real one, or those of its own and earlier blocks (block diffusion).
 Attention = Literal["bidirectional", "block-causal"]
 FAMILY_KEY = "infill_family"
@@ -193,7 +193,7 @@ class Family:
 
     @property
     def is_decoder(self) -> bool:
-        return self.backbone in ("qwen2", "qwen3", "llama")
+        return self.backbone in ("qwen2", "qwen3", "llama", "llada2-moe")
 
     @property
     def is_block_diffusion(self) -> bool:
@@ -346,6 +346,34 @@ FAMILIES: tuple[Family, ...] = (
         # goes first as an earlier document, as for SDAR. Unmeasured on real weights here.
         block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
         lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # LLaDA2.x (inclusionAI; modeling_llada2_moe.py's LLaDA2MoeModelLM.generate): Ling 2.0's MoE decoder
+    # (llada2_moe.py), block diffusion over blocks of 32. Token spellings are the Ling tokenizer's as third
+    # parties use them (generate's eos_id 156892 <|endoftext|>, mask_id 156895), not checked against the
+    # release's tokenizer files.
+    Family(
+        name="llada2",
+        title="LLaDA2.x (inclusionAI; Ling 2.0 MoE weights, block diffusion over blocks of 32)",
+        backbone="llada2-moe",
+        model_types=("llada2_moe",),
+        architectures=("LLaDA2MoeModelLM",),
+        attention="block-causal",
+        block_size=32,  # generate's block_length; the release's config.json has no block size
+        weight_names=((r"^model\.word_embeddings\.", "model.embed_tokens."),),
+        mask_tokens=("<|mask|>",),
+        mask_id=156895,
+        # generate stops after the block holding eos_id (156892) and cuts after it.
+        end_of_span_tokens=("<|endoftext|>",),
+        never_commit=("<role>", "</role>", "<|role_end|>"),  # Ling's chat-turn tokens
+        # generate's defaults, greedy: 32 steps per block of 32 (the schedule's share is one position per
+        # step), every masked position above 0.95 confidence, else the most confident ones
+        # (minimal_topk 1). generate also caps the steps at gen_length // minimal_topk; infill does not
+        # (a budget under 32 tokens gets up to 32 steps in infill, gen_length in generate).
+        decoding_defaults={"block_steps": 32, "threshold": 0.95, "temperature": 0.0},
+        # Whether Ling 2.0 (LLaDA2.0's base) was pretrained with fill-in-the-middle its release does not
+        # say, and LLaDA2.0's diffusion training is on plain text and chat: the suffix goes first as an
+        # earlier document, as for SDAR. Unmeasured on real weights here (README).
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
     ),
     # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under
     # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's
