@@ -196,15 +196,16 @@ class Reference:
 # --- logits -------------------------------------------------------------------------------------------------
 
 
-def _raw_model(model_dir: Path, block_size: int = BLOCK) -> BlockDiffusionModel:
-    """The native module without the loader's stop-token fold on its LM head (raw logits)."""
+def _raw_model(model_dir: Path, block_size: int = BLOCK, budget: bool = True) -> BlockDiffusionModel:
+    """The native module without the loader's stop-token fold on its LM head (raw logits); ``budget``: the
+    family's cap of a block's steps at the budget (generate's ``min(steps, gen_length // minimal_topk)``)."""
     config = json.loads((model_dir / "config.json").read_text())
     model, report = load_llada2_moe(
         model_dir, config, torch.device("cpu"), torch.float32,
         weight_names=family_named("llada2").weight_names,
     )  # fmt: skip
     assert not report["missing_keys"] and not report["unexpected_keys"], report
-    return BlockDiffusionModel(model.eval(), block_size)
+    return BlockDiffusionModel(model.eval(), block_size, steps_within_budget=budget)
 
 
 def _prompt(model_dir: Path) -> list[int]:
@@ -220,6 +221,7 @@ def test_the_release_loads_natively_with_generates_recipe(llada2_dir: Path) -> N
     assert loaded.tokenizer.token_text(loaded.special.mask_id) == "<|mask|>"
     assert loaded.tokenizer.token_text(loaded.special.end_of_span_id) == "<|endoftext|>"
     assert loaded.generation_defaults == {"block_steps": 32, "threshold": 0.95, "temperature": 0.0}
+    assert loaded.model.steps_within_budget
     assert not (llada2_dir / SENTINEL).exists()  # no file of the checkpoint ran
 
 
@@ -305,6 +307,20 @@ def test_greedy_generation_equals_generate_and_stops_after_the_block_of_eos(llad
     assert _decode(_raw_model(llada2_dir, 16), prompt, 40, special).ids[:40] != expected
     for wrong in ({"bidirectional": True}, {"block_length": 16}):
         assert reference.generate(prompt, 40, special.mask_id, ends, banned, **wrong) != expected, wrong
+
+
+def test_a_budget_under_a_block_takes_fewer_steps_as_generate_does(llada2_dir: Path) -> None:
+    """gen_length 12: generate's steps are min(32, 12), so each step commits the top 3 (then 2) positions."""
+    special = load_model(llada2_dir, device="cpu").special
+    prompt = _prompt(llada2_dir)[: BLOCK + 11]
+    banned = sorted({special.mask_id, *special.banned_ids} - {special.end_of_span_id})
+    expected = Reference(llada2_dir).generate(prompt, 12, special.mask_id, {special.end_of_span_id}, banned)
+    ours = _decode(_raw_model(llada2_dir), prompt, 12, special)
+    assert ours.ids[:12] == expected and len(set(expected)) >= 3
+    assert ours.forward_passes <= 8  # 21 masked positions: 3 a step for 7 steps (none above 0.95 here)
+    uncapped = _decode(_raw_model(llada2_dir, budget=False), prompt, 12, special)
+    assert uncapped.forward_passes == BLOCK - 11  # one position a step: another schedule
+    assert uncapped.ids[:12] != expected
 
 
 def test_the_prefix_cache_is_reused_between_calls_and_changes_nothing(llada2_dir: Path) -> None:

@@ -183,6 +183,7 @@ class Family:
     block_size: int | None = None
     block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
     sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
+    steps_within_budget: bool = False  # a block's steps at most the budget's tokens (LLaDA2's generate)
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -366,10 +367,11 @@ FAMILIES: tuple[Family, ...] = (
         end_of_span_tokens=("<|endoftext|>",),
         never_commit=("<role>", "</role>", "<|role_end|>"),  # Ling's chat-turn tokens
         # generate's defaults, greedy: 32 steps per block of 32 (the schedule's share is one position per
-        # step), every masked position above 0.95 confidence, else the most confident ones
-        # (minimal_topk 1). generate also caps the steps at gen_length // minimal_topk; infill does not
-        # (a budget under 32 tokens gets up to 32 steps in infill, gen_length in generate).
+        # step), every masked position above 0.95 confidence, else the most confident ones; and its
+        # steps = min(steps, gen_length // minimal_topk) with minimal_topk 1: a budget of 8 tokens takes 8
+        # steps a block, 4 positions each.
         decoding_defaults={"block_steps": 32, "threshold": 0.95, "temperature": 0.0},
+        steps_within_budget=True,
         # Whether Ling 2.0 (LLaDA2.0's base) was pretrained with fill-in-the-middle its release does not
         # say, and LLaDA2.0's diffusion training is on plain text and chat: the suffix goes first as an
         # earlier document, as for SDAR. Unmeasured on real weights here (README).
