@@ -22,6 +22,7 @@ and raises: a test that loads the directory and then finds no such file knows no
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -190,12 +191,17 @@ TINY_QWEN = {
 def randomize_weights(model: torch.nn.Module, weight_std: float) -> None:
     """Norm weights that are not ones (a skipped norm changes the logits) and other weights larger than the
     0.02 init (so greedy decoding does not repeat one token throughout)."""
+    randomize_tensors(model.named_parameters(), weight_std)
+
+
+def randomize_tensors(named: Iterable[tuple[str, torch.Tensor]], weight_std: float) -> None:
+    """randomize_weights's rule on named tensors (a checkpoint written without a model class)."""
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for name, tensor in named:
             if "norm" in name:
-                param.uniform_(0.5, 1.5)
+                tensor.uniform_(0.5, 1.5)
             else:
-                param.normal_(0.0, weight_std)
+                tensor.normal_(0.0, weight_std)
 
 
 def _padded(size: int, multiple: int = 64) -> int:
@@ -437,6 +443,7 @@ def build_llada_release(out: Path, seed: int = 0) -> Path:
 _EMBEDDING_AND_HEAD = {
     "qwen2": ("model.embed_tokens.weight", "lm_head.weight"),
     "llada": ("model.transformer.wte.weight", "model.transformer.ff_out.weight"),
+    "llada2_moe": ("model.word_embeddings.weight", "lm_head.weight"),
 }
 
 
@@ -461,7 +468,9 @@ def bias_towards_x(src: Path, out: Path) -> Path:
     from safetensors.torch import load_file, save_file
 
     shutil.copytree(src, out)
-    embedding, head = _EMBEDDING_AND_HEAD["llada" if (out / "modeling_llada.py").exists() else "qwen2"]
+    # Which release it is, by its remote modeling file (present, never imported).
+    layout = next((k for k in ("llada2_moe", "llada") if (out / f"modeling_{k}.py").exists()), "qwen2")
+    embedding, head = _EMBEDDING_AND_HEAD[layout]
     x_id, blank_x_id = token_id_in_files(out, "x"), token_id_in_files(out, "Ġx")
     for shard in sorted(out.glob("model-*.safetensors")):
         weights = load_file(str(shard))

@@ -27,7 +27,7 @@ from infill.models.qwen2 import Qwen2Model
 from tests.test_forward import padded_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-BACKBONE_MODULES = {"qwen2.py", "modernbert.py"}
+BACKBONE_MODULES = {"qwen2.py", "modernbert.py", "llada2_moe.py"}
 
 
 def test_the_bundled_models_cached_steps_run_through_qwen2s_forward(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,7 +163,10 @@ def block_denoise(
             chosen, probs = choose_tokens(next_first[None], config.temperature, config.top_p, generator)
             block[0, 0], confidence[0] = chosen[0], token_confidence(probs, chosen)[0]
         for lo, hi in _windows(size, model.sub_block_size):
-            for share in transfer_schedule(hi - lo, config.block_steps or hi - lo):
+            steps = config.block_steps or hi - lo
+            if model.steps_within_budget:  # LLaDA2's generate: steps = min(steps, gen_length // minimal_topk)
+                steps = min(steps, max(1, max_tokens))
+            for share in transfer_schedule(hi - lo, steps):
                 masked = block[0] == mask_id
                 masked[:lo] = masked[hi:] = False
                 if not masked.any():

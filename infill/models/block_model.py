@@ -26,7 +26,8 @@ class BlockDiffusionModel:
     Logits are unshifted: row i is what the hidden state at i predicts. ``shift``: that is the token at i + 1
     (Fast-dLLM v2's token shift; the decoding loop realigns), else the token at i. ``sub_block_size``: a step
     commits only inside the first sub-block of this size that still has masks (Fast-dLLM v2), else anywhere
-    in the block."""
+    in the block. ``steps_within_budget``: a block gets at most as many steps as the request's budget has
+    tokens (LLaDA2's generate: a short budget commits several positions a step)."""
 
     caches_context = False  # the bidirectional DualCache (step_logits.py) does not apply
 
@@ -37,11 +38,13 @@ class BlockDiffusionModel:
         *,
         shift: bool = False,
         sub_block_size: int | None = None,
+        steps_within_budget: bool = False,
     ) -> None:
         self.model = model
         self.block_size = block_size
         self.shift = shift
         self.sub_block_size = sub_block_size
+        self.steps_within_budget = steps_within_budget
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None

@@ -24,7 +24,7 @@ from infill.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 # Which module runs a family: Auto masked LMs, a decoder class (bidirectional or block-causal), remote code.
-Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "remote"]
+Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "llada2-moe", "remote"]
 # Which keys a query sees: every real one, or those of its own and earlier blocks (block diffusion).
 Attention = Literal["bidirectional", "block-causal"]
 FAMILY_KEY = "infill_family"
@@ -183,6 +183,7 @@ class Family:
     block_size: int | None = None
     block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
     sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
+    steps_within_budget: bool = False  # a block's steps at most the budget's tokens (LLaDA2's generate)
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -193,7 +194,7 @@ class Family:
 
     @property
     def is_decoder(self) -> bool:
-        return self.backbone in ("qwen2", "qwen3", "llama")
+        return self.backbone in ("qwen2", "qwen3", "llama", "llada2-moe")
 
     @property
     def is_block_diffusion(self) -> bool:
@@ -346,6 +347,35 @@ FAMILIES: tuple[Family, ...] = (
         # goes first as an earlier document, as for SDAR. Unmeasured on real weights here.
         block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
         lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # LLaDA2.x (inclusionAI; modeling_llada2_moe.py's LLaDA2MoeModelLM.generate): Ling 2.0's MoE decoder
+    # (llada2_moe.py), block diffusion over blocks of 32. Token spellings are the Ling tokenizer's as third
+    # parties use them (generate's eos_id 156892 <|endoftext|>, mask_id 156895), not checked against the
+    # release's tokenizer files.
+    Family(
+        name="llada2",
+        title="LLaDA2.x (inclusionAI; Ling 2.0 MoE weights, block diffusion over blocks of 32)",
+        backbone="llada2-moe",
+        model_types=("llada2_moe",),
+        architectures=("LLaDA2MoeModelLM",),
+        attention="block-causal",
+        block_size=32,  # generate's block_length; the release's config.json has no block size
+        weight_names=((r"^model\.word_embeddings\.", "model.embed_tokens."),),
+        mask_tokens=("<|mask|>",),
+        mask_id=156895,
+        # generate stops after the block holding eos_id (156892) and cuts after it.
+        end_of_span_tokens=("<|endoftext|>",),
+        never_commit=("<role>", "</role>", "<|role_end|>"),  # Ling's chat-turn tokens
+        # generate's defaults, greedy: 32 steps per block of 32 (the schedule's share is one position per
+        # step), every masked position above 0.95 confidence, else the most confident ones; and its
+        # steps = min(steps, gen_length // minimal_topk) with minimal_topk 1: a budget of 8 tokens takes 8
+        # steps a block, 4 positions each.
+        decoding_defaults={"block_steps": 32, "threshold": 0.95, "temperature": 0.0},
+        steps_within_budget=True,
+        # Whether Ling 2.0 (LLaDA2.0's base) was pretrained with fill-in-the-middle its release does not
+        # say, and LLaDA2.0's diffusion training is on plain text and chat: the suffix goes first as an
+        # earlier document, as for SDAR. Unmeasured on real weights here (README).
+        block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
     ),
     # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under
     # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's

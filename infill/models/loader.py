@@ -19,6 +19,7 @@ from infill.models.decoders import decoder_fields, load_decoder
 from infill.models.devices import default_dtype, resolve_device
 from infill.models.expand_delete import load_expand_delete
 from infill.models.families import REMOTE, Family, detect_family
+from infill.models.llada2_moe import load_llada2_moe
 from infill.models.locate import check_model_files, read_config, resolve_model_dir
 from infill.models.masked_lm import load_masked_lm, masked_lm_max_positions
 from infill.models.quantize import check_quantization, quantize_linear_layers
@@ -52,7 +53,7 @@ def family_or_refuse(config: dict[str, Any], model_dir: Path, trust_remote_code:
     if not config.get("auto_map"):
         raise ModelLoadError(
             f"Unsupported model in {model_dir} ({what}): infill runs masked LMs and the Dream, DiffuCoder, "
-            "LLaDA, SDAR and Stable-DiffCoder families"
+            "LLaDA, SDAR, Stable-DiffCoder and LLaDA2 families"
         )
     if not trust_remote_code:
         raise ModelLoadError(
@@ -170,14 +171,20 @@ def load_decoder_model(
 def load_block_model(
     model_dir: Path, family: Family, config: dict[str, Any], device: torch.device, dtype: torch.dtype
 ) -> tuple[Qwen2ForCausalLM, BlockDiffusionModel]:
-    """A block-diffusion family's native module (qwen2.py; no transformers class has block-causal
-    attention) and its adapter; the block size is config.json's "block_size", else the family's."""
+    """A block-diffusion family's native module (qwen2.py, or llada2_moe.py for LLaDA2.x; no transformers
+    class has block-causal attention) and its adapter; the block size is config.json's "block_size", else
+    the family's."""
     key = next((k for k in family.block_size_keys if k in config), None)
     block_size = config[key] if key is not None else family.block_size
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ModelLoadError(f'"{key}" in {model_dir / "config.json"} must be a positive integer')
-    assert family.backbone in ("qwen2", "qwen3", "llama"), "block diffusion runs on qwen2.py's module"
-    native = load_qwen2(model_dir, config, device, dtype, family.backbone, any_model_type=True)
+    if family.backbone == "llada2-moe":  # its own module (llada2_moe.py), on qwen2.py's forward pass
+        what = f"{family.name} model"
+        names = family.weight_names
+        native = load_llada2_moe(model_dir, config, device, dtype, weight_names=names, what=what)
+    else:
+        assert family.backbone in ("qwen2", "qwen3", "llama"), "block diffusion runs on qwen2.py's module"
+        native = load_qwen2(model_dir, config, device, dtype, family.backbone, any_model_type=True)
     if native is None:
         raise ModelLoadError(
             f"This {family.title} variant is not one infill runs natively (scaled RoPE, sliding windows, "
@@ -187,7 +194,13 @@ def load_block_model(
     sub_block = (
         family.sub_block_size if family.sub_block_size and family.sub_block_size < block_size else None
     )
-    return model, BlockDiffusionModel(model, block_size, shift=family.shift, sub_block_size=sub_block)
+    return model, BlockDiffusionModel(
+        model,
+        block_size,
+        shift=family.shift,
+        sub_block_size=sub_block,
+        steps_within_budget=family.steps_within_budget,
+    )
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:
