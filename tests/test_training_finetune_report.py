@@ -110,3 +110,11 @@ def test_the_last_line_says_where_the_tuned_model_wins_beyond_noise() -> None:
     )
     worse = build_report(tuned, base, base_dir="b", tuned_dir="t", source="r")
     assert "is worse than base on repository names by -0.217" in format_report(worse).splitlines()[-1]
+    # With the names' tokens scored in place, the line also says what the model learned of them.
+    knows = {"names_cross_entropy": [3.0, 3.2, 2.9, 3.1, 3.3, 3.0], "names_token_accuracy": [0.2] * 6}
+    learned = {**knows, "names_cross_entropy": [2.5, 2.8, 2.4, 2.7, 2.7, 2.5]}
+    report = build_report(base | knows, tuned | learned, base_dir="b", tuned_dir="t", source="r")
+    assert format_report(report).splitlines()[-1].endswith(
+        "(edit similarity of the fills, paired 95% interval); it predicts the names' tokens better "
+        "(cross-entropy -0.483 [-0.562, -0.404])"
+    )

@@ -141,3 +141,26 @@ def test_fim_examples_are_psm(tokenizer, files) -> None:
     # The AR peer sees the same spans as the diffusion model at the same step (same data).
     rng_a, rng_b = random.Random(5), random.Random(5)
     assert source.sample_gap(rng_a)[1] == source.sample_gap(rng_b)[1]
+
+
+def test_gap_batches_mask_exactly_the_answer_in_its_context(tokenizer, files) -> None:
+    """The report's names_* cross-entropy scores these: the answer and one end-of-span, masked in place."""
+    source = ExampleSource(files, tokenizer, seq_len=64, span_fraction=1.0)
+    ids = source.ids
+    prefix, middle = "def area(width, height):\n    return ", "width * height"
+    suffix = "\n\nprint(area(2, 3))\n"
+    long_prefix = "x = 1\n" * 200  # far more context than the window: the nearest tokens are kept
+    batches = source.gap_batches([(prefix, middle, suffix), (long_prefix, middle, suffix)] * 3, batch_size=4)
+    assert [b.input_ids.shape for b in batches] == [(4, 64), (2, 64)]
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    answer = [*encode(middle), ids.end_of_span]
+    first = batches[0]
+    row = first.input_ids[0][first.attention_mask[0].bool()].tolist()
+    start = len(encode(prefix))
+    assert row == encode(prefix) + [ids.mask] * len(answer) + encode(suffix)
+    assert first.labels[0][first.labels[0] != -100].tolist() == answer
+    assert first.row_maskable.tolist() == [len(answer)] * 4 and first.weights.sum() == 4 * len(answer)
+    assert (first.labels[0, start : start + len(answer)] == torch.tensor(answer)).all()
+    clipped = first.input_ids[1][first.attention_mask[1].bool()].tolist()
+    assert len(clipped) == 64 and clipped[-len(encode(suffix)) :] == encode(suffix)
+    assert first.labels[1][first.labels[1] != -100].tolist() == answer

@@ -154,9 +154,12 @@ def test_one_held_out_number_a_verdict_and_a_repeat_that_is_a_no_op(
     assert report["heldout_examples"] == 4  # --eval-batches 2 x --batch-size 2
     # Gaps on the repository's own names are scored beside the general ones; the report ends with the verdict.
     assert report["name_gaps"] >= 2 and "names_edit_similarity" in report["metrics"]
+    knows = report["metrics"]["names_cross_entropy"]  # the names' tokens, scored in place for both models
+    assert knows["n"] == report["name_gaps"] and knows["base"] != knows["tuned"]
     verdict = printed.splitlines()[-2]  # the last line says where the report was written
     assert verdict.startswith("tuned ") and "on repository names" in verdict and "on general code" in verdict
-    assert verdict.endswith("(edit similarity of the fills, paired 95% interval)")
+    assert "(edit similarity of the fills, paired 95% interval); " in verdict
+    assert "names' tokens" in verdict and f"{knows['difference']:+.3f}" in verdict
     # Progress shows steps, tokens per second and the time left.
     assert "tok/s=" in err and "left=" in err and "2/2" in err
     # Written with the user's umask (0027), not safetensors' 0600.

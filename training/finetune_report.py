@@ -11,6 +11,9 @@ Each number is compared item by item (``training.paired``):
   exact_match             per held-out gap
   names_*                 the same on gaps whose answer uses a name the repository defines
                           (``training.repo_names``): where a repository-specific model should gain first
+  names_cross_entropy     per gap on repository names, the cross-entropy per token of its answer (the name and
+  names_token_accuracy    the rest of its line) all masked at once, and the share of those tokens predicted
+                          right: what the model knows of the names, before a greedy fill must spell them out
 Written as ``finetune_report.json`` beside the fine-tuned model and printed by ``infill train``, ending with
 one line a user reads (``verdict_line``).
 """
@@ -39,6 +42,8 @@ METRICS = (
     ("names_edit_similarity", "higher", "{:.3f}"),
     ("names_exact_match", "higher", "{:.2%}"),
     ("names_recalled", "higher", "{:.2%}"),
+    ("names_cross_entropy", "lower", "{:.4f}"),
+    ("names_token_accuracy", "higher", "{:.2%}"),
 )
 # The line a user reads: the same measure (edit similarity of the fills) on both sets of gaps.
 VERDICT = (("repository names", "names_edit_similarity"), ("general code", "edit_similarity"))
@@ -66,6 +71,14 @@ def example_scores(
         accuracies += (stats.correct / stats.masked.clamp(min=1)).tolist()
     objective.train(was_training)
     return {HELDOUT_CE: losses, "masked_token_accuracy": accuracies}
+
+
+def as_name_scores(scores: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``example_scores`` of the name-gap batches, under the report's names_* keys."""
+    return {
+        "names_cross_entropy": scores[HELDOUT_CE],
+        "names_token_accuracy": scores["masked_token_accuracy"],
+    }
 
 
 def mean_heldout_ce(scores: dict[str, list[float]]) -> float:
@@ -129,7 +142,16 @@ def verdict_line(report: dict) -> str:
             parts.append(f"is worse than base on {label} by {numbers}")
         else:
             parts.append(f"does not beat base on {label} beyond noise ({numbers})")
-    return f"tuned {'; '.join(parts)} (edit similarity of the fills, paired {percent}% interval)"
+    line = f"tuned {'; '.join(parts)} (edit similarity of the fills, paired {percent}% interval)"
+    knows = report["metrics"].get("names_cross_entropy")
+    if knows is None:
+        return line
+    numbers = f"{knows['difference']:+.3f} [{knows['low']:+.3f}, {knows['high']:+.3f}]"
+    if knows["improved"]:
+        return f"{line}; it predicts the names' tokens better (cross-entropy {numbers})"
+    if knows["worse"]:
+        return f"{line}; it predicts the names' tokens worse (cross-entropy {numbers})"
+    return f"{line}; its cross-entropy on the names' tokens moved within noise ({numbers})"
 
 
 def format_report(report: dict) -> str:

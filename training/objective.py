@@ -296,6 +296,36 @@ class ExampleSource:
             noisy, labels, weights = self.edit_noise.corrupt(noisy, labels, weights, maskable & ~masked, gen)
         return Batch(noisy, attention, labels, weights, int(maskable.sum()), maskable.sum(1))
 
+    def gap_batches(self, gaps: Sequence[tuple[str, str, str]], batch_size: int) -> list[Batch]:
+        """One example per (prefix, middle, suffix) text gap, framed as a training span example: the context
+        around a canvas of exactly the middle's tokens and one end-of-span, all of it masked. Scored by
+        ``row_stats``: how well a model predicts this very answer (a repository's names, say) in place."""
+        before, after = list(self.ids.prefix_ids), list(self.ids.suffix_ids)
+        budget = self.seq_len - len(before) - len(after)
+        rows: list[tuple[list[int], list[bool]]] = []
+        for prefix_text, middle_text, suffix_text in gaps:
+            prefix, middle, suffix = self._encode([prefix_text, middle_text, suffix_text])
+            canvas = [*middle[: budget // 2], self.ids.end_of_span]
+            room = budget - len(canvas)
+            suffix = suffix[: max(room // 2, room - len(prefix))]
+            prefix = prefix[len(prefix) - min(len(prefix), room - len(suffix)) :]
+            ids = before + prefix + canvas + suffix + after
+            context = [False] * len(before + prefix), [False] * len(suffix + after)
+            rows.append((ids, context[0] + [True] * len(canvas) + context[1]))
+        batches = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            input_ids = torch.full((len(chunk), self.seq_len), self.ids.pad, dtype=torch.long)
+            attention = torch.zeros_like(input_ids)
+            masked = torch.zeros_like(input_ids, dtype=torch.bool)
+            for b, (ids, can_mask) in enumerate(chunk):
+                input_ids[b, : len(ids)], attention[b, : len(ids)] = torch.tensor(ids), 1
+                masked[b, : len(ids)] = torch.tensor(can_mask)
+            labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+            noisy = torch.where(masked, torch.full_like(input_ids, self.ids.mask), input_ids)
+            batches.append(Batch(noisy, attention, labels, masked.float(), int(masked.sum()), masked.sum(1)))
+        return batches
+
     # -- autoregressive FIM peer ----------------------------------------------------------------------
     def fim_example(self, rng: random.Random) -> list[int]:
         """PSM: <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|> middle <|endoftext|>."""

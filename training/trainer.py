@@ -42,6 +42,7 @@ from training.export import export_model_dir, write_loss_curve, write_model_card
 from training.file_modes import share_files
 from training.finetune_report import (
     HELDOUT_CE,
+    as_name_scores,
     build_report,
     example_scores,
     heldout_batches,
@@ -253,6 +254,7 @@ def train(config: TrainConfig) -> TrainResult:
     compare = base_dir is not None and config.compare_base
     names = name_gaps(corpus.train, corpus.heldout, config.eval_name_spans, config.seed) if compare else []
     gap_rows = eval_rows + [g.row for g in names]  # general gaps, then those on the repository's names
+    name_batches = heldout_source.gap_batches([(g.row.prefix, g.row.middle, g.row.suffix) for g in names], 8)
     if compare:
         _say(accelerator, f"scoring the base model on {len(eval_rows)} + {len(names)} held-out gaps")
     base_completions = _base_completions(out, base_dir, gap_rows) if compare else []
@@ -362,8 +364,12 @@ def train(config: TrainConfig) -> TrainResult:
     if compare and not stop.requested and accelerator.is_main_process:
         _say(accelerator, "scoring the base model on the held-out examples")
         base_scores = _gap_scores(eval_rows, names, base_completions)
-        base_scores |= _heldout_scores(_base_objective(base_dir), heldout_examples, accelerator)
+        base_objective = _base_objective(base_dir)
+        base_scores |= _heldout_scores(base_objective, heldout_examples, accelerator)
         tuned_scores = heldout_scores | _gap_scores(eval_rows, names, completions)
+        if name_batches:
+            base_scores |= as_name_scores(_heldout_scores(base_objective, name_batches, accelerator))
+            tuned_scores |= as_name_scores(_heldout_scores(objective, name_batches, accelerator))
         report = build_report(
             base_scores, tuned_scores, base_dir=str(base_dir), tuned_dir=str(out), source=str(config.repo)
         )
