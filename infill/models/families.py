@@ -183,6 +183,8 @@ class Family:
     block_size: int | None = None
     block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
     sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
+    # Blocks counted back from the prompt's end, not from position 0 (the dllm project's BD3LM sampler).
+    blocks_end_at_prompt: bool = False
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -345,6 +347,31 @@ FAMILIES: tuple[Family, ...] = (
         # Qwen2.5-7B-Instruct (its base) was not trained on fill-in-the-middle (Qwen2.5-Coder was): the suffix
         # goes first as an earlier document, as for SDAR. Unmeasured on real weights here.
         block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
+    # The dllm project's Tiny-A2D bd3lm conversions of Qwen2.5-Coder (A2DQwen2LMHeadModel: transformers'
+    # Qwen2 with the causal mask replaced by the one its sampler passes). Their BD3LM sampler
+    # (dllm/core/samplers/bd3lm.py) left-pads the prompt to whole blocks, so blocks end where the prompt
+    # ends; its tokenizer adds "<|mask|>" (dllm/utils/models.py) and stops after the block holding eos
+    # (<|im_end|> for the Instruct base: end of span here). The mdlm conversions carry the same config.json
+    # (model_type "a2d-qwen2", no block size) and cannot be told apart from it: they are not supported.
+    Family(
+        name="a2d-bd3lm",
+        title="dllm Tiny-A2D bd3lm (Qwen2.5-Coder weights, block diffusion over blocks of 32)",
+        backbone="qwen2",
+        model_types=("a2d-qwen2",),
+        architectures=("A2DQwen2LMHeadModel",),
+        attention="block-causal",
+        block_size=32,  # the evaluation's block_size (eval.sh, BD3LMSamplerConfig)
+        blocks_end_at_prompt=True,
+        mask_tokens=("<|mask|>",),
+        never_commit=QWEN25_CONTROL_TOKENS,
+        # eval.sh's call: max_new_tokens=256, steps=256 over blocks of 32 (32 steps a block, one position
+        # each), remasking low_confidence (top-k only: nothing is strictly above 1.0), temperature 0.
+        decoding_defaults={"block_steps": 32, "threshold": 1.0, "temperature": 0.0},
+        # Qwen2.5-Coder was pretrained with fill-in-the-middle in PSM order and the conversion keeps its
+        # tokenizer; the A2D fine-tuning (chat data, no FIM) may have weakened it. Unmeasured on real weights.
+        block_prompt=("<|fim_prefix|>", PREFIX, "<|fim_suffix|>", SUFFIX, "<|fim_middle|>"),
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under

@@ -187,7 +187,13 @@ def load_block_model(
     sub_block = (
         family.sub_block_size if family.sub_block_size and family.sub_block_size < block_size else None
     )
-    return model, BlockDiffusionModel(model, block_size, shift=family.shift, sub_block_size=sub_block)
+    return model, BlockDiffusionModel(
+        model,
+        block_size,
+        shift=family.shift,
+        sub_block_size=sub_block,
+        ends_blocks_at_prompt=family.blocks_end_at_prompt,
+    )
 
 
 def _logits_width(hf_model: torch.nn.Module, config: dict[str, Any], tokenizer_size: int) -> int:
