@@ -378,7 +378,8 @@ FAMILIES: tuple[Family, ...] = (
     # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's
     # spelling; not checked against the release) is what singles it out. Bidirectional (is_causal=False),
     # logits shifted as Dream's (row 0 keeps its own), infilling canvas prefix + masks + suffix with no bos.
-    # Its p2 remasking sampler has no counterpart in infill's: infill's own sampler decodes it.
+    # Decoded as its authors' evaluation does (eval_infill.py, run_eval.sh): p2 path planning
+    # (engine/path_planning.py), 64 steps, temperature 0.6, top-p 0.95.
     Family(
         name="open-dcoder",
         title="Open-dCoder (Open-dLLM; Qwen2.5-Coder weights, bidirectional, shifted logits)",
@@ -387,6 +388,7 @@ FAMILIES: tuple[Family, ...] = (
         marker_tokens=("[MASK]",),
         shift=True,
         never_commit=QWEN25_CONTROL_TOKENS,
+        decoding_defaults={"strategy": "p2", "steps": 64, "temperature": 0.6, "top_p": 0.95},
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).
