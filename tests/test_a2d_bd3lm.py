@@ -85,6 +85,7 @@ def sample(
     block_size: int = BLOCK,
     from_prompt_end: bool = True,
     bidirectional: bool = False,
+    steps: int = STEPS,
 ) -> list[int]:
     """The new tokens of BD3LMSampler.sample for one prompt, greedy, low_confidence."""
     pads = -len(prompt) % block_size if from_prompt_end else 0
@@ -94,7 +95,7 @@ def sample(
         width = min(block_size, max_new_tokens - generated)
         start = len(x)
         x += [mask_id] * width
-        for share in num_transfer_tokens(width, STEPS):
+        for share in num_transfer_tokens(width, steps):
             current = torch.tensor(x[start:])
             masked = current == mask_id
             if not masked.any():
@@ -190,14 +191,28 @@ def test_greedy_generation_equals_the_sampler_and_stops_after_the_block_of_eos(a
     assert not (a2d_dir / SENTINEL).exists()  # no file of the checkpoint ran
 
 
-def test_the_linear_schedule_is_one_position_a_step_with_as_many_steps_as_positions() -> None:
-    """Where infill's even split (block_decoding.transfer_schedule) and dllm's rounded one agree."""
-    from infill.engine.block_decoding import transfer_schedule
+def test_the_schedule_is_the_linear_schedulers_rounded_shares() -> None:
+    from infill.engine.block_decoding import linear_schedule, transfer_schedule
 
-    for width in (1, 8, 31, 32):
-        assert num_transfer_tokens(width, STEPS) == [1] * width
-        assert transfer_schedule(width, STEPS)[:width] == [1] * width
-    assert num_transfer_tokens(32, 5) != transfer_schedule(32, 5)  # fewer steps: not the same (module doc)
+    for width, steps in ((32, 32), (8, 32), (32, 5), (32, 8), (10, 4), (7, 3), (32, 1)):
+        assert linear_schedule(width, steps) == num_transfer_tokens(width, steps), (width, steps)
+    assert num_transfer_tokens(32, 32) == [1] * 32  # the evaluation's: one position a step
+    assert num_transfer_tokens(32, 5) == [6, 6, 7, 6, 7]  # half to even: 26 / 4 and 13 / 2 round down
+    assert transfer_schedule(32, 5) == [7, 7, 6, 6, 6]  # SDAR's even split is another schedule
+
+
+def test_fewer_steps_a_block_decode_as_the_sampler_does(a2d_dir: Path) -> None:
+    loaded = load_model(a2d_dir, device="cpu")
+    special, model = loaded.special, loaded.model
+    assert isinstance(model, BlockDiffusionModel) and model.schedule == "linear"
+    prompt = _prompt(a2d_dir)
+    banned = sorted({special.mask_id, *special.banned_ids} - {special.end_of_span_id})
+    config = DecodeConfig(block_steps=5, threshold=1.0, temperature=0.0)
+    ours = block_denoise(model, prompt, BLOCK, special, config)
+    expected = sample(Reference(a2d_dir), prompt, BLOCK, special.mask_id, set(), banned, steps=5)
+    assert ours.ids == expected and ours.forward_passes == 5
+    model.schedule = "even"  # SDAR's split of the same 5 steps decodes something else
+    assert block_denoise(model, prompt, BLOCK, special, config).ids != expected
 
 
 def test_the_prefix_cache_serves_prompts_of_the_same_phase_only(a2d_dir: Path) -> None:

@@ -28,10 +28,9 @@ The dllm project's BD3LM sampler (its Qwen2.5-Coder conversions; BlockDiffusionM
 ``ends_blocks_at_prompt``) counts blocks back from the prompt's end instead (it left-pads the prompt to whole
 blocks, the pads neither queries nor keys): the prompt's first block is a partial one, nothing spills into
 the first new block, and the last new block is cut at ``max_tokens``. Its ``low_confidence`` rule (the
-share's most confident positions only) is the threshold rule with a threshold of 1.0, and its schedule (the
-linear scheduler's rounded shares) is the one above whenever a block has at least as many steps as
-positions, one position a step (its evaluation's 32 steps per block of 32); fewer steps follow generate.py's
-even split.
+share's most confident positions only) is the threshold rule with a threshold of 1.0, and its schedule is
+``linear_schedule`` (BlockDiffusionModel ``schedule`` "linear"): one position a step when a block has as
+many steps as positions, as in its evaluation's 32 steps per block of 32.
 
 ``PrefixCaches`` keeps the caches of recent prompts (memory-capped, least recently used evicted): a prompt
 that starts with the same whole blocks as a recent one (the previous keystroke's) reuses their keys and
@@ -73,6 +72,23 @@ def transfer_schedule(block_size: int, steps: int) -> list[int]:
     """Positions to commit at each step of a block (generate.py's get_num_transfer_tokens)."""
     base, remainder = divmod(block_size, steps)
     return [base + (1 if step < remainder else 0) for step in range(steps)]
+
+
+def linear_schedule(block_size: int, steps: int) -> list[int]:
+    """The dllm project's get_num_transfer_tokens under its linear scheduler (alpha(t) = 1 - t): each step
+    commits the masks left times 1 - (1 - alpha(s)) / (1 - alpha(t)) for its times t > s (the ratio in
+    float32, as its scheduler computes it), rounded half to even; steps that commit nothing are dropped."""
+    shares, left = [], block_size
+    for step in range(steps):
+        t = torch.tensor((steps - step) / steps)
+        s = torch.tensor((steps - step - 1) / steps)
+        kept = ((1 - (1 - s)) / (1 - (1 - t))).item()
+        share = min(int(torch.round(torch.tensor(left * (1 - kept), dtype=torch.float64))), left)
+        left -= share
+        shares.append(share)
+        if left == 0:
+            break
+    return [share for share in shares if share > 0]
 
 
 class PrefixCaches:
@@ -145,6 +161,7 @@ def block_denoise(
     ends = torch.tensor([special.end_of_span_id], device=device)
     ends = ends if stop_ids is None else torch.cat([ends, stop_ids.to(device)])
     generator = make_generator(config.seed, device)
+    schedule = linear_schedule if model.schedule == "linear" else transfer_schedule
     phase = model.phase(len(prompt))  # blocks that end at the prompt: its first block is a partial one
     # The new tokens: whole blocks (generate.py), or exactly max_tokens (dllm's last block is a partial one).
     total = -(-(len(prompt) + phase + max_tokens) // size) * size - phase
@@ -180,7 +197,7 @@ def block_denoise(
             chosen, probs = choose_tokens(next_first[None], config.temperature, config.top_p, generator)
             block[0, 0], confidence[0] = chosen[0], token_confidence(probs, chosen)[0]
         for lo, hi in _windows(width, model.sub_block_size):
-            for share in transfer_schedule(hi - lo, config.block_steps or hi - lo):
+            for share in schedule(hi - lo, config.block_steps or hi - lo):
                 masked = block[0] == mask_id
                 masked[:lo] = masked[hi:] = False
                 if not masked.any():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from infill.models.adapters import every_position, gather_positions
+from infill.models.families import TransferSchedule
 from infill.models.qwen2 import KeyValueCache, Qwen2ForCausalLM
 
 
@@ -29,7 +30,8 @@ class BlockDiffusionModel:
     in the block. ``ends_blocks_at_prompt``: blocks are counted back from the prompt's end, not forward from
     position 0 (the dllm project's BD3LM sampler left-pads the prompt to whole blocks): the decoding loop
     passes the ``phase`` that shifts the block grid so that a block ends where the prompt does (qwen2.py's
-    ``attention_allowed``)."""
+    ``attention_allowed``). ``schedule``: how a block's positions are shared out over its steps, "even"
+    (generate.py's get_num_transfer_tokens) or "linear" (the dllm project's; block_decoding.py)."""
 
     caches_context = False  # the bidirectional DualCache (step_logits.py) does not apply
 
@@ -41,12 +43,14 @@ class BlockDiffusionModel:
         shift: bool = False,
         sub_block_size: int | None = None,
         ends_blocks_at_prompt: bool = False,
+        schedule: TransferSchedule = "even",
     ) -> None:
         self.model = model
         self.block_size = block_size
         self.shift = shift
         self.sub_block_size = sub_block_size
         self.ends_blocks_at_prompt = ends_blocks_at_prompt
+        self.schedule = schedule
 
     def phase(self, prompt_length: int) -> int:
         """The block grid's shift for a prompt of this length (0 unless blocks end at the prompt)."""

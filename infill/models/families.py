@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "remote"]
 # Which keys a query sees: every real one, or those of its own and earlier blocks (block diffusion).
 Attention = Literal["bidirectional", "block-causal"]
+TransferSchedule = Literal["even", "linear"]
 FAMILY_KEY = "infill_family"
 
 # Mask spellings of common tokenizers, tried after the tokenizer's and config.json's own mask ids.
@@ -185,6 +186,9 @@ class Family:
     sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
     # Blocks counted back from the prompt's end, not from position 0 (the dllm project's BD3LM sampler).
     blocks_end_at_prompt: bool = False
+    # How a block's positions are shared out over its steps (engine/block_decoding.py): "even" as SDAR's
+    # generate.py, "linear" as the dllm project's linear scheduler (rounded shares).
+    transfer_schedule: TransferSchedule = "even"
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -364,6 +368,7 @@ FAMILIES: tuple[Family, ...] = (
         attention="block-causal",
         block_size=32,  # the evaluation's block_size (eval.sh, BD3LMSamplerConfig)
         blocks_end_at_prompt=True,
+        transfer_schedule="linear",
         mask_tokens=("<|mask|>",),
         never_commit=QWEN25_CONTROL_TOKENS,
         # eval.sh's call: max_new_tokens=256, steps=256 over blocks of 32 (32 steps a block, one position

@@ -193,6 +193,7 @@ def load_block_model(
         shift=family.shift,
         sub_block_size=sub_block,
         ends_blocks_at_prompt=family.blocks_end_at_prompt,
+        schedule=family.transfer_schedule,
     )
 
 
