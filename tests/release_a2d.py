@@ -4,13 +4,14 @@
 From the authors' code (dllm's pipelines/a2d/convert.py, models/qwen2/modeling_qwen2.py, utils/models.py):
 the conversion saves ``A2DQwen2Config`` (transformers' Qwen2Config under ``model_type "a2d-qwen2"``) built
 from the base model's config with its ``architectures`` and ``auto_map`` dropped, the model class
-``A2DQwen2LMHeadModel`` (so ``architectures ["A2DQwen2LMHeadModel"]``), and the base tokenizer unchanged;
-training adds ``<|mask|>`` as the mask token (``add_special_tokens``) and saves the tokenizer with it. Not
-checked against the release's files (the search corpus does not hold them): the ``auto_map`` into a shipped
-``modeling_qwen2.py`` and an ``lm_head.weight`` of its own (both a third party's reading of the sibling mdlm
-checkpoint), so ``tie_word_embeddings`` is false here and infill follows config.json either way. Qwen2.5-
-Coder-0.5B-Instruct's tokenizer roles (eos ``<|im_end|>``, pad ``<|endoftext|>``). No ``block_size`` key: the
-sampler's 32 comes from the family. Sizes shrunk; biases and norm weights random.
+``A2DQwen2LMHeadModel`` (so ``architectures ["A2DQwen2LMHeadModel"]``) and the base tokenizer unchanged;
+training adds ``<|mask|>`` as the mask token and saves the tokenizer with it. No ``block_size`` key: the
+sampler's 32 comes from the family. Qwen2.5-Coder-0.5B-Instruct's tokenizer roles (eos ``<|im_end|>``, pad
+``<|endoftext|>``) and generation_config.json. Not checked against the release's files, which the search
+corpus does not hold: a third party's reading of the sibling mdlm checkpoint says it ships a
+``modeling_qwen2.py`` (here an ``auto_map`` into it, a file that must never run) and an ``lm_head.weight`` of
+its own (here untied, ``tie_word_embeddings`` false; infill follows config.json either way). Sizes shrunk;
+biases and norm weights random.
 """
 
 from __future__ import annotations
