@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 N = TypeVar("N", int, float)
 
-STRATEGIES = ("confidence", "margin", "entropy", "threshold", "blocks")
+STRATEGIES = ("confidence", "margin", "entropy", "threshold", "blocks", "p2")
 # Exit code when the model ran but produced no checked fill: `complete` printed nothing, or `rewrite` left a
 # hole or region unfilled (or, with --keep-invalid, filled it with unchecked code). Documented in main.py.
 EXIT_UNFILLED = 3

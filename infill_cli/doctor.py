@@ -167,6 +167,8 @@ def _report_loaded(loaded: LoadedModel) -> None:
         layout = special.block_prompt or ("{prefix}",)
         pieces = [p.strip("{}") if isinstance(p, str) else _token(loaded, p) for p in layout]
         framing = [*(_token(loaded, i) for i in special.prefix_ids), *pieces, f"blocks of {block_size} masks"]
+        if getattr(loaded.model, "ends_blocks_at_prompt", False):  # the dllm BD3LM sampler's block grid
+            framing[-1] += " (the prompt's first block a partial one, so that a block ends where it does)"
     _row("canvas", " + ".join(framing))
     if block_size is not None:  # a block model's span ends where it stops, not at a length estimate
         _row("span length", f"blocks of {block_size} until the block holding end of span, at most max tokens")

@@ -472,10 +472,14 @@ def bias_towards_x(src: Path, out: Path) -> Path:
     layout = next((k for k in ("llada2_moe", "llada") if (out / f"modeling_{k}.py").exists()), "qwen2")
     embedding, head = _EMBEDDING_AND_HEAD[layout]
     x_id, blank_x_id = token_id_in_files(out, "x"), token_id_in_files(out, "Ġx")
+    tied = json.loads((out / "config.json").read_text()).get("tie_word_embeddings", False)
     for shard in sorted(out.glob("model-*.safetensors")):
         weights = load_file(str(shard))
         if embedding in weights:
             weights[embedding][:, 0] = 8.0
+            if tied:  # the embedding is the LM head (Open-dCoder): its "x" rows read dimension 0 much harder
+                weights[embedding][x_id, 0] = 40.0
+                weights[embedding][blank_x_id, 0] = 30.0
         if head in weights:
             weights[head][x_id, 0] = 12.0
             weights[head][blank_x_id, 0] = 10.0

@@ -28,7 +28,7 @@ from tests.test_sampler import RecordingModel, biased_model_dir
 
 PYTHON_PREFIX = "import os\n\n\ndef add(a, b):\n    "
 PYTHON_SUFFIX = "\n\n\nprint(add(1, 2))\n"
-STRATEGIES = ["confidence", "margin", "entropy", "threshold", "blocks"]
+STRATEGIES = ["confidence", "margin", "entropy", "threshold", "blocks", "p2"]
 KINDS = ["modernbert", "roberta", "dream"]
 
 

@@ -126,7 +126,7 @@ def test_mask_pad_and_banned_ids_are_never_committed(
     favoured = {special.mask_id: 50.0, special.pad_id: 50.0, extra_banned: 50.0}
     biased = load_model(biased_model_dir(modernbert_dir, tmp_path / "m", favoured))
     strict = replace(biased, special=replace(special, banned_ids=(*special.banned_ids, extra_banned)))
-    for strategy in ("confidence", "threshold", "blocks"):
+    for strategy in ("confidence", "threshold", "blocks", "p2"):
         out, _, editable = run(strict, [12], DecodeConfig(strategy=strategy, steps=4, block_size=4))
         committed = out.ids[editable]
         assert not torch.isin(committed, torch.tensor([special.mask_id, special.pad_id, extra_banned])).any()

@@ -24,9 +24,18 @@ block's last position, in a pass of its own that caches the finished block (or t
 committed before the block's steps; the steps then commit inside one sub-block at a time (the threshold rule
 with a share of one).
 
+The dllm project's BD3LM sampler (its Qwen2.5-Coder conversions; BlockDiffusionModel
+``ends_blocks_at_prompt``) counts blocks back from the prompt's end instead (it left-pads the prompt to whole
+blocks, the pads neither queries nor keys): the prompt's first block is a partial one, nothing spills into
+the first new block, and the last new block is cut at ``max_tokens``. Its ``low_confidence`` rule (the
+share's most confident positions only) is the threshold rule with a threshold of 1.0, and its schedule is
+``linear_schedule`` (BlockDiffusionModel ``schedule`` "linear"): one position a step when a block has as
+many steps as positions, as in its evaluation's 32 steps per block of 32.
+
 ``PrefixCaches`` keeps the caches of recent prompts (memory-capped, least recently used evicted): a prompt
 that starts with the same whole blocks as a recent one (the previous keystroke's) reuses their keys and
-values, which is exact because a block's keys depend only on blocks before it.
+values, which is exact because a block's keys depend only on blocks before it (and on where blocks start:
+an entry serves prompts of the same phase only).
 """
 
 from __future__ import annotations
@@ -65,33 +74,53 @@ def transfer_schedule(block_size: int, steps: int) -> list[int]:
     return [base + (1 if step < remainder else 0) for step in range(steps)]
 
 
+def linear_schedule(block_size: int, steps: int) -> list[int]:
+    """The dllm project's get_num_transfer_tokens under its linear scheduler (alpha(t) = 1 - t): each step
+    commits the masks left times 1 - (1 - alpha(s)) / (1 - alpha(t)) for its times t > s (the ratio in
+    float32, as its scheduler computes it), rounded half to even; steps that commit nothing are dropped."""
+    shares, left = [], block_size
+    for step in range(steps):
+        t = torch.tensor((steps - step) / steps)
+        s = torch.tensor((steps - step - 1) / steps)
+        kept = ((1 - (1 - s)) / (1 - (1 - t))).item()
+        share = min(int(torch.round(torch.tensor(left * (1 - kept), dtype=torch.float64))), left)
+        left -= share
+        shares.append(share)
+        if left == 0:
+            break
+    return [share for share in shares if share > 0]
+
+
 class PrefixCaches:
     """Key/value caches of recent prompts' whole blocks, least recently used first out, at most
     ``max_bytes`` together (0 keeps none)."""
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, ...], KeyValueCache] = OrderedDict()
+        # (block phase, ids): a block's keys depend on where the blocks start (BlockDiffusionModel.phase).
+        self._entries: OrderedDict[tuple[int, tuple[int, ...]], KeyValueCache] = OrderedDict()
 
-    def lookup(self, ids: list[int], block_size: int) -> tuple[int, KeyValueCache | None]:
-        """The longest cached run of whole blocks ``ids`` starts with: (its length, its cache)."""
-        best: tuple[int, KeyValueCache | None, tuple[int, ...] | None] = (0, None, None)
+    def lookup(self, ids: list[int], block_size: int, phase: int = 0) -> tuple[int, KeyValueCache | None]:
+        """The longest cached run of whole blocks (on the grid of ``phase``) ``ids`` starts with: (its
+        length, its cache)."""
+        best: tuple[int, KeyValueCache | None, tuple[int, tuple[int, ...]] | None] = (0, None, None)
         for key, cache in self._entries.items():
-            shared = _common_length(key, ids) // block_size * block_size
+            if key[0] != phase:
+                continue
+            shared = (_common_length(key[1], ids) + phase) // block_size * block_size - phase
             if shared > best[0]:
                 best = (shared, cache.truncated(shared), key)
         if best[2] is not None:
             self._entries.move_to_end(best[2])
         return best[0], best[1]
 
-    def store(self, ids: list[int], cache: KeyValueCache | None) -> None:
+    def store(self, ids: list[int], cache: KeyValueCache | None, phase: int = 0) -> None:
         if cache is None or self.max_bytes <= 0 or cache.nbytes() > self.max_bytes:
             return
-        key = tuple(ids)
         # A stored prompt that this one extends is redundant: its blocks are this one's first blocks.
-        for older in [k for k in self._entries if _common_length(k, ids) == len(k)]:
+        for older in [k for k in self._entries if k[0] == phase and _common_length(k[1], ids) == len(k[1])]:
             del self._entries[older]
-        self._entries[key] = cache
+        self._entries[phase, tuple(ids)] = cache
         while sum(c.nbytes() for c in self._entries.values()) > self.max_bytes:
             self._entries.popitem(last=False)
 
@@ -132,9 +161,13 @@ def block_denoise(
     ends = torch.tensor([special.end_of_span_id], device=device)
     ends = ends if stop_ids is None else torch.cat([ends, stop_ids.to(device)])
     generator = make_generator(config.seed, device)
-    total = -(-(len(prompt) + max_tokens) // size) * size
-    whole = len(prompt) // size * size  # the prompt's whole blocks: cached before decoding starts
-    reused, cache = caches.lookup(prompt[:whole], size) if caches is not None else (0, None)
+    schedule = linear_schedule if model.schedule == "linear" else transfer_schedule
+    phase = model.phase(len(prompt))  # blocks that end at the prompt: its first block is a partial one
+    # The new tokens: whole blocks (generate.py), or exactly max_tokens (dllm's last block is a partial one).
+    total = -(-(len(prompt) + phase + max_tokens) // size) * size - phase
+    total = len(prompt) + max_tokens if model.ends_blocks_at_prompt else total
+    whole = (len(prompt) + phase) // size * size - phase  # the prompt's whole blocks: cached before decoding
+    reused, cache = caches.lookup(prompt[:whole], size, phase) if caches is not None else (0, None)
     if model.shift and whole == len(prompt) and reused == whole > 0:
         reused, cache = whole - size, cache.truncated(whole - size) if cache else None  # see next_first below
     # Ids to append to the cache with the next pass: the prompt's uncached whole blocks, later each
@@ -154,32 +187,35 @@ def block_denoise(
     new_ids: list[int] = []
     confidences: list[float] = []
     for start in range(whole, total, size):
-        block = torch.full((1, size), mask_id, dtype=torch.long, device=device)
-        spill = prompt[start : start + size]
+        width = min(size, total - start)
+        block = torch.full((1, width), mask_id, dtype=torch.long, device=device)
+        spill = prompt[start : start + width]
         block[0, : len(spill)] = torch.tensor(spill, dtype=torch.long)
-        confidence = torch.ones(size, device=device)
+        confidence = torch.ones(width, device=device)
         if next_first is not None and not spill:
             next_first[banned] = float("-inf")
             chosen, probs = choose_tokens(next_first[None], config.temperature, config.top_p, generator)
             block[0, 0], confidence[0] = chosen[0], token_confidence(probs, chosen)[0]
-        for lo, hi in _windows(size, model.sub_block_size):
+        for lo, hi in _windows(width, model.sub_block_size):
             steps = config.block_steps or hi - lo
             if model.steps_within_budget:  # LLaDA2's generate: steps = min(steps, gen_length // minimal_topk)
                 steps = min(steps, max(1, max_tokens))
-            for share in transfer_schedule(hi - lo, steps):
+            for share in schedule(hi - lo, steps):
                 masked = block[0] == mask_id
                 masked[:lo] = masked[hi:] = False
                 if not masked.any():
                     break
                 if should_stop is not None and should_stop():
                     raise Cancelled("Cancelled")
-                logits, cache = model.block_logits(block, cache, _ids(pending, device) if pending else None)
+                logits, cache = model.block_logits(
+                    block, cache, _ids(pending, device) if pending else None, phase=phase
+                )
                 logits = logits[0]  # (b, V)
                 if model.shift:  # row i is the hidden state at i - 1's (row 0 keeps its own: never masked)
                     logits = torch.cat([logits[:1], logits[:-1]])
                 passes += 1
                 if pending and start == whole and caches is not None:
-                    caches.store(prompt[:whole], cache)  # the prompt's blocks, for the next keystroke
+                    caches.store(prompt[:whole], cache, phase)  # the prompt's blocks, for the next keystroke
                 pending = []
                 logits[:, banned] = float("-inf")
                 chosen, probs = choose_tokens(logits, config.temperature, config.top_p, generator)
@@ -194,10 +230,10 @@ def block_denoise(
                 block[0] = torch.where(commit, chosen, block[0])
                 confidence = torch.where(commit, chosen_p, confidence)
         assert not (block[0] == mask_id).any(), "a block's steps commit all of it"
-        fresh = slice(len(spill), size)
+        fresh = slice(len(spill), width)
         new_ids += block[0, fresh].tolist()
         confidences += confidence[fresh].tolist()
-        if torch.isin(block[0, fresh], ends).any() or start + size >= total:
+        if torch.isin(block[0, fresh], ends).any() or start + width >= total:
             break
         if model.shift:
             next_first, cache = model.append_blocks(block, cache)

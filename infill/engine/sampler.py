@@ -2,7 +2,8 @@
 
 Invariants (stated here, tested in tests/test_sampler.py, asserted each step when invariants.enabled()):
 - a committed token is carried over unchanged, except by remasking (config.remask > 0), which only returns
-  the lowest-probability non-end-of-span tokens of the current block to the mask before the block's last step;
+  the lowest-probability non-end-of-span tokens of the current block to the mask before the block's last step,
+  and by the "p2" strategy (path_planning.py), which may mask any committed token of the span again;
 - the mask token and every id in ``special.banned_ids`` (pad, cls/bos, unk...) can never be committed (their
   logits are -inf); end_of_span never is banned, even where it doubles as pad (Dream);
 - span tail: end_of_span is never committed at or before committed content of its span, and once a position
@@ -12,8 +13,9 @@ Invariants (stated here, tested in tests/test_sampler.py, asserted each step whe
   from the tokenizer via the engine): every later masked position becomes end_of_span in the same step, so
   nothing after the first newline is ever decoded;
 - each step asks the model for logits at one block of slots per row (slots.py), never at the whole canvas,
-  and commits at least one position. The only host read per step is the loop's own "anything left, and
-  which rows started a new block?" (the second answer tells the context cache to refresh, step_logits.py).
+  and commits at least one position ("p2" may commit none: path_planning.py). The only host read per step
+  is the loop's own "anything left, and which rows started a new block?" (the second answer tells the
+  context cache to refresh, step_logits.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from infill.engine import invariants
+from infill.engine.path_planning import path_planning_step, proposal_confidence
 from infill.engine.scoring import (
     banned_token_ids,
     choose_tokens,
@@ -161,6 +164,13 @@ def denoise(
                 confident = in_block & (confidence >= config.threshold) & (priority >= 0)
                 count = torch.maximum(count, confident.sum(dim=1))
             commit = take_top(score, count)  # (B, W)
+            again = None  # committed slots masked again this step
+            if config.strategy == "p2":
+                proposal = proposal_confidence(logits.flatten(0, 1), flat, config.temperature, config.top_p)
+                span = gather(slots.valid, columns)
+                commit, again = path_planning_step(
+                    proposal.view(positions.shape), span, in_block, priority, steps_left, steps_per_block
+                )
             previous = state.tokens
             state.set(
                 slots.spread(commit, columns, False),
@@ -174,7 +184,10 @@ def denoise(
 
             steps_left = steps_left - 1
             remasked = torch.zeros_like(masked)
-            if config.remask > 0:
+            if again is not None:
+                remasked = slots.spread(again, columns, False)
+                state.set(remasked, mask_id, 1.0, -1)
+            elif config.remask > 0:
                 earlier = gather(slots.valid & ~masked & (slots.block == row_block[:, None]), columns)
                 earlier &= gather(state.tokens != eos, columns) & (steps_left > 0)[:, None]
                 earlier &= priority > float("-inf")  # held by the constraint (e.g. a healed chain)
@@ -186,7 +199,7 @@ def denoise(
             ids = ids.scatter(1, slots.positions, state.tokens)
             if invariants.enabled():
                 kept = ~masked & ~remasked
-                assert commit.any(), "a denoising step must commit at least one position"
+                assert commit.any() or again is not None, "a denoising step must commit at least one position"
                 assert torch.equal(state.tokens[kept], previous[kept]), "committed tokens are carried over"
     rows = torch.tensor(alive, device=device)
     if invariants.enabled():

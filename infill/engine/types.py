@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Strategy = Literal["confidence", "margin", "entropy", "threshold", "blocks"]
+Strategy = Literal["confidence", "margin", "entropy", "threshold", "blocks", "p2"]
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,8 @@ class DecodeConfig:
         top-1 minus top-2 gap ("margin"), lowest entropy ("entropy"); "threshold" commits every position
         whose confidence is at least ``threshold`` (and at least the step schedule's share), so easy spans
         take few passes; "blocks" is semi-autoregressive: left-to-right blocks of ``block_size``, and within
-        the current block the threshold rule (Fast-dLLM; confidence beyond the current block is -inf).
+        the current block the threshold rule (Fast-dLLM; confidence beyond the current block is -inf); "p2"
+        is Open-dLLM's path planning, which also masks committed tokens again (engine/path_planning.py).
     steps: number of denoising steps for a full canvas, shared out over its blocks; an upper bound for
         "threshold" and "blocks" (a step commits at least ``ceil(masked in block / steps left for it)``;
         steps >= block_size per block gives Fast-dLLM's "at least one per step").

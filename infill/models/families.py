@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 Backbone = Literal["masked-lm", "qwen2", "qwen3", "llama", "llada2-moe", "remote"]
 # Which keys a query sees: every real one, or those of its own and earlier blocks (block diffusion).
 Attention = Literal["bidirectional", "block-causal"]
+TransferSchedule = Literal["even", "linear"]
 FAMILY_KEY = "infill_family"
 
 # Mask spellings of common tokenizers, tried after the tokenizer's and config.json's own mask ids.
@@ -184,6 +185,11 @@ class Family:
     block_size_keys: tuple[str, ...] = ("block_size",)  # config.json keys that override ``block_size``
     sub_block_size: int | None = None  # a step commits inside one sub-block at a time (Fast-dLLM v2)
     steps_within_budget: bool = False  # a block's steps at most the budget's tokens (LLaDA2's generate)
+    # Blocks counted back from the prompt's end, not from position 0 (the dllm project's BD3LM sampler).
+    blocks_end_at_prompt: bool = False
+    # How a block's positions are shared out over its steps (engine/block_decoding.py): "even" as SDAR's
+    # generate.py, "linear" as the dllm project's linear scheduler (rounded shares).
+    transfer_schedule: TransferSchedule = "even"
     # Decoding defaults when generation_config.json has no "infill" entry (the authors' recipe).
     decoding_defaults: dict[str, Any] = field(default_factory=dict)
     # A block model's prompt, which its new tokens continue: token spellings and the PREFIX and SUFFIX
@@ -377,11 +383,38 @@ FAMILIES: tuple[Family, ...] = (
         # earlier document, as for SDAR. Unmeasured on real weights here (README).
         block_prompt=(SUFFIX, "<|endoftext|>", PREFIX),
     ),
+    # The dllm project's Tiny-A2D bd3lm conversions of Qwen2.5-Coder (A2DQwen2LMHeadModel: transformers'
+    # Qwen2 with the causal mask replaced by the one its sampler passes). Their BD3LM sampler
+    # (dllm/core/samplers/bd3lm.py) left-pads the prompt to whole blocks, so blocks end where the prompt
+    # ends; its tokenizer adds "<|mask|>" (dllm/utils/models.py) and stops after the block holding eos
+    # (<|im_end|> for the Instruct base: end of span here). The mdlm conversions carry the same config.json
+    # (model_type "a2d-qwen2", no block size) and cannot be told apart from it: they are not supported.
+    Family(
+        name="a2d-bd3lm",
+        title="dllm Tiny-A2D bd3lm (Qwen2.5-Coder weights, block diffusion over blocks of 32)",
+        backbone="qwen2",
+        model_types=("a2d-qwen2",),
+        architectures=("A2DQwen2LMHeadModel",),
+        attention="block-causal",
+        block_size=32,  # the evaluation's block_size (eval.sh, BD3LMSamplerConfig)
+        blocks_end_at_prompt=True,
+        transfer_schedule="linear",
+        mask_tokens=("<|mask|>",),
+        never_commit=QWEN25_CONTROL_TOKENS,
+        # eval.sh's call: max_new_tokens=256, steps=256 over blocks of 32 (32 steps a block, one position
+        # each), remasking low_confidence (top-k only: nothing is strictly above 1.0), temperature 0.
+        decoding_defaults={"block_steps": 32, "threshold": 1.0, "temperature": 0.0},
+        # Qwen2.5-Coder was pretrained with fill-in-the-middle in PSM order and the conversion keeps its
+        # tokenizer; the A2D fine-tuning (chat data, no FIM) may have weakened it. Unmeasured on real weights.
+        block_prompt=("<|fim_prefix|>", PREFIX, "<|fim_suffix|>", SUFFIX, "<|fim_middle|>"),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
     # Open-dCoder (Open-dLLM's eval_infill.py, generation_utils.py): a Qwen2.5-Coder checkpoint under
     # transformers' own config (model_type "qwen2"), so the tokenizer's added "[MASK]" (its sample.py's
     # spelling; not checked against the release) is what singles it out. Bidirectional (is_causal=False),
     # logits shifted as Dream's (row 0 keeps its own), infilling canvas prefix + masks + suffix with no bos.
-    # Its p2 remasking sampler has no counterpart in infill's: infill's own sampler decodes it.
+    # Decoded as its authors' evaluation does (eval_infill.py, run_eval.sh): p2 path planning
+    # (engine/path_planning.py), 64 steps, temperature 0.6, top-p 0.95.
     Family(
         name="open-dcoder",
         title="Open-dCoder (Open-dLLM; Qwen2.5-Coder weights, bidirectional, shifted logits)",
@@ -390,6 +423,7 @@ FAMILIES: tuple[Family, ...] = (
         marker_tokens=("[MASK]",),
         shift=True,
         never_commit=QWEN25_CONTROL_TOKENS,
+        decoding_defaults={"strategy": "p2", "steps": 64, "temperature": 0.6, "top_p": 0.95},
         lora_targets=DECODER_LORA_TARGETS,
     ),
     # Any masked LM transformers implements natively (ModernBERT, RoBERTa/CodeBERT, BERT...).

@@ -200,6 +200,8 @@ def load_block_model(
         shift=family.shift,
         sub_block_size=sub_block,
         steps_within_budget=family.steps_within_budget,
+        ends_blocks_at_prompt=family.blocks_end_at_prompt,
+        schedule=family.transfer_schedule,
     )
 
 

@@ -217,13 +217,16 @@ def attention_allowed(
     key_positions: torch.Tensor,
     key_real: torch.Tensor,
     block_size: int | None,
+    block_phase: int = 0,
 ) -> torch.Tensor:
     """(B, 1, T, S) bool: which keys each query attends to. Bidirectional (``block_size`` None): every real
-    key. Block-causal: real keys whose block (position // block_size) is not after the query's."""
+    key. Block-causal: real keys whose block ((position + block_phase) // block_size) is not after the
+    query's (a phase ends a block where a prompt ends, as the dllm project's BD3LM sampler does)."""
     allowed = key_real[:, None, None, :]  # (B, 1, 1, S)
     if block_size is not None:
-        query_block = torch.div(query_positions, block_size, rounding_mode="floor")[:, None, :, None]
-        key_block = torch.div(key_positions, block_size, rounding_mode="floor")[:, None, None, :]
+        query_block = torch.div(query_positions + block_phase, block_size, rounding_mode="floor")
+        key_block = torch.div(key_positions + block_phase, block_size, rounding_mode="floor")
+        query_block, key_block = query_block[:, None, :, None], key_block[:, None, None, :]
         allowed = allowed & (key_block <= query_block)
     return allowed.expand(-1, 1, query_positions.shape[1], -1)
 
@@ -323,6 +326,7 @@ class Qwen2Model(nn.Module):
         store: bool = False,
         block_size: int | None = None,
         at: torch.Tensor | None = None,
+        block_phase: int = 0,
     ) -> ModelOutput:
         """Hidden states of ``input_ids`` attending to ``past`` and to each other, bidirectionally or
         block-causally (``block_size``; see ``attention_allowed``). ``at`` (B, T): the new positions replace
@@ -341,7 +345,7 @@ class Qwen2Model(nn.Module):
             torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         )
         key_positions, key_real = cached_keys(past, position_ids, real, at)
-        allowed = attention_allowed(position_ids, key_positions, key_real, block_size)  # (B, 1, T, S)
+        allowed = attention_allowed(position_ids, key_positions, key_real, block_size, block_phase)
         hidden = self.embed_tokens(input_ids)
         rotary = self.rotary_emb(hidden, position_ids)
         keys, values = [], []
