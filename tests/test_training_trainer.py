@@ -331,6 +331,15 @@ def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> N
     assert json.loads((out / "training_state.json").read_text())["step"] == result.steps
 
 
+def test_fine_tuning_defaults_to_lora_and_new_models_train_every_weight() -> None:
+    assert TrainConfig(repo=".").uses_lora() and TrainConfig(repo=".").learning_rate() == 1e-3
+    assert not TrainConfig(repo=".", lora=False).uses_lora()
+    assert TrainConfig(repo=".", lora=False).learning_rate() == 5e-4
+    for new_model in ({"from_scratch": True}, {"from_ar": "peer"}, {"length_states": True}):
+        assert not TrainConfig(repo=".", **new_model).uses_lora(), new_model
+        TrainConfig(repo=".", **new_model).validate()  # the default never conflicts with a full training
+
+
 def test_a_minutes_budget_sets_the_step_count_and_anneals_by_time(repo: Path, tmp_path: Path) -> None:
     """``--minutes`` is a time budget: without --max-steps the budget, not the default 150 steps, ends the
     run, and the learning rate reaches its floor when the time is up whatever the step rate was."""

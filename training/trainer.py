@@ -185,6 +185,7 @@ def _objective(config: TrainConfig, model: torch.nn.Module) -> torch.nn.Module:
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one training run and write its model dir; returns where it went and its numbers."""
     config.validate()
+    config.lora = config.uses_lora()  # resolved once: the written config and the run's fingerprint say which
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
