@@ -152,9 +152,9 @@ def test_one_held_out_number_a_verdict_and_a_repeat_that_is_a_no_op(
     report = json.loads((out / "finetune_report.json").read_text())
     assert console == card == row == f"{report['metrics']['heldout_cross_entropy']['tuned']:.4f}"
     assert report["heldout_examples"] == 4  # --eval-batches 2 x --batch-size 2
-    # The defaults sweep's choice: a fine-tune trains LoRA adapters unless told otherwise, and says so.
-    assert json.loads((out / "training_config.json").read_text())["lora"] is True
-    assert "(LoRA)" in (out / "README.md").read_text()
+    # A small base trains every weight by default, and the written config says what was resolved.
+    assert json.loads((out / "training_config.json").read_text())["lora"] is False
+    assert "(LoRA)" not in (out / "README.md").read_text()
     # Gaps on the repository's own names are scored beside the general ones; the report ends with the verdict.
     assert report["name_gaps"] >= 2 and "names_edit_similarity" in report["metrics"]
     knows = report["metrics"]["names_cross_entropy"]  # the names' tokens, scored in place for both models

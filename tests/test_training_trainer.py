@@ -331,13 +331,15 @@ def test_cpu_budget_stops_the_run_and_is_logged(repo: Path, tmp_path: Path) -> N
     assert json.loads((out / "training_state.json").read_text())["step"] == result.steps
 
 
-def test_fine_tuning_defaults_to_lora_and_new_models_train_every_weight() -> None:
-    assert TrainConfig(repo=".").uses_lora() and TrainConfig(repo=".").learning_rate() == 1e-3
-    assert not TrainConfig(repo=".", lora=False).uses_lora()
-    assert TrainConfig(repo=".", lora=False).learning_rate() == 5e-4
-    for new_model in ({"from_scratch": True}, {"from_ar": "peer"}, {"length_states": True}):
-        assert not TrainConfig(repo=".", **new_model).uses_lora(), new_model
-        TrainConfig(repo=".", **new_model).validate()  # the default never conflicts with a full training
+def test_lora_is_the_default_only_for_bases_too_large_to_train_every_weight() -> None:
+    from training.config import LORA_ABOVE_PARAMETERS
+
+    small, large = TrainConfig(repo="."), TrainConfig(repo=".")
+    assert not small.resolve_lora(1_400_000) and small.lora is False and small.learning_rate() == 5e-4
+    assert large.resolve_lora(7_600_000_000) and large.lora is True and large.learning_rate() == 1e-3
+    assert not TrainConfig(lora=False).resolve_lora(LORA_ABOVE_PARAMETERS * 8)  # the user's word wins
+    assert TrainConfig(lora=True).resolve_lora(1_400_000)
+    assert TrainConfig().step_limit() == 450  # the defaults sweep's steps
 
 
 def test_a_minutes_budget_sets_the_step_count_and_anneals_by_time(repo: Path, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from typing import Literal, get_args, get_origin, get_type_hints
 from infill.errors import TrainingError
 
 Objective = Literal["diffusion", "ar-fim", "block-diffusion"]
-DEFAULT_STEPS = 450  # the defaults sweep: LoRA, 450 steps, lr 1e-3 (BENCHMARKS.md)
+DEFAULT_STEPS = 450  # the defaults sweep: 450 steps of every weight at lr 5e-4 (BENCHMARKS.md)
+LORA_ABOVE_PARAMETERS = 1_000_000_000
 UNBOUNDED_STEPS = 10**9  # a time budget without --max-steps: the budget ends the run
 
 
@@ -35,7 +36,7 @@ class TrainConfig:
     # AR-initialised diffusion (Dream / DiffuCoder): start from this AR FIM peer's weights, bidirectional.
     from_ar: str | None = None
     tokenizer: str | None = None  # from scratch: reuse this dir's tokenizer (the AR peer shares it)
-    lora: bool | None = None  # None: LoRA when fine-tuning (the defaults sweep's choice), else all weights
+    lora: bool | None = None  # None: LoRA for a base of over LORA_ABOVE_PARAMETERS (resolve_lora)
     lora_rank: int = 16
     # Model size when training from scratch.
     vocab_size: int = 8192
@@ -85,15 +86,14 @@ class TrainConfig:
             return self.max_steps
         return UNBOUNDED_STEPS if self.minutes or self.max_cpu_minutes else DEFAULT_STEPS
 
-    def uses_lora(self) -> bool:
-        """--lora / --no-lora when given. Else LoRA when fine-tuning a model: on four repositories it gained
-        on the repository's names without costing general code (BENCHMARKS.md, "Fine-tuning defaults"); all
-        weights from scratch, from an AR peer and with --length-states (whose new embedding row must
-        train)."""
-        if self.lora is not None:
-            return self.lora
-        new_model = self.from_scratch or self.from_ar is not None or self.objective != "diffusion"
-        return not (new_model or self.length_states)
+    def resolve_lora(self, parameters: int) -> bool:
+        """--lora / --no-lora when given; else LoRA only for a base of over LORA_ABOVE_PARAMETERS, whose
+        AdamW state (two more copies of every weight) would not fit a laptop. Smaller bases train every
+        weight: on the bundled model that gained the most on the repository's names, without costing general
+        code beyond noise (BENCHMARKS.md, "Fine-tuning defaults")."""
+        if self.lora is None:
+            self.lora = parameters > LORA_ABOVE_PARAMETERS
+        return self.lora
 
     def learning_rate(self) -> float:
         if self.lr is not None:
@@ -102,7 +102,7 @@ class TrainConfig:
             return 1e-3
         if self.from_scratch:
             return 2e-3
-        return 1e-3 if self.uses_lora() else 5e-4
+        return 1e-3 if self.lora else 5e-4
 
     def validate(self) -> None:
         sources = (self.repo is not None, self.from_python_packages, self.corpus_archive is not None)
@@ -159,8 +159,8 @@ HELP = {
     "base": "model directory to fine-tune (default: the bundled model)",
     "from_scratch": "train a new tokenizer and model instead of fine-tuning",
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
-    "lora": "fine-tune LoRA adapters (peft) instead of all weights, merged on save (default: LoRA when "
-    "fine-tuning a model, all weights from scratch, --from-ar or --length-states)",
+    "lora": "fine-tune LoRA adapters (peft) instead of all weights, merged on save (default: LoRA for a base "
+    "of over 1B parameters, all weights below)",
     "span_fraction": "share of span-infilling examples (the rest are plain MDLM / next-token windows)",
     "edit_noise": "diffusion only: share of the unmasked canvas positions of a training example given a "
     "plausible wrong token (another identifier, a swapped operator, a literal off by one, and/or, "

@@ -127,7 +127,7 @@ def _model_and_tokenizer(
     base = _base_dir(config)
     assert base is not None
     model, tokenizer = load_base_model(base)
-    if config.lora:
+    if config.resolve_lora(sum(p.numel() for p in model.parameters())):  # the written config says which
         model = apply_lora(model, config.lora_rank)
     return model, tokenizer, f"fine-tuned from {base}" + (" (LoRA)" if config.lora else ""), base
 
@@ -185,7 +185,6 @@ def _objective(config: TrainConfig, model: torch.nn.Module) -> torch.nn.Module:
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one training run and write its model dir; returns where it went and its numbers."""
     config.validate()
-    config.lora = config.uses_lora()  # resolved once: the written config and the run's fingerprint say which
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
