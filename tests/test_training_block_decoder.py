@@ -174,9 +174,12 @@ def test_block_decoder_trains_from_the_ar_peer_and_fills_through_the_engine(
     assert warm.forward_passes <= cold.forward_passes
 
 
-def test_block_objective_needs_a_start(tmp_path: Path) -> None:
+def test_block_objective_needs_a_start_and_room_for_its_blocks(tmp_path: Path) -> None:
     from infill.errors import TrainingError
 
     config = TrainConfig(out=str(tmp_path / "x"), repo=".", objective="block-diffusion")
     with pytest.raises(TrainingError, match="--from-scratch or --from-ar"):
+        config.validate()
+    config.from_ar, config.block_size = str(tmp_path / "peer"), 32  # no room for a middle and its copy
+    with pytest.raises(TrainingError, match=r"--block-size must be between 1 and --seq-len / 12 \(21\)"):
         config.validate()

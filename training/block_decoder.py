@@ -46,8 +46,6 @@ def is_block_decoder(model: torch.nn.Module) -> bool:
 def block_decoder_from_ar(model: Qwen2ForCausalLM, block_size: int) -> Qwen2ForCausalLM:
     """The AR FIM peer ``model`` marked as a block decoder of ``block_size`` (its weights unchanged: the
     block-causal attention comes with every batch, ``attention_4d``)."""
-    if block_size < 1:
-        raise TrainingError("--block-size must be positive")
     model.config.use_cache = False
     setattr(model.config, FAMILY_KEY, BLOCK_DECODER)
     model.config.block_size = block_size
@@ -76,8 +74,6 @@ def aligned_example(source: ExampleSource, rng: random.Random, block_size: int) 
     """(context + middle ids, context length): the middle runs to the end of a block (absolute positions),
     a span's middle ending in end-of-span (then end-of-span to the block's end) when it fits."""
     T, ids, L = source.seq_len, source.ids, block_size
-    if T < 12 * L:
-        raise TrainingError(f"--seq-len {T} is too short for blocks of {L} (at least 12 blocks)")
     max_middle = min(MAX_MIDDLE_BLOCKS * L, (T // 3) // L * L)
     # Clean sequence + noisy copy of the middle's blocks fit T: with the middle at most ``wanted`` + L - 1
     # long and the noisy copy at most ``wanted`` + 2L - 2, a context up to T - 2 * wanted - 3L + 3 fits.

@@ -100,6 +100,9 @@ class TrainConfig:
             raise TrainingError("the ar-fim model is trained from scratch: add --from-scratch")
         if self.objective == "block-diffusion" and not (self.from_scratch or self.from_ar):
             raise TrainingError("the block-diffusion model is trained --from-scratch or --from-ar PEER")
+        if self.objective == "block-diffusion" and not 1 <= self.block_size <= self.seq_len // 12:
+            # An example holds its context, its middle (a third of --seq-len at most) and its noisy copy.
+            raise TrainingError(f"--block-size must be between 1 and --seq-len / 12 ({self.seq_len // 12})")
         conflicting = self.objective == "ar-fim" or self.from_scratch or self.base or self.lora
         if self.from_ar and conflicting:
             raise TrainingError("--from-ar takes no --from-scratch, --base or --lora")
