@@ -8,7 +8,11 @@ for an automatic-trigger inline completion:
 - ``--scenario line`` (default): a partial statement typed into a random line, the cursor mid-line before
   the line's closing text (``    result = compute_|(values)``): the rest of the line is filled;
 - ``--scenario block``: a block opener typed on a random line, the cursor on the empty indented line after
-  it: a block (up to maxTokens, 64 by default) is filled.
+  it: a block (up to maxTokens, 64 by default) is filled;
+- ``--scenario typing``: the next keystrokes. A partial statement as in ``line``, not timed, then
+  ``KEYSTROKES`` characters typed one at a time at the cursor, each followed by a request, timed: what a
+  block-diffusion model's prefix cache serves (the previous keystroke's prompt blocks; ``line`` moves to a
+  new place every request, so its prompts share nothing).
 
 Prints p50/p95, the server's resident memory (current and peak) and the load average, and appends a
 Markdown row (date, command, hardware, model, numbers) to --out.
@@ -59,6 +63,8 @@ PARTIAL_LINES = [
     ("    data = {", "}"),
     ("    while count < ", ":"),
 ]
+# The typing scenario's keystrokes after each partial line (``compute_`` -> ``compute_item_12``).
+KEYSTROKES = "item_12"
 # Block openers: the cursor goes on the empty indented line after one.
 OPENERS = [
     "    for value in values:",
@@ -223,9 +229,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     line_count = text.count("\n")
     latencies_ms: list[float] = []
     with_items = 0
-    for request in range(args.warmup + args.requests):
+    typing = args.scenario == "typing"
+    request = 0
+    cursor = types.Position(0, 0)
+    timed: list[int] = []  # which requests were timed
+    while len(latencies_ms) < args.requests:
         version = request + 2
-        at, typed, cursor = edit(line_count, rng, args.scenario)
+        keystroke = request % (len(KEYSTROKES) + 1) if typing else 0
+        if keystroke:  # the next character at the cursor
+            at, typed = cursor, KEYSTROKES[keystroke - 1]
+            cursor = types.Position(cursor.line, cursor.character + 1)
+        else:
+            at, typed, cursor = edit(line_count, rng, "line" if typing else args.scenario)
         line_count += typed.count("\n")
         change = types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=typed)
         client.text_document_did_change(
@@ -240,10 +255,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sent = time.perf_counter()
         result = await client.text_document_inline_completion_async(params)
         elapsed_ms = (time.perf_counter() - sent) * 1000
-        if request >= args.warmup:
+        if request >= args.warmup and (keystroke or not typing):
             latencies_ms.append(elapsed_ms)
+            timed.append(request)
             items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
             with_items += bool(items)
+        request += 1
     rss_kib, peak_kib = memory_kib(server.pid) if server else (0, 0)
     await client.shutdown_async(None)
     client.exit(None)
@@ -251,7 +268,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     drain.cancel()
     # The worker logs one line per completion with the time spent in the model (regions + engine).
     model_ms = [float(m) for m in re.findall(r"completion id=\S+ .* ms=(\d+)", log_file.read_text())]
-    model_ms = model_ms[-len(latencies_ms) :]
+    model_ms = [model_ms[-request:][i] for i in timed] if len(model_ms) >= request else []
     return {
         "model_p50": statistics.median(model_ms) if model_ms else float("nan"),
         "load_s": load_s,
@@ -270,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="default: the server's (the bundled model)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--scenario", choices=("line", "block"), default="line")
+    parser.add_argument("--scenario", choices=("line", "block", "typing"), default="line")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--lines", type=int, default=2000)

@@ -114,9 +114,14 @@ class TrainConfig:
             raise TrainingError(
                 "pass one of --repo, --from-python-packages and --corpus-archive, not several"
             )
-        if self.objective in ("ar-fim", "block-diffusion") and not self.from_scratch:
-            raise TrainingError(f"the {self.objective} model is trained from scratch: add --from-scratch")
-        conflicting = self.objective != "diffusion" or self.from_scratch or self.base or self.lora
+        if self.objective == "ar-fim" and not self.from_scratch:
+            raise TrainingError("the ar-fim model is trained from scratch: add --from-scratch")
+        if self.objective == "block-diffusion" and not (self.from_scratch or self.from_ar):
+            raise TrainingError("the block-diffusion model is trained --from-scratch or --from-ar PEER")
+        if self.objective == "block-diffusion" and not 1 <= self.block_size <= self.seq_len // 12:
+            # An example holds its context, its middle (a third of --seq-len at most) and its noisy copy.
+            raise TrainingError(f"--block-size must be between 1 and --seq-len / 12 ({self.seq_len // 12})")
+        conflicting = self.objective == "ar-fim" or self.from_scratch or self.base or self.lora
         if self.from_ar and conflicting:
             raise TrainingError("--from-ar takes no --from-scratch, --base or --lora")
         if self.seq_len < 32 or self.seq_len > self.max_positions:
@@ -155,7 +160,9 @@ HELP = {
     "corpus_archive": "train on a corpus archive (python -m training.archive build/merge) instead of a repo",
     "out": "output model directory (checkpoints in OUT/checkpoints; see --resume, --update, --force)",
     "objective": "diffusion (masked diffusion, the default), ar-fim (the autoregressive FIM peer) or "
-    "block-diffusion (BD3-LM: autoregressive over blocks, masked diffusion inside; needs its own decoder)",
+    "block-diffusion (BD3-LM: autoregressive over blocks, masked diffusion inside; with --from-ar "
+    "block-causal throughout, decoded by the engine with its exact prefix cache; from scratch, its own "
+    "decoder)",
     "base": "model directory to fine-tune (default: the bundled model)",
     "from_scratch": "train a new tokenizer and model instead of fine-tuning",
     "tokenizer": "with --from-scratch: reuse the tokenizer of this model directory",
@@ -168,7 +175,8 @@ HELP = {
     "length_states": "diffusion only: span examples carry DreamOn's expand/delete states (adjacent masks "
     "merged into one <|expand|> target, 0-64 end tokens to delete), so the model decides how long a fill is; "
     "adds <|expand|> to the tokenizer when missing and the written model decodes with expand/delete",
-    "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe)",
+    "from_ar": "start a bidirectional diffusion model from this AR FIM peer's weights (Dream recipe); with "
+    "--objective block-diffusion, a block-causal one (Fast-dLLM v2 recipe)",
     "max_steps": f"optimizer steps (default: {DEFAULT_STEPS}; with --minutes or --max-cpu-minutes and no "
     "--max-steps, as many as fit the budget)",
     "minutes": "time budget in minutes of wall time: the learning rate anneals over it and the run stops and "

@@ -10,6 +10,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from infill.models.families import END_OF_SPAN_TOKEN, EXPAND_TOKEN, FAMILY_KEY
+from training.block_decoder import is_block_decoder
 from training.config import TrainConfig
 from training.corpus import Corpus
 from training.finetune_report import HELDOUT_CE
@@ -64,7 +65,12 @@ def export_model_dir(
         generation = json.loads(json.dumps(EXPAND_DELETE_DECODE_DEFAULTS))
     else:
         generation = {"infill": dict(DIFFUSION_DECODE_DEFAULTS)}
-    if config.objective == "block-diffusion":
+    if is_block_decoder(plain):
+        # Its family (config.json "infill_family" and "block_size", saved with the weights) decodes it block
+        # by block with the family's own defaults.
+        model_config["mask_token_id"] = tokenizer.mask_token_id
+        generation = {}
+    elif config.objective == "block-diffusion":
         # The engine decodes one canvas; this model needs block-by-block decoding (training.block_diffusion).
         model_config.update({"infill_format": "block-diffusion", "infill_block_size": config.block_size})
     vocab = tokenizer.get_vocab()
@@ -131,8 +137,9 @@ def _model_kind(out: Path, config: TrainConfig) -> str:
     return f"masked diffusion ({architecture})"
 
 
-def _init_lines(init: dict) -> list[str]:
-    """The AR phase of an AR-initialised model: its compute belongs to this model's total."""
+def _init_lines(init: dict, block: bool) -> list[str]:
+    """The AR phase of an AR-initialised model (``block``: a block decoder): its compute belongs to this
+    model's total."""
     if not init:
         return []
     steps, tokens = init.get("ar_phase_step", "?"), init.get("ar_phase_tokens")
@@ -141,8 +148,9 @@ def _init_lines(init: dict) -> list[str]:
         f"AR phase (counted in this model's compute): the autoregressive FIM peer `{init['init_from_ar']}`, "
         f"{steps} steps, {f'{tokens:,}' if tokens is not None else '?'} tokens"
         + (f", {cpu / 60:.1f} CPU-minutes" if cpu else "")
-        + "; its weights started this model, with attention made bidirectional and Dream's one-position "
-        "logit shift (the hidden state at i-1 predicts the token at i).",
+        + "; its weights started this model, with attention made "
+        + ("block-causal (blocks of absolute positions)" if block else "bidirectional")
+        + " and a one-position logit shift (the hidden state at i-1 predicts the token at i).",
         "",
     ]
 
@@ -199,7 +207,7 @@ def write_model_card(
         "",
         "Full resolved settings: `training_config.json`. Loss curve: `loss_curve.png`.",
         "",
-        *_init_lines(init or {}),
+        *_init_lines(init or {}, config.objective == "block-diffusion"),
         "## Held-out evaluation",
         "",
         f"Held-out files (split by file, never by chunk). `{HELDOUT_CE}`: cross-entropy per masked token of "

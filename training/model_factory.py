@@ -121,13 +121,19 @@ def _make_shifted(model: Qwen2ForCausalLM) -> Qwen2ForCausalLM:
 
 def shifted_decoder_from_ar(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """The AR FIM peer's weights as a bidirectional shifted decoder: the start of AR-initialised diffusion."""
+    model, tokenizer = load_ar_peer(path)
+    return _make_shifted(model), tokenizer
+
+
+def load_ar_peer(path: str | Path) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerBase]:
+    """The AR FIM peer at ``path`` (checked to be one) and its tokenizer: where ``--from-ar`` starts."""
     path = Path(path)
     if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):
         raise TrainingError(f"--from-ar {path} is not a model directory with safetensors weights")
     if json.loads((path / "config.json").read_text()).get("infill_format") != "psm":
         raise TrainingError(f"--from-ar {path} is not an AR FIM peer (config.json has no infill_format psm)")
     model = Qwen2ForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
-    return _make_shifted(model), load_tokenizer_from(path)
+    return model, load_tokenizer_from(path)
 
 
 def load_base_model(path: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:

@@ -34,6 +34,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from infill.errors import TrainingError
+from training.block_decoder import aligned_block_batch, block_decoder_from_ar, is_block_decoder
 from training.block_diffusion import block_batch
 from training.config import UNBOUNDED_STEPS, TrainConfig
 from training.corpus import Corpus, corpus_from_archive, corpus_from_git, corpus_from_python_packages
@@ -57,6 +58,7 @@ from training.model_factory import (
     build_ar_model,
     build_diffusion_model,
     is_shifted_decoder,
+    load_ar_peer,
     load_base_model,
     load_tokenizer_from,
     new_tokenizer,
@@ -115,6 +117,10 @@ def _model_and_tokenizer(
     config: TrainConfig, corpus: Corpus
 ) -> tuple[torch.nn.Module, object, str, Path | None]:
     """(model, tokenizer, where it started (for the model card), base model dir or None)."""
+    if config.from_ar and config.objective == "block-diffusion":  # Fast-dLLM v2's recipe (block_decoder.py)
+        peer, tokenizer = load_ar_peer(config.from_ar)
+        model = block_decoder_from_ar(peer, config.block_size)
+        return model, tokenizer, f"initialised from the AR FIM peer {config.from_ar} (block-causal)", None
     if config.from_ar:
         model, tokenizer = shifted_decoder_from_ar(config.from_ar)
         return model, tokenizer, f"initialised from the AR FIM peer {config.from_ar} (bidirectional)", None
@@ -175,7 +181,7 @@ def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optim
 def _objective(config: TrainConfig, model: torch.nn.Module) -> torch.nn.Module:
     if config.objective == "ar-fim":
         return ARObjective(model)
-    objective = DiffusionObjective(model, shift=is_shifted_decoder(model))
+    objective = DiffusionObjective(model, shift=is_shifted_decoder(model) or is_block_decoder(model))
     if config.compile:
         split = backbone_and_head(model)
         (split[0] if split else model).compile(dynamic=False)
@@ -498,6 +504,8 @@ def _drawer(config: TrainConfig, source: ExampleSource) -> Callable[..., Batch]:
     """``draw(batch_size, seed, index, rank) -> Batch`` for the configured objective."""
     if config.objective == "ar-fim":
         return source.ar_batch
+    if config.objective == "block-diffusion" and config.from_ar:
+        return functools.partial(aligned_block_batch, source, block_size=config.block_size)
     if config.objective == "block-diffusion":
         return functools.partial(block_batch, source, block_size=config.block_size)
     return source.diffusion_batch

@@ -246,6 +246,27 @@ FAMILIES: tuple[Family, ...] = (
         expand_token_optional=True,
         lora_targets=DECODER_LORA_TARGETS,
     ),
+    Family(
+        name="infill-block-decoder",
+        title="infill block-diffusion decoder (Qwen2 shape, block-causal, Fast-dLLM v2's shift, our tokens)",
+        backbone="qwen2",
+        attention="block-causal",
+        block_size=8,  # config.json "block_size" (training/block_decoder.py writes it)
+        # Started from the AR FIM peer, it keeps the AR head's meaning (training/block_decoder.py): the
+        # hidden state at i - 1 predicts position i; a block's first token is the AR prediction from the
+        # block before.
+        shift=True,
+        end_of_span_tokens=(END_OF_SPAN_TOKEN,),
+        end_of_span_required=True,
+        # The trainer's block decoding rule: one step per position at most, every position above 0.9 at once.
+        decoding_defaults={"block_steps": 0, "threshold": 0.9, "temperature": 0.0},
+        # Suffix first, then the prefix, which the middle continues token for token (FIM's SPM order, the
+        # training layout too: training/block_decoder.py reads it from here). The peer's PSM order put the
+        # suffix between a partial line and its rest, which a small model learnt to skip (BENCHMARKS.md,
+        # "Block diffusion for the bundle"); suffix first, a keystroke also changes only the prompt's end.
+        block_prompt=("<|fim_suffix|>", SUFFIX, "<|fim_prefix|>", PREFIX),
+        lora_targets=DECODER_LORA_TARGETS,
+    ),
     # Released checkpoints. Variants sharing Dream's config layout come first (their marker tokens decide).
     Family(
         name="diffucoder",
