@@ -41,7 +41,13 @@ from torch import nn
 from infill.errors import ModelLoadError
 from infill.models.kv_cache import layer_keys
 from infill.models.modernbert import Embedding, Linear, rotate_half
-from infill.models.qwen2 import Qwen2ForCausalLM, Qwen2Model, Qwen2RMSNorm, Qwen2RotaryEmbedding
+from infill.models.qwen2 import (
+    Qwen2DecoderLayer,
+    Qwen2ForCausalLM,
+    Qwen2Model,
+    Qwen2RMSNorm,
+    Qwen2RotaryEmbedding,
+)
 from infill.models.weights import load_by_name
 
 # configuration_llada2_moe.py's defaults for the keys the forward pass reads (the release sets them all).
@@ -271,9 +277,13 @@ class LLaDA2MoeAttention(nn.Module):
         return self.dense(out.transpose(1, 2).flatten(2)), keys, values
 
 
-class LLaDA2MoeDecoderLayer(nn.Module):
+class LLaDA2MoeDecoderLayer(Qwen2DecoderLayer):
+    """Qwen2's pre-norm layer (its forward), with Ling 2.0's attention and, past the dense layers, MoE."""
+
+    attention_name = "attention"
+
     def __init__(self, config: LLaDA2MoeConfig, index: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.attention = LLaDA2MoeAttention(config)
         sparse = config.num_experts is not None and index >= config.first_k_dense_replace
         self.mlp: nn.Module = (
@@ -283,18 +293,6 @@ class LLaDA2MoeDecoderLayer(nn.Module):
         )
         self.input_layernorm = Qwen2RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = Qwen2RMSNorm(config.hidden_size, config.rms_norm_eps)
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        allowed: torch.Tensor,
-        past: tuple[torch.Tensor, torch.Tensor] | None = None,
-        at: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attended, k, v = self.attention(self.input_layernorm(hidden), rotary, allowed, past, at)
-        hidden = hidden + attended
-        return hidden + self.mlp(self.post_attention_layernorm(hidden)), k, v
 
 
 class LLaDA2MoeRotaryEmbedding(Qwen2RotaryEmbedding):

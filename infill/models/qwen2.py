@@ -276,6 +276,9 @@ class Qwen2Attention(nn.Module):
 
 
 class Qwen2DecoderLayer(nn.Module):
+    # The attention module's attribute, as the checkpoint names it (LLaDA2's layers say ``attention``).
+    attention_name = "self_attn"
+
     def __init__(self, config: Qwen2Config) -> None:
         super().__init__()
         self.self_attn = Qwen2Attention(config)
@@ -291,7 +294,8 @@ class Qwen2DecoderLayer(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
         at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attended, k, v = self.self_attn(self.input_layernorm(hidden), rotary, allowed, past, at)
+        attention = getattr(self, self.attention_name)
+        attended, k, v = attention(self.input_layernorm(hidden), rotary, allowed, past, at)
         hidden = hidden + attended
         return hidden + self.mlp(self.post_attention_layernorm(hidden)), k, v
 
