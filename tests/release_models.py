@@ -33,6 +33,8 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from tests.tiny_models import CODE_SAMPLES
 
 SENTINEL = "REMOTE_CODE_RAN"
+# A real file with a cursor after ``result = `` (line 5, column 10): what every family's CLI test completes.
+SCALE_SOURCE = "def scale(values):\n    return values\n\n\nresult = \n"
 REMOTE_CODE = (
     "import pathlib\n"
     f"pathlib.Path(__file__).with_name({SENTINEL!r}).write_text(__name__)\n"
@@ -511,3 +513,16 @@ def build_infill_shifted_decoder(out: Path, seed: int = 0) -> Path:
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     return out
+
+
+def cli_completion(model_dir: Path, folder: Path, capsys: object, *options: str) -> str:
+    """``infill complete`` at ``result = `` of a real file in ``folder`` (``--max-tokens 6`` on the CPU, plus
+    ``options``), through the CLI's own ``main``: what it printed, after checking it exited 0."""
+    from infill_cli.main import main
+
+    path = folder / "scale.py"
+    path.write_text(SCALE_SOURCE)
+    capsys.readouterr()  # type: ignore[attr-defined]  # only this command's output
+    argv = ["complete", f"{path}:5:10", "--model", str(model_dir), "--max-tokens", "6", "--device", "cpu"]
+    assert main([*argv, *options]) == 0
+    return capsys.readouterr().out.rstrip("\n")  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
 from infill_cli.main import main
 from tests.release_a2d import build_a2d_bd3lm_release
-from tests.release_models import SENTINEL, bias_towards_x
+from tests.release_models import SENTINEL, bias_towards_x, cli_completion
 from tests.test_block_diffusion import CODE, Reference
 from tests.test_lsp_support import LspSession, inline_params, serve_argv, server_env
 
@@ -241,7 +241,7 @@ def test_the_prompt_is_qwen25_coders_fill_in_the_middle(a2d_dir: Path) -> None:
 
 
 def test_doctor_names_the_family_and_complete_fills_a_line(
-    x_a2d_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    x_a2d_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["doctor", "--model", str(x_a2d_dir), "--device", "cpu"]) == 0
     report = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines() if ":" in line)
@@ -253,11 +253,7 @@ def test_doctor_names_the_family_and_complete_fills_a_line(
     assert "(the prompt's first block a partial one" in report["canvas"]
     assert report["test fill"].strip().startswith("'x")
 
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
-    monkeypatch.chdir(tmp_path)
-    argv = ["complete", "scale.py:5:10", "--model", str(x_a2d_dir), "--max-tokens", "6", "--device", "cpu"]
-    assert main(argv) == 0
-    completion = capsys.readouterr().out.rstrip("\n")
+    completion = cli_completion(x_a2d_dir, tmp_path, capsys)
     assert completion and set(completion) == {"x"}, completion
     assert not (x_a2d_dir / SENTINEL).exists()
 

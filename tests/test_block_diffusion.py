@@ -30,7 +30,7 @@ from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
 from infill.models.qwen2 import load_qwen2
 from infill_cli.main import main
-from tests.release_models import SENTINEL, bias_towards_x
+from tests.release_models import SENTINEL, bias_towards_x, cli_completion
 from tests.release_sdar import build_sdar_release
 from tests.test_lsp_support import LspSession, inline_params, serve_argv, server_env
 
@@ -303,7 +303,7 @@ def test_the_suffix_goes_before_the_prefix_as_an_earlier_document(sdar_dir: Path
 
 
 def test_doctor_names_the_family_and_complete_fills_a_line(
-    x_sdar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    x_sdar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["doctor", "--model", str(x_sdar_dir), "--device", "cpu"]) == 0
     report = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines() if ":" in line)
@@ -312,15 +312,7 @@ def test_doctor_names_the_family_and_complete_fills_a_line(
     assert "blocks of 4" in report["canvas"] and "suffix + 400" in report["canvas"].replace("'", "")
     assert report["test fill"].strip().startswith("'x")
 
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
-    monkeypatch.chdir(tmp_path)
-    assert (
-        main(
-            ["complete", "scale.py:5:10", "--model", str(x_sdar_dir), "--max-tokens", "6", "--device", "cpu"]
-        )
-        == 0
-    )
-    completion = capsys.readouterr().out.rstrip("\n")
+    completion = cli_completion(x_sdar_dir, tmp_path, capsys)
     assert completion and set(completion) == {"x"}, completion
     assert not (x_sdar_dir / SENTINEL).exists()
 

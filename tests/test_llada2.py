@@ -36,7 +36,7 @@ from infill.models.families import family_named
 from infill.models.llada2_moe import load_llada2_moe
 from infill_cli.main import main
 from tests.release_llada2 import build_llada2_release
-from tests.release_models import SENTINEL, bias_towards_x
+from tests.release_models import SENTINEL, bias_towards_x, cli_completion
 from tests.test_lsp_support import LspSession, inline_params, serve_argv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -364,13 +364,11 @@ def test_doctor_names_the_family_and_the_cli_fills_holes(
     assert "blocks of 32" in report["canvas"] and report["canvas"].startswith("suffix + ")
     assert report["test fill"].startswith("'x")
 
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
+    completion = cli_completion(x_llada2_dir, tmp_path, capsys)
+    assert completion and set(completion) == {"x"}, completion
     (tmp_path / "hole.py").write_text("def scale(values):\n    factor = <|fill|>\n    return values\n")
     monkeypatch.chdir(tmp_path)
     argv = ["--model", str(x_llada2_dir), "--max-tokens", "6", "--device", "cpu"]
-    assert main(["complete", "scale.py:5:10", *argv]) == 0
-    completion = capsys.readouterr().out.rstrip("\n")
-    assert completion and set(completion) == {"x"}, completion
     assert main(["rewrite", "--in-place", "hole.py", *argv]) == 0
     written = (tmp_path / "hole.py").read_text()
     head, tail = "def scale(values):\n    factor = ", "\n    return values\n"

@@ -28,7 +28,7 @@ from infill.engine.types import DecodeConfig
 from infill.models import load_model
 from infill.models.adapters import DecoderAdapter
 from infill_cli.main import main
-from tests.release_models import bias_towards_x
+from tests.release_models import bias_towards_x, cli_completion
 from tests.release_open_dcoder import build_open_dcoder_release
 from tests.test_block_diffusion import CODE, Reference
 from tests.test_lsp_support import LspSession, inline_params, serve_argv
@@ -181,14 +181,12 @@ def x_dcoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_complete_and_rewrite_fill_with_the_p2_default(
     x_dcoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
+    completion = cli_completion(x_dcoder_dir, tmp_path, capsys)
+    assert completion and set(completion) == {"x"}, completion
     hole = tmp_path / "hole.py"
     hole.write_text("def scale(values):\n    factor = <|fill|>\n    return [v * factor for v in values]\n")
     monkeypatch.chdir(tmp_path)
     argv = ["--model", str(x_dcoder_dir), "--max-tokens", "6", "--device", "cpu"]
-    assert main(["complete", "scale.py:5:10", *argv]) == 0
-    completion = capsys.readouterr().out.rstrip("\n")
-    assert completion and set(completion) == {"x"}, completion
     assert main(["rewrite", "--in-place", "hole.py", *argv]) == 0
     written = hole.read_text()
     assert written.startswith("def scale(values):\n    factor = x")

@@ -13,7 +13,7 @@ from infill.models import load_model
 from infill.models.quantize import check_quantization
 from infill_cli.main import main
 from lsp.settings import ServerSettings, model_spec
-from tests.release_models import bias_towards_x
+from tests.release_models import bias_towards_x, cli_completion
 from tests.release_stable_diffcoder import build_stable_diffcoder_release
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,15 +44,11 @@ def test_int8_keeps_the_bundled_models_top1_on_real_code_and_replaces_every_line
 
 
 def test_a_block_model_fills_through_the_cli_in_int8(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = build_stable_diffcoder_release(tmp_path / "release" / "Stable-DiffCoder-8B-Base")
     x_dir = bias_towards_x(source, tmp_path / "x" / "Stable-DiffCoder-8B-Base")
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
-    monkeypatch.chdir(tmp_path)
-    argv = ["complete", "scale.py:5:10", "--model", str(x_dir), "--max-tokens", "6", "--device", "cpu"]
-    assert main([*argv, "--quantize", "int8"]) == 0
-    completion = capsys.readouterr().out.rstrip("\n")
+    completion = cli_completion(x_dir, tmp_path, capsys, "--quantize", "int8")
     assert completion and set(completion) == {"x"}, completion
     loaded = load_model(x_dir, device="cpu", quantize="int8")
     assert isinstance(loaded.model.model.lm_head, DynamicInt8Linear)  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from infill.models.base import SpecialTokens
 from infill.models.block_model import BlockDiffusionModel
 from infill.models.qwen2 import LlamaForCausalLM
 from infill_cli.main import main
-from tests.release_models import SENTINEL, bias_towards_x
+from tests.release_models import SENTINEL, bias_towards_x, cli_completion
 from tests.release_stable_diffcoder import build_stable_diffcoder_release
 from tests.test_block_diffusion import CODE, Reference
 
@@ -168,7 +168,7 @@ def test_greedy_generation_equals_generate_block_and_stops_after_the_block_of_eo
 
 
 def test_doctor_shows_the_spm_prompt_and_complete_fills_a_line(
-    sdc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sdc_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     x_dir = bias_towards_x(sdc_dir, tmp_path / "x" / "Stable-DiffCoder-8B-Base")
     assert main(["doctor", "--model", str(x_dir), "--device", "cpu"]) == 0
@@ -179,11 +179,7 @@ def test_doctor_shows_the_spm_prompt_and_complete_fills_a_line(
     assert report["span length"].strip().startswith("blocks of 4 until the block holding end of span")
     assert report["test fill"].strip().startswith("'x")
 
-    (tmp_path / "scale.py").write_text("def scale(values):\n    return values\n\n\nresult = \n")
-    monkeypatch.chdir(tmp_path)
-    argv = ["complete", "scale.py:5:10", "--model", str(x_dir), "--max-tokens", "6", "--device", "cpu"]
-    assert main(argv) == 0
-    completion = capsys.readouterr().out.rstrip("\n")
+    completion = cli_completion(x_dir, tmp_path, capsys)
     assert completion and set(completion) == {"x"}, completion
     assert not (x_dir / SENTINEL).exists()
 
