@@ -13,8 +13,11 @@ weights this measures what quantization changes, not what the model knows); a li
 engine (``InfillEngine.fill``, what the server calls) with a cold prefix cache and warm (the next keystroke,
 the cache kept from the last); and the process RSS. Random weights never reach the 0.85 threshold, so every
 block takes its 4 steps: an upper bound for a trained model, which commits several positions per step.
+``--threshold 0`` commits a whole block per step (4 passes for 16 tokens), the lower bound: a trained model
+confident about its block. ``--threads 2`` for an idle two-core machine, ``--models int8`` to skip float32.
 
-    OMP_NUM_THREADS=1 python scripts/bench_block_cpu.py [--context 256] [--repeats 5]
+    OMP_NUM_THREADS=1 python scripts/bench_block_cpu.py [--context 256] [--repeats 5] [--threads 1]
+        [--threshold 0.85] [--models float32 int8]
 """
 
 from __future__ import annotations
@@ -109,11 +112,11 @@ def step_ms(model: BlockDiffusionModel, prompt: list[int], repeats: int) -> tupl
 
 
 def line_fill_ms(
-    engine: InfillEngine, prefix: str, suffix: str, repeats: int
+    engine: InfillEngine, prefix: str, suffix: str, repeats: int, threshold: float
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(cold, warm) (wall, CPU) p50 of a 16-token line fill: cold with an empty prefix cache, warm as the
     next keystroke after a fill of the same document."""
-    config = dataclasses.replace(engine.default_config(), block_steps=4, threshold=0.85, temperature=0.0)
+    config = dataclasses.replace(engine.default_config(), block_steps=4, threshold=threshold, temperature=0.0)
     cold, warm = [], []
     for index in range(repeats):
         engine.prefix_caches = PrefixCaches()
@@ -130,8 +133,11 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=256, help="prompt tokens (prefix + suffix)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--layers", type=int, default=24, help="fewer for a quick check of the script")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (timings are CPU and wall)")
+    parser.add_argument("--threshold", type=float, default=0.85, help="SDAR's 0.85; 0: a block a step")
+    parser.add_argument("--models", nargs="+", choices=("float32", "int8"), default=["float32", "int8"])
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     bundled = load_model(device="cpu")  # its tokenizer turns real code into ids
     base_rss = rss_mib()
     fp32 = random_model(args.layers)
@@ -158,6 +164,8 @@ def main() -> None:
     special = bundled.special
     banned = tuple(sorted({*special.banned_ids, *range(bundled.tokenizer.vocab_size, 151936)}))
     for name, model in models.items():
+        if name not in args.models:
+            continue
         loaded = dataclasses.replace(
             bundled,
             model=model,
@@ -168,9 +176,10 @@ def main() -> None:
             generation_defaults={"context_tokens": args.context},
         )
         engine = InfillEngine(loaded)
-        cold, warm = line_fill_ms(engine, source[:cut], source[cut:], args.repeats)
+        cold, warm = line_fill_ms(engine, source[:cut], source[cut:], args.repeats, args.threshold)
         print(
-            f"{name}: line fill (16 tokens, {args.context} context tokens) p50 wall/CPU ms: "
+            f"{name}, threshold {args.threshold}, {args.threads} thread(s): line fill (16 tokens, "
+            f"{args.context} context tokens) p50 wall/CPU ms: "
             f"cold {cold[0]:.0f}/{cold[1]:.0f}, warm {warm[0]:.0f}/{warm[1]:.0f}; RSS {rss_mib():.0f} MiB"
         )
 
