@@ -57,13 +57,15 @@ def test_the_bundled_models_cached_steps_run_through_qwen2s_forward(monkeypatch:
 def test_attention_is_computed_in_the_backbone_modules_only() -> None:
     """The forward pass of a backbone exists once: no layer loop over attention weights elsewhere."""
     package = Path(infill.__file__).parent
-    attending = {
-        path.name
-        for path in package.rglob("*.py")
-        for text in [path.read_text(encoding="utf-8")]
-        if "scaled_dot_product_attention" in text or ".q_proj(" in text or ".Wqkv(" in text
+    texts = {path.name: path.read_text(encoding="utf-8") for path in package.rglob("*.py")}
+    projecting = {
+        name
+        for name, text in texts.items()
+        if any(call in text for call in (".q_proj(", ".Wqkv(", ".query_key_value("))
     }
-    assert attending == BACKBONE_MODULES
+    assert projecting == BACKBONE_MODULES
+    # The attention itself over the cached keys is one function every backbone calls (kv_cache.attend).
+    assert {name for name, text in texts.items() if "scaled_dot_product_attention" in text} == {"kv_cache.py"}
     assert not (package / "models" / "context_cache.py").exists()
 
 

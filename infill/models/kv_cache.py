@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,25 @@ def layer_keys(cached: torch.Tensor | None, new: torch.Tensor, at: torch.Tensor 
     if at is None:
         return torch.cat([cached, new], dim=2)
     return cached.scatter(2, at[:, None, :, None].expand_as(new), new)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    allowed: torch.Tensor,
+    past: tuple[torch.Tensor, torch.Tensor] | None,
+    at: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every native attention's core: the new keys and values (B, kv heads, T, D) joined to ``past``'s as
+    ``layer_keys`` does, then scaled dot-product attention of ``q`` (B, heads, T, D) over the ``allowed``
+    ones (grouped-query when there are fewer kv heads). Returns (B, heads, T, D) and the keys and values."""
+    keys = layer_keys(None if past is None else past[0], k, at)
+    values = layer_keys(None if past is None else past[1], v, at)
+    gqa = q.shape[1] != keys.shape[1]
+    out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, scale=scale, enable_gqa=gqa)
+    return out, keys, values
 
 
 def cached_keys(

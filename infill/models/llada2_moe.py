@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infill.errors import ModelLoadError
-from infill.models.kv_cache import layer_keys
+from infill.models.kv_cache import attend
 from infill.models.modernbert import Embedding, Linear, rotate_half
 from infill.models.qwen2 import (
     Qwen2DecoderLayer,
@@ -264,16 +264,7 @@ class LLaDA2MoeAttention(nn.Module):
             q, k = self.query_layernorm(q), self.key_layernorm(k)
         cos, sin = (t[:, None] for t in rotary)  # (B, 1, T, rotary_dim)
         q, k = self._rope(q.transpose(1, 2), cos, sin), self._rope(k.transpose(1, 2), cos, sin)
-        keys = layer_keys(None if past is None else past[0], k, at)
-        values = layer_keys(None if past is None else past[1], v.transpose(1, 2), at)
-        out = F.scaled_dot_product_attention(
-            q,
-            keys,
-            values,
-            attn_mask=allowed,
-            scale=self.head_dim**-0.5,
-            enable_gqa=self.heads > self.kv_heads,
-        )
+        out, keys, values = attend(q, k, v.transpose(1, 2), allowed, past, at, self.head_dim**-0.5)
         return self.dense(out.transpose(1, 2).flatten(2)), keys, values
 
 

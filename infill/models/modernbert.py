@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infill.models.kv_cache import KeyValueCache, cached_keys, layer_keys
+from infill.models.kv_cache import KeyValueCache, attend, cached_keys
 from infill.models.weights import load_by_name
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -237,9 +237,7 @@ class ModernBertAttention(nn.Module):
         qkv = self.Wqkv(hidden).view(batch, length, 3, -1, self.head_dim)
         q, k, v = (part.transpose(1, 2) for part in qkv.unbind(dim=2))  # (B, heads, T, D)
         q, k = apply_rotary_pos_emb(q, k, *rotary)
-        keys = layer_keys(None if past is None else past[0], k, at)
-        values = layer_keys(None if past is None else past[1], v, at)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, scale=self.head_dim**-0.5)
+        out, keys, values = attend(q, k, v, allowed, past, at, self.head_dim**-0.5)
         return self.Wo(out.transpose(1, 2).reshape(batch, length, -1)), keys, values
 
 

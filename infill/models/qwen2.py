@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infill.models.families import Backbone
-from infill.models.kv_cache import KeyValueCache, cached_keys, layer_keys
+from infill.models.kv_cache import KeyValueCache, attend, cached_keys
 from infill.models.modernbert import Embedding, Linear, rope_cos_sin, rotate_half
 from infill.models.weights import load_by_name
 
@@ -267,11 +267,7 @@ class Qwen2Attention(nn.Module):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(hidden).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rotary)
-        keys = layer_keys(None if past is None else past[0], k, at)
-        values = layer_keys(None if past is None else past[1], v, at)
-        out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=allowed, scale=self.scaling, enable_gqa=self.num_key_value_groups > 1
-        )
+        out, keys, values = attend(q, k, v, allowed, past, at, self.scaling)
         return self.o_proj(out.transpose(1, 2).flatten(2)), keys, values
 
 
