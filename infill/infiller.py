@@ -316,8 +316,7 @@ class Infiller:
         should_stop: StopCallback | None = None,
     ) -> Edit | None:
         """Regenerate the syntactic region enclosing ``text[start:end]``; None when nothing valid came out."""
-        if not 0 <= start <= end <= len(text):
-            raise InputError(f"selection {start}..{end} is outside the text (length {len(text)})")
+        _check_selection(text, start, end)
         return self._regenerate(
             text, regions.expand_selection(text, start, end, language), language, config, should_stop
         )
@@ -365,8 +364,7 @@ class Infiller:
     ) -> edit_mode.EditOutcome:
         """Edit ``text[start:end]`` in place (an empty range: the statements around it); the outcome says
         whether the model changed it, found nothing to change, or proposed code that fails the check."""
-        if not 0 <= start <= end <= len(text):
-            raise InputError(f"selection {start}..{end} is outside the text (length {len(text)})")
+        _check_selection(text, start, end)
         if start == end:
             region = regions.expand_selection(text, start, end, language)
             start, end = region.start, region.end
@@ -572,3 +570,9 @@ class Infiller:
             if progress is not None:
                 progress(len(chunk))
         return completions
+
+
+def _check_selection(text: str, start: int, end: int) -> None:
+    """A rewrite's or an edit's selection must lie within the text, start before end."""
+    if not 0 <= start <= end <= len(text):
+        raise InputError(f"selection {start}..{end} is outside the text (length {len(text)})")
