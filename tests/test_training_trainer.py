@@ -222,6 +222,7 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     empty = make_repo(tmp_path / "empty", {}, commit=False)
     with pytest.raises(TrainingError, match="tracks no files"):
         _cli(["train", "--repo", str(empty), "--out", str(tmp_path / "o2"), "--from-scratch"])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()  # bad input leaves nothing behind
 
 
 def test_bundle_copies_the_model_files_and_refuses_the_ar_peer(scratch_run: Path, tmp_path: Path) -> None:

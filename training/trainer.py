@@ -195,7 +195,6 @@ def train(config: TrainConfig) -> TrainResult:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=config.grad_accum,
@@ -205,6 +204,7 @@ def train(config: TrainConfig) -> TrainResult:
     corpus = load_corpus(config)
     if not corpus.heldout:
         raise TrainingError("the corpus has a single file: nothing to hold out for evaluation")
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: a bad --repo leaves nothing
     run_fingerprint = fingerprint(config, corpus, _base_dir(config))
     with accelerator.main_process_first():  # --force and --update change ``out``: once, on the main process
         plan = plan_run(config, out, corpus, run_fingerprint)
